@@ -1,0 +1,14 @@
+//! Wire types shared by the patchward engine and the agent.
+//!
+//! Architecture invariant: this crate links neither git2, sled nor the CEL
+//! interpreter, so the agent can depend on it freely. It holds the value types
+//! whose text form is part of the contract (durations, local times, weekdays)
+//! and, as later issues add them, the request and response bodies of the API.
+
+mod duration;
+mod time_of_day;
+mod weekday;
+
+pub use duration::{Duration, DurationError};
+pub use time_of_day::{LocalTime, LocalTimeError};
+pub use weekday::Weekday;

@@ -1,0 +1,56 @@
+//! The `patchward` command line. Each subcommand lives in its own module;
+//! this one parses arguments and turns results into exit codes.
+//!
+//! Exit codes: 0 success, 1 the input has problems (validation errors), 2
+//! the command could not run (missing path, unreadable repository, usage).
+
+mod schemas;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "patchward",
+    version,
+    about = "patchward: GitOps patch management. Policy lives in git; the engine plans and serves it.",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Validate(validate::ValidateArgs),
+    Schemas(schemas::SchemasArgs),
+}
+
+/// What a command reports back to `main`.
+pub enum Outcome {
+    Success,
+    /// The input has problems (exit 1).
+    Problems,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Schemas(args) => schemas::run(args),
+    };
+    match result {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::Problems) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! patchward's engine library: the policy model and its validation today;
+//! the catalog, planner, reconciler, store and HTTP API as later issues land.
+//!
+//! See ARCHITECTURE.md at the repository root for the code map and the
+//! invariants each module keeps.
+
+pub mod cli;
+pub mod diagnostics;
+pub mod expr;
+pub mod policy;
+pub mod schema;

@@ -1,0 +1,57 @@
+use patchward_api::Duration;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Category;
+use crate::policy::yaml::Spanned;
+
+/// A vendor patch feed the engine syncs into its catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CatalogSourceSpec {
+    /// `https`, `http` or `file` URL of the feed.
+    pub url: Spanned<String>,
+    #[serde(default)]
+    pub format: FeedFormat,
+    /// How often to sync.
+    #[serde(default = "daily")]
+    pub interval: Spanned<Duration>,
+    /// `ed25519:BASE64` (the raw 32 bytes): the feed must carry a detached
+    /// signature at URL + ".sig" made with this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<Spanned<String>>,
+    /// Pins the feed's content: its sha256, 64 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Spanned<String>>,
+    #[serde(default)]
+    pub coverage: Coverage,
+}
+
+fn daily() -> Spanned<Duration> {
+    Spanned::new(Duration::from_secs(86_400), crate::diagnostics::Pos::UNKNOWN)
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedFormat {
+    /// patchward's own JSON feed (schemas/feed.json).
+    #[default]
+    Patchward,
+    /// CSAF 2.0 advisories.
+    Csaf,
+    /// OSV records.
+    Osv,
+}
+
+/// Which patches of the feed are active. An absent list means any; absent
+/// `categories` means security only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Coverage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platforms: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub languages: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<Category>>,
+}
