@@ -53,3 +53,34 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The path of a workspace binary, built on first use.
+///
+/// Integration tests of this crate cannot use `CARGO_BIN_EXE_*` (the
+/// binaries belong to other packages), so they build them once per test
+/// process with the same cargo and profile that runs the tests.
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // target/<profile>/deps/<test-exe> → target/<profile>/
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("the test runs from target/<profile>/deps");
+    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut command = Command::new(cargo);
+        command.args(["build", "--quiet", "-p", package, "--bin", name]).current_dir(workspace_root());
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            command.arg("--release");
+        }
+        let status = command.status().expect("cargo runs");
+        assert!(status.success(), "building {name} failed");
+        built.push(name.to_owned());
+    }
+    path
+}
+
+/// The `patchward` admin CLI.
+pub fn patchward() -> Command {
+    Command::new(binary("patchward-engine", "patchward"))
+}

@@ -185,9 +185,15 @@ fn check_one(source: &str, vars: ExprScope, limits: &ExprLimits) -> Vec<ExprProb
     let parser = cel::Env::stdlib().parser().max_recursion_depth(limits.max_parse_depth);
     let (ast, info) = match parser.parse_with_source_info(source) {
         Ok(parsed) => parsed,
-        Err(errors) => return errors.errors.iter().map(|e| parse_problem(source, e, limits)).collect(),
+        // ANTLR recovers and goes on, but what follows the first error is
+        // mostly its echo: report the first, or the depth limit if hit.
+        Err(errors) => {
+            let first = errors.errors.iter().find(|e| is_recursion_error(e)).or(errors.errors.first());
+            return first.map(|e| parse_problem(source, e, limits)).into_iter().collect();
+        }
     };
-    let mut checker = Checker { vars, info: &info, bound: Vec::new(), problems: Vec::new(), limits };
+    let chars: Vec<char> = source.chars().collect();
+    let mut checker = Checker { vars, info: &info, chars: &chars, bound: Vec::new(), problems: Vec::new(), limits };
     checker.walk(&ast, 1);
     let cost = estimate_cost(&ast.expr);
     if cost > limits.max_cost {
@@ -204,8 +210,12 @@ fn check_one(source: &str, vars: ExprScope, limits: &ExprLimits) -> Vec<ExprProb
     checker.problems
 }
 
+fn is_recursion_error(error: &cel::ParseError) -> bool {
+    error.msg.to_lowercase().contains("recursion")
+}
+
 fn parse_problem(source: &str, error: &cel::ParseError, limits: &ExprLimits) -> ExprProblem {
-    if error.msg.contains("Recursion") || error.msg.contains("recursion") {
+    if is_recursion_error(error) {
         return ExprProblem {
             offset: 0,
             message: format!("expression nests deeper than {} levels", limits.max_parse_depth),
@@ -213,8 +223,37 @@ fn parse_problem(source: &str, error: &cel::ParseError, limits: &ExprLimits) -> 
     }
     let (line, col) = error.pos;
     let offset = if line >= 1 && col >= 1 { offset_of_line_col(source, line as usize, col as usize) } else { 0 };
-    let message = error.msg.strip_prefix("Syntax error: ").unwrap_or(&error.msg);
-    ExprProblem { offset, message: format!("invalid CEL: {message}") }
+    // An error at the end points just after the last character, not past a
+    // trailing newline of a block scalar.
+    let offset = offset.min(source.trim_end().chars().count());
+    ExprProblem { offset, message: format!("invalid CEL: {}", plain_syntax_message(&error.msg)) }
+}
+
+/// ANTLR's messages, said the way a reviewer reads them.
+fn plain_syntax_message(raw: &str) -> String {
+    let message = raw.strip_prefix("Syntax error: ").unwrap_or(raw);
+    let token = |rest: &str| rest.split('\'').nth(1).unwrap_or_default().to_owned();
+    if let Some(rest) = message.strip_prefix("mismatched input ").or(message.strip_prefix("extraneous input ")) {
+        let found = token(rest);
+        return if found == "<EOF>" { "the expression ends too early".into() } else { format!("unexpected `{found}`") };
+    }
+    if let Some(rest) = message.strip_prefix("missing ") {
+        let wanted = token(rest);
+        let at = rest.split(" at ").nth(1).map(|t| t.trim_matches('\'')).unwrap_or_default();
+        return if at == "<EOF>" {
+            format!("missing `{wanted}` at the end")
+        } else {
+            format!("missing `{wanted}` before `{at}`")
+        };
+    }
+    if let Some(rest) = message.strip_prefix("token recognition error at: ") {
+        let found = rest.trim_matches('\'').trim();
+        return format!("unexpected character `{found}`");
+    }
+    if let Some(rest) = message.strip_prefix("no viable alternative at input ") {
+        return format!("cannot read `{}`", rest.trim_matches('\''));
+    }
+    message.to_owned()
 }
 
 /// The character offset of a 1-based line and column.
@@ -226,6 +265,7 @@ fn offset_of_line_col(source: &str, line: usize, col: usize) -> usize {
 struct Checker<'a> {
     vars: ExprScope,
     info: &'a SourceInfo,
+    chars: &'a [char],
     /// Names bound by enclosing comprehensions.
     bound: Vec<String>,
     problems: Vec<ExprProblem>,
@@ -239,6 +279,18 @@ impl Checker<'_> {
 
     fn problem(&mut self, expr: &IdedExpr, message: String) {
         let offset = self.offset(expr);
+        self.problems.push(ExprProblem { offset, message });
+    }
+
+    /// The parser places a selection at its `.` and a call at its `(`;
+    /// a reader looks for the name, so point there.
+    fn problem_at_name(&mut self, expr: &IdedExpr, name: &str, message: String) {
+        let offset = self.offset(expr);
+        let offset = match self.chars.get(offset) {
+            Some('.') => offset + 1,
+            Some('(') => offset.saturating_sub(name.chars().count()),
+            _ => offset,
+        };
         self.problems.push(ExprProblem { offset, message });
     }
 
@@ -352,7 +404,7 @@ impl Checker<'_> {
         if !fields.contains(&field) {
             let hint = suggestion(field, fields.iter().copied());
             let list = if hint.is_empty() { format!("; it has {}", fields.join(", ")) } else { String::new() };
-            self.problem(expr, format!("`{owner}` has no field `{field}`{hint}{list}"));
+            self.problem_at_name(expr, field, format!("`{owner}` has no field `{field}`{hint}{list}"));
         }
     }
 
@@ -362,7 +414,7 @@ impl Checker<'_> {
             return;
         }
         let hint = suggestion(name, FUNCTIONS.iter().copied());
-        self.problem(expr, format!("unknown function `{name}`{hint}"));
+        self.problem_at_name(expr, name, format!("unknown function `{name}`{hint}"));
     }
 }
 
@@ -428,7 +480,7 @@ mod tests {
     fn names_unknown_variables_fields_and_functions_where_they_are() {
         let problems = check(r#"patch.severty == "critical""#, ExprScope::Patch);
         assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].offset, 5, "{problems:?}");
+        assert_eq!(problems[0].offset, 6, "{problems:?}");
         assert!(problems[0].message.contains("did you mean `severity`"), "{problems:?}");
 
         let problems = check(r#"device.os == "linux""#, ExprScope::Patch);
@@ -451,7 +503,7 @@ mod tests {
     #[test]
     fn syntax_errors_point_into_the_expression() {
         let problems = check(r#"patch.severity == "#, ExprScope::Patch);
-        assert_eq!(problems[0].offset, 18);
+        assert_eq!(problems[0].offset, 17);
         assert!(problems[0].message.starts_with("invalid CEL"));
     }
 

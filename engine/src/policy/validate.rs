@@ -570,16 +570,14 @@ impl<'a> Validator<'a> {
         {
             let versions: Vec<&str> = package_spec.versions.iter().map(|v| v.version.as_str()).collect();
             if !versions.contains(&version.as_str()) {
-                let hint = suggestion(version, versions.iter().copied());
+                let mut hint = suggestion(version, versions.iter().copied());
+                if hint.is_empty() {
+                    hint = format!("; it has {}", versions.join(", "));
+                }
                 self.error(
                     doc,
                     version.pos,
-                    format!(
-                        "package `{}` has no version `{}`{hint}; it has {}",
-                        spec.package.value,
-                        version.value,
-                        versions.join(", ")
-                    ),
+                    format!("package `{}` has no version `{}`{hint}", spec.package.value, version.value),
                 );
             }
         }

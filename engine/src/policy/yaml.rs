@@ -137,18 +137,19 @@ fn options(limits: &YamlLimits) -> serde_saphyr::Options {
 pub fn from_str_documents<T: DeserializeOwned>(text: &str, limits: &YamlLimits) -> Vec<Result<T, YamlError>> {
     let mut reader = Cursor::new(text.as_bytes());
     serde_saphyr::read_with_options::<_, T>(&mut reader, options(limits))
-        .map(|result| result.map_err(|error| convert_error(&error)))
+        .map(|result| result.map_err(|error| convert_error(&error, text)))
         .collect()
 }
 
 /// Deserializes a single-document text as a `T` (fleet files, configs).
 pub fn from_str<T: DeserializeOwned>(text: &str, limits: &YamlLimits) -> Result<T, YamlError> {
-    serde_saphyr::from_str_with_options(text, options(limits)).map_err(|error| convert_error(&error))
+    serde_saphyr::from_str_with_options(text, options(limits)).map_err(|error| convert_error(&error, text))
 }
 
-fn convert_error(error: &serde_saphyr::Error) -> YamlError {
+fn convert_error(error: &serde_saphyr::Error, text: &str) -> YamlError {
     use serde_saphyr::Error as E;
-    let pos = error.location().map(location_to_pos).unwrap_or(Pos::UNKNOWN);
+    let location = error.location();
+    let pos = location.map(location_to_pos).unwrap_or(Pos::UNKNOWN);
     let message = match error {
         E::SerdeUnknownField { field, expected, .. } => {
             let hint = suggestion(field, expected.iter().copied());
@@ -160,7 +161,15 @@ fn convert_error(error: &serde_saphyr::Error) -> YamlError {
         }
         E::SerdeUnknownVariant { variant, expected, .. } => {
             let hint = suggestion(variant, expected.iter().copied());
-            format!("unknown value `{variant}`{hint}; expected one of {}", list(expected))
+            if hint.is_empty() {
+                format!("unknown value `{variant}`; expected one of {}", list(expected))
+            } else {
+                format!("unknown value `{variant}`{hint} (expected one of {})", list(expected))
+            }
+        }
+        E::InvalidScalar { ty, .. } => {
+            let found = location.map(|l| scalar_text(text, l)).unwrap_or_default();
+            format!("`{found}` is not {}", describe_scalar_type(ty))
         }
         E::SerdeMissingField { field, .. } => format!("missing field `{field}`"),
         E::DuplicateMappingKey { key, .. } => match key {
@@ -171,6 +180,24 @@ fn convert_error(error: &serde_saphyr::Error) -> YamlError {
         other => strip_location(&other.to_string()),
     };
     YamlError { pos, message }
+}
+
+/// The source text an error location spans (one scalar).
+fn scalar_text(text: &str, location: serde_saphyr::Location) -> String {
+    let span = location.span();
+    let found: String = text.chars().skip(span.offset() as usize).take(span.len().min(80) as usize).collect();
+    found.trim().to_owned()
+}
+
+fn describe_scalar_type(ty: &str) -> &'static str {
+    match ty {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number (0 or more)",
+        "f32" | "f64" => "a number",
+        "bool" => "`true` or `false`",
+        "char" => "a single character",
+        _ => "of the type expected here",
+    }
 }
 
 fn list(names: &[&str]) -> String {
@@ -271,6 +298,9 @@ pub fn position_in_scalar(text: &str, start: Pos, offset: usize) -> Pos {
     }
     let lines: Vec<&str> = text.split('\n').collect();
     let Some(first_line) = lines.get(start.line as usize - 1) else { return start };
+    if let Some(header) = block_header_before(&lines, start) {
+        return block_position(&lines, header, offset);
+    }
     let first = first_line.chars().nth(start.col as usize - 1);
     match first {
         Some('|' | '>') => block_position(&lines, start, offset),
@@ -326,6 +356,25 @@ fn flow_position(lines: &[&str], start: Pos, offset: usize, quote: Option<char>)
     }
 }
 
+/// A block scalar's position may be given at its first content character;
+/// its header (`|`, `>-`, `|2`…) then ends an earlier line.
+fn block_header_before(lines: &[&str], start: Pos) -> Option<Pos> {
+    let line = lines[start.line as usize - 1];
+    if !line.chars().take(start.col as usize - 1).all(char::is_whitespace) {
+        return None;
+    }
+    let header_index = (0..start.line as usize - 1).rev().find(|i| !lines[*i].trim().is_empty())?;
+    let header = lines[header_index];
+    let code = header.split(" #").next().unwrap_or(header).trim_end();
+    let indicator = code.trim_end_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit());
+    let at = indicator.len().checked_sub(1)?;
+    let before = indicator[..at].chars().last();
+    (indicator.ends_with(['|', '>']) && matches!(before, Some(' ' | ':' | '-') | None)).then(|| {
+        // Content starts on the line after the header.
+        Pos::new(header_index as u32 + 1, indicator[..at].chars().count() as u32 + 1)
+    })
+}
+
 fn block_position(lines: &[&str], start: Pos, offset: usize) -> Pos {
     let content = &lines[start.line as usize..];
     let indent =
@@ -355,5 +404,21 @@ mod scalar_tests {
         assert_eq!(position_in_scalar(text, Pos::new(3, 4), 7), Pos::new(3, 13));
         assert_eq!(position_in_scalar(text, Pos::new(4, 4), 9 + 6), Pos::new(6, 9));
         assert_eq!(position_in_scalar(text, Pos::new(7, 4), 15), Pos::new(8, 7));
+        // A block scalar located at its first content character.
+        assert_eq!(position_in_scalar(text, Pos::new(5, 3), 9 + 6), Pos::new(6, 9));
+    }
+
+    #[test]
+    fn block_scalars_map_through_the_parser_positions() {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            expr: Spanned<String>,
+        }
+        let text = "expr: |-\n  first line\n    second &&\n";
+        let doc: Doc = from_str(text, &YamlLimits::default()).unwrap();
+        let at = |offset| position_in_scalar(text, doc.expr.pos, offset);
+        assert_eq!(at(0), Pos::new(2, 3));
+        assert_eq!(at(11), Pos::new(3, 3));
+        assert_eq!(at(13), Pos::new(3, 5));
     }
 }
