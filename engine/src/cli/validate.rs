@@ -42,11 +42,11 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
             let mut text = diagnostics::render_human(&load.diagnostics, &load.texts);
             let revision = load.commit.as_deref().map(|c| format!(" (commit {c})")).unwrap_or_default();
             text.push_str(&format!(
-                "{}{revision}: {} documents, {errors} error{}, {warnings} warning{}\n",
+                "{}{revision}: {}, {}, {}\n",
                 source.describe(),
-                load.documents,
-                if errors == 1 { "" } else { "s" },
-                if warnings == 1 { "" } else { "s" },
+                plural(load.documents, "document"),
+                plural(errors, "error"),
+                plural(warnings, "warning"),
             ));
             text
         }
@@ -58,4 +58,8 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<Outcome> {
     };
     std::io::stdout().write_all(output.as_bytes()).context("failed to write to stdout")?;
     Ok(if errors == 0 { Outcome::Success } else { Outcome::Problems })
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
 }

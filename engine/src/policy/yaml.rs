@@ -137,20 +137,23 @@ fn options(limits: &YamlLimits) -> serde_saphyr::Options {
 pub fn from_str_documents<T: DeserializeOwned>(text: &str, limits: &YamlLimits) -> Vec<Result<T, YamlError>> {
     let mut reader = Cursor::new(text.as_bytes());
     serde_saphyr::read_with_options::<_, T>(&mut reader, options(limits))
-        .map(|result| result.map_err(|error| convert_error(&error, text)))
+        .map(|result| result.map_err(|error| convert_error(&error, text, limits)))
         .collect()
 }
 
 /// Deserializes a single-document text as a `T` (fleet files, configs).
 pub fn from_str<T: DeserializeOwned>(text: &str, limits: &YamlLimits) -> Result<T, YamlError> {
-    serde_saphyr::from_str_with_options(text, options(limits)).map_err(|error| convert_error(&error, text))
+    serde_saphyr::from_str_with_options(text, options(limits)).map_err(|error| convert_error(&error, text, limits))
 }
 
-fn convert_error(error: &serde_saphyr::Error, text: &str) -> YamlError {
+fn convert_error(error: &serde_saphyr::Error, text: &str, limits: &YamlLimits) -> YamlError {
     use serde_saphyr::Error as E;
     let location = error.location();
     let pos = location.map(location_to_pos).unwrap_or(Pos::UNKNOWN);
     let message = match error {
+        // Errors met while replaying an alias carry the real error inside;
+        // the position stays the alias's, where the reader looks.
+        E::AliasError { error: inner, .. } => convert_error(inner, text, limits).message,
         E::SerdeUnknownField { field, expected, .. } => {
             let hint = suggestion(field, expected.iter().copied());
             if hint.is_empty() {
@@ -177,7 +180,23 @@ fn convert_error(error: &serde_saphyr::Error, text: &str) -> YamlError {
             None => "duplicate key: a key may appear once in a mapping".to_owned(),
         },
         E::IOError { .. } => "the file is not valid UTF-8".to_owned(),
-        other => strip_location(&other.to_string()),
+        E::Budget { breach: serde_saphyr::budget::BudgetBreach::Depth { .. }, .. } => {
+            format!("nested deeper than {} levels", limits.max_depth)
+        }
+        E::Budget { breach, .. } => format!("the file is too large or complex to read: {breach:?}"),
+        E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => {
+            "aliases expand to too much data (an alias bomb?); write the values out instead".to_owned()
+        }
+        other => {
+            let message = strip_location(&other.to_string());
+            if message == "recursion limit exceeded" {
+                format!("nested deeper than {} levels", limits.max_depth)
+            } else {
+                message
+            }
+        }
     };
     YamlError { pos, message }
 }
