@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::model::{ParsedDocument, PolicyDocument};
+use serde::Deserialize;
+
+use super::model::{Kind, ParsedDocument, PolicyDocument};
 use super::source::SourceFile;
 use super::yaml::{Spanned, YamlLimits, from_str_documents};
 use crate::diagnostics::{Diagnostic, Pos};
@@ -25,6 +27,21 @@ pub struct ParsedFiles {
     /// Each file's text by display path, for rendering snippets and for
     /// mapping positions inside scalars.
     pub texts: BTreeMap<String, String>,
+    /// Kind and name of documents that failed to parse: they exist, so a
+    /// reference to them is not reported as a second, misleading error.
+    pub invalid_names: Vec<(Kind, String)>,
+}
+
+/// Just enough of a document to know what it is called, read leniently.
+#[derive(Deserialize)]
+struct DocumentHeader {
+    kind: Option<String>,
+    metadata: Option<HeaderMetadata>,
+}
+
+#[derive(Deserialize)]
+struct HeaderMetadata {
+    name: Option<String>,
 }
 
 pub fn parse_files(files: &[SourceFile], limits: &YamlLimits) -> ParsedFiles {
@@ -56,7 +73,22 @@ pub fn parse_files(files: &[SourceFile], limits: &YamlLimits) -> ParsedFiles {
             ));
             continue;
         }
-        for result in from_str_documents::<Spanned<ParsedDocument>>(text, limits) {
+        let results = from_str_documents::<Spanned<ParsedDocument>>(text, limits);
+        // Both passes yield one item per document (a syntax error ends both
+        // at the same place), so they pair up by index.
+        let headers = if results.iter().any(|r| !matches!(r, Ok(Spanned { value: ParsedDocument::Document(_), .. }))) {
+            from_str_documents::<DocumentHeader>(text, limits)
+        } else {
+            Vec::new()
+        };
+        for (index, result) in results.into_iter().enumerate() {
+            if !matches!(result, Ok(Spanned { value: ParsedDocument::Document(_), .. }))
+                && let Some(Ok(DocumentHeader { kind: Some(kind), metadata: Some(HeaderMetadata { name: Some(name) }) })) =
+                    headers.get(index)
+                && let Some(kind) = Kind::from_name(kind)
+            {
+                out.invalid_names.push((kind, name.clone()));
+            }
             match result {
                 Ok(Spanned { value: ParsedDocument::Document(doc), pos }) => {
                     out.documents.push(LoadedDocument { path: path.clone(), pos, doc: *doc });

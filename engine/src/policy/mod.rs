@@ -76,7 +76,8 @@ pub fn load_policy(source: &PolicySource, limits: &PolicyLimits) -> Result<Polic
     let files = source::read_source(source, &limits.source)?;
     let parsed = load::parse_files(&files.files, &limits.yaml);
     let documents = parsed.documents.len();
-    let (mut diagnostics, policy) = validate::validate(&parsed.documents, &parsed.texts, &limits.expr);
+    let (mut diagnostics, policy) =
+        validate::validate(&parsed.documents, &parsed.invalid_names, &parsed.texts, &limits.expr);
     diagnostics.extend(files.diagnostics);
     diagnostics.extend(parsed.diagnostics);
     diagnostics.sort();

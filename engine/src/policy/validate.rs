@@ -17,12 +17,21 @@ use crate::expr::{ExprLimits, ExprScope, check_expressions};
 
 /// Validates documents already parsed. Returns the diagnostics and, built
 /// from the same documents, the policy (the caller drops it on errors).
+///
+/// `invalid_names` are documents that exist but failed to parse; references
+/// to them are not errors of their own.
 pub fn validate(
     documents: &[LoadedDocument],
+    invalid_names: &[(Kind, String)],
     texts: &BTreeMap<String, String>,
     expr_limits: &ExprLimits,
 ) -> (Vec<Diagnostic>, Option<Policy>) {
-    let mut v = Validator { diagnostics: Vec::new(), names: BTreeMap::new(), expressions: Vec::new() };
+    let mut v = Validator {
+        diagnostics: Vec::new(),
+        names: BTreeMap::new(),
+        invalid_names: invalid_names.iter().map(|(kind, name)| (*kind, name.as_str())).collect(),
+        expressions: Vec::new(),
+    };
     v.index(documents);
     for doc in documents {
         v.check_document(doc);
@@ -44,6 +53,7 @@ struct Validator<'a> {
     diagnostics: Vec<Diagnostic>,
     /// The first document of each kind and name.
     names: BTreeMap<Kind, BTreeMap<&'a str, &'a LoadedDocument>>,
+    invalid_names: BTreeSet<(Kind, &'a str)>,
     expressions: Vec<PendingExpr<'a>>,
 }
 
@@ -118,7 +128,9 @@ impl<'a> Validator<'a> {
     }
 
     fn exists(&self, kind: Kind, name: &str) -> bool {
-        (kind == Kind::Scope && name == SCOPE_ALL) || self.names.get(&kind).is_some_and(|m| m.contains_key(name))
+        (kind == Kind::Scope && name == SCOPE_ALL)
+            || self.names.get(&kind).is_some_and(|m| m.contains_key(name))
+            || self.invalid_names.contains(&(kind, name))
     }
 
     /// Checks that `reference` names a document of `kind`.
@@ -127,6 +139,7 @@ impl<'a> Validator<'a> {
             return;
         }
         let mut candidates: Vec<&str> = self.names.get(&kind).map(|m| m.keys().copied().collect()).unwrap_or_default();
+        candidates.extend(self.invalid_names.iter().filter(|(k, _)| *k == kind).map(|(_, name)| *name));
         if kind == Kind::Scope {
             candidates.push(SCOPE_ALL);
         }
