@@ -60,7 +60,7 @@ fn too_many_documents_are_refused_before_parsing() {
     let many = (0..1_500).map(|i| GOOD_SCOPE.replace("fine", &format!("s{i}"))).collect::<Vec<_>>().join("---\n");
     let text = refused("many.yaml", many.as_bytes());
     assert!(
-        text.contains("many.yaml:1:1: error: the file holds 1499 or more documents; the limit is 1000 per file"),
+        text.contains("many.yaml:1:1: error: the file holds at least 1499 documents; the limit is 1000 per file"),
         "{text}"
     );
 }

@@ -67,8 +67,8 @@ pub fn parse_files(files: &[SourceFile], limits: &YamlLimits) -> ParsedFiles {
                 &*path,
                 Pos::new(1, 1),
                 format!(
-                    "the file holds {} or more documents; the limit is {} per file",
-                    separators, limits.max_documents
+                    "the file holds at least {separators} documents; the limit is {} per file",
+                    limits.max_documents
                 ),
             ));
             continue;
@@ -83,8 +83,10 @@ pub fn parse_files(files: &[SourceFile], limits: &YamlLimits) -> ParsedFiles {
         };
         for (index, result) in results.into_iter().enumerate() {
             if !matches!(result, Ok(Spanned { value: ParsedDocument::Document(_), .. }))
-                && let Some(Ok(DocumentHeader { kind: Some(kind), metadata: Some(HeaderMetadata { name: Some(name) }) })) =
-                    headers.get(index)
+                && let Some(Ok(DocumentHeader {
+                    kind: Some(kind),
+                    metadata: Some(HeaderMetadata { name: Some(name) }),
+                })) = headers.get(index)
                 && let Some(kind) = Kind::from_name(kind)
             {
                 out.invalid_names.push((kind, name.clone()));

@@ -130,6 +130,9 @@ struct Admission<'a> {
     limits: &'a SourceLimits,
     root_display: String,
     total: u64,
+    /// Set once the file count is reached: one diagnostic says so, and the
+    /// walk stops reading.
+    full: bool,
     out: SourceFiles,
 }
 
@@ -137,8 +140,18 @@ impl Admission<'_> {
     /// Decides whether a file of `size` bytes may be read.
     fn admit(&mut self, relative: &str, size: u64) -> bool {
         let display = join_display(&self.root_display, relative);
+        if self.full {
+            return false;
+        }
         if self.out.files.len() >= self.limits.max_files {
-            self.refuse(display, format!("too many policy files: the limit is {}", self.limits.max_files));
+            self.full = true;
+            self.refuse(
+                display,
+                format!(
+                    "too many policy files: the limit is {}; this file and those after it are not read",
+                    self.limits.max_files
+                ),
+            );
             return false;
         }
         if size > self.limits.max_file_bytes {
@@ -174,8 +187,13 @@ impl Admission<'_> {
 
 /// Reads every `*.yaml` and `*.yml` of the source, in path order.
 pub fn read_source(source: &PolicySource, limits: &SourceLimits) -> Result<SourceFiles, SourceError> {
-    let mut admission =
-        Admission { limits, root_display: source_root_display(source), total: 0, out: SourceFiles::default() };
+    let mut admission = Admission {
+        limits,
+        root_display: source_root_display(source),
+        total: 0,
+        full: false,
+        out: SourceFiles::default(),
+    };
     match source {
         PolicySource::Folder(root) => read_folder(root, &mut admission)?,
         PolicySource::GitRevision { repo, rev } => read_git(repo, rev, &mut admission)?,
@@ -300,4 +318,64 @@ fn walk_tree(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder_with(files: &[&str]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for file in files {
+            let path = dir.path().join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, "a: 1\n").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn reads_yaml_files_in_path_order_and_skips_the_rest() {
+        let dir = folder_with(&["b.yaml", "a/c.yml", "a/notes.txt", ".github/w.yml", "z.json"]);
+        let files = read_source(&PolicySource::Folder(dir.path().into()), &SourceLimits::default()).unwrap();
+        let paths: Vec<&str> = files.files.iter().map(|f| f.relative_path.as_str()).collect();
+        assert_eq!(paths, ["a/c.yml", "b.yaml"]);
+        assert!(files.diagnostics.is_empty());
+    }
+
+    #[test]
+    fn the_file_count_limit_stops_the_walk_with_one_diagnostic() {
+        let dir = folder_with(&["1.yaml", "2.yaml", "3.yaml", "4.yaml", "5.yaml"]);
+        let limits = SourceLimits { max_files: 2, ..SourceLimits::default() };
+        let files = read_source(&PolicySource::Folder(dir.path().into()), &limits).unwrap();
+        assert_eq!(files.files.len(), 2);
+        assert_eq!(files.diagnostics.len(), 1, "{:?}", files.diagnostics);
+        assert!(files.diagnostics[0].message.starts_with("too many policy files"));
+    }
+
+    #[test]
+    fn deep_folders_and_large_totals_are_refused() {
+        let dir = folder_with(&["a/b/c/d/deep.yaml", "top.yaml"]);
+        let limits = SourceLimits { max_depth: 2, ..SourceLimits::default() };
+        let files = read_source(&PolicySource::Folder(dir.path().into()), &limits).unwrap();
+        assert_eq!(files.files.len(), 1);
+        assert!(files.diagnostics[0].message.contains("nest deeper than 2"), "{:?}", files.diagnostics);
+
+        let limits = SourceLimits { max_total_bytes: 7, ..SourceLimits::default() };
+        let files = read_source(&PolicySource::Folder(dir.path().into()), &limits).unwrap();
+        assert_eq!(files.files.len(), 1, "only the first 5-byte file fits in 7 bytes");
+        assert!(files.diagnostics[0].message.contains("add up to more than 7 bytes"));
+    }
+
+    #[test]
+    fn names_parse_as_folders_unless_they_name_a_revision() {
+        assert_eq!(PolicySource::parse("policies"), PolicySource::Folder("policies".into()));
+        assert_eq!(
+            PolicySource::parse("/srv/repo@main"),
+            PolicySource::GitRevision { repo: "/srv/repo".into(), rev: "main".into() }
+        );
+        let dir = folder_with(&["x@y/a.yaml"]);
+        let with_at = dir.path().join("x@y").to_string_lossy().into_owned();
+        assert_eq!(PolicySource::parse(&with_at), PolicySource::Folder(with_at.clone().into()));
+    }
 }
