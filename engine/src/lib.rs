@@ -4,8 +4,10 @@
 //! See ARCHITECTURE.md at the repository root for the code map and the
 //! invariants each module keeps.
 
+pub mod catalog;
 pub mod cli;
 pub mod diagnostics;
 pub mod expr;
 pub mod policy;
 pub mod schema;
+pub mod store;

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 the input has problems (validation errors), 2
 //! the command could not run (missing path, unreadable repository, usage).
 
+mod catalog;
 mod schemas;
 mod validate;
 
@@ -26,6 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Validate(validate::ValidateArgs),
+    Catalog(catalog::CatalogArgs),
     Schemas(schemas::SchemasArgs),
 }
 
@@ -40,6 +42,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
+        Command::Catalog(args) => catalog::run(args),
         Command::Schemas(args) => schemas::run(args),
     };
     match result {

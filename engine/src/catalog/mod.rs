@@ -1,0 +1,326 @@
+//! The patch catalog: feeds in (patchward, CSAF, OSV), verified, stored
+//! atomically, with the engine's own fields (`firstSeen`, `obsoleteSince`,
+//! `supersededBy`) and retention.
+//!
+//! [`plan_import`] is pure: from what the store holds, a feed's bytes and
+//! `now`, it decides to refuse (with a reason) or returns the one atomic
+//! change to commit. [`import`] reads, plans and commits.
+
+pub mod coverage;
+pub mod cvss;
+pub mod feed;
+pub mod fetch;
+pub mod import;
+pub mod retention;
+pub mod supersedence;
+pub mod view;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::policy::model::{FeedFormat, Retention};
+use crate::store::{CatalogChange, CatalogPatch, SourceState, Store, StoreError, encode_patch, patches_digest};
+use feed::{ImportedFeed, Severity};
+
+/// Why a feed was refused. A refused feed changes nothing.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("sha256 mismatch: the source pins {expected}, the feed is {actual}")]
+    Hash { expected: String, actual: String },
+    #[error("signature does not verify: {0}")]
+    Signature(String),
+    #[error("rollback: the feed's revision {offered} is lower than revision {in_force} in force")]
+    Rollback { offered: u64, in_force: u64 },
+    #[error("revision {revision} is already in force with different content; a changed feed needs a new revision")]
+    Rewritten { revision: u64 },
+    #[error("freeze: the feed expired at {expires_at} (now {now})")]
+    Expired { expires_at: jiff::Timestamp, now: jiff::Timestamp },
+    #[error("the feed is {size} bytes; the limit is {limit}")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("the feed is not valid {format}: {reason}")]
+    Invalid { format: &'static str, reason: String },
+}
+
+/// Why an import did not happen: a refusal (the feed), or the store.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("feed refused: {0}")]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Bounds on one feed (RELIABILITY T5, T10).
+#[derive(Clone, Copy, Debug)]
+pub struct FeedLimits {
+    pub max_bytes: u64,
+    pub max_patches: usize,
+}
+
+impl Default for FeedLimits {
+    fn default() -> Self {
+        FeedLimits { max_bytes: 256 << 20, max_patches: 1_000_000 }
+    }
+}
+
+/// How a feed relates to what its source published before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportMode {
+    /// The feed is the source's whole catalog: what it omits is obsolete,
+    /// and a lower revision is a rollback. Every sync, and every import of
+    /// patchward's own format.
+    Snapshot,
+    /// The feed adds to the source (importing CSAF or OSV advisories one
+    /// file at a time): nothing becomes obsolete, and each advisory simply
+    /// replaces its earlier copy.
+    Merge,
+}
+
+/// Everything needed to judge and import one feed.
+#[derive(Clone, Debug)]
+pub struct ImportRequest<'a> {
+    pub source: &'a str,
+    pub format: FeedFormat,
+    pub mode: ImportMode,
+    pub bytes: &'a [u8],
+    /// The detached signature (URL + ".sig"): base64 text or 64 raw bytes.
+    pub signature: Option<&'a [u8]>,
+    /// `ed25519:BASE64`; when set, a signature is required.
+    pub public_key: Option<&'a str>,
+    /// The sha256 the source pins, if any.
+    pub pinned_sha256: Option<&'a str>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub retention: Retention,
+    pub limits: FeedLimits,
+    pub now: jiff::Timestamp,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportReport {
+    pub source: String,
+    pub revision: u64,
+    pub previous_revision: Option<u64>,
+    pub patches: usize,
+    pub added: usize,
+    pub updated: usize,
+    pub obsoleted: usize,
+    pub purged: usize,
+    /// The same content was already in force; only the check time moved.
+    pub unchanged: bool,
+    pub warnings: Vec<String>,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Checks a detached ed25519 signature over the exact feed bytes.
+pub fn verify_signature(bytes: &[u8], signature: Option<&[u8]>, public_key: &str) -> Result<(), Refusal> {
+    let key = public_key
+        .strip_prefix("ed25519:")
+        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
+        .and_then(|raw| <[u8; 32]>::try_from(raw).ok())
+        .ok_or_else(|| Refusal::Signature("the source's publicKey is not `ed25519:BASE64` of 32 bytes".into()))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|e| Refusal::Signature(format!("the source's publicKey is not a valid ed25519 key: {e}")))?;
+    let signature = signature.ok_or_else(|| Refusal::Signature("the feed has no signature (URL + \".sig\")".into()))?;
+    let raw: Vec<u8> = if signature.len() == 64 {
+        signature.to_vec()
+    } else {
+        let text = std::str::from_utf8(signature).map(str::trim).unwrap_or_default();
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| Refusal::Signature("the signature is neither 64 bytes nor base64 of them".into()))?
+    };
+    let raw = <[u8; 64]>::try_from(raw.as_slice())
+        .map_err(|_| Refusal::Signature(format!("the signature is {} bytes; ed25519 signatures are 64", raw.len())))?;
+    key.verify_strict(bytes, &ed25519_dalek::Signature::from_bytes(&raw))
+        .map_err(|_| Refusal::Signature("it was not made by the source's key over these bytes".into()))
+}
+
+/// The catalog as an import sees it.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogSnapshot {
+    pub sources: BTreeMap<String, SourceState>,
+    pub patches: BTreeMap<String, CatalogPatch>,
+}
+
+impl CatalogSnapshot {
+    pub fn read(store: &Store) -> Result<CatalogSnapshot, StoreError> {
+        Ok(CatalogSnapshot {
+            sources: store.catalog_sources()?.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            patches: store.catalog_patches()?.into_iter().map(|p| (p.patch.id.clone(), p)).collect(),
+        })
+    }
+}
+
+/// Judges a feed against the catalog and computes the change to commit.
+/// Pure: no IO, `now` given.
+pub fn plan_import(
+    snapshot: &CatalogSnapshot,
+    request: &ImportRequest,
+) -> Result<(CatalogChange, ImportReport), Refusal> {
+    let size = request.bytes.len() as u64;
+    if size > request.limits.max_bytes {
+        return Err(Refusal::TooLarge { size, limit: request.limits.max_bytes });
+    }
+    let digest = sha256_hex(request.bytes);
+    if let Some(expected) = request.pinned_sha256
+        && !expected.eq_ignore_ascii_case(&digest)
+    {
+        return Err(Refusal::Hash { expected: expected.to_lowercase(), actual: digest });
+    }
+    if let Some(key) = request.public_key {
+        verify_signature(request.bytes, request.signature, key)?;
+    }
+    let feed = import::parse(request.format, request.bytes, &request.limits)?;
+    if let Some(expires_at) = feed.expires_at
+        && expires_at <= request.now
+    {
+        return Err(Refusal::Expired { expires_at, now: request.now });
+    }
+    let previous = snapshot.sources.get(request.source);
+    if let Some(previous) = previous.filter(|_| request.mode == ImportMode::Snapshot) {
+        if feed.revision < previous.revision {
+            return Err(Refusal::Rollback { offered: feed.revision, in_force: previous.revision });
+        }
+        if feed.revision == previous.revision && previous.feed_sha256 != digest {
+            return Err(Refusal::Rewritten { revision: feed.revision });
+        }
+    }
+    Ok(build_change(snapshot, request, feed, digest, previous))
+}
+
+fn build_change(
+    snapshot: &CatalogSnapshot,
+    request: &ImportRequest,
+    feed: ImportedFeed,
+    digest: String,
+    previous: Option<&SourceState>,
+) -> (CatalogChange, ImportReport) {
+    let now = request.now;
+    let revision = match (request.mode, previous) {
+        (ImportMode::Merge, Some(previous)) => previous.revision.max(feed.revision),
+        _ => feed.revision,
+    };
+    let mut report = ImportReport {
+        source: request.source.to_owned(),
+        revision,
+        previous_revision: previous.map(|p| p.revision),
+        patches: feed.patches.len(),
+        ..ImportReport::default()
+    };
+    let mut change = CatalogChange::default();
+    // This source's records after the import, by id (for the digest).
+    let mut records: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut in_feed = BTreeSet::new();
+
+    for patch in feed.patches {
+        in_feed.insert(patch.id.clone());
+        let existing = snapshot.patches.get(&patch.id);
+        if let Some(other) = existing.filter(|e| e.source != request.source) {
+            report.warnings.push(format!(
+                "patch {} is already published by source `{}`; this source's copy is ignored",
+                patch.id, other.source
+            ));
+            continue;
+        }
+        let (score, severity, warning) = effective_severity(&patch);
+        if let Some(warning) = warning {
+            report.warnings.push(warning);
+        }
+        let record = CatalogPatch {
+            source: request.source.to_owned(),
+            revision: feed.revision,
+            first_seen: existing.map(|e| e.first_seen).unwrap_or(now),
+            obsolete_since: None,
+            score,
+            severity,
+            patch,
+        };
+        match existing {
+            None => report.added += 1,
+            Some(old) if old.patch != record.patch || old.obsolete_since.is_some() => report.updated += 1,
+            Some(_) => {}
+        }
+        records.insert(record.patch.id.clone(), encode_patch(&record));
+        change.put.push(record);
+    }
+
+    // Patches of this source the feed no longer lists become obsolete
+    // (once), and are purged when obsolete beyond the retention.
+    let keep_obsolete = jiff::SignedDuration::from_hours(24 * i64::from(request.retention.obsolete_metadata_days));
+    for old in snapshot.patches.values().filter(|p| p.source == request.source && !in_feed.contains(&p.patch.id)) {
+        if request.mode == ImportMode::Merge {
+            records.insert(old.patch.id.clone(), encode_patch(old));
+            continue;
+        }
+        let since = old.obsolete_since.unwrap_or(now);
+        if old.obsolete_since.is_none() {
+            report.obsoleted += 1;
+        }
+        if since.checked_add(keep_obsolete).is_ok_and(|until| until <= now) {
+            report.purged += 1;
+            change.delete.push(old.patch.id.clone());
+            continue;
+        }
+        let record = CatalogPatch { obsolete_since: Some(since), ..old.clone() };
+        records.insert(record.patch.id.clone(), encode_patch(&record));
+        change.put.push(record);
+    }
+
+    report.unchanged = previous.is_some_and(|p| p.feed_sha256 == digest)
+        && report.purged == 0
+        && report.obsoleted == 0
+        && report.added == 0
+        && report.updated == 0;
+    let supersedence =
+        supersedence::compute(change.put.iter().map(|p| (p.patch.id.as_str(), p.patch.supersedes.as_slice())));
+    for cycle in &supersedence.cycles {
+        report.warnings.push(format!("supersedence cycle: {}", cycle.join(" → ")));
+    }
+    change.sources.push(SourceState {
+        name: request.source.to_owned(),
+        revision,
+        generated_at: feed.generated_at,
+        expires_at: feed.expires_at,
+        imported_at: if report.unchanged { previous.map(|p| p.imported_at).unwrap_or(now) } else { now },
+        checked_at: now,
+        etag: request.etag.clone(),
+        last_modified: request.last_modified.clone(),
+        feed_sha256: digest,
+        patch_count: records.len(),
+        patches_digest: patches_digest(records.iter().map(|(id, bytes)| (id.as_str(), bytes.as_slice()))),
+    });
+    if report.unchanged {
+        // Rewriting identical records would only cost time.
+        change.put.clear();
+    }
+    (change, report)
+}
+
+/// The severity a patch counts with: the feed's, or derived from its CVSS
+/// vector's base score (computed when the feed gives none).
+fn effective_severity(patch: &feed::Patch) -> (Option<f64>, Severity, Option<String>) {
+    let given_score = patch.cvss.as_ref().and_then(|c| c.score);
+    let computed = patch.cvss.as_ref().filter(|_| given_score.is_none()).map(|c| cvss::base_score(&c.vector));
+    let (score, warning) = match computed {
+        Some(Ok(score)) => (Some(score), None),
+        Some(Err(e)) => (None, Some(format!("patch {}: {e}", patch.id))),
+        None => (given_score, None),
+    };
+    let severity = patch.severity.or_else(|| score.map(Severity::from_score)).unwrap_or(Severity::Informational);
+    (score, severity, warning)
+}
+
+/// Reads the catalog, judges the feed, and commits the change atomically.
+pub fn import(store: &Store, request: &ImportRequest) -> Result<ImportReport, ImportError> {
+    let snapshot = CatalogSnapshot::read(store)?;
+    let (change, report) = plan_import(&snapshot, request)?;
+    store.commit_catalog(change)?;
+    Ok(report)
+}
