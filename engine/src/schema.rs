@@ -115,6 +115,7 @@ pub fn all_schemas() -> Vec<SchemaFile> {
     let mut files = per_kind.0;
     files.push(any_document_schema());
     files.push(plain_schema::<DiagnosticsReport<'static>>("validate-report.json"));
+    files.push(plain_schema::<crate::catalog::feed::Feed>("feed.json"));
     files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     files
 }

@@ -12,6 +12,9 @@ use crate::policy::model::{Category, Detection, PackageManager, Timestamp};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Feed {
+    /// The schema, for editors (`schemas/feed.json`); ignored.
+    #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
     /// Increases with every publication; a lower one than the engine holds
     /// is refused (rollback).
     pub revision: u64,

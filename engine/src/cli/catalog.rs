@@ -309,11 +309,17 @@ fn run_sync(args: SyncArgs, rebuild: bool) -> anyhow::Result<Outcome> {
         set_aside(&args.store.data)?;
     }
     let store = open_store(&args.store)?;
-    let limits = FetchLimits::default();
-    let client = fetch::client(&limits)?;
+    let client = fetch::client(&FetchLimits::default())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("failed to start")?;
     let mut outcome = Outcome::Success;
     for source in sources {
+        let limits = FetchLimits {
+            total_timeout: source.spec.timeout.value.as_std(),
+            max_bytes: source.spec.max_bytes.value,
+            retries: source.spec.retries,
+            ..FetchLimits::default()
+        };
+        let feed_limits = FeedLimits { max_bytes: limits.max_bytes, ..FeedLimits::default() };
         let state = store.catalog_source(&source.name)?;
         let validators = match (&state, rebuild) {
             (Some(state), false) => Validators { etag: state.etag.clone(), last_modified: state.last_modified.clone() },
@@ -376,7 +382,7 @@ fn run_sync(args: SyncArgs, rebuild: bool) -> anyhow::Result<Outcome> {
             etag: received.etag,
             last_modified: received.last_modified,
             retention: retention_of(Some(&policy)),
-            limits: FeedLimits::default(),
+            limits: feed_limits,
             now: now(),
         };
         match import(&store, &request) {

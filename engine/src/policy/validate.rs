@@ -492,6 +492,10 @@ impl<'a> Validator<'a> {
         if spec.interval.value < Duration::from_secs(60) {
             self.error(doc, spec.interval.pos, "`interval` must be at least 1m");
         }
+        self.positive(doc, "timeout", &spec.timeout);
+        if spec.max_bytes.value == 0 {
+            self.error(doc, spec.max_bytes.pos, "`maxBytes` must be above 0");
+        }
         if let Some(key) = &spec.public_key {
             let bytes = key.strip_prefix("ed25519:").map(|b64| base64::engine::general_purpose::STANDARD.decode(b64));
             match bytes {

@@ -25,6 +25,28 @@ pub struct CatalogSourceSpec {
     pub sha256: Option<Spanned<String>>,
     #[serde(default)]
     pub coverage: Coverage,
+    /// The whole transfer must finish within this.
+    #[serde(default = "five_minutes")]
+    pub timeout: Spanned<Duration>,
+    /// A feed larger than this is refused.
+    #[serde(default = "max_bytes")]
+    pub max_bytes: Spanned<u64>,
+    /// Attempts after the first when the server fails or times out, with
+    /// exponential backoff.
+    #[serde(default = "three")]
+    pub retries: u32,
+}
+
+fn five_minutes() -> Spanned<Duration> {
+    Spanned::new(Duration::from_secs(300), crate::diagnostics::Pos::UNKNOWN)
+}
+
+fn max_bytes() -> Spanned<u64> {
+    Spanned::new(256 << 20, crate::diagnostics::Pos::UNKNOWN)
+}
+
+fn three() -> u32 {
+    3
 }
 
 fn daily() -> Spanned<Duration> {
