@@ -84,3 +84,165 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
 pub fn patchward() -> Command {
     Command::new(binary("patchward-engine", "patchward"))
 }
+
+/// A request as the test server saw it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the test server does with a request: behave, or misbehave.
+pub enum Reply {
+    /// A complete response.
+    Full { status: u16, headers: Vec<(String, String)>, body: Vec<u8> },
+    /// Headers without a length, then bytes forever.
+    Endless,
+    /// Declares `declared` bytes and sends `body`, then keeps sending.
+    LyingLength { declared: u64 },
+    /// Accepts the request and never answers.
+    Silent,
+    /// Declares `declared` bytes, sends `sent`, then stalls forever.
+    Stall { declared: u64, sent: Vec<u8> },
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<Vec<u8>>) -> Reply {
+        Reply::Full { status: 200, headers: Vec::new(), body: body.into() }
+    }
+
+    pub fn status(status: u16) -> Reply {
+        Reply::Full { status, headers: Vec::new(), body: Vec::new() }
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// A real HTTP/1.1 server on 127.0.0.1:0, one thread per connection, that
+/// answers through a handler: enough to test clients against well-behaved
+/// and hostile servers without any network.
+pub struct HttpServer {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<Request>>>,
+}
+
+impl HttpServer {
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> HttpServer {
+        use std::sync::{Arc, Mutex, atomic::AtomicBool};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("an address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (stop_flag, log) = (stop.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (handler, log, stop) = (handler.clone(), log.clone(), stop_flag.clone());
+                std::thread::spawn(move || serve_connection(stream, &*handler, &log, &stop));
+            }
+        });
+        HttpServer { addr, stop, requests }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+fn serve_connection(
+    mut stream: std::net::TcpStream,
+    handler: &Handler,
+    log: &std::sync::Mutex<Vec<Request>>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
+    let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+        let mut headers = Vec::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                headers.push((name.trim().to_owned(), value.trim().to_owned()));
+            }
+        }
+        let request = Request { method, path, headers };
+        log.lock().unwrap_or_else(|p| p.into_inner()).push(request.clone());
+        let reply = handler(&request);
+        let result = match reply {
+            Reply::Full { status, headers, body } => {
+                let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+                for (name, value) in headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body))
+            }
+            Reply::Endless => {
+                let chunk = vec![b'x'; 64 * 1024];
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n");
+                while !stopped() && stream.write_all(&chunk).is_ok() {}
+                return;
+            }
+            Reply::LyingLength { declared } => {
+                let chunk = vec![b'y'; 64 * 1024];
+                let _ = stream.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {declared}\r\n\r\n").as_bytes());
+                while !stopped() && stream.write_all(&chunk).is_ok() {}
+                return;
+            }
+            Reply::Silent => {
+                // Hold the connection until the client gives up.
+                let mut sink = [0u8; 1024];
+                while !stopped() && reader.read(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+                return;
+            }
+            Reply::Stall { declared, sent } => {
+                let _ = stream.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {declared}\r\n\r\n").as_bytes());
+                let _ = stream.write_all(&sent);
+                let mut sink = [0u8; 1024];
+                while !stopped() && reader.read(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+                return;
+            }
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+}

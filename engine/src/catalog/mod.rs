@@ -324,3 +324,35 @@ pub fn import(store: &Store, request: &ImportRequest) -> Result<ImportReport, Im
     store.commit_catalog(change)?;
     Ok(report)
 }
+
+/// Whether a source's feed in force may still be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    /// Past its `expiresAt`: reported, never silently fresh (T12).
+    Stale {
+        revision: u64,
+        expired_at: jiff::Timestamp,
+    },
+    /// Nothing was ever imported from this source.
+    Unknown,
+}
+
+pub fn freshness(state: Option<&SourceState>, now: jiff::Timestamp) -> Freshness {
+    match state {
+        None => Freshness::Unknown,
+        Some(state) => match state.expires_at {
+            Some(expired_at) if expired_at <= now => Freshness::Stale { revision: state.revision, expired_at },
+            _ => Freshness::Fresh,
+        },
+    }
+}
+
+/// Records that the source was checked and had nothing new (HTTP 304), and
+/// says whether what is in force is still fresh.
+pub fn record_not_modified(store: &Store, source: &str, now: jiff::Timestamp) -> Result<Freshness, StoreError> {
+    let Some(mut state) = store.catalog_source(source)? else { return Ok(Freshness::Unknown) };
+    state.checked_at = now;
+    store.commit_catalog(CatalogChange { sources: vec![state.clone()], ..CatalogChange::default() })?;
+    Ok(freshness(Some(&state), now))
+}

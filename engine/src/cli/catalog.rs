@@ -10,7 +10,10 @@ use crate::catalog::coverage::CoverageSet;
 use crate::catalog::feed::Severity;
 use crate::catalog::fetch::{self, FetchLimits, Fetched, TokioSleeper, Validators};
 use crate::catalog::view::{PatchView, views};
-use crate::catalog::{FeedLimits, ImportError, ImportMode, ImportReport, ImportRequest, import, retention};
+use crate::catalog::{
+    FeedLimits, Freshness, ImportError, ImportMode, ImportReport, ImportRequest, freshness, import,
+    record_not_modified, retention,
+};
 use crate::diagnostics;
 use crate::policy::model::{Category, FeedFormat, Retention};
 use crate::policy::{Named, Policy, PolicyLimits, PolicySource, load_policy};
@@ -342,7 +345,7 @@ fn run_sync(args: SyncArgs, rebuild: bool) -> anyhow::Result<Outcome> {
         let (bytes, received) = match fetched {
             Ok(Fetched::Body { bytes, validators }) => (bytes, validators),
             Ok(Fetched::NotModified) => {
-                if !note_not_modified(&store, state, &source.name)? {
+                if !note_not_modified(&store, &source.name)? {
                     outcome = Outcome::Problems;
                 }
                 continue;
@@ -395,25 +398,19 @@ fn run_sync(args: SyncArgs, rebuild: bool) -> anyhow::Result<Outcome> {
 
 /// A 304: nothing to import, but the check is recorded, and a feed past its
 /// expiry is reported stale, never silently fresh (T12).
-fn note_not_modified(store: &Store, state: Option<SourceState>, name: &str) -> anyhow::Result<bool> {
-    let Some(mut state) = state else {
-        eprintln!("{name}: the server answered 304 to a first fetch; nothing imported");
-        return Ok(false);
-    };
-    let now = now();
-    state.checked_at = now;
-    store.commit_catalog(crate::store::CatalogChange { sources: vec![state.clone()], ..Default::default() })?;
-    match state.expires_at {
-        Some(expires_at) if expires_at <= now => {
-            eprintln!(
-                "{name}: STALE: revision {} expired at {expires_at} and the server has nothing newer",
-                state.revision
-            );
+fn note_not_modified(store: &Store, name: &str) -> anyhow::Result<bool> {
+    match record_not_modified(store, name, now())? {
+        Freshness::Fresh => {
+            println!("{name}: not modified");
+            Ok(true)
+        }
+        Freshness::Stale { revision, expired_at } => {
+            eprintln!("{name}: STALE: revision {revision} expired at {expired_at} and the server has nothing newer");
             Ok(false)
         }
-        _ => {
-            println!("{name}: revision {} not modified", state.revision);
-            Ok(true)
+        Freshness::Unknown => {
+            eprintln!("{name}: the server answered 304 to a first fetch; nothing imported");
+            Ok(false)
         }
     }
 }
@@ -445,6 +442,8 @@ fn set_aside(data: &Path) -> anyhow::Result<()> {
 fn load_views(args: &StoreArgs) -> anyhow::Result<Vec<PatchView>> {
     let policy = policy(args)?;
     let store = open_store(args)?;
+    // A torn or rotten catalog is refused, never shown partly or empty.
+    store.verify_catalog()?;
     Ok(views(store.catalog_patches()?, &coverage_of(policy.as_ref())))
 }
 
@@ -531,7 +530,7 @@ fn run_status(args: StatusArgs) -> anyhow::Result<Outcome> {
     store.verify_catalog()?;
     let now = now();
     let sources = store.catalog_sources()?;
-    let fresh = |s: &SourceState| s.expires_at.is_none_or(|e| e > now);
+    let fresh = |s: &SourceState| freshness(Some(s), now) == Freshness::Fresh;
     match args.format {
         OutputFormat::Json => {
             let items: Vec<serde_json::Value> = sources
