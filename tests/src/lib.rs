@@ -58,22 +58,25 @@ pub fn copy_tree(from: &Path, to: &Path) {
 ///
 /// Integration tests of this crate cannot use `CARGO_BIN_EXE_*` (the
 /// binaries belong to other packages), so they build them once per test
-/// process with the same cargo and profile that runs the tests.
+/// process, as a user would (`cargo build`), into their own target folder
+/// (`target/e2e`): the test build enables other features of shared
+/// dependencies, and one folder for both would rebuild on every switch.
 pub fn binary(package: &str, name: &str) -> PathBuf {
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    // target/<profile>/deps/<test-exe> → target/<profile>/
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("the test runs from target/<profile>/deps");
-    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("e2e");
+    let path = target.join("debug").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command.args(["build", "--quiet", "-p", package, "--bin", name]).current_dir(workspace_root());
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            command.arg("--release");
-        }
-        let status = command.status().expect("cargo runs");
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--locked", "-p", package, "--bin", name])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
         assert!(status.success(), "building {name} failed");
         built.push(name.to_owned());
     }
