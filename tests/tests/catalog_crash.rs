@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use patchward::store::{CatalogChange, Store};
+use patchward::store::{CatalogChange, EncodedPatch, Store};
 use patchward_tests::{patchward, workspace_root};
 
 fn big_feed(revision: u64, patches: usize) -> Vec<u8> {
@@ -130,7 +130,9 @@ fn a_corrupted_store_is_refused_with_the_way_out_and_rebuild_recovers() {
         let store = Store::open(&data).unwrap();
         let mut stray = store.catalog_patches().unwrap().remove(0);
         stray.patch.id = "STRAY".into();
-        store.commit_catalog(CatalogChange { put: vec![stray], ..CatalogChange::default() }).unwrap();
+        store
+            .commit_catalog(CatalogChange { put: vec![EncodedPatch::new(&stray)], ..CatalogChange::default() })
+            .unwrap();
     }
     let output = list(&data, &policies);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -194,6 +194,26 @@ fn engine_fields_follow_the_feeds_over_time_and_retention_purges() {
 }
 
 #[test]
+fn an_unchanged_feed_still_purges_what_retention_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let far = "2099-01-01T00:00:00Z";
+    let one = feed(1, far, &[("A", &[]), ("B", &[])]);
+    import(&store, &request("v", FeedFormat::Patchward, &one, t("2026-01-01T00:00:00Z"))).unwrap();
+    let two = feed(2, far, &[("A", &[])]);
+    import(&store, &request("v", FeedFormat::Patchward, &two, t("2026-01-02T00:00:00Z"))).unwrap();
+    // The same bytes, synced again after the 90 days: nothing parsed, B purged.
+    let report = import(&store, &request("v", FeedFormat::Patchward, &two, t("2026-05-01T00:00:00Z"))).unwrap();
+    assert!(report.unchanged);
+    assert_eq!(report.purged, 1);
+    let ids: Vec<String> = all(&store).into_iter().map(|v| v.record.patch.id).collect();
+    assert_eq!(ids, ["A"]);
+    let state = store.catalog_source("v").unwrap().unwrap();
+    assert!(state.obsolete.is_empty());
+    assert_eq!(state.checked_at, t("2026-05-01T00:00:00Z"));
+}
+
+#[test]
 fn supersedence_cycles_are_reported_not_followed() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();

@@ -21,7 +21,9 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::policy::model::{FeedFormat, Retention};
-use crate::store::{CatalogChange, CatalogPatch, SourceState, Store, StoreError, encode_patch, patches_digest};
+use crate::store::{
+    CatalogChange, CatalogPatch, EncodedPatch, PatchesDigest, SourceState, Store, StoreError, StoredRecord,
+};
 use feed::{ImportedFeed, Severity};
 
 /// Why a feed was refused. A refused feed changes nothing.
@@ -142,18 +144,19 @@ pub fn verify_signature(bytes: &[u8], signature: Option<&[u8]>, public_key: &str
         .map_err(|_| Refusal::Signature("it was not made by the source's key over these bytes".into()))
 }
 
-/// The catalog as an import sees it.
+/// The catalog as an import sees it: every source's state, and every
+/// record's head and stored bytes (patches are not decoded).
 #[derive(Clone, Debug, Default)]
 pub struct CatalogSnapshot {
     pub sources: BTreeMap<String, SourceState>,
-    pub patches: BTreeMap<String, CatalogPatch>,
+    pub records: BTreeMap<String, StoredRecord>,
 }
 
 impl CatalogSnapshot {
     pub fn read(store: &Store) -> Result<CatalogSnapshot, StoreError> {
         Ok(CatalogSnapshot {
             sources: store.catalog_sources()?.into_iter().map(|s| (s.name.clone(), s)).collect(),
-            patches: store.catalog_patches()?.into_iter().map(|p| (p.patch.id.clone(), p)).collect(),
+            records: store.catalog_records()?,
         })
     }
 }
@@ -164,6 +167,32 @@ pub fn plan_import(
     snapshot: &CatalogSnapshot,
     request: &ImportRequest,
 ) -> Result<(CatalogChange, ImportReport), Refusal> {
+    let (digest, previous) = judge_bytes(&snapshot.sources, request)?;
+    let feed = import::parse(request.format, request.bytes, &request.limits)?;
+    if let Some(expires_at) = feed.expires_at
+        && expires_at <= request.now
+    {
+        return Err(Refusal::Expired { expires_at, now: request.now });
+    }
+    if let Some(previous) = previous.filter(|_| request.mode == ImportMode::Snapshot) {
+        if feed.revision < previous.revision {
+            return Err(Refusal::Rollback { offered: feed.revision, in_force: previous.revision });
+        }
+        if feed.revision == previous.revision && previous.feed_sha256 != digest {
+            return Err(Refusal::Rewritten { revision: feed.revision });
+        }
+    }
+    build_change(snapshot, request, feed, digest, previous).map_err(|e| Refusal::Invalid {
+        format: import::format_name(request.format),
+        reason: format!("the catalog holds a record that does not decode: {e}"),
+    })
+}
+
+/// The checks that need only the bytes: size, pinned digest, signature.
+fn judge_bytes<'s>(
+    sources: &'s BTreeMap<String, SourceState>,
+    request: &ImportRequest,
+) -> Result<(String, Option<&'s SourceState>), Refusal> {
     let size = request.bytes.len() as u64;
     if size > request.limits.max_bytes {
         return Err(Refusal::TooLarge { size, limit: request.limits.max_bytes });
@@ -177,22 +206,50 @@ pub fn plan_import(
     if let Some(key) = request.public_key {
         verify_signature(request.bytes, request.signature, key)?;
     }
-    let feed = import::parse(request.format, request.bytes, &request.limits)?;
-    if let Some(expires_at) = feed.expires_at
-        && expires_at <= request.now
-    {
-        return Err(Refusal::Expired { expires_at, now: request.now });
-    }
-    let previous = snapshot.sources.get(request.source);
-    if let Some(previous) = previous.filter(|_| request.mode == ImportMode::Snapshot) {
-        if feed.revision < previous.revision {
-            return Err(Refusal::Rollback { offered: feed.revision, in_force: previous.revision });
+    Ok((digest, sources.get(request.source)))
+}
+
+/// The same bytes as the feed in force: nothing to parse or rewrite. Only
+/// the check time moves, and obsolete patches past retention are purged.
+/// `obsolete_records` are the stored bytes of the source's obsolete patches.
+pub fn plan_unchanged(
+    previous: &SourceState,
+    obsolete_records: &BTreeMap<String, Vec<u8>>,
+    request: &ImportRequest,
+) -> (CatalogChange, ImportReport) {
+    let mut state = previous.clone();
+    state.checked_at = request.now;
+    state.etag = request.etag.clone().or(state.etag);
+    state.last_modified = request.last_modified.clone().or(state.last_modified);
+    let mut change = CatalogChange::default();
+    let mut digest = PatchesDigest::from_hex(&previous.patches_digest).unwrap_or_default();
+    for (id, since) in &previous.obsolete {
+        if retention_expired(*since, &request.retention, request.now)
+            && let Some(bytes) = obsolete_records.get(id)
+        {
+            digest.toggle(id, bytes);
+            state.patch_count -= 1;
+            state.obsolete.remove(id);
+            change.delete.push(id.clone());
         }
-        if feed.revision == previous.revision && previous.feed_sha256 != digest {
-            return Err(Refusal::Rewritten { revision: feed.revision });
-        }
     }
-    Ok(build_change(snapshot, request, feed, digest, previous))
+    state.patches_digest = digest.to_hex();
+    let report = ImportReport {
+        source: request.source.to_owned(),
+        revision: previous.revision,
+        previous_revision: Some(previous.revision),
+        patches: previous.patch_count - previous.obsolete.len(),
+        purged: change.delete.len(),
+        unchanged: true,
+        ..ImportReport::default()
+    };
+    change.sources.push(state);
+    (change, report)
+}
+
+fn retention_expired(since: jiff::Timestamp, retention: &Retention, now: jiff::Timestamp) -> bool {
+    let keep = jiff::SignedDuration::from_hours(24 * i64::from(retention.obsolete_metadata_days));
+    since.checked_add(keep).is_ok_and(|until| until <= now)
 }
 
 fn build_change(
@@ -201,7 +258,7 @@ fn build_change(
     feed: ImportedFeed,
     digest: String,
     previous: Option<&SourceState>,
-) -> (CatalogChange, ImportReport) {
+) -> Result<(CatalogChange, ImportReport), serde_json::Error> {
     let now = request.now;
     let revision = match (request.mode, previous) {
         (ImportMode::Merge, Some(previous)) => previous.revision.max(feed.revision),
@@ -215,17 +272,30 @@ fn build_change(
         ..ImportReport::default()
     };
     let mut change = CatalogChange::default();
-    // This source's records after the import, by id (for the digest).
-    let mut records: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut patches_digest = PatchesDigest::default();
+    let mut count = 0;
+    let mut obsolete = BTreeMap::new();
     let mut in_feed = BTreeSet::new();
+    // Writes only what differs from the stored bytes; digests everything.
+    let mut keep = |encoded: EncodedPatch, stored: Option<&StoredRecord>, change: &mut CatalogChange| {
+        patches_digest.toggle(&encoded.id, &encoded.bytes);
+        count += 1;
+        if stored.is_none_or(|s| s.bytes != encoded.bytes) {
+            change.put.push(encoded);
+        }
+    };
 
+    let supersedence = supersedence::compute(feed.patches.iter().map(|p| (p.id.as_str(), p.supersedes.as_slice())));
+    for cycle in &supersedence.cycles {
+        report.warnings.push(format!("supersedence cycle: {}", cycle.join(" → ")));
+    }
     for patch in feed.patches {
         in_feed.insert(patch.id.clone());
-        let existing = snapshot.patches.get(&patch.id);
-        if let Some(other) = existing.filter(|e| e.source != request.source) {
+        let existing = snapshot.records.get(&patch.id);
+        if let Some(other) = existing.filter(|e| e.head.source != request.source) {
             report.warnings.push(format!(
                 "patch {} is already published by source `{}`; this source's copy is ignored",
-                patch.id, other.source
+                patch.id, other.head.source
             ));
             continue;
         }
@@ -235,54 +305,49 @@ fn build_change(
         }
         let record = CatalogPatch {
             source: request.source.to_owned(),
-            revision: feed.revision,
-            first_seen: existing.map(|e| e.first_seen).unwrap_or(now),
+            first_seen: existing.map(|e| e.head.first_seen).unwrap_or(now),
             obsolete_since: None,
             score,
             severity,
             patch,
         };
+        let encoded = EncodedPatch::new(&record);
         match existing {
             None => report.added += 1,
-            Some(old) if old.patch != record.patch || old.obsolete_since.is_some() => report.updated += 1,
+            Some(old) if old.bytes != encoded.bytes => report.updated += 1,
             Some(_) => {}
         }
-        records.insert(record.patch.id.clone(), encode_patch(&record));
-        change.put.push(record);
+        keep(encoded, existing, &mut change);
     }
 
     // Patches of this source the feed no longer lists become obsolete
     // (once), and are purged when obsolete beyond the retention.
-    let keep_obsolete = jiff::SignedDuration::from_hours(24 * i64::from(request.retention.obsolete_metadata_days));
-    for old in snapshot.patches.values().filter(|p| p.source == request.source && !in_feed.contains(&p.patch.id)) {
+    for (id, old) in snapshot.records.iter().filter(|(id, r)| r.head.source == request.source && !in_feed.contains(*id))
+    {
         if request.mode == ImportMode::Merge {
-            records.insert(old.patch.id.clone(), encode_patch(old));
+            keep(EncodedPatch { id: id.clone(), bytes: old.bytes.clone() }, Some(old), &mut change);
             continue;
         }
-        let since = old.obsolete_since.unwrap_or(now);
-        if old.obsolete_since.is_none() {
+        let since = old.head.obsolete_since.unwrap_or(now);
+        if old.head.obsolete_since.is_none() {
             report.obsoleted += 1;
         }
-        if since.checked_add(keep_obsolete).is_ok_and(|until| until <= now) {
+        if retention_expired(since, &request.retention, now) {
             report.purged += 1;
-            change.delete.push(old.patch.id.clone());
+            change.delete.push(id.clone());
             continue;
         }
-        let record = CatalogPatch { obsolete_since: Some(since), ..old.clone() };
-        records.insert(record.patch.id.clone(), encode_patch(&record));
-        change.put.push(record);
+        obsolete.insert(id.clone(), since);
+        if old.head.obsolete_since.is_some() {
+            keep(EncodedPatch { id: id.clone(), bytes: old.bytes.clone() }, Some(old), &mut change);
+        } else {
+            let mut record: CatalogPatch = serde_json::from_slice(&old.bytes)?;
+            record.obsolete_since = Some(since);
+            keep(EncodedPatch::new(&record), Some(old), &mut change);
+        }
     }
 
-    report.unchanged = previous.is_some_and(|p| p.feed_sha256 == digest)
-        && report.purged == 0
-        && report.obsoleted == 0
-        && report.added == 0
-        && report.updated == 0;
-    let supersedence =
-        supersedence::compute(change.put.iter().map(|p| (p.patch.id.as_str(), p.patch.supersedes.as_slice())));
-    for cycle in &supersedence.cycles {
-        report.warnings.push(format!("supersedence cycle: {}", cycle.join(" → ")));
-    }
+    report.unchanged = change.put.is_empty() && change.delete.is_empty();
     change.sources.push(SourceState {
         name: request.source.to_owned(),
         revision,
@@ -293,14 +358,11 @@ fn build_change(
         etag: request.etag.clone(),
         last_modified: request.last_modified.clone(),
         feed_sha256: digest,
-        patch_count: records.len(),
-        patches_digest: patches_digest(records.iter().map(|(id, bytes)| (id.as_str(), bytes.as_slice()))),
+        patch_count: count,
+        patches_digest: patches_digest.to_hex(),
+        obsolete,
     });
-    if report.unchanged {
-        // Rewriting identical records would only cost time.
-        change.put.clear();
-    }
-    (change, report)
+    Ok((change, report))
 }
 
 /// The severity a patch counts with: the feed's, or derived from its CVSS
@@ -318,8 +380,30 @@ fn effective_severity(patch: &feed::Patch) -> (Option<f64>, Severity, Option<Str
 }
 
 /// Reads the catalog, judges the feed, and commits the change atomically.
+///
+/// A feed whose bytes are those in force is judged without reading the
+/// whole catalog: a sync that finds nothing new costs a hash.
 pub fn import(store: &Store, request: &ImportRequest) -> Result<ImportReport, ImportError> {
-    let snapshot = CatalogSnapshot::read(store)?;
+    let sources: BTreeMap<String, SourceState> =
+        store.catalog_sources()?.into_iter().map(|s| (s.name.clone(), s)).collect();
+    let (digest, previous) = judge_bytes(&sources, request)?;
+    if let Some(previous) = previous.filter(|p| p.feed_sha256 == digest && request.mode == ImportMode::Snapshot) {
+        if let Some(expires_at) = previous.expires_at
+            && expires_at <= request.now
+        {
+            return Err(Refusal::Expired { expires_at, now: request.now }.into());
+        }
+        let mut obsolete_records = BTreeMap::new();
+        for id in previous.obsolete.keys() {
+            if let Some(bytes) = store.catalog_record(id)? {
+                obsolete_records.insert(id.clone(), bytes);
+            }
+        }
+        let (change, report) = plan_unchanged(previous, &obsolete_records, request);
+        store.commit_catalog(change)?;
+        return Ok(report);
+    }
+    let snapshot = CatalogSnapshot { sources, records: store.catalog_records()? };
     let (change, report) = plan_import(&snapshot, request)?;
     store.commit_catalog(change)?;
     Ok(report)

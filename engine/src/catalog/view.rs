@@ -20,7 +20,7 @@ pub struct PatchView {
 impl PatchView {
     /// The feed's fields with the engine's own merged in, camelCase:
     /// `id`, `severity`, `cvss: {vector, score}` (or null), `active`,
-    /// `firstSeen`, `obsoleteSince`, `supersededBy`, `source`, `revision`.
+    /// `firstSeen`, `obsoleteSince`, `supersededBy`, `source`.
     pub fn to_json(&self) -> Value {
         let record = &self.record;
         let mut object: Map<String, Value> = match serde_json::to_value(&record.patch) {
@@ -40,7 +40,6 @@ impl PatchView {
         object.insert("obsoleteSince".into(), json!(record.obsolete_since.map(|t| t.to_string())));
         object.insert("supersededBy".into(), json!(self.superseded_by));
         object.insert("source".into(), json!(record.source));
-        object.insert("revision".into(), json!(record.revision));
         Value::Object(object)
     }
 }

@@ -7,8 +7,12 @@
 //! | key | value |
 //! | --- | --- |
 //! | `format` | the layout version, `1` |
-//! | `source/{name}` | [`SourceState`]: revision, times, validators, digest of its patches |
+//! | `source/{name}` | [`SourceState`]: revision, times, validators, digest of its patches, its obsolete patches |
 //! | `patch/{id}` | [`CatalogPatch`]: the patch and the engine's fields |
+//!
+//! A source's `patchesDigest` is the XOR of sha256(id, record) over its
+//! records: order-free, so an import updates it from the records it
+//! touches, and [`Store::verify_catalog`] recomputes it from all.
 //!
 //! Writes go through [`Store::commit_catalog`]: one sled batch (atomic),
 //! then a flush; only then is the write acknowledged. After a crash the
@@ -66,10 +70,14 @@ pub struct SourceState {
     pub last_modified: Option<String>,
     /// sha256 of the feed bytes in force.
     pub feed_sha256: String,
-    /// How many `patch/` records belong to this source, and the sha256 over
-    /// them in id order: how a torn or corrupted store is recognised.
+    /// How many `patch/` records belong to this source, and their digest
+    /// (see the module docs): how a torn or corrupted store is recognised.
     pub patch_count: usize,
     pub patches_digest: String,
+    /// This source's obsolete patches and since when, so retention needs
+    /// no scan of the catalog.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub obsolete: BTreeMap<String, jiff::Timestamp>,
 }
 
 /// A patch as the catalog keeps it: the feed's description plus the
@@ -82,8 +90,6 @@ pub struct CatalogPatch {
     pub patch: Patch,
     /// The source that published it.
     pub source: String,
-    /// The source revision that last wrote this record.
-    pub revision: u64,
     pub first_seen: jiff::Timestamp,
     /// The first sync whose feed omitted the patch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,12 +101,42 @@ pub struct CatalogPatch {
     pub severity: Severity,
 }
 
+/// A record ready to write: encoding happens once, where it is planned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedPatch {
+    pub id: String,
+    pub bytes: Vec<u8>,
+}
+
+impl EncodedPatch {
+    pub fn new(patch: &CatalogPatch) -> EncodedPatch {
+        EncodedPatch { id: patch.patch.id.clone(), bytes: encode_patch(patch) }
+    }
+}
+
 /// One atomic change to the catalog.
 #[derive(Debug, Default)]
 pub struct CatalogChange {
     pub sources: Vec<SourceState>,
-    pub put: Vec<CatalogPatch>,
+    pub put: Vec<EncodedPatch>,
     pub delete: Vec<String>,
+}
+
+/// The fields of a record an import needs, read without decoding the patch.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordHead {
+    pub source: String,
+    pub first_seen: jiff::Timestamp,
+    #[serde(default)]
+    pub obsolete_since: Option<jiff::Timestamp>,
+}
+
+/// A stored record: its head, and its bytes as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredRecord {
+    pub head: RecordHead,
+    pub bytes: Vec<u8>,
 }
 
 pub struct Store {
@@ -117,17 +153,30 @@ fn source_key(name: &str) -> Vec<u8> {
     format!("source/{name}").into_bytes()
 }
 
-/// The digest a source's patch records must have: sha256 over each id and
-/// encoded record, in id order.
-pub fn patches_digest<'a>(records: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> String {
-    let mut hasher = Sha256::new();
-    for (id, bytes) in records {
+/// The order-free digest of a set of records: XOR of sha256(id, record).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PatchesDigest([u8; 32]);
+
+impl PatchesDigest {
+    /// Adds a record, or takes it out again (XOR is its own inverse).
+    pub fn toggle(&mut self, id: &str, bytes: &[u8]) {
+        let mut hasher = Sha256::new();
         hasher.update((id.len() as u64).to_le_bytes());
         hasher.update(id.as_bytes());
-        hasher.update((bytes.len() as u64).to_le_bytes());
         hasher.update(bytes);
+        for (acc, b) in self.0.iter_mut().zip(hasher.finalize().iter()) {
+            *acc ^= *b;
+        }
     }
-    hex::encode(hasher.finalize())
+
+    pub fn to_hex(self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(text: &str) -> Option<PatchesDigest> {
+        let bytes = hex::decode(text).ok()?;
+        Some(PatchesDigest(bytes.try_into().ok()?))
+    }
 }
 
 pub fn encode_patch(patch: &CatalogPatch) -> Vec<u8> {
@@ -196,6 +245,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Every record's head and bytes, by id: what an import compares with.
+    pub fn catalog_records(&self) -> Result<BTreeMap<String, StoredRecord>, StoreError> {
+        let mut out = BTreeMap::new();
+        for entry in self.catalog.scan_prefix(b"patch/") {
+            let (key, value) = entry.map_err(|e| self.io("read", e))?;
+            let head: RecordHead = serde_json::from_slice(&value).map_err(|e| {
+                self.corrupted(format!("record {} does not decode: {e}", String::from_utf8_lossy(&key)))
+            })?;
+            let id = String::from_utf8_lossy(&key["patch/".len()..]).into_owned();
+            out.insert(id, StoredRecord { head, bytes: value.to_vec() });
+        }
+        Ok(out)
+    }
+
+    /// One record's bytes.
+    pub fn catalog_record(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.catalog.get(patch_key(id)).map_err(|e| self.io("read", e))?.map(|v| v.to_vec()))
+    }
+
     pub fn catalog_patch(&self, id: &str) -> Result<Option<CatalogPatch>, StoreError> {
         let key = patch_key(id);
         match self.catalog.get(&key).map_err(|e| self.io("read", e))? {
@@ -211,34 +279,31 @@ impl Store {
 
     /// Checks that each source's patch records are exactly those its state
     /// describes (count and digest): the proof that no import was torn and
-    /// nothing rotted. Returns the problems found.
+    /// nothing rotted. Fails with the first problem found.
     pub fn verify_catalog(&self) -> Result<(), StoreError> {
-        let mut by_source: BTreeMap<String, Vec<(String, Vec<u8>)>> = BTreeMap::new();
-        for entry in self.catalog.scan_prefix(b"patch/") {
-            let (key, value) = entry.map_err(|e| self.io("read", e))?;
-            let patch = self.decode_patch(&key, &value)?;
-            by_source.entry(patch.source).or_default().push((patch.patch.id, value.to_vec()));
+        let mut by_source: BTreeMap<String, (usize, PatchesDigest)> = BTreeMap::new();
+        for (id, record) in self.catalog_records()? {
+            let entry = by_source.entry(record.head.source).or_default();
+            entry.0 += 1;
+            entry.1.toggle(&id, &record.bytes);
         }
         let sources = self.catalog_sources()?;
         for state in &sources {
-            let records = by_source.remove(&state.name).unwrap_or_default();
-            if records.len() != state.patch_count {
+            let (count, digest) = by_source.remove(&state.name).unwrap_or_default();
+            if count != state.patch_count {
                 return Err(self.corrupted(format!(
-                    "source `{}` should have {} patch records, it has {}",
-                    state.name,
-                    state.patch_count,
-                    records.len()
+                    "source `{}` should have {} patch records, it has {count}",
+                    state.name, state.patch_count
                 )));
             }
-            let digest = patches_digest(records.iter().map(|(id, bytes)| (id.as_str(), bytes.as_slice())));
-            if digest != state.patches_digest {
+            if digest.to_hex() != state.patches_digest {
                 return Err(
                     self.corrupted(format!("the patch records of source `{}` do not match their digest", state.name))
                 );
             }
         }
-        if let Some((source, records)) = by_source.into_iter().next() {
-            return Err(self.corrupted(format!("{} patch records belong to unknown source `{source}`", records.len())));
+        if let Some((source, (count, _))) = by_source.into_iter().next() {
+            return Err(self.corrupted(format!("{count} patch records belong to unknown source `{source}`")));
         }
         Ok(())
     }
@@ -251,8 +316,8 @@ impl Store {
         for state in &change.sources {
             batch.insert(source_key(&state.name), serde_json::to_vec(state).expect("a source state serializes"));
         }
-        for patch in &change.put {
-            batch.insert(patch_key(&patch.patch.id), encode_patch(patch));
+        for patch in change.put {
+            batch.insert(patch_key(&patch.id), patch.bytes);
         }
         for id in &change.delete {
             batch.remove(patch_key(id));
