@@ -245,3 +245,76 @@ fn file_urls_sync_too() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(listing(&data, &policies).contains("\"id\": \"A\""));
 }
+
+#[test]
+fn a_transfer_below_the_minimum_rate_is_aborted() {
+    let server = HttpServer::start(|_| Reply::Stall { declared: 100_000, sent: vec![b'{'; 10] });
+    let limits = FetchLimits {
+        rate_window: Duration::from_millis(300),
+        min_bytes_per_second: 1_000,
+        total_timeout: Duration::from_secs(30),
+        retries: 0,
+        ..FetchLimits::default()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = fetch::client(&limits).unwrap();
+    let url = server.url("/feed.json");
+    let fetched = runtime.block_on(fetch::fetch(
+        &client,
+        &url,
+        &Validators::default(),
+        &limits,
+        &RecordingSleeper::default(),
+        &|_, _| {},
+    ));
+    assert!(matches!(fetched, Err(FetchError::TooSlow { min: 1_000, .. })), "{fetched:?}");
+}
+
+#[test]
+fn list_filters_and_show_read_the_synced_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = patchward_tests::workspace_root().join("examples/feeds/vendor-feed.json");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("catalog.yaml"),
+        format!(
+            "apiVersion: patchward.dev/v1\nkind: CatalogSource\nmetadata: {{name: vendor}}\nspec:\n  url: \"file://{}\"\n  coverage: {{categories: [security, firmware]}}\n",
+            sample.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    assert_eq!(catalog(&["sync"], &data, &policies).code, Some(0));
+    let ids = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["list", "--format", "json"];
+        all.extend_from_slice(args);
+        let run = catalog(&all, &data, &policies);
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        doc["patches"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(ids(&["--severity", "critical"]), ["KB5032190"]);
+    assert_eq!(ids(&["--category", "firmware"]), ["FW-2026-0042"]);
+    assert_eq!(ids(&["--vendor", "debian"]), ["DSA-5900-1"]);
+    assert_eq!(ids(&["--superseded"]), ["KB5031455"]);
+    assert_eq!(ids(&["--obsolete"]), Vec::<String>::new());
+    // The policy's coverage (security and firmware) decides `active`.
+    assert_eq!(ids(&["--active"]).len(), 5);
+    let show = catalog(&["show", "DSA-5900-1", "--format", "json"], &data, &policies);
+    let patch: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(
+        patch["cvss"],
+        serde_json::json!({"vector": "CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:H/I:H/A:N", "score": 7.4})
+    );
+    assert_eq!(patch["severity"], "high");
+    let table = catalog(&["list"], &data, &policies);
+    assert!(table.stdout.contains("KB5031455") && table.stdout.contains("superseded"), "{}", table.stdout);
+    let status = catalog(&["status", "--format", "json"], &data, &policies);
+    assert_eq!(status.code, Some(0));
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["sources"][0]["revision"], 7);
+    assert_eq!(status["sources"][0]["fresh"], true);
+    let missing = catalog(&["show", "NOPE"], &data, &policies);
+    assert_eq!(missing.code, Some(2));
+}
