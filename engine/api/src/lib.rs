@@ -8,7 +8,9 @@
 mod duration;
 mod time_of_day;
 mod weekday;
+mod window;
 
 pub use duration::{Duration, DurationError};
 pub use time_of_day::{LocalTime, LocalTimeError};
 pub use weekday::Weekday;
+pub use window::{IntervalRule, Transition, WindowSchedule};

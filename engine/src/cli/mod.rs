@@ -7,6 +7,7 @@
 mod catalog;
 mod schemas;
 mod validate;
+mod window;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,7 @@ struct Cli {
 enum Command {
     Validate(validate::ValidateArgs),
     Catalog(catalog::CatalogArgs),
+    Window(window::WindowArgs),
     Schemas(schemas::SchemasArgs),
 }
 
@@ -43,6 +45,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Catalog(args) => catalog::run(args),
+        Command::Window(args) => window::run(args),
         Command::Schemas(args) => schemas::run(args),
     };
     match result {

@@ -45,3 +45,32 @@ pub struct Blackout {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// The zone `device` was used without a device zone to resolve it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("the window's zone is `device`; give the device's zone")]
+    NeedsDeviceZone,
+    #[error("unknown time zone `{0}`")]
+    UnknownZone(String),
+}
+
+impl MaintenanceWindowSpec {
+    /// The window as a schedule to evaluate; `device_zone` resolves the
+    /// zone `device`.
+    pub fn schedule(&self, device_zone: Option<&str>) -> Result<patchward_api::WindowSchedule, ScheduleError> {
+        let name = if self.timezone.value == "device" {
+            device_zone.ok_or(ScheduleError::NeedsDeviceZone)?
+        } else {
+            self.timezone.value.as_str()
+        };
+        let zone = jiff::tz::TimeZone::get(name).map_err(|_| ScheduleError::UnknownZone(name.to_owned()))?;
+        let intervals = self
+            .intervals
+            .iter()
+            .map(|i| patchward_api::IntervalRule { days: i.days.value.clone(), start: i.start.value, end: i.end.value })
+            .collect();
+        let blackouts = self.blackouts.iter().map(|b| (b.from.value.0, b.until.value.0)).collect();
+        Ok(patchward_api::WindowSchedule::new(zone, intervals, blackouts))
+    }
+}
