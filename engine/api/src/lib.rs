@@ -7,10 +7,12 @@
 
 mod duration;
 mod time_of_day;
+mod version;
 mod weekday;
 mod window;
 
 pub use duration::{Duration, DurationError};
 pub use time_of_day::{LocalTime, LocalTimeError};
+pub use version::{VersionScheme, compare_versions, version_at_least};
 pub use weekday::Weekday;
 pub use window::{IntervalRule, Transition, WindowSchedule};
