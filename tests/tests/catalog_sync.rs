@@ -318,3 +318,15 @@ fn list_filters_and_show_read_the_synced_catalog() {
     let missing = catalog(&["show", "NOPE"], &data, &policies);
     assert_eq!(missing.code, Some(2));
 }
+
+#[test]
+fn an_oversized_file_feed_is_refused_without_reading_it_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed_path = dir.path().join("feed.json");
+    std::fs::write(&feed_path, feed(1, &["A", "B", "C", "D"])).unwrap();
+    let url = format!("file://{}", feed_path.display());
+    let policies = policy(dir.path(), &url, "  maxBytes: 100\n");
+    let run = catalog(&["sync"], &dir.path().join("data"), &policies);
+    assert_eq!(run.code, Some(1));
+    assert!(run.stderr.contains("more than 100 bytes"), "{}", run.stderr);
+}

@@ -154,13 +154,14 @@ async fn fetch_once(
 }
 
 async fn read_file(parsed: &url::Url, url: &str, limits: &FetchLimits) -> Result<Fetched, FetchError> {
+    use tokio::io::AsyncReadExt as _;
     let path = parsed.to_file_path().map_err(|_| FetchError::Scheme { url: url.to_owned() })?;
     let file_error = |source| FetchError::File { url: url.to_owned(), source };
-    let meta = tokio::fs::metadata(&path).await.map_err(file_error)?;
-    if meta.len() > limits.max_bytes {
-        return Err(FetchError::TooLarge { url: url.to_owned(), limit: limits.max_bytes });
-    }
-    let bytes = tokio::fs::read(&path).await.map_err(file_error)?;
+    let file = tokio::fs::File::open(&path).await.map_err(file_error)?;
+    // One byte past the limit tells an oversized file, even a growing one,
+    // without reading it all.
+    let mut bytes = Vec::new();
+    file.take(limits.max_bytes + 1).read_to_end(&mut bytes).await.map_err(file_error)?;
     if bytes.len() as u64 > limits.max_bytes {
         return Err(FetchError::TooLarge { url: url.to_owned(), limit: limits.max_bytes });
     }

@@ -10,19 +10,12 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{cve_ids, invalid, json, revision_of, severity_word, timestamp};
+use super::{cve_ids, invalid, json_one_or_many, revision_of, severity_word, timestamp};
 use crate::catalog::Refusal;
 use crate::catalog::feed::{Applicability, Cvss, Fix, FixedProduct, ImportedFeed, Patch};
 use crate::policy::model::{Category, FeedFormat, PackageManager, Timestamp};
 
 const FORMAT: FeedFormat = FeedFormat::Csaf;
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    Many(Vec<Document>),
-    One(Box<Document>),
-}
 
 #[derive(Deserialize)]
 struct Document {
@@ -288,10 +281,7 @@ fn fix_from_nevra(nevra: &str, architecture: Option<&str>) -> Option<Fix> {
 }
 
 pub fn parse_csaf(bytes: &[u8]) -> Result<ImportedFeed, Refusal> {
-    let documents = match json::<OneOrMany>(FORMAT, bytes)? {
-        OneOrMany::Many(documents) => documents,
-        OneOrMany::One(document) => vec![*document],
-    };
+    let documents: Vec<Document> = json_one_or_many(FORMAT, bytes)?;
     let mut newest: Option<jiff::Timestamp> = None;
     let mut patches = Vec::new();
     for document in documents {

@@ -87,6 +87,24 @@ pub(super) fn cve_ids<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<Strin
     out
 }
 
+/// CSAF and OSV files hold one document, or a JSON array of them.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum OneOrMany<T> {
+    Many(Vec<T>),
+    One(Box<T>),
+}
+
+pub(super) fn json_one_or_many<T: serde::de::DeserializeOwned>(
+    format: FeedFormat,
+    bytes: &[u8],
+) -> Result<Vec<T>, Refusal> {
+    Ok(match json::<OneOrMany<T>>(format, bytes)? {
+        OneOrMany::Many(items) => items,
+        OneOrMany::One(item) => vec![*item],
+    })
+}
+
 pub(super) fn timestamp(format: FeedFormat, field: &str, text: &str) -> Result<jiff::Timestamp, Refusal> {
     text.parse::<jiff::Timestamp>().map_err(|e| invalid(format, format!("`{field}` is not an RFC 3339 instant: {e}")))
 }

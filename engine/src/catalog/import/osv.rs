@@ -7,19 +7,12 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use super::{cve_ids, invalid, json, revision_of, severity_word, timestamp};
+use super::{cve_ids, invalid, json_one_or_many, revision_of, severity_word, timestamp};
 use crate::catalog::Refusal;
 use crate::catalog::feed::{Applicability, Cvss, Fix, ImportedFeed, Patch};
 use crate::policy::model::{Category, FeedFormat, PackageManager, Timestamp};
 
 const FORMAT: FeedFormat = FeedFormat::Osv;
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    Many(Vec<Record>),
-    One(Box<Record>),
-}
 
 #[derive(Deserialize)]
 struct Record {
@@ -135,10 +128,7 @@ fn ecosystem(ecosystem: &str) -> Option<(PackageManager, String, &'static str)> 
 }
 
 pub fn parse_osv(bytes: &[u8]) -> Result<ImportedFeed, Refusal> {
-    let records = match json::<OneOrMany>(FORMAT, bytes)? {
-        OneOrMany::Many(records) => records,
-        OneOrMany::One(record) => vec![*record],
-    };
+    let records: Vec<Record> = json_one_or_many(FORMAT, bytes)?;
     let mut newest: Option<jiff::Timestamp> = None;
     let mut patches = Vec::new();
     for record in records {
