@@ -81,8 +81,6 @@ const FUNCTIONS: &[&str] = &[
     "exists_one",
     "map",
     "filter",
-    "max",
-    "min",
     "getFullYear",
     "getMonth",
     "getDayOfYear",
@@ -115,6 +113,27 @@ const FUNCTIONS: &[&str] = &[
     // patchward
     "versionAtLeast",
     "daysSince",
+];
+/// The math extension's functions, written `math.name(...)`.
+const MATH_FUNCTIONS: &[&str] = &[
+    "greatest",
+    "least",
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "sign",
+    "sqrt",
+    "trunc",
+    "isFinite",
+    "isInf",
+    "isNaN",
+    "bitAnd",
+    "bitOr",
+    "bitXor",
+    "bitNot",
+    "bitShiftLeft",
+    "bitShiftRight",
 ];
 const TYPE_NAMES: &[&str] = &["int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type"];
 
@@ -294,6 +313,12 @@ impl Checker<'_> {
         self.problems.push(ExprProblem { offset, message });
     }
 
+    /// `math` in `math.greatest(...)`: the extension's namespace, unless a
+    /// comprehension bound the name.
+    fn is_math_namespace(&self, target: &IdedExpr) -> bool {
+        matches!(&target.expr, Expr::Ident(name) if name == "math" && !self.is_bound(name))
+    }
+
     fn is_bound(&self, name: &str) -> bool {
         self.bound.iter().any(|b| b == name)
     }
@@ -308,6 +333,19 @@ impl Checker<'_> {
             Expr::Select(select) => {
                 self.check_field(expr, &select.operand, &select.field);
                 self.walk(&select.operand, depth + 1);
+            }
+            Expr::Call(call) if call.target.as_deref().is_some_and(|t| self.is_math_namespace(t)) => {
+                if !MATH_FUNCTIONS.contains(&call.func_name.as_str()) {
+                    let hint = suggestion(&call.func_name, MATH_FUNCTIONS.iter().copied());
+                    self.problem_at_name(
+                        expr,
+                        &call.func_name,
+                        format!("unknown function `math.{}`{hint}", call.func_name),
+                    );
+                }
+                for arg in &call.args {
+                    self.walk(arg, depth + 1);
+                }
             }
             Expr::Call(call) => {
                 self.check_function(expr, &call.func_name);
@@ -410,7 +448,7 @@ impl Checker<'_> {
 
     fn check_function(&mut self, expr: &IdedExpr, name: &str) {
         // Operators (`_==_`, `@in`, `!_`) are the parser's own.
-        if name.starts_with(['_', '@', '!']) || FUNCTIONS.contains(&name) || name.starts_with("math.") {
+        if name.starts_with(['_', '@', '!']) || FUNCTIONS.contains(&name) {
             return;
         }
         let hint = suggestion(name, FUNCTIONS.iter().copied());
@@ -491,6 +529,14 @@ mod tests {
 
         let problems = check("patch.cvss.scroe > 7.0", ExprScope::Patch);
         assert!(problems[0].message.contains("did you mean `score`"), "{problems:?}");
+    }
+
+    #[test]
+    fn functions_the_evaluator_lacks_are_refused() {
+        // `max`/`min` are not CEL standard functions here; `math.greatest` is.
+        let problems = check("max(patch.cvss.score, 1.0) > 5.0", ExprScope::Patch);
+        assert!(problems[0].message.contains("unknown function `max`"), "{problems:?}");
+        assert_eq!(check("math.greatest(patch.cvss.score, 1.0) > 5.0", ExprScope::Patch), vec![]);
     }
 
     #[test]

@@ -6,5 +6,6 @@
 //! DESIGN.md gives each kind of expression.
 
 mod check;
+pub mod eval;
 
 pub use check::{ExprLimits, ExprProblem, ExprScope, check_expressions};
