@@ -206,18 +206,16 @@ async fn http_get(
     let mut bytes: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limits.max_bytes) as usize);
     let mut stream = response.bytes_stream();
     loop {
-        let elapsed = started.elapsed();
         // Wake at least once per rate window to judge the rate even when no
         // bytes come at all.
         let next = tokio::time::timeout(limits.rate_window.max(Duration::from_millis(10)), stream.next()).await;
-        let elapsed_after = started.elapsed();
-        if elapsed_after >= limits.rate_window {
-            let rate = bytes.len() as f64 / elapsed_after.as_secs_f64();
+        let elapsed = started.elapsed();
+        if elapsed >= limits.rate_window {
+            let rate = bytes.len() as f64 / elapsed.as_secs_f64();
             if rate < limits.min_bytes_per_second as f64 {
                 return Err(FetchError::TooSlow { url: url.to_owned(), min: limits.min_bytes_per_second });
             }
         }
-        let _ = elapsed;
         match next {
             Err(_) => continue,
             Ok(None) => break,

@@ -167,7 +167,18 @@ pub fn plan_import(
     snapshot: &CatalogSnapshot,
     request: &ImportRequest,
 ) -> Result<(CatalogChange, ImportReport), Refusal> {
-    let (digest, previous) = judge_bytes(&snapshot.sources, request)?;
+    let (digest, _) = judge_bytes(&snapshot.sources, request)?;
+    plan_judged(snapshot, request, digest)
+}
+
+/// [`plan_import`] for bytes [`judge_bytes`] already accepted (`digest` is
+/// their sha256): parse, freeze, rollback, and the change itself.
+fn plan_judged(
+    snapshot: &CatalogSnapshot,
+    request: &ImportRequest,
+    digest: String,
+) -> Result<(CatalogChange, ImportReport), Refusal> {
+    let previous = snapshot.sources.get(request.source);
     let feed = import::parse(request.format, request.bytes, &request.limits)?;
     if let Some(expires_at) = feed.expires_at
         && expires_at <= request.now
@@ -404,7 +415,9 @@ pub fn import(store: &Store, request: &ImportRequest) -> Result<ImportReport, Im
         return Ok(report);
     }
     let snapshot = CatalogSnapshot { sources, records: store.catalog_records()? };
-    let (change, report) = plan_import(&snapshot, request)?;
+    // The bytes were judged above; hashing and verifying them again would
+    // only repeat the answer.
+    let (change, report) = plan_judged(&snapshot, request, digest)?;
     store.commit_catalog(change)?;
     Ok(report)
 }

@@ -51,8 +51,10 @@ impl CompiledExpr {
             context.add_variable_from_value(*name, (*value).clone());
         }
         context.add_variable_from_value("now", timestamp(now));
-        let _ = context.add_function("versionAtLeast", version_at_least);
-        let _ = context.add_function("daysSince", move |since: Value| days_since(&since, now));
+        context.add_function("versionAtLeast", version_at_least).expect("no CEL overload is named versionAtLeast");
+        context
+            .add_function("daysSince", move |since: Value| days_since(&since, now))
+            .expect("no CEL overload is named daysSince");
         match self.program.execute(&context) {
             Ok(Value::Bool(result)) => Ok(result),
             Ok(other) => Err(EvalError::NotBool(format!("{other:?}"))),
