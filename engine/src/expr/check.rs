@@ -459,12 +459,22 @@ impl Checker<'_> {
 /// A static upper bound on the work an evaluation does: one unit per node,
 /// a comprehension's body times [`ASSUMED_LIST_LENGTH`], regexes extra.
 pub fn estimate_cost(expr: &Expr) -> u64 {
-    let sum = |exprs: &mut dyn Iterator<Item = &IdedExpr>| {
-        exprs.fold(0u64, |acc, e| acc.saturating_add(estimate_cost(&e.expr)))
+    estimate_cost_with(expr, ASSUMED_LIST_LENGTH)
+}
+
+/// [`estimate_cost`] with every comprehension iterating `list_length`
+/// times: with the longest list of the bound values, a bound on one
+/// evaluation's work that holds before it runs.
+pub fn estimate_cost_with(expr: &Expr, list_length: u64) -> u64 {
+    let cost = |e: &Expr| estimate_cost_with(e, list_length);
+    let sum = |exprs: &mut dyn Iterator<Item = &IdedExpr>| exprs.fold(0u64, |acc, e| acc.saturating_add(cost(&e.expr)));
+    let entry_cost = |entry: &EntryExpr| match entry {
+        EntryExpr::MapEntry(e) => cost(&e.key.expr).saturating_add(cost(&e.value.expr)),
+        EntryExpr::StructField(f) => cost(&f.value.expr),
     };
     match expr {
         Expr::Unspecified | Expr::Literal(_) | Expr::Ident(_) => 1,
-        Expr::Select(s) => 1 + estimate_cost(&s.operand.expr),
+        Expr::Select(s) => 1 + cost(&s.operand.expr),
         Expr::Call(call) => {
             let own = if call.func_name == "matches" { REGEX_COST } else { 1 };
             own.saturating_add(sum(&mut call.target.iter().map(|t| &**t))).saturating_add(sum(&mut call.args.iter()))
@@ -473,19 +483,12 @@ pub fn estimate_cost(expr: &Expr) -> u64 {
         Expr::Map(map) => 1 + map.entries.iter().map(|e| entry_cost(&e.expr)).fold(0, u64::saturating_add),
         Expr::Struct(s) => 1 + s.entries.iter().map(|e| entry_cost(&e.expr)).fold(0, u64::saturating_add),
         Expr::Comprehension(c) => {
-            let body = estimate_cost(&c.loop_cond.expr).saturating_add(estimate_cost(&c.loop_step.expr));
-            estimate_cost(&c.iter_range.expr)
-                .saturating_add(estimate_cost(&c.accu_init.expr))
-                .saturating_add(body.saturating_mul(ASSUMED_LIST_LENGTH))
-                .saturating_add(estimate_cost(&c.result.expr))
+            let body = cost(&c.loop_cond.expr).saturating_add(cost(&c.loop_step.expr));
+            cost(&c.iter_range.expr)
+                .saturating_add(cost(&c.accu_init.expr))
+                .saturating_add(body.saturating_mul(list_length.max(1)))
+                .saturating_add(cost(&c.result.expr))
         }
-    }
-}
-
-fn entry_cost(entry: &EntryExpr) -> u64 {
-    match entry {
-        EntryExpr::MapEntry(e) => estimate_cost(&e.key.expr).saturating_add(estimate_cost(&e.value.expr)),
-        EntryExpr::StructField(f) => estimate_cost(&f.value.expr),
     }
 }
 

@@ -3,10 +3,15 @@
 //! (`versionAtLeast`, `daysSince`). The functions registered here are
 //! exactly those `check.rs` lets through validation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
+
+use super::estimate_cost_with;
 
 /// The environment every program compiles and runs in: the standard
 /// library and the string, list and math extensions.
@@ -18,9 +23,32 @@ pub fn environment() -> Arc<Env> {
     Arc::new(env)
 }
 
+/// The work one evaluation may do, in [`estimate_cost_with`]'s units,
+/// counted with the real lengths of the bound lists before it runs.
+pub const MAX_EVALUATION_COST: u64 = 1_000_000;
+
+/// How an expression uses one variable: which of its top-level fields it
+/// reads. Two values that agree on those fields give the same answer, which
+/// is what lets the planner evaluate once per distinct combination.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum FieldUse {
+    /// The variable is not read.
+    #[default]
+    Unused,
+    /// Only these fields are read (`patch.severity`, `has(device.labels)`).
+    Fields(BTreeSet<String>),
+    /// The variable is read as a whole (passed to a function, indexed).
+    Whole,
+}
+
 /// A compiled `match` or `selector`.
 pub struct CompiledExpr {
     program: Program,
+    /// Cost with every comprehension iterating once; the real bound is
+    /// computed per evaluation when the expression has comprehensions.
+    base_cost: u64,
+    has_comprehension: bool,
+    longest_literal_list: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -31,35 +59,237 @@ pub enum EvalError {
     Runtime(String),
     #[error("the expression gave {0}, not true or false")]
     NotBool(String),
+    #[error("evaluation refused: its estimated cost {cost} over lists of up to {longest} items exceeds {limit}")]
+    TooCostly { cost: u64, longest: u64, limit: u64 },
 }
 
 impl CompiledExpr {
     pub fn compile(env: &Env, source: &str) -> Result<CompiledExpr, EvalError> {
-        env.compile(source).map(|program| CompiledExpr { program }).map_err(|e| EvalError::Compile(e.to_string()))
+        let program = env.compile(source).map_err(|e| EvalError::Compile(e.to_string()))?;
+        let root = program.expression();
+        Ok(CompiledExpr {
+            base_cost: estimate_cost_with(&root.expr, 1),
+            has_comprehension: has_comprehension(root),
+            longest_literal_list: longest_literal_list(root),
+            program,
+        })
     }
 
-    /// Evaluates to a boolean with `bindings` as variables and `now` for
-    /// `now` and `daysSince`.
-    pub fn evaluate(
-        &self,
-        env: &Arc<Env>,
-        bindings: &[(&str, &Value)],
-        now: jiff::Timestamp,
-    ) -> Result<bool, EvalError> {
-        let mut context = Context::with_env(Arc::clone(env));
-        for (name, value) in bindings {
-            context.add_variable_from_value(*name, (*value).clone());
+    /// How the expression uses `variable`.
+    pub fn field_use(&self, variable: &str) -> FieldUse {
+        let mut usage = FieldUse::Unused;
+        collect_field_use(self.program.expression(), variable, &mut Vec::new(), &mut usage);
+        usage
+    }
+
+    /// The cost bound of one evaluation over values whose longest list has
+    /// `longest` items.
+    pub fn cost(&self, longest: u64) -> u64 {
+        if self.has_comprehension {
+            estimate_cost_with(&self.program.expression().expr, longest.max(self.longest_literal_list))
+        } else {
+            self.base_cost
         }
-        context.add_variable_from_value("now", timestamp(now));
-        context.add_function("versionAtLeast", version_at_least).expect("no CEL overload is named versionAtLeast");
-        context
-            .add_function("daysSince", move |since: Value| days_since(&since, now))
+    }
+}
+
+/// A value converted to CEL once, to be bound by reference in any number
+/// of evaluations.
+pub struct CelValue {
+    value: Box<dyn Val>,
+    /// The longest list or map anywhere inside: the bound on how often a
+    /// comprehension over it can iterate.
+    longest: u64,
+}
+
+impl std::fmt::Debug for CelValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CelValue").field("longest", &self.longest).finish_non_exhaustive()
+    }
+}
+
+impl CelValue {
+    /// Converts JSON; strings in `timestamp_fields` (top level) become
+    /// timestamps.
+    pub fn from_json(json: &serde_json::Value, timestamp_fields: &[&str]) -> CelValue {
+        CelValue::from_value(from_json(json, timestamp_fields), longest_collection(json))
+    }
+
+    fn from_value(value: Value, longest: u64) -> CelValue {
+        let value: Box<dyn Val> = value.try_into().expect("every Value converts to a Val");
+        CelValue { value, longest }
+    }
+}
+
+/// Evaluates compiled expressions at one instant. The functions and `now`
+/// are registered once; each evaluation binds its variable by reference.
+pub struct Evaluator {
+    root: Context<'static, 'static>,
+    now: CelValue,
+    max_cost: u64,
+}
+
+struct Bindings<'a> {
+    name: &'a str,
+    value: &'a dyn Val,
+    now: &'a dyn Val,
+}
+
+impl VariableResolver for Bindings<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        if variable == self.name {
+            Some(CowVal::Borrowed(self.value))
+        } else if variable == "now" {
+            Some(CowVal::Borrowed(self.now))
+        } else {
+            None
+        }
+    }
+}
+
+impl Evaluator {
+    pub fn new(env: &Arc<Env>, now: jiff::Timestamp) -> Evaluator {
+        let mut root = Context::with_env(Arc::clone(env));
+        root.add_function("versionAtLeast", version_at_least).expect("no CEL overload is named versionAtLeast");
+        root.add_function("daysSince", move |since: Value| days_since(&since, now))
             .expect("no CEL overload is named daysSince");
-        match self.program.execute(&context) {
+        Evaluator { root, now: CelValue::from_value(timestamp(now), 0), max_cost: MAX_EVALUATION_COST }
+    }
+
+    pub fn with_max_cost(mut self, max_cost: u64) -> Evaluator {
+        self.max_cost = max_cost;
+        self
+    }
+
+    /// Evaluates `expr` to a boolean with `variable` bound to `value`.
+    pub fn evaluate(&self, expr: &CompiledExpr, variable: &str, value: &CelValue) -> Result<bool, EvalError> {
+        let cost = expr.cost(value.longest);
+        if cost > self.max_cost {
+            return Err(EvalError::TooCostly { cost, longest: value.longest, limit: self.max_cost });
+        }
+        let bindings = Bindings { name: variable, value: value.value.as_ref(), now: self.now.value.as_ref() };
+        let mut scope = self.root.new_inner_scope();
+        scope.set_variable_resolver(&bindings);
+        match expr.program.execute(&scope) {
             Ok(Value::Bool(result)) => Ok(result),
             Ok(other) => Err(EvalError::NotBool(format!("{other:?}"))),
             Err(e) => Err(EvalError::Runtime(e.to_string())),
         }
+    }
+}
+
+fn has_comprehension(expr: &IdedExpr) -> bool {
+    let mut found = false;
+    visit(expr, &mut |e| found |= matches!(e.expr, Expr::Comprehension(_)));
+    found
+}
+
+fn longest_literal_list(expr: &IdedExpr) -> u64 {
+    let mut longest = 0u64;
+    visit(expr, &mut |e| match &e.expr {
+        Expr::List(list) => longest = longest.max(list.elements.len() as u64),
+        Expr::Map(map) => longest = longest.max(map.entries.len() as u64),
+        _ => {}
+    });
+    longest
+}
+
+/// Calls `f` on every node, parents first.
+fn visit(expr: &IdedExpr, f: &mut dyn FnMut(&IdedExpr)) {
+    f(expr);
+    match &expr.expr {
+        Expr::Select(select) => visit(&select.operand, f),
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                visit(target, f);
+            }
+            for arg in &call.args {
+                visit(arg, f);
+            }
+        }
+        Expr::Comprehension(c) => {
+            for part in [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                visit(part, f);
+            }
+        }
+        Expr::List(list) => list.elements.iter().for_each(|e| visit(e, f)),
+        Expr::Map(map) => map.entries.iter().for_each(|entry| visit_entry(&entry.expr, f)),
+        Expr::Struct(s) => s.entries.iter().for_each(|entry| visit_entry(&entry.expr, f)),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+fn visit_entry(entry: &EntryExpr, f: &mut dyn FnMut(&IdedExpr)) {
+    match entry {
+        EntryExpr::MapEntry(e) => {
+            visit(&e.key, f);
+            visit(&e.value, f);
+        }
+        EntryExpr::StructField(field) => visit(&field.value, f),
+    }
+}
+
+fn collect_field_use(expr: &IdedExpr, variable: &str, bound: &mut Vec<String>, usage: &mut FieldUse) {
+    if *usage == FieldUse::Whole {
+        return;
+    }
+    let free = |name: &str, bound: &[String]| name == variable && !bound.iter().any(|b| b == name);
+    match &expr.expr {
+        Expr::Select(select) => match &select.operand.expr {
+            Expr::Ident(name) if free(name, bound) => match usage {
+                FieldUse::Fields(fields) => {
+                    fields.insert(select.field.clone());
+                }
+                _ => *usage = FieldUse::Fields(BTreeSet::from([select.field.clone()])),
+            },
+            _ => collect_field_use(&select.operand, variable, bound, usage),
+        },
+        Expr::Ident(name) if free(name, bound) => *usage = FieldUse::Whole,
+        Expr::Comprehension(c) => {
+            collect_field_use(&c.iter_range, variable, bound, usage);
+            collect_field_use(&c.accu_init, variable, bound, usage);
+            let before = bound.len();
+            bound.push(c.iter_var.clone());
+            if let Some(second) = &c.iter_var2 {
+                bound.push(second.clone());
+            }
+            bound.push(c.accu_var.clone());
+            for part in [&c.loop_cond, &c.loop_step, &c.result] {
+                collect_field_use(part, variable, bound, usage);
+            }
+            bound.truncate(before);
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                collect_field_use(target, variable, bound, usage);
+            }
+            for arg in &call.args {
+                collect_field_use(arg, variable, bound, usage);
+            }
+        }
+        Expr::List(list) => list.elements.iter().for_each(|e| collect_field_use(e, variable, bound, usage)),
+        Expr::Map(map) => map.entries.iter().for_each(|entry| match &entry.expr {
+            EntryExpr::MapEntry(e) => {
+                collect_field_use(&e.key, variable, bound, usage);
+                collect_field_use(&e.value, variable, bound, usage);
+            }
+            EntryExpr::StructField(field) => collect_field_use(&field.value, variable, bound, usage),
+        }),
+        Expr::Struct(s) => s.entries.iter().for_each(|entry| {
+            if let EntryExpr::StructField(field) = &entry.expr {
+                collect_field_use(&field.value, variable, bound, usage);
+            }
+        }),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+/// The longest list or object anywhere in `json`.
+fn longest_collection(json: &serde_json::Value) -> u64 {
+    match json {
+        serde_json::Value::Array(items) => items.iter().map(longest_collection).fold(items.len() as u64, u64::max),
+        serde_json::Value::Object(map) => map.values().map(longest_collection).fold(map.len() as u64, u64::max),
+        _ => 0,
     }
 }
 
@@ -130,8 +360,8 @@ pub const PATCH_TIMESTAMPS: &[&str] = &["released", "firstSeen", "obsoleteSince"
 mod tests {
     use super::*;
 
-    fn patch() -> Value {
-        from_json(
+    fn patch() -> CelValue {
+        CelValue::from_json(
             &serde_json::json!({
                 "id": "DSA-1", "severity": "high", "category": "security", "product": "Java 8",
                 "cvss": {"vector": "CVSS:3.1/AV:N", "score": 7.5}, "cves": ["CVE-2026-1", "CVE-2026-2"],
@@ -145,8 +375,7 @@ mod tests {
     fn eval(source: &str) -> Result<bool, EvalError> {
         let env = environment();
         let expr = CompiledExpr::compile(&env, source)?;
-        let patch = patch();
-        expr.evaluate(&env, &[("patch", &patch)], "2026-11-24T12:00:00Z".parse().unwrap())
+        Evaluator::new(&env, "2026-11-24T12:00:00Z".parse().unwrap()).evaluate(&expr, "patch", &patch())
     }
 
     #[test]
@@ -184,5 +413,45 @@ mod tests {
         ] {
             assert_eq!(eval(source), Ok(true), "{source}");
         }
+    }
+
+    fn field_use(source: &str, variable: &str) -> FieldUse {
+        CompiledExpr::compile(&environment(), source).unwrap().field_use(variable)
+    }
+
+    #[test]
+    fn field_use_names_the_fields_read() {
+        let fields = |names: &[&str]| FieldUse::Fields(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(
+            field_use(r#"patch.severity == "high" && patch.category == "security""#, "patch"),
+            fields(&["category", "severity"])
+        );
+        assert_eq!(
+            field_use(r#""ring" in device.labels && device.labels["ring"] == "pilot""#, "device"),
+            fields(&["labels"])
+        );
+        assert_eq!(field_use("patch.cves.exists(c, c.startsWith(patch.id))", "patch"), fields(&["cves", "id"]));
+        assert_eq!(
+            field_use("patch.cves.exists(patch, patch == 'x')", "patch"),
+            fields(&["cves"]),
+            "a shadowing loop variable is not the patch"
+        );
+        assert_eq!(field_use(r#"patch["severity"] == "high""#, "patch"), FieldUse::Whole);
+        assert_eq!(field_use("has(device.os)", "device"), fields(&["os"]));
+        assert_eq!(field_use("now > timestamp('2026-01-01T00:00:00Z')", "patch"), FieldUse::Unused);
+    }
+
+    #[test]
+    fn evaluation_cost_counts_the_real_list_lengths() {
+        let env = environment();
+        let evaluator = Evaluator::new(&env, "2026-11-24T12:00:00Z".parse().unwrap()).with_max_cost(10_000);
+        let nested = CompiledExpr::compile(&env, "patch.cves.all(a, patch.cves.all(b, a != b || a == b))").unwrap();
+        let few = CelValue::from_json(&serde_json::json!({"cves": ["CVE-2026-1", "CVE-2026-2"]}), &[]);
+        assert_eq!(evaluator.evaluate(&nested, "patch", &few), Ok(true));
+        let cves: Vec<String> = (0..1000).map(|i| format!("CVE-2026-{i:04}")).collect();
+        let many = CelValue::from_json(&serde_json::json!({ "cves": cves }), &[]);
+        assert!(matches!(evaluator.evaluate(&nested, "patch", &many), Err(EvalError::TooCostly { longest: 1000, .. })));
+        let flat = CompiledExpr::compile(&env, r#"patch.cves.exists(c, c == "CVE-2026-0999")"#).unwrap();
+        assert_eq!(evaluator.evaluate(&flat, "patch", &many), Ok(true), "one pass over 1,000 items is affordable");
     }
 }

@@ -8,4 +8,4 @@
 mod check;
 pub mod eval;
 
-pub use check::{ExprLimits, ExprProblem, ExprScope, check_expressions};
+pub use check::{ExprLimits, ExprProblem, ExprScope, check_expressions, estimate_cost_with};
