@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod diagnostics;
 pub mod expr;
+pub mod plan;
 pub mod policy;
 pub mod schema;
 pub mod store;

@@ -102,6 +102,12 @@ fn plain_schema<T: JsonSchema>(file_name: &str) -> SchemaFile {
     render(file_name.to_owned(), schema.to_value())
 }
 
+/// A schema of something patchward prints (rather than reads).
+fn output_schema<T: JsonSchema>(file_name: &str) -> SchemaFile {
+    let schema = SchemaSettings::draft2020_12().for_serialize().into_generator().into_root_schema_for::<T>();
+    render(file_name.to_owned(), schema.to_value())
+}
+
 /// Every schema patchward publishes, in file-name order.
 pub fn all_schemas() -> Vec<SchemaFile> {
     struct PerKind(Vec<SchemaFile>);
@@ -116,6 +122,8 @@ pub fn all_schemas() -> Vec<SchemaFile> {
     files.push(any_document_schema());
     files.push(plain_schema::<DiagnosticsReport<'static>>("validate-report.json"));
     files.push(plain_schema::<crate::catalog::feed::Feed>("feed.json"));
+    files.push(plain_schema::<patchward_api::Fleet>("fleet.json"));
+    files.push(output_schema::<crate::plan::report::PlanReport>("plan.json"));
     files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     files
 }

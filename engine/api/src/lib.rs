@@ -6,12 +6,14 @@
 //! and, as later issues add them, the request and response bodies of the API.
 
 mod duration;
+mod fleet;
 mod time_of_day;
 mod version;
 mod weekday;
 mod window;
 
 pub use duration::{Duration, DurationError};
+pub use fleet::{Device, Facts, Fleet, InstalledPackage, Inventory, PackageManager, Report, ReportStatus};
 pub use time_of_day::{LocalTime, LocalTimeError};
 pub use version::{VersionScheme, compare_versions, version_at_least};
 pub use weekday::Weekday;

@@ -453,3 +453,40 @@ pub fn record_not_modified(store: &Store, source: &str, now: jiff::Timestamp) ->
     store.commit_catalog(CatalogChange { sources: vec![state.clone()], ..CatalogChange::default() })?;
     Ok(freshness(Some(&state), now))
 }
+
+/// A feed file read as a whole catalog, without a store: what an offline
+/// plan (`patchward plan --catalog FILE`) works on. The feed is judged as
+/// an import into an empty catalog would judge it (format, limits, expiry
+/// at `now`), and the records are those that import would write.
+pub fn offline_catalog(
+    format: FeedFormat,
+    bytes: &[u8],
+    now: jiff::Timestamp,
+) -> Result<(Vec<CatalogPatch>, ImportReport), Refusal> {
+    let request = ImportRequest {
+        source: "offline",
+        format,
+        mode: ImportMode::Snapshot,
+        bytes,
+        signature: None,
+        public_key: None,
+        pinned_sha256: None,
+        etag: None,
+        last_modified: None,
+        retention: Retention::default(),
+        limits: FeedLimits::default(),
+        now,
+    };
+    let (change, report) = plan_import(&CatalogSnapshot::default(), &request)?;
+    let records = change
+        .put
+        .iter()
+        .map(|encoded| {
+            serde_json::from_slice::<CatalogPatch>(&encoded.bytes).map_err(|e| Refusal::Invalid {
+                format: import::format_name(format),
+                reason: format!("a record does not decode: {e}"),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((records, report))
+}

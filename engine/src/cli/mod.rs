@@ -5,6 +5,7 @@
 //! the command could not run (missing path, unreadable repository, usage).
 
 mod catalog;
+mod plan;
 mod schemas;
 mod validate;
 mod window;
@@ -29,6 +30,7 @@ struct Cli {
 enum Command {
     Validate(validate::ValidateArgs),
     Catalog(catalog::CatalogArgs),
+    Plan(plan::PlanArgs),
     Window(window::WindowArgs),
     Schemas(schemas::SchemasArgs),
 }
@@ -45,6 +47,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Catalog(args) => catalog::run(args),
+        Command::Plan(args) => plan::run(args),
         Command::Window(args) => window::run(args),
         Command::Schemas(args) => schemas::run(args),
     };

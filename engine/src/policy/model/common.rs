@@ -83,13 +83,7 @@ pub enum Category {
     Os,
 }
 
-/// The package managers whose version rules the engine knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PackageManager {
-    Dpkg,
-    Rpm,
-}
+pub use patchward_api::PackageManager;
 
 /// How a device proves an item is installed, as the catalog's `detect`
 /// writes it; any one rule that holds is enough.

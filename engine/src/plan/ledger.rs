@@ -1,0 +1,61 @@
+//! The ledger: when each (rule, patch) pair first matched. A rule's stage
+//! delays count from the later of the patch's release and this instant, so
+//! a rule added today sends old patches through the pilot first, today.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub rule: String,
+    pub patch: String,
+    #[schemars(with = "String")]
+    pub at: jiff::Timestamp,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ledger {
+    first_matched: BTreeMap<(String, String), jiff::Timestamp>,
+}
+
+impl Ledger {
+    pub fn first_matched(&self, rule: &str, patch: &str) -> Option<jiff::Timestamp> {
+        // A tuple key of owned strings cannot be looked up by borrowed
+        // parts; the ledger is read once per approved pair, so this is fine.
+        self.first_matched.get(&(rule.to_owned(), patch.to_owned())).copied()
+    }
+
+    /// Records the first match; a later one never moves it.
+    pub fn record(&mut self, entry: LedgerEntry) {
+        self.first_matched.entry((entry.rule, entry.patch)).or_insert(entry.at);
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = LedgerEntry> + '_ {
+        self.first_matched.iter().map(|((rule, patch), at)| LedgerEntry {
+            rule: rule.clone(),
+            patch: patch.clone(),
+            at: *at,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.first_matched.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first_matched.is_empty()
+    }
+}
+
+impl FromIterator<LedgerEntry> for Ledger {
+    fn from_iter<I: IntoIterator<Item = LedgerEntry>>(iter: I) -> Self {
+        let mut ledger = Ledger::default();
+        for entry in iter {
+            ledger.record(entry);
+        }
+        ledger
+    }
+}

@@ -1,0 +1,825 @@
+//! The planner: a pure, deterministic function from (compiled policy,
+//! catalog, fleet, ledger, now) to every device's desired patch state.
+//!
+//! Architecture invariant: nothing here does IO or reads the wall clock.
+//! The same [`plan`] backs the engine, `patchward plan` and `diff`, and the
+//! benchmarks.
+//!
+//! The work is arranged so that it scales with what differs, not with
+//! devices × patches:
+//! - a rule is evaluated once per distinct combination of the patch fields
+//!   it reads, a scope selector once per distinct combination of the device
+//!   facts it reads;
+//! - devices of one (platform, arch, language) share the list of patches
+//!   that can apply to them, so a device only looks at approved patches of
+//!   its own kind;
+//! - devices are planned in parallel, and collected in id order.
+
+pub mod catalog;
+pub mod compile;
+pub mod diff;
+mod fields;
+pub mod ledger;
+pub mod report;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use patchward_api::{Device, ReportStatus, compare_versions};
+use rayon::prelude::*;
+
+use crate::diagnostics::Diagnostic;
+use crate::expr::eval::{CelValue, EvalError, Evaluator};
+use crate::policy::model::{ItemAction, RuleAction, SupersededHandling};
+pub use catalog::{PlanCatalog, PlanPatch};
+pub use compile::CompiledPolicy;
+use compile::{CompiledExprUse, GateSpec};
+use fields::FieldKeys;
+pub use ledger::{Ledger, LedgerEntry};
+
+/// Everything a plan depends on.
+pub struct PlanInput<'a> {
+    pub policy: &'a CompiledPolicy,
+    pub catalog: &'a PlanCatalog,
+    pub fleet: &'a [Device],
+    /// When each (rule, patch) pair first matched. `None` for an offline
+    /// plan, which counts stage delays from the patch's release.
+    pub ledger: Option<&'a Ledger>,
+    pub now: jiff::Timestamp,
+}
+
+/// Where an item's approval comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// A rule, by its index in [`Plan::rules`] (precedence order).
+    Rule(u32),
+    /// A manual Approval, by its index in [`Plan::approval_names`].
+    Approval(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemStatus {
+    /// The inventory has it, or a patch that supersedes it, or the package
+    /// at or above the fixed version.
+    Installed,
+    /// Not-before reached.
+    Due,
+    /// Not-before in the future.
+    Scheduled,
+    /// Not-before reached, but the stage's gate has not passed.
+    Blocked,
+    /// An uninstall whose patch is not (or no longer) on the device.
+    Removed,
+}
+
+/// One item of a device's desired state, by index into the plan's tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceItem {
+    pub patch: u32,
+    pub action: ItemAction,
+    pub status: ItemStatus,
+    pub source: Source,
+    pub scope: u32,
+    /// 0-based stage of a rule; `None` for an Approval.
+    pub stage: Option<u16>,
+    pub policy: u32,
+    pub not_before: jiff::Timestamp,
+    pub deadline: Option<jiff::Timestamp>,
+    /// Index into [`Plan::gates`] of the gate this item waits on.
+    pub gate: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevicePlan {
+    pub id: String,
+    /// Indices of the scopes the device is in (`all` is 0), ascending.
+    pub scopes: Vec<u32>,
+    /// The Location its address falls in (index into
+    /// [`Plan::location_names`]).
+    pub location: Option<u32>,
+    pub items: Vec<DeviceItem>,
+    /// Patches approved for the device that an Exclusion removed:
+    /// (patch, exclusion index).
+    pub excluded: Vec<(u32, u32)>,
+}
+
+/// A rule's part in the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleOutcome {
+    pub name: String,
+    pub priority: i64,
+    pub action: RuleAction,
+    /// Active patches whose `match` is true, decided by this rule or not.
+    pub matched: Vec<u32>,
+    /// The patches this rule decides.
+    pub decided: Vec<u32>,
+    /// Patches the match failed to evaluate on, with the error.
+    pub errors: Vec<(u32, String)>,
+}
+
+/// A patch listed in the review queue, the held list, or skipped as
+/// superseded, with the rule that put it there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listed {
+    pub patch: u32,
+    pub rule: u32,
+}
+
+/// A stage's gate for one patch, counted over the devices of the stage
+/// before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateOutcome {
+    pub patch: u32,
+    pub rule: u32,
+    pub stage: u16,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub passed: bool,
+}
+
+/// A plan: every device's items, and what a reviewer wants to see.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub now: jiff::Timestamp,
+    pub policy_revision: Option<String>,
+    /// Active patch ids, by index.
+    pub patches: Vec<String>,
+    pub rules: Vec<RuleOutcome>,
+    pub approval_names: Vec<String>,
+    pub exclusion_names: Vec<String>,
+    pub scope_names: Vec<String>,
+    pub policy_names: Vec<String>,
+    pub location_names: Vec<String>,
+    pub review_queue: Vec<Listed>,
+    pub held: Vec<Listed>,
+    pub superseded: Vec<Listed>,
+    /// Patches no rule could decide because a rule that outranks the one
+    /// that matched failed to evaluate on them (fail safe: not approved).
+    pub undecided: Vec<Listed>,
+    pub gates: Vec<GateOutcome>,
+    /// By device id.
+    pub devices: Vec<DevicePlan>,
+    /// Runtime problems (rule errors, selector failures, approvals of
+    /// unknown patches), each where it was written.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Pairs that matched for the first time: what the engine adds to its
+    /// ledger.
+    pub ledger_additions: Vec<LedgerEntry>,
+}
+
+/// A rule's decision for one patch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Decision {
+    None,
+    By(u32),
+    /// The rule outranks every match and failed to evaluate.
+    Failed(u32),
+}
+
+/// A way a patch reaches the devices of one scope.
+#[derive(Clone, Copy, Debug)]
+struct Candidate {
+    source: Source,
+    scope: u32,
+    stage: Option<u16>,
+    policy: u32,
+    action: ItemAction,
+    not_before: jiff::Timestamp,
+    deadline: Option<jiff::Timestamp>,
+    gate: Option<u32>,
+}
+
+impl Candidate {
+    /// DESIGN: the earliest not-before; on a tie a manual Approval beats a
+    /// rule's stage, and an earlier stage a later one.
+    fn precedence(&self) -> (jiff::Timestamp, u8, u16, Source) {
+        let kind = match self.source {
+            Source::Approval(_) => 0,
+            Source::Rule(_) => 1,
+        };
+        (self.not_before, kind, self.stage.unwrap_or(0), self.source)
+    }
+}
+
+/// A device's (platform, arch, language): what applicability lists test.
+type DeviceKind<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+
+/// A scope's members, and the devices its selector failed on (with why).
+type ScopeMembers = (Vec<bool>, Vec<(usize, String)>);
+
+/// How many failing pairs a diagnostic lists by name.
+const EXAMPLES: usize = 3;
+
+pub fn plan(input: &PlanInput) -> Plan {
+    let policy = input.policy;
+    let catalog = input.catalog;
+    let evaluator = Evaluator::new(&policy.env, input.now);
+    let mut diagnostics = Vec::new();
+
+    // Devices in id order, each id once: the plan must not depend on the
+    // order of the fleet file.
+    let mut order: Vec<usize> = (0..input.fleet.len()).collect();
+    order.sort_by(|a, b| input.fleet[*a].id.cmp(&input.fleet[*b].id));
+    order.dedup_by(|a, b| input.fleet[*a].id == input.fleet[*b].id);
+    let devices: Vec<&Device> = order.iter().map(|i| &input.fleet[*i]).collect();
+
+    let rules = match_rules(policy, catalog, &evaluator, &mut diagnostics);
+    let decisions = decide(policy, catalog, &rules);
+    let excluded_by = match_exclusions(policy, catalog, &evaluator, &mut diagnostics);
+
+    let mut plan = Plan {
+        now: input.now,
+        policy_revision: policy.revision.clone(),
+        patches: catalog.patches.iter().map(|p| p.id().to_owned()).collect(),
+        rules: Vec::new(),
+        approval_names: policy.approvals.iter().map(|a| a.name.clone()).collect(),
+        exclusion_names: policy.exclusions.iter().map(|e| e.name.clone()).collect(),
+        scope_names: policy.scopes.iter().map(|s| s.name.clone()).collect(),
+        policy_names: policy.policies.clone(),
+        location_names: policy.policy.locations.keys().cloned().collect(),
+        review_queue: Vec::new(),
+        held: Vec::new(),
+        superseded: Vec::new(),
+        undecided: Vec::new(),
+        gates: Vec::new(),
+        devices: Vec::new(),
+        diagnostics: Vec::new(),
+        ledger_additions: Vec::new(),
+    };
+
+    // Candidates: how each patch reaches which scope.
+    let mut candidates: Vec<Vec<Candidate>> = vec![Vec::new(); catalog.len()];
+    let mut gate_specs: Vec<(GateSpec, u32)> = Vec::new();
+    for (patch, decision) in decisions.iter().enumerate() {
+        let patch_u32 = patch as u32;
+        match *decision {
+            Decision::None => {}
+            Decision::Failed(rule) => plan.undecided.push(Listed { patch: patch_u32, rule }),
+            Decision::By(rule) => {
+                let compiled = &policy.rules[rule as usize];
+                let listed = Listed { patch: patch_u32, rule };
+                match compiled.action {
+                    RuleAction::Review => plan.review_queue.push(listed),
+                    RuleAction::Hold => plan.held.push(listed),
+                    RuleAction::Approve => {
+                        let view = &catalog.patches[patch].view;
+                        if compiled.superseded == SupersededHandling::Skip && !view.superseded_by.is_empty() {
+                            plan.superseded.push(listed);
+                            continue;
+                        }
+                        let released = catalog.patches[patch].released();
+                        let start = match input.ledger {
+                            None => released,
+                            Some(ledger) => released
+                                .max(ledger.first_matched(&compiled.name, &plan.patches[patch]).unwrap_or(input.now)),
+                        };
+                        for (k, stage) in compiled.stages.iter().enumerate() {
+                            let not_before = start.checked_add(stage.after).unwrap_or(jiff::Timestamp::MAX);
+                            let gate = stage.gate.map(|spec| {
+                                let previous = if k == 0 { None } else { Some(compiled.stages[k - 1].scope as u32) };
+                                plan.gates.push(GateOutcome {
+                                    patch: patch_u32,
+                                    rule,
+                                    stage: k as u16,
+                                    succeeded: 0,
+                                    failed: 0,
+                                    passed: false,
+                                });
+                                gate_specs.push((spec, previous.unwrap_or(u32::MAX)));
+                                (plan.gates.len() - 1) as u32
+                            });
+                            candidates[patch].push(Candidate {
+                                source: Source::Rule(rule),
+                                scope: stage.scope as u32,
+                                stage: Some(k as u16),
+                                policy: stage.policy as u32,
+                                action: ItemAction::Install,
+                                not_before,
+                                deadline: stage.deadline.and_then(|d| not_before.checked_add(d).ok()),
+                                gate,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (index, approval) in policy.approvals.iter().enumerate() {
+        for id in &approval.patches {
+            let Some(patch) = catalog.get(id) else {
+                let why = if catalog.is_inactive(id) {
+                    "is in the catalog but not active (out of coverage or obsolete)"
+                } else {
+                    "is not in the catalog"
+                };
+                diagnostics.push(approval.origin.warning(format!(
+                    "Approval `{}` names patch {id}, which {why}; it approves nothing",
+                    approval.name
+                )));
+                continue;
+            };
+            let not_before = approval.not_before.unwrap_or_else(|| catalog.patches[patch as usize].released());
+            for &scope in &approval.scopes {
+                candidates[patch as usize].push(Candidate {
+                    source: Source::Approval(index as u32),
+                    scope: scope as u32,
+                    stage: None,
+                    policy: approval.policy as u32,
+                    action: approval.action,
+                    not_before,
+                    deadline: approval.deadline,
+                    gate: None,
+                });
+            }
+        }
+    }
+    for list in &mut candidates {
+        list.sort_by_key(Candidate::precedence);
+    }
+
+    // Scope membership, then gates over it.
+    let membership = scope_membership(policy, &devices, &evaluator, &mut diagnostics);
+    let in_scope = |device: usize, scope: u32| scope == 0 || membership[scope as usize][device];
+    count_gates(&mut plan.gates, &gate_specs, catalog, &devices, &in_scope);
+
+    // Which patches can apply to devices of one (platform, arch, language):
+    // only those with a candidate, filtered by their lists once per kind.
+    let reachable: Vec<u32> = (0..catalog.len() as u32).filter(|p| !candidates[*p as usize].is_empty()).collect();
+    let mut kinds: HashMap<DeviceKind, Vec<u32>> = HashMap::new();
+    for device in &devices {
+        let facts = &device.facts;
+        let key = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
+        kinds.entry(key).or_insert_with(|| {
+            reachable.iter().copied().filter(|p| applies_by_lists(&catalog.patches[*p as usize], key)).collect()
+        });
+    }
+
+    let locations = locations(policy);
+    let device_plans: Vec<DevicePlan> = devices
+        .par_iter()
+        .enumerate()
+        .map(|(index, device)| {
+            let facts = &device.facts;
+            let key = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
+            plan_device(
+                index,
+                device,
+                &kinds[&key],
+                catalog,
+                policy,
+                &candidates,
+                &excluded_by,
+                &plan.gates,
+                &membership,
+                &locations,
+                input.now,
+            )
+        })
+        .collect();
+    plan.devices = device_plans;
+
+    // The ledger: pairs seen for the first time now.
+    if let Some(ledger) = input.ledger {
+        for (rule, outcome) in rules.iter().enumerate() {
+            let name = &policy.rules[rule].name;
+            for &patch in &outcome.matched {
+                let id = &plan.patches[patch as usize];
+                if ledger.first_matched(name, id).is_none() {
+                    plan.ledger_additions.push(LedgerEntry { rule: name.clone(), patch: id.clone(), at: input.now });
+                }
+            }
+        }
+    }
+    for (index, outcome) in rules.into_iter().enumerate() {
+        let compiled = &policy.rules[index];
+        let decided = decisions
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| **d == Decision::By(index as u32))
+            .map(|(p, _)| p as u32)
+            .collect();
+        plan.rules.push(RuleOutcome {
+            name: compiled.name.clone(),
+            priority: compiled.priority,
+            action: compiled.action,
+            matched: outcome.matched,
+            decided,
+            errors: outcome.errors,
+        });
+    }
+    diagnostics.sort();
+    plan.diagnostics = diagnostics;
+    plan
+}
+
+struct RuleMatches {
+    matched: Vec<u32>,
+    /// Per patch: true when the match failed to evaluate.
+    failed: Vec<bool>,
+    errors: Vec<(u32, String)>,
+}
+
+/// Evaluates every rule's `match` over the catalog, once per distinct
+/// combination of the fields it reads.
+fn match_rules(
+    policy: &CompiledPolicy,
+    catalog: &PlanCatalog,
+    evaluator: &Evaluator,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<RuleMatches> {
+    let keys = FieldKeys::new(policy.rules.iter().map(|r| &r.matcher.fields), catalog.patches.iter().map(|p| &p.json));
+    let results: Vec<RuleMatches> = policy
+        .rules
+        .par_iter()
+        .map(|rule| {
+            let answers =
+                evaluate_all(&rule.matcher, &keys, catalog.len(), evaluator, "patch", |p| &catalog.patches[p].cel);
+            let mut outcome =
+                RuleMatches { matched: Vec::new(), failed: vec![false; catalog.len()], errors: Vec::new() };
+            for (patch, answer) in answers.into_iter().enumerate() {
+                match answer {
+                    Ok(true) => outcome.matched.push(patch as u32),
+                    Ok(false) => {}
+                    Err(e) => {
+                        outcome.failed[patch] = true;
+                        outcome.errors.push((patch as u32, e.to_string()));
+                    }
+                }
+            }
+            outcome
+        })
+        .collect();
+    for (rule, outcome) in policy.rules.iter().zip(&results) {
+        if outcome.errors.is_empty() {
+            continue;
+        }
+        let examples: Vec<String> = outcome
+            .errors
+            .iter()
+            .take(EXAMPLES)
+            .map(|(p, e)| format!("{}: {e}", catalog.patches[*p as usize].id()))
+            .collect();
+        diagnostics.push(rule.matcher.origin.warning(format!(
+            "rule `{}` failed to evaluate on {} patch(es), which it approves none of: {}",
+            rule.name,
+            outcome.errors.len(),
+            examples.join("; ")
+        )));
+    }
+    results
+}
+
+/// One answer per item, evaluating once per distinct key.
+fn evaluate_all<'c>(
+    expr: &CompiledExprUse,
+    keys: &FieldKeys,
+    count: usize,
+    evaluator: &Evaluator,
+    variable: &str,
+    value_of: impl Fn(usize) -> &'c CelValue,
+) -> Vec<Result<bool, EvalError>> {
+    let mut cache: HashMap<Vec<u32>, Result<bool, EvalError>> = HashMap::new();
+    (0..count)
+        .map(|item| {
+            let key = keys.key(&expr.fields, item);
+            cache.entry(key).or_insert_with(|| evaluator.evaluate(&expr.expr, variable, value_of(item))).clone()
+        })
+        .collect()
+}
+
+/// For each patch, the rule that decides it: the first in precedence order
+/// that matches. A rule that outranks it and failed to evaluate makes the
+/// patch undecided, since it might have said `hold`.
+fn decide(policy: &CompiledPolicy, catalog: &PlanCatalog, rules: &[RuleMatches]) -> Vec<Decision> {
+    let mut matched: Vec<Vec<bool>> = Vec::with_capacity(rules.len());
+    for outcome in rules {
+        let mut set = vec![false; catalog.len()];
+        for &p in &outcome.matched {
+            set[p as usize] = true;
+        }
+        matched.push(set);
+    }
+    (0..catalog.len())
+        .map(|patch| {
+            for rule in 0..policy.rules.len() {
+                if rules[rule].failed[patch] {
+                    return Decision::Failed(rule as u32);
+                }
+                if matched[rule][patch] {
+                    return Decision::By(rule as u32);
+                }
+            }
+            Decision::None
+        })
+        .collect()
+}
+
+/// For each patch, the exclusions that name or match it. An exclusion that
+/// fails to evaluate on a patch excludes it (fail safe) and is reported.
+fn match_exclusions(
+    policy: &CompiledPolicy,
+    catalog: &PlanCatalog,
+    evaluator: &Evaluator,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Vec<u32>> {
+    let mut excluded_by: Vec<Vec<u32>> = vec![Vec::new(); catalog.len()];
+    let no_fields = crate::expr::eval::FieldUse::Unused;
+    let keys = FieldKeys::new(
+        policy.exclusions.iter().map(|e| e.matcher.as_ref().map_or(&no_fields, |m| &m.fields)),
+        catalog.patches.iter().map(|p| &p.json),
+    );
+    for (index, exclusion) in policy.exclusions.iter().enumerate() {
+        let answers = exclusion.matcher.as_ref().map(|matcher| {
+            evaluate_all(matcher, &keys, catalog.len(), evaluator, "patch", |p| &catalog.patches[p].cel)
+        });
+        let mut failures = Vec::new();
+        for (patch, plan_patch) in catalog.patches.iter().enumerate() {
+            let listed = exclusion.patches.contains(plan_patch.id());
+            let matched = match answers.as_ref().map(|a| &a[patch]) {
+                Some(Ok(answer)) => *answer,
+                Some(Err(e)) => {
+                    failures.push(format!("{}: {e}", plan_patch.id()));
+                    true
+                }
+                None => false,
+            };
+            if listed || matched {
+                excluded_by[patch].push(index as u32);
+            }
+        }
+        if let (Some(matcher), false) = (&exclusion.matcher, failures.is_empty()) {
+            diagnostics.push(matcher.origin.warning(format!(
+                "exclusion `{}` failed to evaluate on {} patch(es), which it therefore excludes: {}",
+                exclusion.name,
+                failures.len(),
+                failures.iter().take(EXAMPLES).cloned().collect::<Vec<_>>().join("; ")
+            )));
+        }
+    }
+    excluded_by
+}
+
+/// `membership[scope][device]`. `all` (scope 0) holds every device.
+fn scope_membership(
+    policy: &CompiledPolicy,
+    devices: &[&Device],
+    evaluator: &Evaluator,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<Vec<bool>> {
+    let device_json: Vec<serde_json::Value> = devices.par_iter().map(|d| device_json(d)).collect();
+    let no_fields = crate::expr::eval::FieldUse::Unused;
+    let keys = FieldKeys::new(
+        policy.scopes.iter().map(|s| s.selector.as_ref().map_or(&no_fields, |m| &m.fields)),
+        device_json.iter(),
+    );
+    let results: Vec<ScopeMembers> = policy
+        .scopes
+        .par_iter()
+        .map(|scope| {
+            let mut members: Vec<bool> = devices.iter().map(|d| scope.devices.contains(&d.id)).collect();
+            let mut failures = Vec::new();
+            if let Some(selector) = &scope.selector {
+                // A device's CEL value is built only when its key is new.
+                let mut cache: HashMap<Vec<u32>, Result<bool, EvalError>> = HashMap::new();
+                for (index, member) in members.iter_mut().enumerate() {
+                    let key = keys.key(&selector.fields, index);
+                    let answer = cache
+                        .entry(key)
+                        .or_insert_with(|| {
+                            let value = CelValue::from_json(&device_json[index], &[]);
+                            evaluator.evaluate(&selector.expr, "device", &value)
+                        })
+                        .clone();
+                    match answer {
+                        Ok(true) => *member = true,
+                        Ok(false) => {}
+                        Err(e) => failures.push((index, e.to_string())),
+                    }
+                }
+            }
+            (members, failures)
+        })
+        .collect();
+    let mut membership = Vec::with_capacity(results.len());
+    for (scope, (mut members, failures)) in policy.scopes.iter().zip(results) {
+        if scope.name == crate::policy::SCOPE_ALL {
+            members = vec![true; devices.len()];
+        }
+        if let (Some(selector), false) = (&scope.selector, failures.is_empty()) {
+            let examples: Vec<String> =
+                failures.iter().take(EXAMPLES).map(|(d, e)| format!("{}: {e}", devices[*d].id)).collect();
+            diagnostics.push(selector.origin.warning(format!(
+                "the selector of scope `{}` failed to evaluate for {} device(s), left out of the scope: {}",
+                scope.name,
+                failures.len(),
+                examples.join("; ")
+            )));
+        }
+        membership.push(members);
+    }
+    membership
+}
+
+/// What CEL sees as `device`: its id and every fact it has.
+pub fn device_json(device: &Device) -> serde_json::Value {
+    let mut value = serde_json::to_value(&device.facts).unwrap_or_else(|_| serde_json::json!({}));
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("id".into(), serde_json::Value::String(device.id.clone()));
+    }
+    value
+}
+
+/// Counts each gate over the devices of the stage before it: a device
+/// counts as succeeded when its inventory has the patch or its latest report
+/// says so, as failed when its latest report says failed.
+fn count_gates(
+    gates: &mut [GateOutcome],
+    specs: &[(GateSpec, u32)],
+    catalog: &PlanCatalog,
+    devices: &[&Device],
+    in_scope: &(dyn Fn(usize, u32) -> bool + Sync),
+) {
+    if gates.is_empty() {
+        return;
+    }
+    let gated: HashSet<u32> = gates.iter().map(|g| g.patch).collect();
+    // (patch, device, succeeded), from every device's inventory and reports.
+    let outcomes: Vec<Vec<(u32, bool)>> = devices
+        .par_iter()
+        .map(|device| {
+            let mut latest: BTreeMap<u32, (jiff::Timestamp, bool)> = BTreeMap::new();
+            for report in &device.reports {
+                if let Some(patch) = catalog.get(&report.patch).filter(|p| gated.contains(p)) {
+                    let succeeded = report.status == ReportStatus::Succeeded;
+                    let entry = latest.entry(patch).or_insert((report.at, succeeded));
+                    // The latest report wins; at the same instant a failure.
+                    if report.at > entry.0 || (report.at == entry.0 && !succeeded) {
+                        *entry = (report.at, succeeded);
+                    }
+                }
+            }
+            for id in &device.inventory.patches {
+                if let Some(patch) = catalog.get(id).filter(|p| gated.contains(p)) {
+                    latest.insert(patch, (jiff::Timestamp::MAX, true));
+                }
+            }
+            latest.into_iter().map(|(p, (_, ok))| (p, ok)).collect()
+        })
+        .collect();
+    let mut by_patch: HashMap<u32, Vec<(usize, bool)>> = HashMap::new();
+    for (device, list) in outcomes.iter().enumerate() {
+        for &(patch, ok) in list {
+            by_patch.entry(patch).or_default().push((device, ok));
+        }
+    }
+    for (gate, (spec, previous)) in gates.iter_mut().zip(specs) {
+        let (mut succeeded, mut failed) = (0u32, 0u32);
+        if *previous != u32::MAX {
+            for &(device, ok) in by_patch.get(&gate.patch).map(Vec::as_slice).unwrap_or(&[]) {
+                if in_scope(device, *previous) {
+                    if ok {
+                        succeeded += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+        }
+        let total = succeeded + failed;
+        let rate = if total == 0 { 0.0 } else { f64::from(failed) / f64::from(total) };
+        gate.succeeded = succeeded;
+        gate.failed = failed;
+        gate.passed = succeeded >= spec.min_succeeded && rate <= spec.max_failure_rate;
+    }
+}
+
+/// The platform, arch and language lists of a patch. An absent list means
+/// any; a device without the fact meets only an absent list, so a device of
+/// unknown platform gets no platform-specific patch.
+fn applies_by_lists(patch: &PlanPatch, (platform, arch, language): DeviceKind) -> bool {
+    let applicability = &patch.view.record.patch.applicability;
+    let meets = |list: &Option<Vec<String>>, fact: Option<&str>| match list {
+        None => true,
+        Some(list) => fact.is_some_and(|fact| list.iter().any(|item| item == fact)),
+    };
+    meets(&applicability.platforms, platform)
+        && meets(&applicability.arch, arch)
+        && meets(&applicability.languages, language)
+}
+
+/// What a patch's package fixes say about a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FixState {
+    /// The patch has no package fixes: the lists alone decide.
+    NoFixes,
+    /// None of the fixed packages is installed: it does not apply.
+    NotApplicable,
+    /// Some installed package is below its fixed version.
+    Needed,
+    /// Every installed fixed package is at or above its version.
+    Fixed,
+}
+
+fn fix_state(
+    patch: &PlanPatch,
+    device: &Device,
+    packages: &HashMap<(patchward_api::PackageManager, &str), &str>,
+) -> FixState {
+    let fixes = &patch.view.record.patch.fixes;
+    if fixes.is_empty() {
+        return FixState::NoFixes;
+    }
+    let platform = device.facts.platform.as_deref();
+    let mut state = FixState::NotApplicable;
+    for fix in fixes.iter().filter(|f| f.platform.is_none() || f.platform.as_deref() == platform) {
+        let Some(installed) = packages.get(&(fix.manager, fix.package.as_str())) else { continue };
+        if compare_versions(installed, &fix.fixed_version, fix.manager.scheme()).is_lt() {
+            return FixState::Needed;
+        }
+        state = FixState::Fixed;
+    }
+    state
+}
+
+struct LocationNet {
+    net: ipnet::IpNet,
+    location: u32,
+}
+
+fn locations(policy: &CompiledPolicy) -> Vec<LocationNet> {
+    let mut nets = Vec::new();
+    for (index, location) in policy.policy.locations.values().enumerate() {
+        for network in &location.spec.networks {
+            if let Ok(net) = network.value.parse::<ipnet::IpNet>() {
+                nets.push(LocationNet { net, location: index as u32 });
+            }
+        }
+    }
+    // The most specific network wins; then the Location that sorts first.
+    nets.sort_by(|a, b| b.net.prefix_len().cmp(&a.net.prefix_len()).then(a.location.cmp(&b.location)));
+    nets
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_device(
+    index: usize,
+    device: &Device,
+    patches: &[u32],
+    catalog: &PlanCatalog,
+    policy: &CompiledPolicy,
+    candidates: &[Vec<Candidate>],
+    excluded_by: &[Vec<u32>],
+    gates: &[GateOutcome],
+    membership: &[Vec<bool>],
+    locations: &[LocationNet],
+    now: jiff::Timestamp,
+) -> DevicePlan {
+    let in_scope = |scope: u32| membership[scope as usize][index];
+    let inventory: HashSet<&str> = device.inventory.patches.iter().map(String::as_str).collect();
+    let packages: HashMap<(patchward_api::PackageManager, &str), &str> =
+        device.inventory.packages.iter().map(|p| ((p.manager, p.name.as_str()), p.version.as_str())).collect();
+    let mut items = Vec::new();
+    let mut excluded = Vec::new();
+    for &patch in patches {
+        let plan_patch = &catalog.patches[patch as usize];
+        let Some(candidate) = candidates[patch as usize].iter().find(|c| in_scope(c.scope)) else { continue };
+        let fixes = fix_state(plan_patch, device, &packages);
+        if fixes == FixState::NotApplicable {
+            continue;
+        }
+        let exclusions = &excluded_by[patch as usize];
+        if let Some(&exclusion) = exclusions.iter().find(|&&e| {
+            let scopes = &policy.exclusions[e as usize].scopes;
+            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s as u32))
+        }) {
+            excluded.push((patch, exclusion));
+            continue;
+        }
+        let present = fixes == FixState::Fixed
+            || inventory.contains(plan_patch.id())
+            || plan_patch.view.superseded_by.iter().any(|s| inventory.contains(s.as_str()));
+        let status = match (candidate.action, present) {
+            (ItemAction::Install, true) => ItemStatus::Installed,
+            (ItemAction::Uninstall, false) => ItemStatus::Removed,
+            _ if candidate.not_before > now => ItemStatus::Scheduled,
+            _ if candidate.gate.is_some_and(|g| !gates[g as usize].passed) => ItemStatus::Blocked,
+            _ => ItemStatus::Due,
+        };
+        items.push(DeviceItem {
+            patch,
+            action: candidate.action,
+            status,
+            source: candidate.source,
+            scope: candidate.scope,
+            stage: candidate.stage,
+            policy: candidate.policy,
+            not_before: candidate.not_before,
+            deadline: candidate.deadline,
+            gate: candidate.gate,
+        });
+    }
+    let address = device.facts.ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+    let location = address.and_then(|ip| locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
+    let scopes = (0..membership.len() as u32).filter(|s| in_scope(*s)).collect();
+    DevicePlan { id: device.id.clone(), scopes, location, items, excluded }
+}

@@ -1,0 +1,291 @@
+//! The plan as `patchward plan --format json` prints it (`schemas/plan.json`):
+//! names instead of indices, instants in RFC 3339, the packages and windows
+//! of every item resolved.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::{CompiledPolicy, ItemStatus, Plan, PlanCatalog, Source};
+use crate::diagnostics::Diagnostic;
+use crate::policy::model::{ItemAction, RuleAction};
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanReport {
+    /// The policy commit, when read from git.
+    pub policy_revision: Option<String>,
+    /// The instant planned for (RFC 3339, UTC).
+    pub at: String,
+    pub summary: Summary,
+    /// Every rule in precedence order with the active patches its `match`
+    /// selects ("show matching patches"), whether or not it decides them.
+    pub rules: Vec<RuleReport>,
+    /// Patches whose deciding rule says `review`.
+    pub review_queue: Vec<ListedReport>,
+    /// Patches whose deciding rule says `hold`.
+    pub held: Vec<ListedReport>,
+    /// Patches a `superseded: skip` rule approved but does not deploy.
+    pub superseded: Vec<ListedReport>,
+    /// Patches left unapproved because an outranking rule failed on them.
+    pub undecided: Vec<ListedReport>,
+    pub gates: Vec<GateReport>,
+    pub devices: Vec<DeviceReport>,
+    /// Runtime problems: rules or selectors that failed to evaluate,
+    /// approvals of patches not in the catalog.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub devices: usize,
+    pub patches: usize,
+    pub items: usize,
+    pub installed: usize,
+    pub due: usize,
+    pub scheduled: usize,
+    pub blocked: usize,
+    pub removed: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleReport {
+    pub name: String,
+    pub priority: i64,
+    pub action: RuleAction,
+    pub matched: Vec<String>,
+    pub decided: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<RuleError>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct RuleError {
+    pub patch: String,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedReport {
+    pub patch: String,
+    pub rule: String,
+    pub title: String,
+    pub severity: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub superseded_by: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateReport {
+    pub rule: String,
+    pub patch: String,
+    /// 1-based: the stage the gate holds back.
+    pub stage: u16,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub passed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceReport {
+    pub id: String,
+    pub scopes: Vec<String>,
+    pub location: Option<String>,
+    pub mirrors: Vec<String>,
+    pub max_bandwidth_kbps: Option<u64>,
+    pub items: Vec<ItemReport>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub excluded: Vec<ExcludedReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemReport {
+    pub patch: String,
+    pub action: ItemAction,
+    pub status: ItemStatus,
+    pub source: SourceReport,
+    pub scope: String,
+    /// 1-based stage of the rule; null for a manual Approval.
+    pub stage: Option<u16>,
+    pub policy: String,
+    /// The deployment policy's windows; empty means any time.
+    pub windows: Vec<String>,
+    /// RFC 3339, UTC.
+    pub not_before: String,
+    pub deadline: Option<String>,
+    pub packages: Vec<PackageReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceReport {
+    /// `rule` or `approval`.
+    pub kind: String,
+    pub name: String,
+    /// The policy commit the rule or approval was read from.
+    pub commit: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageReport {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    pub sha256: String,
+    pub size: u64,
+    pub args: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct ExcludedReport {
+    pub patch: String,
+    pub exclusion: String,
+}
+
+impl Plan {
+    pub fn source_name(&self, source: Source) -> (&'static str, &str) {
+        match source {
+            Source::Rule(r) => ("rule", &self.rules[r as usize].name),
+            Source::Approval(a) => ("approval", &self.approval_names[a as usize]),
+        }
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary { devices: self.devices.len(), patches: self.patches.len(), ..Summary::default() };
+        for item in self.devices.iter().flat_map(|d| &d.items) {
+            summary.items += 1;
+            match item.status {
+                ItemStatus::Installed => summary.installed += 1,
+                ItemStatus::Due => summary.due += 1,
+                ItemStatus::Scheduled => summary.scheduled += 1,
+                ItemStatus::Blocked => summary.blocked += 1,
+                ItemStatus::Removed => summary.removed += 1,
+            }
+        }
+        summary
+    }
+
+    pub fn report(&self, policy: &CompiledPolicy, catalog: &PlanCatalog) -> PlanReport {
+        let id = |p: u32| self.patches[p as usize].clone();
+        let listed = |list: &[super::Listed]| -> Vec<ListedReport> {
+            list.iter()
+                .map(|l| {
+                    let patch = &catalog.patches[l.patch as usize].view;
+                    ListedReport {
+                        patch: id(l.patch),
+                        rule: self.rules[l.rule as usize].name.clone(),
+                        title: patch.record.patch.title.clone(),
+                        severity: patch.record.severity.as_str().to_owned(),
+                        superseded_by: patch.superseded_by.clone(),
+                    }
+                })
+                .collect()
+        };
+        let windows: Vec<Vec<String>> = self
+            .policy_names
+            .iter()
+            .map(|name| policy.policy.deployment_policies[name].spec.windows.iter().map(|w| w.value.clone()).collect())
+            .collect();
+        let locations: Vec<&crate::policy::model::LocationSpec> =
+            self.location_names.iter().map(|n| &policy.policy.locations[n].spec).collect();
+        PlanReport {
+            policy_revision: self.policy_revision.clone(),
+            at: self.now.to_string(),
+            summary: self.summary(),
+            rules: self
+                .rules
+                .iter()
+                .map(|r| RuleReport {
+                    name: r.name.clone(),
+                    priority: r.priority,
+                    action: r.action,
+                    matched: r.matched.iter().map(|p| id(*p)).collect(),
+                    decided: r.decided.iter().map(|p| id(*p)).collect(),
+                    errors: r.errors.iter().map(|(p, m)| RuleError { patch: id(*p), message: m.clone() }).collect(),
+                })
+                .collect(),
+            review_queue: listed(&self.review_queue),
+            held: listed(&self.held),
+            superseded: listed(&self.superseded),
+            undecided: listed(&self.undecided),
+            gates: self
+                .gates
+                .iter()
+                .map(|g| GateReport {
+                    rule: self.rules[g.rule as usize].name.clone(),
+                    patch: id(g.patch),
+                    stage: g.stage + 1,
+                    succeeded: g.succeeded,
+                    failed: g.failed,
+                    passed: g.passed,
+                })
+                .collect(),
+            devices: self
+                .devices
+                .iter()
+                .map(|device| {
+                    let location = device.location.map(|l| locations[l as usize]);
+                    DeviceReport {
+                        id: device.id.clone(),
+                        scopes: device.scopes.iter().map(|s| self.scope_names[*s as usize].clone()).collect(),
+                        location: device.location.map(|l| self.location_names[l as usize].clone()),
+                        mirrors: location
+                            .map(|l| l.mirrors.iter().map(|m| m.value.clone()).collect())
+                            .unwrap_or_default(),
+                        max_bandwidth_kbps: location.and_then(|l| l.max_bandwidth_kbps.as_ref().map(|b| b.value)),
+                        items: device
+                            .items
+                            .iter()
+                            .map(|item| {
+                                let (kind, name) = self.source_name(item.source);
+                                let patch = &catalog.patches[item.patch as usize].view.record.patch;
+                                ItemReport {
+                                    patch: id(item.patch),
+                                    action: item.action,
+                                    status: item.status,
+                                    source: SourceReport {
+                                        kind: kind.to_owned(),
+                                        name: name.to_owned(),
+                                        commit: self.policy_revision.clone(),
+                                    },
+                                    scope: self.scope_names[item.scope as usize].clone(),
+                                    stage: item.stage.map(|s| s + 1),
+                                    policy: self.policy_names[item.policy as usize].clone(),
+                                    windows: windows[item.policy as usize].clone(),
+                                    not_before: item.not_before.to_string(),
+                                    deadline: item.deadline.map(|d| d.to_string()),
+                                    packages: patch
+                                        .packages
+                                        .iter()
+                                        .map(|p| PackageReport {
+                                            kind: p.kind.clone(),
+                                            url: p.url.clone(),
+                                            sha256: p.sha256.clone(),
+                                            size: p.size,
+                                            args: p.args.clone(),
+                                        })
+                                        .collect(),
+                                }
+                            })
+                            .collect(),
+                        excluded: device
+                            .excluded
+                            .iter()
+                            .map(|(p, e)| ExcludedReport {
+                                patch: id(*p),
+                                exclusion: self.exclusion_names[*e as usize].clone(),
+                            })
+                            .collect(),
+                    }
+                })
+                .collect(),
+            diagnostics: self.diagnostics.clone(),
+        }
+    }
+}
