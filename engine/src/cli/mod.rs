@@ -5,6 +5,7 @@
 //! the command could not run (missing path, unreadable repository, usage).
 
 mod catalog;
+mod diff;
 mod plan;
 mod schemas;
 mod validate;
@@ -31,6 +32,7 @@ enum Command {
     Validate(validate::ValidateArgs),
     Catalog(catalog::CatalogArgs),
     Plan(plan::PlanArgs),
+    Diff(diff::DiffArgs),
     Window(window::WindowArgs),
     Schemas(schemas::SchemasArgs),
 }
@@ -48,6 +50,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Catalog(args) => catalog::run(args),
         Command::Plan(args) => plan::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Window(args) => window::run(args),
         Command::Schemas(args) => schemas::run(args),
     };

@@ -73,6 +73,7 @@ enum Format {
 }
 
 /// A catalog and fleet read from disk, and the instant.
+#[derive(Clone)]
 pub struct LoadedInputs {
     pub records: Vec<crate::store::CatalogPatch>,
     pub fleet: patchward_api::Fleet,
