@@ -223,6 +223,7 @@ proptest! {
             let index: usize = device.id[1..].parse().unwrap();
             let ring = s.devices[index].ring;
             for item in &device.items {
+                let grant = plan.grant(item);
                 let patch_index: usize = plan.patches[item.patch as usize][1..].parse().unwrap();
                 let patch = &s.patches[patch_index];
                 // Exclusions beat everything.
@@ -231,18 +232,18 @@ proptest! {
                     "{} got excluded patch {}", device.id, plan.patches[item.patch as usize]
                 );
                 // Nothing outside its scope.
-                prop_assert!(device.scopes.contains(&item.scope), "{} is not in scope {}", device.id, item.scope);
-                let scope = &plan.scope_names[item.scope as usize];
+                prop_assert!(device.scopes.contains(&grant.scope), "{} is not in scope {}", device.id, grant.scope);
+                let scope = &plan.scope_names[grant.scope as usize];
                 prop_assert!(scope == "all" || scope == RINGS[ring]);
                 // No stage before its delay, counted from the release (offline).
-                if let (Source::Rule(rule), Some(stage)) = (item.source, item.stage) {
+                if let (Source::Rule(rule), Some(stage)) = (grant.source, grant.stage) {
                     let after = policy.rules[rule as usize].stages[stage as usize].after;
-                    prop_assert_eq!(item.not_before, released(patch).checked_add(after).unwrap());
+                    prop_assert_eq!(grant.not_before, released(patch).checked_add(after).unwrap());
                 }
                 // Statuses agree with the clock.
                 match item.status {
-                    ItemStatus::Due | ItemStatus::Blocked => prop_assert!(item.not_before <= now),
-                    ItemStatus::Scheduled => prop_assert!(item.not_before > now),
+                    ItemStatus::Due | ItemStatus::Blocked => prop_assert!(grant.not_before <= now),
+                    ItemStatus::Scheduled => prop_assert!(grant.not_before > now),
                     ItemStatus::Installed | ItemStatus::Removed => {}
                 }
             }

@@ -72,21 +72,44 @@ pub enum ItemStatus {
     Removed,
 }
 
-/// One item of a device's desired state, by index into the plan's tables.
+/// One item of a device's desired state: a patch, the grant that brings it
+/// to the device, and its status there. Twelve bytes, so a plan of 100,000
+/// devices with hundreds of items each stays small; everything the devices
+/// of a grant share lives once, in the grant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceItem {
     pub patch: u32,
-    pub action: ItemAction,
+    /// Index into `Plan::grants[patch]`.
+    pub grant: u32,
     pub status: ItemStatus,
+}
+
+/// A way a patch reaches the devices of one scope: a rule's stage or a
+/// manual Approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
     pub source: Source,
     pub scope: u32,
     /// 0-based stage of a rule; `None` for an Approval.
     pub stage: Option<u16>,
     pub policy: u32,
+    pub action: ItemAction,
     pub not_before: jiff::Timestamp,
     pub deadline: Option<jiff::Timestamp>,
-    /// Index into [`Plan::gates`] of the gate this item waits on.
+    /// Index into [`Plan::gates`] of the gate this grant waits on.
     pub gate: Option<u32>,
+}
+
+impl Grant {
+    /// DESIGN: the earliest not-before; on a tie a manual Approval beats a
+    /// rule's stage, and an earlier stage a later one.
+    fn precedence(&self) -> (jiff::Timestamp, u8, u16, Source) {
+        let kind = match self.source {
+            Source::Approval(_) => 0,
+            Source::Rule(_) => 1,
+        };
+        (self.not_before, kind, self.stage.unwrap_or(0), self.source)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,6 +180,8 @@ pub struct Plan {
     /// that matched failed to evaluate on them (fail safe: not approved).
     pub undecided: Vec<Listed>,
     pub gates: Vec<GateOutcome>,
+    /// Per patch, the grants that bring it to devices, in precedence order.
+    pub grants: Vec<Vec<Grant>>,
     /// By device id.
     pub devices: Vec<DevicePlan>,
     /// Runtime problems (rule errors, selector failures, approvals of
@@ -174,31 +199,6 @@ enum Decision {
     By(u32),
     /// The rule outranks every match and failed to evaluate.
     Failed(u32),
-}
-
-/// A way a patch reaches the devices of one scope.
-#[derive(Clone, Copy, Debug)]
-struct Candidate {
-    source: Source,
-    scope: u32,
-    stage: Option<u16>,
-    policy: u32,
-    action: ItemAction,
-    not_before: jiff::Timestamp,
-    deadline: Option<jiff::Timestamp>,
-    gate: Option<u32>,
-}
-
-impl Candidate {
-    /// DESIGN: the earliest not-before; on a tie a manual Approval beats a
-    /// rule's stage, and an earlier stage a later one.
-    fn precedence(&self) -> (jiff::Timestamp, u8, u16, Source) {
-        let kind = match self.source {
-            Source::Approval(_) => 0,
-            Source::Rule(_) => 1,
-        };
-        (self.not_before, kind, self.stage.unwrap_or(0), self.source)
-    }
 }
 
 /// A device's (platform, arch, language): what applicability lists test.
@@ -242,13 +242,14 @@ pub fn plan(input: &PlanInput) -> Plan {
         superseded: Vec::new(),
         undecided: Vec::new(),
         gates: Vec::new(),
+        grants: Vec::new(),
         devices: Vec::new(),
         diagnostics: Vec::new(),
         ledger_additions: Vec::new(),
     };
 
-    // Candidates: how each patch reaches which scope.
-    let mut candidates: Vec<Vec<Candidate>> = vec![Vec::new(); catalog.len()];
+    // Grants: how each patch reaches which scope.
+    let mut grants: Vec<Vec<Grant>> = vec![Vec::new(); catalog.len()];
     let mut gate_specs: Vec<(GateSpec, u32)> = Vec::new();
     for (patch, decision) in decisions.iter().enumerate() {
         let patch_u32 = patch as u32;
@@ -288,7 +289,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                                 gate_specs.push((spec, previous.unwrap_or(u32::MAX)));
                                 (plan.gates.len() - 1) as u32
                             });
-                            candidates[patch].push(Candidate {
+                            grants[patch].push(Grant {
                                 source: Source::Rule(rule),
                                 scope: stage.scope as u32,
                                 stage: Some(k as u16),
@@ -320,7 +321,7 @@ pub fn plan(input: &PlanInput) -> Plan {
             };
             let not_before = approval.not_before.unwrap_or_else(|| catalog.patches[patch as usize].released());
             for &scope in &approval.scopes {
-                candidates[patch as usize].push(Candidate {
+                grants[patch as usize].push(Grant {
                     source: Source::Approval(index as u32),
                     scope: scope as u32,
                     stage: None,
@@ -333,8 +334,8 @@ pub fn plan(input: &PlanInput) -> Plan {
             }
         }
     }
-    for list in &mut candidates {
-        list.sort_by_key(Candidate::precedence);
+    for list in &mut grants {
+        list.sort_by_key(Grant::precedence);
     }
 
     // Scope membership, then gates over it.
@@ -344,7 +345,7 @@ pub fn plan(input: &PlanInput) -> Plan {
 
     // Which patches can apply to devices of one (platform, arch, language):
     // only those with a candidate, filtered by their lists once per kind.
-    let reachable: Vec<u32> = (0..catalog.len() as u32).filter(|p| !candidates[*p as usize].is_empty()).collect();
+    let reachable: Vec<u32> = (0..catalog.len() as u32).filter(|p| !grants[*p as usize].is_empty()).collect();
     let mut kinds: HashMap<DeviceKind, Vec<u32>> = HashMap::new();
     for device in &devices {
         let facts = &device.facts;
@@ -367,7 +368,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                 &kinds[&key],
                 catalog,
                 policy,
-                &candidates,
+                &grants,
                 &excluded_by,
                 &plan.gates,
                 &membership,
@@ -377,6 +378,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         })
         .collect();
     plan.devices = device_plans;
+    plan.grants = grants;
 
     // The ledger: pairs seen for the first time now.
     if let Some(ledger) = input.ledger {
@@ -767,7 +769,7 @@ fn plan_device(
     patches: &[u32],
     catalog: &PlanCatalog,
     policy: &CompiledPolicy,
-    candidates: &[Vec<Candidate>],
+    grants: &[Vec<Grant>],
     excluded_by: &[Vec<u32>],
     gates: &[GateOutcome],
     membership: &[Vec<bool>],
@@ -782,7 +784,8 @@ fn plan_device(
     let mut excluded = Vec::new();
     for &patch in patches {
         let plan_patch = &catalog.patches[patch as usize];
-        let Some(candidate) = candidates[patch as usize].iter().find(|c| in_scope(c.scope)) else { continue };
+        let Some(grant_index) = grants[patch as usize].iter().position(|c| in_scope(c.scope)) else { continue };
+        let candidate = &grants[patch as usize][grant_index];
         let fixes = fix_state(plan_patch, device, &packages);
         if fixes == FixState::NotApplicable {
             continue;
@@ -805,21 +808,17 @@ fn plan_device(
             _ if candidate.gate.is_some_and(|g| !gates[g as usize].passed) => ItemStatus::Blocked,
             _ => ItemStatus::Due,
         };
-        items.push(DeviceItem {
-            patch,
-            action: candidate.action,
-            status,
-            source: candidate.source,
-            scope: candidate.scope,
-            stage: candidate.stage,
-            policy: candidate.policy,
-            not_before: candidate.not_before,
-            deadline: candidate.deadline,
-            gate: candidate.gate,
-        });
+        items.push(DeviceItem { patch, grant: grant_index as u32, status });
     }
     let address = device.facts.ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
     let location = address.and_then(|ip| locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
     let scopes = (0..membership.len() as u32).filter(|s| in_scope(*s)).collect();
     DevicePlan { id: device.id.clone(), scopes, location, items, excluded }
+}
+
+impl Plan {
+    /// The grant that brings `item` to its device.
+    pub fn grant(&self, item: &DeviceItem) -> &Grant {
+        &self.grants[item.patch as usize][item.grant as usize]
+    }
 }

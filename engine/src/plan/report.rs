@@ -243,23 +243,24 @@ impl Plan {
                             .items
                             .iter()
                             .map(|item| {
-                                let (kind, name) = self.source_name(item.source);
+                                let grant = self.grant(item);
+                                let (kind, name) = self.source_name(grant.source);
                                 let patch = &catalog.patches[item.patch as usize].view.record.patch;
                                 ItemReport {
                                     patch: id(item.patch),
-                                    action: item.action,
+                                    action: grant.action,
                                     status: item.status,
                                     source: SourceReport {
                                         kind: kind.to_owned(),
                                         name: name.to_owned(),
                                         commit: self.policy_revision.clone(),
                                     },
-                                    scope: self.scope_names[item.scope as usize].clone(),
-                                    stage: item.stage.map(|s| s + 1),
-                                    policy: self.policy_names[item.policy as usize].clone(),
-                                    windows: windows[item.policy as usize].clone(),
-                                    not_before: item.not_before.to_string(),
-                                    deadline: item.deadline.map(|d| d.to_string()),
+                                    scope: self.scope_names[grant.scope as usize].clone(),
+                                    stage: grant.stage.map(|s| s + 1),
+                                    policy: self.policy_names[grant.policy as usize].clone(),
+                                    windows: windows[grant.policy as usize].clone(),
+                                    not_before: grant.not_before.to_string(),
+                                    deadline: grant.deadline.map(|d| d.to_string()),
                                     packages: patch
                                         .packages
                                         .iter()
