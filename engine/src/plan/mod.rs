@@ -21,6 +21,7 @@ pub mod diff;
 mod fields;
 pub mod ledger;
 pub mod report;
+pub mod synthetic;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -414,16 +415,18 @@ pub fn plan(input: &PlanInput) -> Plan {
     plan
 }
 
-struct RuleMatches {
-    matched: Vec<u32>,
+/// What one rule's `match` says about every active patch.
+pub struct RuleMatches {
+    pub matched: Vec<u32>,
     /// Per patch: true when the match failed to evaluate.
-    failed: Vec<bool>,
-    errors: Vec<(u32, String)>,
+    pub failed: Vec<bool>,
+    pub errors: Vec<(u32, String)>,
 }
 
 /// Evaluates every rule's `match` over the catalog, once per distinct
-/// combination of the fields it reads.
-fn match_rules(
+/// combination of the fields it reads. Failures are also reported into
+/// `diagnostics`, at the rule's `match`.
+pub fn match_rules(
     policy: &CompiledPolicy,
     catalog: &PlanCatalog,
     evaluator: &Evaluator,
@@ -562,7 +565,8 @@ fn match_exclusions(
 }
 
 /// `membership[scope][device]`. `all` (scope 0) holds every device.
-fn scope_membership(
+/// Selector failures are reported into `diagnostics`.
+pub fn scope_membership(
     policy: &CompiledPolicy,
     devices: &[&Device],
     evaluator: &Evaluator,

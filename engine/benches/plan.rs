@@ -1,0 +1,204 @@
+//! Planner benchmarks on a synthetic estate (`patchward::plan::synthetic`):
+//!
+//! 1. rule evaluation, 20,000 patches × 50 rules: the planner's shared
+//!    evaluation, CEL on every pair, and the same predicates as Rust closures;
+//! 2. scope membership, 100,000 devices × 20 scopes: shared and per device;
+//! 3. the full plan of 100,000 devices × 20,000 patches, with its peak memory.
+//!
+//! `cargo bench -p patchward-engine --bench plan`. Sizes from
+//! `PATCHWARD_BENCH_DEVICES`, `PATCHWARD_BENCH_PATCHES`, `PATCHWARD_BENCH_RULES`,
+//! `PATCHWARD_BENCH_SCOPES`.
+
+use std::time::Instant;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use patchward::catalog::coverage::CoverageSet;
+use patchward::expr::eval::{CelValue, Evaluator};
+use patchward::plan::synthetic::{Size, generate};
+use patchward::plan::{CompiledPolicy, PlanCatalog, PlanInput, device_json, match_rules, plan, scope_membership};
+use patchward::policy::{PolicyLimits, PolicySource, load_policy};
+use rayon::prelude::*;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The process's resident set and its peak (VmRSS, VmHWM), in MiB.
+fn memory() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Resets the peak resident set (Linux: `echo 5 > /proc/self/clear_refs`).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs `f` `runs` times; the best and median seconds.
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (f64, f64, T) {
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..runs {
+        let started = Instant::now();
+        last = Some(std::hint::black_box(f()));
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    (times[0], times[times.len() / 2], last.expect("at least one run"))
+}
+
+fn main() {
+    let size = Size {
+        patches: env("PATCHWARD_BENCH_PATCHES", 20_000),
+        rules: env("PATCHWARD_BENCH_RULES", 50),
+        scopes: env("PATCHWARD_BENCH_SCOPES", 20),
+        devices: env("PATCHWARD_BENCH_DEVICES", 100_000),
+    };
+    println!("scenario: {size:?}, {} threads", rayon::current_num_threads());
+    let started = Instant::now();
+    let scenario = generate(size, 7);
+    let dir = tempfile::tempdir().expect("a temp dir");
+    for (name, text) in &scenario.policy_files {
+        std::fs::write(dir.path().join(name), text).expect("write the policy");
+    }
+    let load = load_policy(&PolicySource::Folder(dir.path().to_owned()), &PolicyLimits::default()).expect("reads");
+    let policy = load.policy.unwrap_or_else(|| panic!("the synthetic policy is valid: {:#?}", load.diagnostics));
+    let policy = CompiledPolicy::compile(policy, None).expect("compiles");
+    let (records, _) = patchward::catalog::offline_catalog(
+        patchward::policy::model::FeedFormat::Patchward,
+        &scenario.feed,
+        scenario.now,
+    )
+    .expect("the synthetic feed imports");
+    let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
+    println!(
+        "generated and loaded in {:.2} s: {} active patches, {} devices",
+        started.elapsed().as_secs_f64(),
+        catalog.len(),
+        scenario.fleet.len()
+    );
+    let now = scenario.now;
+    let pairs = (catalog.len() * policy.rules.len()) as f64;
+
+    println!("\n1. rule evaluation: {} patches × {} rules = {pairs:.0} pairs", catalog.len(), policy.rules.len());
+    let (best, median, matches) =
+        time(5, || match_rules(&policy, &catalog, &Evaluator::new(&policy.env, now), &mut Vec::new()));
+    let matched_cel: usize = matches.iter().map(|m| m.matched.len()).sum();
+    println!(
+        "   planner (shared by field values, 2 threads) {:>8.1} ms  {:>12.0} pairs/s   (median {:.1} ms)",
+        best * 1e3,
+        pairs / best,
+        median * 1e3
+    );
+    let evaluator = Evaluator::new(&policy.env, now);
+    let (best_cel, median_cel, matched_every) = time(3, || {
+        let mut matched = 0usize;
+        for rule in &policy.rules {
+            for patch in &catalog.patches {
+                if evaluator.evaluate(&rule.matcher.expr, "patch", &patch.cel) == Ok(true) {
+                    matched += 1;
+                }
+            }
+        }
+        matched
+    });
+    println!(
+        "   CEL on every pair (1 thread)                {:>8.1} ms  {:>12.0} pairs/s   (median {:.1} ms)",
+        best_cel * 1e3,
+        pairs / best_cel,
+        median_cel * 1e3
+    );
+    let (best_native, median_native, matched_native) = time(5, || {
+        let mut matched = 0usize;
+        for (_, closure) in &scenario.closures {
+            for patch in &catalog.patches {
+                if closure(&patch.view.record, now) {
+                    matched += 1;
+                }
+            }
+        }
+        matched
+    });
+    println!(
+        "   Rust closures on every pair (1 thread)      {:>8.1} ms  {:>12.0} pairs/s   (median {:.1} ms)",
+        best_native * 1e3,
+        pairs / best_native,
+        median_native * 1e3
+    );
+    assert_eq!(matched_cel, matched_every, "shared and per-pair CEL agree");
+    assert_eq!(matched_every, matched_native, "CEL and the closures agree");
+    println!(
+        "   ratios: planner / closures {:.2}×, per-pair CEL / closures {:.1}×  ({matched_native} matches)",
+        best / best_native,
+        best_cel / best_native
+    );
+
+    println!("\n2. scope membership: {} devices × {} scopes", scenario.fleet.len(), policy.scopes.len() - 1);
+    let devices: Vec<&patchward_api::Device> = scenario.fleet.iter().collect();
+    let (best, median, members) =
+        time(3, || scope_membership(&policy, &devices, &Evaluator::new(&policy.env, now), &mut Vec::new()));
+    let evaluations = (scenario.fleet.len() * (policy.scopes.len() - 1)) as f64;
+    println!(
+        "   planner (shared by fact values)             {:>8.1} ms  {:>12.0} device-scopes/s (median {:.1} ms)",
+        best * 1e3,
+        evaluations / best,
+        median * 1e3
+    );
+    let (best_each, _, members_each) = time(1, || {
+        let values: Vec<CelValue> = devices.par_iter().map(|d| CelValue::from_json(&device_json(d), &[])).collect();
+        policy
+            .scopes
+            .par_iter()
+            .skip(1)
+            .map(|scope| {
+                let evaluator = Evaluator::new(&policy.env, now);
+                let selector = scope.selector.as_ref().expect("synthetic scopes have selectors");
+                values
+                    .iter()
+                    .map(|v| evaluator.evaluate(&selector.expr, "device", v) == Ok(true))
+                    .collect::<Vec<bool>>()
+            })
+            .collect::<Vec<_>>()
+    });
+    println!(
+        "   CEL for every device (2 threads)            {:>8.1} ms  {:>12.0} device-scopes/s",
+        best_each * 1e3,
+        evaluations / best_each
+    );
+    assert_eq!(&members[1..], &members_each[..], "shared and per-device selectors agree");
+
+    println!("\n3. full plan: {} devices × {} patches", scenario.fleet.len(), catalog.len());
+    let (rss_before, _) = memory();
+    reset_peak();
+    let started = Instant::now();
+    let computed = plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &scenario.fleet, ledger: None, now });
+    let seconds = started.elapsed().as_secs_f64();
+    let (rss_after, peak) = memory();
+    let summary = computed.summary();
+    println!(
+        "   {seconds:.2} s; {} items ({} installed, {} due, {} scheduled, {} blocked); {} grants",
+        summary.items,
+        summary.installed,
+        summary.due,
+        summary.scheduled,
+        summary.blocked,
+        computed.grants.iter().map(Vec::len).sum::<usize>()
+    );
+    println!(
+        "   memory: resident {rss_before:.0} MiB before (scenario, catalog, fleet), {rss_after:.0} MiB after; peak {peak:.0} MiB, so the plan itself needed at most {:.0} MiB",
+        peak - rss_before
+    );
+    let (best, median, _) =
+        time(3, || plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &scenario.fleet, ledger: None, now }));
+    println!("   repeated: best {best:.2} s, median {median:.2} s");
+}
