@@ -12,6 +12,8 @@ use cel::context::VariableResolver;
 use cel::{Context, Env, Program, Value};
 
 use super::estimate_cost_with;
+use super::fast::FastExpr;
+pub use super::fast::{FieldValue, JsonRecord, Record};
 
 /// The environment every program compiles and runs in: the standard
 /// library and the string, list and math extensions.
@@ -44,6 +46,8 @@ pub enum FieldUse {
 /// A compiled `match` or `selector`.
 pub struct CompiledExpr {
     program: Program,
+    /// The fast path, per variable it may be bound to (`patch`, `device`).
+    fast: Vec<(&'static str, FastExpr)>,
     /// Cost with every comprehension iterating once; the real bound is
     /// computed per evaluation when the expression has comprehensions.
     base_cost: u64,
@@ -67,12 +71,22 @@ impl CompiledExpr {
     pub fn compile(env: &Env, source: &str) -> Result<CompiledExpr, EvalError> {
         let program = env.compile(source).map_err(|e| EvalError::Compile(e.to_string()))?;
         let root = program.expression();
+        let fast = ["patch", "device"]
+            .into_iter()
+            .filter_map(|variable| FastExpr::compile(root, variable).map(|f| (variable, f)))
+            .collect();
         Ok(CompiledExpr {
+            fast,
             base_cost: estimate_cost_with(&root.expr, 1),
             has_comprehension: has_comprehension(root),
             longest_literal_list: longest_literal_list(root),
             program,
         })
+    }
+
+    /// Whether the fast path covers the expression bound as `variable`.
+    pub fn has_fast_path(&self, variable: &str) -> bool {
+        self.fast.iter().any(|(v, _)| *v == variable)
     }
 
     /// How the expression uses `variable`.
@@ -97,6 +111,9 @@ impl CompiledExpr {
 /// of evaluations.
 pub struct CelValue {
     value: Box<dyn Val>,
+    /// The JSON it was made from, for the fast path.
+    json: serde_json::Value,
+    timestamps: &'static [&'static str],
     /// The longest list or map anywhere inside: the bound on how often a
     /// comprehension over it can iterate.
     longest: u64,
@@ -111,13 +128,14 @@ impl std::fmt::Debug for CelValue {
 impl CelValue {
     /// Converts JSON; strings in `timestamp_fields` (top level) become
     /// timestamps.
-    pub fn from_json(json: &serde_json::Value, timestamp_fields: &[&str]) -> CelValue {
-        CelValue::from_value(from_json(json, timestamp_fields), longest_collection(json))
+    pub fn from_json(json: &serde_json::Value, timestamp_fields: &'static [&'static str]) -> CelValue {
+        let value: Box<dyn Val> = from_json(json, timestamp_fields).try_into().expect("every Value converts to a Val");
+        CelValue { value, longest: longest_collection(json), json: json.clone(), timestamps: timestamp_fields }
     }
 
-    fn from_value(value: Value, longest: u64) -> CelValue {
-        let value: Box<dyn Val> = value.try_into().expect("every Value converts to a Val");
-        CelValue { value, longest }
+    /// The JSON this value was made from.
+    pub fn json(&self) -> &serde_json::Value {
+        &self.json
     }
 }
 
@@ -125,7 +143,8 @@ impl CelValue {
 /// are registered once; each evaluation binds its variable by reference.
 pub struct Evaluator {
     root: Context<'static, 'static>,
-    now: CelValue,
+    now_value: Box<dyn Val>,
+    now: jiff::Timestamp,
     max_cost: u64,
 }
 
@@ -153,7 +172,8 @@ impl Evaluator {
         root.add_function("versionAtLeast", version_at_least).expect("no CEL overload is named versionAtLeast");
         root.add_function("daysSince", move |since: Value| days_since(&since, now))
             .expect("no CEL overload is named daysSince");
-        Evaluator { root, now: CelValue::from_value(timestamp(now), 0), max_cost: MAX_EVALUATION_COST }
+        let now_value: Box<dyn Val> = timestamp(now).try_into().expect("a timestamp converts to a Val");
+        Evaluator { root, now_value, now, max_cost: MAX_EVALUATION_COST }
     }
 
     pub fn with_max_cost(mut self, max_cost: u64) -> Evaluator {
@@ -163,11 +183,38 @@ impl Evaluator {
 
     /// Evaluates `expr` to a boolean with `variable` bound to `value`.
     pub fn evaluate(&self, expr: &CompiledExpr, variable: &str, value: &CelValue) -> Result<bool, EvalError> {
+        let record = JsonRecord { json: &value.json, timestamps: value.timestamps };
+        self.evaluate_in(expr, variable, value, &record)
+    }
+
+    /// [`Evaluator::evaluate`], with the fast path reading `record`, which
+    /// must hold the same value as `value`.
+    pub fn evaluate_in(
+        &self,
+        expr: &CompiledExpr,
+        variable: &str,
+        value: &CelValue,
+        record: &dyn Record,
+    ) -> Result<bool, EvalError> {
+        if let Some((_, fast)) = expr.fast.iter().find(|(v, _)| *v == variable) {
+            let cost = expr.cost(value.longest);
+            if cost > self.max_cost {
+                return Err(EvalError::TooCostly { cost, longest: value.longest, limit: self.max_cost });
+            }
+            if let Some(answer) = fast.evaluate_record(record, self.now) {
+                return Ok(answer);
+            }
+        }
+        self.interpret(expr, variable, value)
+    }
+
+    /// [`Evaluator::evaluate`] by the interpreter alone, never the fast path.
+    pub fn interpret(&self, expr: &CompiledExpr, variable: &str, value: &CelValue) -> Result<bool, EvalError> {
         let cost = expr.cost(value.longest);
         if cost > self.max_cost {
             return Err(EvalError::TooCostly { cost, longest: value.longest, limit: self.max_cost });
         }
-        let bindings = Bindings { name: variable, value: value.value.as_ref(), now: self.now.value.as_ref() };
+        let bindings = Bindings { name: variable, value: value.value.as_ref(), now: self.now_value.as_ref() };
         let mut scope = self.root.new_inner_scope();
         scope.set_variable_resolver(&bindings);
         match expr.program.execute(&scope) {
@@ -453,5 +500,161 @@ mod tests {
         assert!(matches!(evaluator.evaluate(&nested, "patch", &many), Err(EvalError::TooCostly { longest: 1000, .. })));
         let flat = CompiledExpr::compile(&env, r#"patch.cves.exists(c, c == "CVE-2026-0999")"#).unwrap();
         assert_eq!(evaluator.evaluate(&flat, "patch", &many), Ok(true), "one pass over 1,000 items is affordable");
+    }
+
+    mod fast_path {
+        use super::*;
+        use proptest::prelude::*;
+
+        const ATOMS: &[&str] = &[
+            "patch.severity",
+            "patch.product",
+            "patch.score",
+            "patch.cvss",
+            "patch.cvss.score",
+            "patch.cves",
+            "patch.nums",
+            "patch.flag",
+            "patch.missing",
+            "patch.released",
+            "patch.mixed",
+            "patch.labels",
+            "patch.obsoleteSince",
+            "patch.labels[\"high\"]",
+            "patch.labels[\"nope\"]",
+            "patch.cves[0]",
+            "\"high\"",
+            "\"Java\"",
+            "1",
+            "2.5",
+            "true",
+            "null",
+            "[\"a\", \"high\"]",
+            "[1, 2]",
+        ];
+
+        fn atom() -> impl Strategy<Value = String> {
+            prop::sample::select(ATOMS).prop_map(str::to_owned)
+        }
+
+        fn boolean() -> impl Strategy<Value = String> {
+            let leaf = prop_oneof![
+                (atom(), atom(), prop::sample::select(&["==", "!=", "<", ">=", "in"][..]))
+                    .prop_map(|(a, b, op)| format!("{a} {op} {b}")),
+                (atom(), atom()).prop_map(|(a, b)| format!("{a}.startsWith({b})")),
+                (atom(), atom()).prop_map(|(a, b)| format!("{a}.contains({b})")),
+                atom().prop_map(|a| format!("size({a}) > 1")),
+                prop::sample::select(&["severity", "missing", "cvss", "obsoleteSince"][..])
+                    .prop_map(|f| format!("has(patch.{f})")),
+                (atom(), atom()).prop_map(|(l, v)| format!("{l}.exists(c, c == {v})")),
+                atom().prop_map(|l| format!("{l}.all(c, c.startsWith(\"C\"))")),
+                atom().prop_map(|a| format!("daysSince({a}) > 3")),
+                atom(),
+            ];
+            leaf.prop_recursive(3, 12, 2, |inner| {
+                prop_oneof![
+                    inner.clone().prop_map(|e| format!("!({e})")),
+                    (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a}) && ({b})")),
+                    (inner.clone(), inner).prop_map(|(a, b)| format!("({a}) || ({b})")),
+                ]
+            })
+        }
+
+        fn patch_json() -> impl Strategy<Value = serde_json::Value> {
+            (
+                prop::sample::select(&["high", "low", "critical"][..]),
+                any::<bool>(),
+                any::<bool>(),
+                0i64..4,
+                prop::collection::vec(prop::sample::select(&["CVE-1", "high", "a", "C"][..]), 0..3),
+                any::<bool>(),
+            )
+                .prop_map(|(severity, float_score, cvss, score, cves, flag)| {
+                    serde_json::json!({
+                        "severity": severity, "product": "Java 8",
+                        "score": if float_score { serde_json::json!(score as f64 + 0.5) } else { serde_json::json!(score) },
+                        "cvss": if cvss { serde_json::json!({"score": 7.5}) } else { serde_json::Value::Null },
+                        "cves": cves, "nums": [1, 2, score], "flag": flag, "released": "2026-11-01T00:00:00Z",
+                        "mixed": ["a", 1], "labels": {"high": "x"}, "obsoleteSince": null
+                    })
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            /// Wherever the fast path answers, the interpreter gives the same answer.
+            #[test]
+            fn agrees_with_the_interpreter(source in boolean(), json in patch_json()) {
+                let env = environment();
+                let Ok(expr) = CompiledExpr::compile(&env, &source) else { return Ok(()) };
+                let evaluator = Evaluator::new(&env, "2026-11-24T12:00:00Z".parse().unwrap());
+                let value = CelValue::from_json(&json, PATCH_TIMESTAMPS);
+                let fast = expr.fast.iter().find(|(v, _)| *v == "patch").and_then(|(_, f)| f.evaluate(&json, PATCH_TIMESTAMPS, evaluator.now));
+                if let Some(answer) = fast {
+                    prop_assert_eq!(evaluator.interpret(&expr, "patch", &value), Ok(answer), "{} over {}", source, json);
+                }
+            }
+        }
+
+        #[test]
+        fn null_and_mixed_equalities_agree() {
+            let env = environment();
+            let evaluator = Evaluator::new(&env, "2026-11-24T12:00:00Z".parse().unwrap());
+            let json = serde_json::json!({"none": null, "map": {"a": 1}, "list": [1], "text": "x", "n": 1});
+            let value = CelValue::from_json(&json, &[]);
+            for source in [
+                "null == null",
+                "patch.none == null",
+                "patch.map != null",
+                "patch.list == null",
+                "patch.text != null",
+                "patch.n == null",
+                "null != patch.map",
+                "patch.none != patch.text",
+            ] {
+                let expr = CompiledExpr::compile(&env, source).unwrap();
+                let (_, fast) = expr.fast.iter().find(|(v, _)| *v == "patch").unwrap();
+                let answer = fast.evaluate(&json, &[], evaluator.now);
+                assert!(answer.is_some(), "{source}");
+                assert_eq!(evaluator.interpret(&expr, "patch", &value), Ok(answer.unwrap()), "{source}");
+            }
+        }
+
+        #[test]
+        fn covers_the_expressions_admins_write() {
+            let env = environment();
+            for source in [
+                r#"patch.severity == "critical" && patch.category == "security""#,
+                r#"patch.product.startsWith("Java")"#,
+                r#"patch.vendor == "Oracle" && patch.severity in ["critical", "high"]"#,
+                "patch.cvss != null && patch.cvss.score >= 7.0",
+                r#"patch.cves.exists(c, c.startsWith("CVE-2026-1"))"#,
+                r#"daysSince(patch.released) > 30 && patch.severity != "low""#,
+                r#""ring" in device.labels && device.labels["ring"] == "pilot""#,
+            ] {
+                let expr = CompiledExpr::compile(&env, source).unwrap();
+                let variable = if source.contains("device") { "device" } else { "patch" };
+                assert!(expr.has_fast_path(variable), "{source}");
+            }
+            // And answers them, as the interpreter does.
+            let json = serde_json::json!({
+                "severity": "critical", "category": "security", "product": "Java 8", "vendor": "Oracle",
+                "cvss": {"score": 9.8}, "cves": ["CVE-2026-1234"], "released": "2026-10-01T00:00:00Z",
+                "labels": {"ring": "pilot"}
+            });
+            let evaluator = Evaluator::new(&env, "2026-11-24T12:00:00Z".parse().unwrap());
+            for (source, variable) in [
+                (r#"patch.vendor == "Oracle" && patch.severity in ["critical", "high"]"#, "patch"),
+                (r#"patch.cves.exists(c, c.startsWith("CVE-2026-1")) && daysSince(patch.released) > 30"#, "patch"),
+                (r#""ring" in device.labels && device.labels["ring"] == "pilot""#, "device"),
+            ] {
+                let expr = CompiledExpr::compile(&env, source).unwrap();
+                let (_, fast) = expr.fast.iter().find(|(v, _)| *v == variable).unwrap();
+                assert_eq!(fast.evaluate(&json, PATCH_TIMESTAMPS, evaluator.now), Some(true), "{source}");
+                let value = CelValue::from_json(&json, PATCH_TIMESTAMPS);
+                assert_eq!(evaluator.interpret(&expr, variable, &value), Ok(true), "{source}");
+            }
+        }
     }
 }

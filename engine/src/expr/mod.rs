@@ -7,5 +7,6 @@
 
 mod check;
 pub mod eval;
+mod fast;
 
 pub use check::{ExprLimits, ExprProblem, ExprScope, check_expressions, estimate_cost_with};

@@ -11,6 +11,17 @@ pub struct FieldKeys {
     columns: HashMap<String, usize>,
     /// `ids[column][item]`: the interned value of that field of that item.
     ids: Vec<Vec<u32>>,
+    /// How many distinct values each column holds.
+    distinct: Vec<u64>,
+    items: usize,
+}
+
+/// The key of an item for one expression. Up to four fields need no
+/// allocation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Key {
+    Small([u32; 4]),
+    Large(Vec<u32>),
 }
 
 impl FieldKeys {
@@ -30,6 +41,8 @@ impl FieldKeys {
             }
         }
         let mut ids = vec![Vec::new(); columns.len()];
+        let mut distinct = vec![0; columns.len()];
+        let items_count = items.clone().count();
         for (field, &column) in &columns {
             let mut interned: HashMap<String, u32> = HashMap::new();
             ids[column] = items
@@ -43,17 +56,38 @@ impl FieldKeys {
                     *interned.entry(text).or_insert(next)
                 })
                 .collect();
+            distinct[column] = interned.len() as u64;
         }
-        FieldKeys { columns, ids }
+        FieldKeys { columns, ids, distinct, items: items_count }
+    }
+
+    /// Whether items share keys often enough for a cache to pay: the
+    /// combinations of the fields read are fewer than half the items.
+    pub fn worth_sharing(&self, usage: &FieldUse) -> bool {
+        let combinations = match usage {
+            FieldUse::Unused => 1,
+            FieldUse::Whole => u64::MAX,
+            FieldUse::Fields(fields) => {
+                fields.iter().fold(1u64, |product, f| product.saturating_mul(self.distinct[self.columns[f]]))
+            }
+        };
+        combinations.saturating_mul(2) <= self.items as u64
     }
 
     /// The key of `item` for an expression with these field uses.
-    pub fn key(&self, usage: &FieldUse, item: usize) -> Vec<u32> {
+    pub fn key(&self, usage: &FieldUse, item: usize) -> Key {
         match usage {
-            FieldUse::Unused => Vec::new(),
+            FieldUse::Unused => Key::Small([0; 4]),
             // Read whole: no two items are known to agree.
-            FieldUse::Whole => vec![u32::MAX, item as u32],
-            FieldUse::Fields(fields) => fields.iter().map(|f| self.ids[self.columns[f]][item]).collect(),
+            FieldUse::Whole => Key::Small([u32::MAX, item as u32, 0, 0]),
+            FieldUse::Fields(fields) if fields.len() <= 4 => {
+                let mut key = [0u32; 4];
+                for (slot, f) in key.iter_mut().zip(fields) {
+                    *slot = self.ids[self.columns[f]][item];
+                }
+                Key::Small(key)
+            }
+            FieldUse::Fields(fields) => Key::Large(fields.iter().map(|f| self.ids[self.columns[f]][item]).collect()),
         }
     }
 }

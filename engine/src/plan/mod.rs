@@ -29,7 +29,7 @@ use patchward_api::{Device, ReportStatus, compare_versions};
 use rayon::prelude::*;
 
 use crate::diagnostics::Diagnostic;
-use crate::expr::eval::{CelValue, EvalError, Evaluator};
+use crate::expr::eval::{CelValue, EvalError, Evaluator, Record};
 use crate::policy::model::{ItemAction, RuleAction, SupersededHandling};
 pub use catalog::{PlanCatalog, PlanPatch};
 pub use compile::CompiledPolicy;
@@ -432,13 +432,15 @@ pub fn match_rules(
     evaluator: &Evaluator,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<RuleMatches> {
-    let keys = FieldKeys::new(policy.rules.iter().map(|r| &r.matcher.fields), catalog.patches.iter().map(|p| &p.json));
+    let keys =
+        FieldKeys::new(policy.rules.iter().map(|r| &r.matcher.fields), catalog.patches.iter().map(|p| p.cel.json()));
     let results: Vec<RuleMatches> = policy
         .rules
         .par_iter()
         .map(|rule| {
-            let answers =
-                evaluate_all(&rule.matcher, &keys, catalog.len(), evaluator, "patch", |p| &catalog.patches[p].cel);
+            let answers = evaluate_all(&rule.matcher, &keys, catalog.len(), evaluator, "patch", |p| {
+                (&catalog.patches[p].cel, &catalog.patches[p] as &dyn Record)
+            });
             let mut outcome =
                 RuleMatches { matched: Vec::new(), failed: vec![false; catalog.len()], errors: Vec::new() };
             for (patch, answer) in answers.into_iter().enumerate() {
@@ -481,13 +483,20 @@ fn evaluate_all<'c>(
     count: usize,
     evaluator: &Evaluator,
     variable: &str,
-    value_of: impl Fn(usize) -> &'c CelValue,
+    value_of: impl Fn(usize) -> (&'c CelValue, &'c dyn Record),
 ) -> Vec<Result<bool, EvalError>> {
-    let mut cache: HashMap<Vec<u32>, Result<bool, EvalError>> = HashMap::new();
+    let evaluate = |item: usize| {
+        let (value, record) = value_of(item);
+        evaluator.evaluate_in(&expr.expr, variable, value, record)
+    };
+    if !keys.worth_sharing(&expr.fields) {
+        return (0..count).map(evaluate).collect();
+    }
+    let mut cache: HashMap<fields::Key, Result<bool, EvalError>> = HashMap::new();
     (0..count)
         .map(|item| {
             let key = keys.key(&expr.fields, item);
-            cache.entry(key).or_insert_with(|| evaluator.evaluate(&expr.expr, variable, value_of(item))).clone()
+            cache.entry(key).or_insert_with(|| evaluate(item)).clone()
         })
         .collect()
 }
@@ -531,11 +540,13 @@ fn match_exclusions(
     let no_fields = crate::expr::eval::FieldUse::Unused;
     let keys = FieldKeys::new(
         policy.exclusions.iter().map(|e| e.matcher.as_ref().map_or(&no_fields, |m| &m.fields)),
-        catalog.patches.iter().map(|p| &p.json),
+        catalog.patches.iter().map(|p| p.cel.json()),
     );
     for (index, exclusion) in policy.exclusions.iter().enumerate() {
         let answers = exclusion.matcher.as_ref().map(|matcher| {
-            evaluate_all(matcher, &keys, catalog.len(), evaluator, "patch", |p| &catalog.patches[p].cel)
+            evaluate_all(matcher, &keys, catalog.len(), evaluator, "patch", |p| {
+                (&catalog.patches[p].cel, &catalog.patches[p] as &dyn Record)
+            })
         });
         let mut failures = Vec::new();
         for (patch, plan_patch) in catalog.patches.iter().enumerate() {
@@ -586,7 +597,7 @@ pub fn scope_membership(
             let mut failures = Vec::new();
             if let Some(selector) = &scope.selector {
                 // A device's CEL value is built only when its key is new.
-                let mut cache: HashMap<Vec<u32>, Result<bool, EvalError>> = HashMap::new();
+                let mut cache: HashMap<fields::Key, Result<bool, EvalError>> = HashMap::new();
                 for (index, member) in members.iter_mut().enumerate() {
                     let key = keys.key(&selector.fields, index);
                     let answer = cache

@@ -83,6 +83,22 @@ pub enum Category {
     Os,
 }
 
+impl Category {
+    /// The name as written in feeds and seen by CEL.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Category::Security => "security",
+            Category::Bugfix => "bugfix",
+            Category::Feature => "feature",
+            Category::ServicePack => "service-pack",
+            Category::Driver => "driver",
+            Category::Firmware => "firmware",
+            Category::ThirdParty => "third-party",
+            Category::Os => "os",
+        }
+    }
+}
+
 pub use patchward_api::PackageManager;
 
 /// How a device proves an item is installed, as the catalog's `detect`
