@@ -9,10 +9,53 @@
 //! `PATCHWARD_BENCH_DEVICES`, `PATCHWARD_BENCH_PATCHES`, `PATCHWARD_BENCH_RULES`,
 //! `PATCHWARD_BENCH_SCOPES`.
 
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+/// mimalloc, as in the `patchward` binary, counting live heap bytes and
+/// their peak, so the plan's own memory is measured exactly.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let pointer = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        if !pointer.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        pointer
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        unsafe { mimalloc::MiMalloc.dealloc(pointer, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, pointer: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let moved = unsafe { mimalloc::MiMalloc.realloc(pointer, layout, new_size) };
+        if !moved.is_null() {
+            if new_size >= layout.size() {
+                let grown = new_size - layout.size();
+                let live = LIVE.fetch_add(grown, Ordering::Relaxed) + grown;
+                PEAK.fetch_max(live, Ordering::Relaxed);
+            } else {
+                LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        moved
+    }
+}
+
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: Counting = Counting;
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
 
 use patchward::catalog::coverage::CoverageSet;
 use patchward::expr::eval::{CelValue, Evaluator};
@@ -25,23 +68,15 @@ fn env(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// The process's resident set and its peak (VmRSS, VmHWM), in MiB.
-fn memory() -> (f64, f64) {
+/// The process's peak resident set (VmHWM), in MiB.
+fn peak_rss() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// Resets the peak resident set (Linux: `echo 5 > /proc/self/clear_refs`).
-fn reset_peak() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// Runs `f` `runs` times; the best and median seconds.
@@ -192,12 +227,12 @@ fn main() {
     assert_eq!(&members[1..], &members_each[..], "shared and per-device selectors agree");
 
     println!("\n3. full plan: {} devices × {} patches", scenario.fleet.len(), catalog.len());
-    let (rss_before, _) = memory();
-    reset_peak();
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
     let started = Instant::now();
     let computed = plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &scenario.fleet, ledger: None, now });
     let seconds = started.elapsed().as_secs_f64();
-    let (rss_after, peak) = memory();
+    let (peak, after) = (PEAK.load(Ordering::Relaxed), LIVE.load(Ordering::Relaxed));
     let summary = computed.summary();
     println!(
         "   {seconds:.2} s; {} items ({} installed, {} due, {} scheduled, {} blocked); {} grants",
@@ -209,9 +244,14 @@ fn main() {
         computed.grants.iter().map(Vec::len).sum::<usize>()
     );
     println!(
-        "   memory: resident {rss_before:.0} MiB before (scenario, catalog, fleet), {rss_after:.0} MiB after; peak {peak:.0} MiB, so the plan itself needed at most {:.0} MiB",
-        peak - rss_before
+        "   heap: {:.0} MiB live before (policy, catalog, fleet), {:.0} MiB at the peak of the plan (+{:.0} MiB), the plan itself {:.0} MiB; process peak RSS {:.0} MiB",
+        mib(before),
+        mib(peak),
+        mib(peak - before),
+        mib(after.saturating_sub(before)),
+        peak_rss()
     );
+    drop(computed);
     let (best, median, _) =
         time(3, || plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &scenario.fleet, ledger: None, now }));
     println!("   repeated: best {best:.2} s, median {median:.2} s");

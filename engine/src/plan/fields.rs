@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::expr::eval::FieldUse;
+use crate::expr::eval::{FieldUse, FieldValue, Record};
 
 pub struct FieldKeys {
     /// Field name → its column in `ids`.
@@ -14,6 +14,62 @@ pub struct FieldKeys {
     /// How many distinct values each column holds.
     distinct: Vec<u64>,
     items: usize,
+}
+
+/// A field value as a hash key, compared by value, never serialized. A
+/// field is always read the same way (typed or JSON), so the kinds never
+/// need to compare across.
+#[derive(PartialEq, Eq, Hash)]
+enum Part<'a> {
+    Str(&'a str),
+    StrList(&'a [String]),
+    Time(jiff::Timestamp),
+    Json(JsonKey<'a>),
+}
+
+impl<'a> Part<'a> {
+    fn of(value: FieldValue<'a>) -> Part<'a> {
+        match value {
+            FieldValue::Str(s) => Part::Str(s),
+            FieldValue::StrList(list) => Part::StrList(list),
+            FieldValue::Time(t) => Part::Time(t),
+            FieldValue::Json(json) => Part::Json(JsonKey(json)),
+        }
+    }
+}
+
+/// A JSON value as a hash key.
+#[derive(PartialEq, Eq)]
+struct JsonKey<'a>(&'a serde_json::Value);
+
+impl std::hash::Hash for JsonKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        hash_json(self.0, state);
+    }
+}
+
+fn hash_json<H: std::hash::Hasher>(value: &serde_json::Value, state: &mut H) {
+    use std::hash::Hash;
+    std::mem::discriminant(value).hash(state);
+    match value {
+        serde_json::Value::Null => {}
+        serde_json::Value::Bool(b) => b.hash(state),
+        // Equal numbers have equal text; hashing the text keeps Hash
+        // consistent with serde_json's `==` for every number kind.
+        serde_json::Value::Number(n) => n.to_string().hash(state),
+        serde_json::Value::String(s) => s.hash(state),
+        serde_json::Value::Array(items) => {
+            items.len().hash(state);
+            items.iter().for_each(|item| hash_json(item, state));
+        }
+        serde_json::Value::Object(map) => {
+            map.len().hash(state);
+            for (key, item) in map {
+                key.hash(state);
+                hash_json(item, state);
+            }
+        }
+    }
 }
 
 /// The key of an item for one expression. Up to four fields need no
@@ -26,10 +82,11 @@ pub enum Key {
 
 impl FieldKeys {
     /// Interns, for every field any of `uses` reads, the value each item
-    /// holds there (its JSON text; an absent field is its own value).
-    pub fn new<'a>(
+    /// holds there (an absent field is its own value). Items are read as
+    /// [`Record`]s, so a patch's common fields come from its typed record.
+    pub fn new<'a, R: Record + 'a>(
         uses: impl Iterator<Item = &'a FieldUse>,
-        items: impl Iterator<Item = &'a serde_json::Value> + Clone,
+        items: impl Iterator<Item = &'a R> + Clone,
     ) -> FieldKeys {
         let mut columns = HashMap::new();
         for usage in uses {
@@ -44,16 +101,12 @@ impl FieldKeys {
         let mut distinct = vec![0; columns.len()];
         let items_count = items.clone().count();
         for (field, &column) in &columns {
-            let mut interned: HashMap<String, u32> = HashMap::new();
+            let mut interned: HashMap<Option<Part>, u32> = HashMap::new();
             ids[column] = items
                 .clone()
                 .map(|item| {
-                    let text = match item.get(field) {
-                        Some(value) => value.to_string(),
-                        None => "\u{0}absent".to_owned(),
-                    };
                     let next = interned.len() as u32;
-                    *interned.entry(text).or_insert(next)
+                    *interned.entry(item.field(field).map(Part::of)).or_insert(next)
                 })
                 .collect();
             distinct[column] = interned.len() as u64;

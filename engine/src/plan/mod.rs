@@ -29,7 +29,7 @@ use patchward_api::{Device, ReportStatus, compare_versions};
 use rayon::prelude::*;
 
 use crate::diagnostics::Diagnostic;
-use crate::expr::eval::{CelValue, EvalError, Evaluator, Record};
+use crate::expr::eval::{CelValue, EvalError, Evaluator, JsonRecord, Record};
 use crate::policy::model::{ItemAction, RuleAction, SupersededHandling};
 pub use catalog::{PlanCatalog, PlanPatch};
 pub use compile::CompiledPolicy;
@@ -432,8 +432,7 @@ pub fn match_rules(
     evaluator: &Evaluator,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<RuleMatches> {
-    let keys =
-        FieldKeys::new(policy.rules.iter().map(|r| &r.matcher.fields), catalog.patches.iter().map(|p| p.cel.json()));
+    let keys = FieldKeys::new(policy.rules.iter().map(|r| &r.matcher.fields), catalog.patches.iter());
     let results: Vec<RuleMatches> = policy
         .rules
         .par_iter()
@@ -540,7 +539,7 @@ fn match_exclusions(
     let no_fields = crate::expr::eval::FieldUse::Unused;
     let keys = FieldKeys::new(
         policy.exclusions.iter().map(|e| e.matcher.as_ref().map_or(&no_fields, |m| &m.fields)),
-        catalog.patches.iter().map(|p| p.cel.json()),
+        catalog.patches.iter(),
     );
     for (index, exclusion) in policy.exclusions.iter().enumerate() {
         let answers = exclusion.matcher.as_ref().map(|matcher| {
@@ -584,10 +583,11 @@ pub fn scope_membership(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<Vec<bool>> {
     let device_json: Vec<serde_json::Value> = devices.par_iter().map(|d| device_json(d)).collect();
+    let records: Vec<JsonRecord> = device_json.iter().map(|json| JsonRecord { json, timestamps: &[] }).collect();
     let no_fields = crate::expr::eval::FieldUse::Unused;
     let keys = FieldKeys::new(
         policy.scopes.iter().map(|s| s.selector.as_ref().map_or(&no_fields, |m| &m.fields)),
-        device_json.iter(),
+        records.iter(),
     );
     let results: Vec<ScopeMembers> = policy
         .scopes
