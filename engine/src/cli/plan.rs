@@ -246,6 +246,10 @@ pub fn render_table(report: &PlanReport, source: &str) -> String {
                 writeln!(out, "  {:<16} {:<13} {} (rule {}){by}", entry.patch, entry.severity, entry.title, entry.rule);
         }
     }
+    if !report.no_rule.is_empty() {
+        let _ =
+            writeln!(out, "\nNO RULE MATCHES (only a manual Approval deploys these)\n  {}", report.no_rule.join(", "));
+    }
     if !report.gates.is_empty() {
         let _ = writeln!(out, "\nGATES (over the devices of the stage before)");
         for gate in &report.gates {
@@ -334,6 +338,13 @@ pub fn render_markdown(report: &PlanReport, source: &str) -> String {
             let _ =
                 writeln!(out, "| {} | {} | {} | `{}` |", entry.patch, entry.severity, cell(&entry.title), entry.rule);
         }
+    }
+    if !report.no_rule.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n#### No rule matches\n\nOnly a manual Approval deploys these: {}",
+            cell(&report.no_rule.join(", "))
+        );
     }
     let _ = writeln!(
         out,

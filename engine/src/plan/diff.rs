@@ -106,6 +106,7 @@ pub fn diff(base: Option<(&PlanReport, &Policy)>, head: (&PlanReport, &Policy)) 
         held: Vec::new(),
         superseded: Vec::new(),
         undecided: Vec::new(),
+        no_rule: Vec::new(),
         gates: Vec::new(),
         devices: Vec::new(),
         diagnostics: Vec::new(),

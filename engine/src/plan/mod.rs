@@ -180,6 +180,8 @@ pub struct Plan {
     /// Patches no rule could decide because a rule that outranks the one
     /// that matched failed to evaluate on them (fail safe: not approved).
     pub undecided: Vec<Listed>,
+    /// Active patches no rule matches: deployed only by a manual Approval.
+    pub no_rule: Vec<u32>,
     pub gates: Vec<GateOutcome>,
     /// Per patch, the grants that bring it to devices, in precedence order.
     pub grants: Vec<Vec<Grant>>,
@@ -242,6 +244,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         held: Vec::new(),
         superseded: Vec::new(),
         undecided: Vec::new(),
+        no_rule: Vec::new(),
         gates: Vec::new(),
         grants: Vec::new(),
         devices: Vec::new(),
@@ -255,7 +258,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     for (patch, decision) in decisions.iter().enumerate() {
         let patch_u32 = patch as u32;
         match *decision {
-            Decision::None => {}
+            Decision::None => plan.no_rule.push(patch_u32),
             Decision::Failed(rule) => plan.undecided.push(Listed { patch: patch_u32, rule }),
             Decision::By(rule) => {
                 let compiled = &policy.rules[rule as usize];

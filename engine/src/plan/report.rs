@@ -28,6 +28,8 @@ pub struct PlanReport {
     pub superseded: Vec<ListedReport>,
     /// Patches left unapproved because an outranking rule failed on them.
     pub undecided: Vec<ListedReport>,
+    /// Active patches no rule matches: deployed only by a manual Approval.
+    pub no_rule: Vec<String>,
     pub gates: Vec<GateReport>,
     pub devices: Vec<DeviceReport>,
     /// Runtime problems: rules or selectors that failed to evaluate,
@@ -214,6 +216,7 @@ impl Plan {
             held: listed(&self.held),
             superseded: listed(&self.superseded),
             undecided: listed(&self.undecided),
+            no_rule: self.no_rule.iter().map(|p| id(*p)).collect(),
             gates: self
                 .gates
                 .iter()
