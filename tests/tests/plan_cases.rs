@@ -15,6 +15,7 @@
 //! - `reviewQueue`, `held`, `superseded`, `undecided`: patch ids;
 //! - `matched`: per rule, the patches its match selects;
 //! - `gates`: `{patch, stage, succeeded, failed, passed}` each;
+//! - `software`: per device, every software item (fields given compared);
 //! - `diagnostics`: each text appears in some `path:line:col: severity: message`.
 
 use std::collections::BTreeMap;
@@ -52,6 +53,8 @@ struct Expect {
     undecided: Option<Vec<String>>,
     matched: Option<BTreeMap<String, Vec<String>>>,
     gates: Option<Vec<BTreeMap<String, Value>>>,
+    /// Per device, its software items: `{package, version, action, status}`.
+    software: Option<BTreeMap<String, Vec<BTreeMap<String, Value>>>>,
     diagnostics: Option<Vec<String>>,
 }
 
@@ -204,6 +207,16 @@ fn check(path: &Path, case: &Case, plan: &Value) -> Vec<String> {
             .map(|g| json!({"patch": g["patch"], "stage": g["stage"], "succeeded": g["succeeded"], "failed": g["failed"], "passed": g["passed"]}))
             .collect();
         expect_eq("gates".into(), json!(actual), json!(gates));
+    }
+    for (id, wanted) in e.software.iter().flatten() {
+        let actual = devices[id]["software"].as_array().cloned().unwrap_or_default();
+        let projected: Vec<Value> = actual
+            .iter()
+            .zip(wanted)
+            .map(|(item, want)| json!(want.keys().map(|k| (k.clone(), item[k].clone())).collect::<BTreeMap<_, _>>()))
+            .collect();
+        expect_eq(format!("{id} software count"), json!(actual.len()), json!(wanted.len()));
+        expect_eq(format!("{id} software"), json!(projected), json!(wanted));
     }
     if let Some(wanted) = &e.diagnostics {
         let lines: Vec<String> = plan["diagnostics"]

@@ -269,7 +269,7 @@ pub fn render_table(report: &PlanReport, source: &str) -> String {
     for device in &report.devices {
         let location = device.location.as_deref().map(|l| format!("  location {l}")).unwrap_or_default();
         let _ = writeln!(out, "  {}  [{}]{location}", device.id, device.scopes.join(", "));
-        if device.items.is_empty() {
+        if device.items.is_empty() && device.software.is_empty() {
             let _ = writeln!(out, "      (nothing to do)");
         }
         for item in &device.items {
@@ -290,6 +290,18 @@ pub fn render_table(report: &PlanReport, source: &str) -> String {
         }
         for excluded in &device.excluded {
             let _ = writeln!(out, "      {:<16} excluded by {}", excluded.patch, excluded.exclusion);
+        }
+        for item in &device.software {
+            let _ = writeln!(
+                out,
+                "      {:<16} {:<9} {:<9} software via assignment {} → {}{}",
+                format!("{}@{}", item.package, item.version),
+                format!("{:?}", item.action).to_lowercase(),
+                format!("{:?}", item.status).to_lowercase(),
+                item.assignment,
+                item.policy,
+                if item.self_service { " (self-service)" } else { "" }
+            );
         }
     }
     if !report.diagnostics.is_empty() {
@@ -366,6 +378,28 @@ pub fn render_markdown(report: &PlanReport, source: &str) -> String {
                 item.policy,
                 item.not_before,
                 item.deadline.as_deref().unwrap_or("")
+            );
+        }
+    }
+    let software: Vec<(&str, &crate::plan::report::SoftwareReport)> =
+        report.devices.iter().flat_map(|d| d.software.iter().map(move |s| (d.id.as_str(), s))).collect();
+    if !software.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n#### Software\n\n| device | package | version | action | status | assignment | policy | self-service |\n| --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
+        for (device, item) in software {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | `{}` | {} | {} |",
+                cell(device),
+                item.package,
+                item.version,
+                format!("{:?}", item.action).to_lowercase(),
+                format!("{:?}", item.status).to_lowercase(),
+                item.assignment,
+                item.policy,
+                if item.self_service { "yes" } else { "no" }
             );
         }
     }

@@ -9,7 +9,7 @@ use cel::Env;
 
 use crate::diagnostics::{Diagnostic, Pos};
 use crate::expr::eval::{CompiledExpr, FieldUse, environment};
-use crate::policy::model::{ItemAction, RuleAction, SupersededHandling};
+use crate::policy::model::{AssignmentState, ItemAction, RuleAction, SupersededHandling};
 use crate::policy::{Policy, SCOPE_ALL};
 
 /// Where a document (or a value in it) was written.
@@ -75,6 +75,18 @@ pub struct CompiledApproval {
     pub deadline: Option<jiff::Timestamp>,
 }
 
+/// A SoftwareAssignment: one version of a package, present or absent, on
+/// the devices of its scopes.
+pub struct CompiledAssignment {
+    pub name: String,
+    pub package: String,
+    pub version: String,
+    pub scopes: Vec<usize>,
+    pub policy: usize,
+    pub state: AssignmentState,
+    pub self_service: bool,
+}
+
 pub struct CompiledExclusion {
     pub name: String,
     pub matcher: Option<CompiledExprUse>,
@@ -93,6 +105,7 @@ pub struct CompiledPolicy {
     pub rules: Vec<CompiledRule>,
     pub approvals: Vec<CompiledApproval>,
     pub exclusions: Vec<CompiledExclusion>,
+    pub assignments: Vec<CompiledAssignment>,
     /// Deployment policy names, by index.
     pub policies: Vec<String>,
 }
@@ -188,9 +201,34 @@ impl CompiledPolicy {
                 scopes: exclusion.spec.scopes.iter().map(|s| scope_of(&s.value)).collect(),
             });
         }
+        let assignments = policy
+            .assignments
+            .iter()
+            .map(|(name, assignment)| {
+                let spec = &assignment.spec;
+                // Validation checked the version; absent means the last listed.
+                let version = spec.version.as_ref().map(|v| v.value.clone()).unwrap_or_else(|| {
+                    policy.packages[&spec.package.value]
+                        .spec
+                        .versions
+                        .last()
+                        .map(|v| v.value.version.value.clone())
+                        .unwrap_or_default()
+                });
+                CompiledAssignment {
+                    name: name.clone(),
+                    package: spec.package.value.clone(),
+                    version,
+                    scopes: spec.scopes.value.iter().map(|s| scope_of(&s.value)).collect(),
+                    policy: policy_of(&spec.policy.value),
+                    state: spec.state,
+                    self_service: spec.self_service,
+                }
+            })
+            .collect();
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(CompiledPolicy { policy, revision, env, scopes, rules, approvals, exclusions, policies })
+        Ok(CompiledPolicy { policy, revision, env, scopes, rules, approvals, exclusions, assignments, policies })
     }
 }

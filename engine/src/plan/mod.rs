@@ -125,6 +125,17 @@ pub struct DevicePlan {
     /// Patches approved for the device that an Exclusion removed:
     /// (patch, exclusion index).
     pub excluded: Vec<(u32, u32)>,
+    /// Software assignments that reach the device.
+    pub software: Vec<SoftwareItem>,
+}
+
+/// A SoftwareAssignment on one device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SoftwareItem {
+    /// Index into `CompiledPolicy::assignments`.
+    pub assignment: u32,
+    pub action: ItemAction,
+    pub status: ItemStatus,
 }
 
 /// A rule's part in the plan.
@@ -831,7 +842,8 @@ fn plan_device(
     let address = device.facts.ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
     let location = address.and_then(|ip| locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
     let scopes = (0..membership.len() as u32).filter(|s| in_scope(*s)).collect();
-    DevicePlan { id: device.id.clone(), scopes, location, items, excluded }
+    let software = software_items(policy, &inventory, &packages, &in_scope);
+    DevicePlan { id: device.id.clone(), scopes, location, items, excluded, software }
 }
 
 impl Plan {
@@ -839,4 +851,54 @@ impl Plan {
     pub fn grant(&self, item: &DeviceItem) -> &Grant {
         &self.grants[item.patch as usize][item.grant as usize]
     }
+}
+
+/// The id a device's inventory lists for an installed software version.
+pub fn software_id(package: &str, version: &str) -> String {
+    format!("{package}@{version}")
+}
+
+/// The software assignments whose scopes hold the device. A version is
+/// present when the inventory lists `package@version`, or one of its
+/// `package` detection rules holds against the inventory's packages (the
+/// other detection rules need the device itself: the agent checks them).
+fn software_items(
+    policy: &CompiledPolicy,
+    inventory: &HashSet<&str>,
+    packages: &HashMap<(patchward_api::PackageManager, &str), &str>,
+    in_scope: &dyn Fn(u32) -> bool,
+) -> Vec<SoftwareItem> {
+    let present = |package: &str, version: &crate::policy::model::PackageVersion| {
+        inventory.contains(software_id(package, &version.version.value).as_str())
+            || version.detection.iter().flat_map(|d| &d.any_of).any(|rule| match rule {
+                crate::policy::model::DetectionRule::Package(p) => {
+                    packages.get(&(p.manager, p.name.as_str())).is_some_and(|installed| {
+                        patchward_api::version_at_least(installed, &p.at_least, p.manager.scheme())
+                    })
+                }
+                _ => false,
+            })
+    };
+    let mut items = Vec::new();
+    for (index, assignment) in policy.assignments.iter().enumerate() {
+        if !assignment.scopes.iter().any(|s| in_scope(*s as u32)) {
+            continue;
+        }
+        let Some(package) = policy.policy.packages.get(&assignment.package) else { continue };
+        let versions = &package.spec.versions;
+        let (action, status) = match assignment.state {
+            crate::policy::model::AssignmentState::Present => {
+                let wanted = versions.iter().find(|v| v.value.version.value == assignment.version);
+                let installed = wanted.is_some_and(|v| present(&assignment.package, &v.value));
+                (ItemAction::Install, if installed { ItemStatus::Installed } else { ItemStatus::Due })
+            }
+            // Absent: no version of the package may stay.
+            crate::policy::model::AssignmentState::Absent => {
+                let installed = versions.iter().any(|v| present(&assignment.package, &v.value));
+                (ItemAction::Uninstall, if installed { ItemStatus::Due } else { ItemStatus::Removed })
+            }
+        };
+        items.push(SoftwareItem { assignment: index as u32, action, status });
+    }
+    items
 }

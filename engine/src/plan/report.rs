@@ -102,6 +102,25 @@ pub struct DeviceReport {
     pub items: Vec<ItemReport>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub excluded: Vec<ExcludedReport>,
+    /// SoftwareAssignments that reach the device.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub software: Vec<SoftwareReport>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SoftwareReport {
+    pub package: String,
+    pub version: String,
+    pub action: ItemAction,
+    pub status: ItemStatus,
+    /// The SoftwareAssignment.
+    pub assignment: String,
+    pub policy: String,
+    pub windows: Vec<String>,
+    /// Users may install it on demand.
+    pub self_service: bool,
+    pub packages: Vec<PackageReport>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
@@ -275,6 +294,43 @@ impl Plan {
                                             args: p.args.clone(),
                                         })
                                         .collect(),
+                                }
+                            })
+                            .collect(),
+                        software: device
+                            .software
+                            .iter()
+                            .map(|item| {
+                                let assignment = &policy.assignments[item.assignment as usize];
+                                let version = policy.policy.packages[&assignment.package]
+                                    .spec
+                                    .versions
+                                    .iter()
+                                    .find(|v| v.value.version.value == assignment.version);
+                                SoftwareReport {
+                                    package: assignment.package.clone(),
+                                    version: assignment.version.clone(),
+                                    action: item.action,
+                                    status: item.status,
+                                    assignment: assignment.name.clone(),
+                                    policy: self.policy_names[assignment.policy].clone(),
+                                    windows: windows[assignment.policy].clone(),
+                                    self_service: assignment.self_service,
+                                    packages: version
+                                        .map(|v| {
+                                            let (kind, args) = match item.action {
+                                                ItemAction::Install => (&v.value.kind, &v.value.install_args),
+                                                ItemAction::Uninstall => (&v.value.kind, &v.value.uninstall_args),
+                                            };
+                                            vec![PackageReport {
+                                                kind: format!("{kind:?}").to_lowercase(),
+                                                url: v.value.url.value.clone(),
+                                                sha256: v.value.sha256.value.clone(),
+                                                size: v.value.size.unwrap_or(0),
+                                                args: args.clone(),
+                                            }]
+                                        })
+                                        .unwrap_or_default(),
                                 }
                             })
                             .collect(),
