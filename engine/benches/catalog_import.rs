@@ -13,8 +13,8 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use patchward::catalog::{FeedLimits, ImportMode, ImportRequest, import, import as importers};
-use patchward::policy::model::{FeedFormat, Retention};
+use patchward::catalog::{FeedLimits, ImportRequest, import, import as importers};
+use patchward::policy::model::FeedFormat;
 use patchward::store::Store;
 
 fn feed(revision: u64, patches: usize, changed_every: usize) -> Vec<u8> {
@@ -42,20 +42,7 @@ fn feed(revision: u64, patches: usize, changed_every: usize) -> Vec<u8> {
 }
 
 fn request(bytes: &[u8], now: jiff::Timestamp) -> ImportRequest<'_> {
-    ImportRequest {
-        source: "vendor",
-        format: FeedFormat::Patchward,
-        mode: ImportMode::Snapshot,
-        bytes,
-        signature: None,
-        public_key: None,
-        pinned_sha256: None,
-        etag: None,
-        last_modified: None,
-        retention: Retention::default(),
-        limits: FeedLimits::default(),
-        now,
-    }
+    ImportRequest::snapshot("vendor", FeedFormat::Patchward, bytes, now)
 }
 
 fn report(label: &str, patches: usize, bytes: usize, seconds: f64) {

@@ -11,7 +11,7 @@ use patchward::catalog::view::{PatchView, views};
 use patchward::catalog::{
     FeedLimits, Freshness, ImportError, ImportMode, ImportRequest, Refusal, import, record_not_modified,
 };
-use patchward::policy::model::{Category, Coverage, FeedFormat, Retention};
+use patchward::policy::model::{Category, Coverage, FeedFormat};
 use patchward::store::Store;
 use patchward_tests::workspace_root;
 
@@ -24,20 +24,7 @@ fn sample(name: &str) -> Vec<u8> {
 }
 
 fn request<'a>(source: &'a str, format: FeedFormat, bytes: &'a [u8], now: jiff::Timestamp) -> ImportRequest<'a> {
-    ImportRequest {
-        source,
-        format,
-        mode: ImportMode::Snapshot,
-        bytes,
-        signature: None,
-        public_key: None,
-        pinned_sha256: None,
-        etag: None,
-        last_modified: None,
-        retention: Retention::default(),
-        limits: FeedLimits::default(),
-        now,
-    }
+    ImportRequest::snapshot(source, format, bytes, now)
 }
 
 fn all(store: &Store) -> Vec<PatchView> {

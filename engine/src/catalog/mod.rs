@@ -100,6 +100,28 @@ pub struct ImportRequest<'a> {
     pub now: jiff::Timestamp,
 }
 
+impl<'a> ImportRequest<'a> {
+    /// A snapshot import of `bytes` with no pin, signature or validators,
+    /// default retention and limits: what a test, a benchmark or an
+    /// offline plan starts from.
+    pub fn snapshot(source: &'a str, format: FeedFormat, bytes: &'a [u8], now: jiff::Timestamp) -> ImportRequest<'a> {
+        ImportRequest {
+            source,
+            format,
+            mode: ImportMode::Snapshot,
+            bytes,
+            signature: None,
+            public_key: None,
+            pinned_sha256: None,
+            etag: None,
+            last_modified: None,
+            retention: Retention::default(),
+            limits: FeedLimits::default(),
+            now,
+        }
+    }
+}
+
 /// What an import did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ImportReport {
@@ -463,20 +485,7 @@ pub fn offline_catalog(
     bytes: &[u8],
     now: jiff::Timestamp,
 ) -> Result<(Vec<CatalogPatch>, ImportReport), Refusal> {
-    let request = ImportRequest {
-        source: "offline",
-        format,
-        mode: ImportMode::Snapshot,
-        bytes,
-        signature: None,
-        public_key: None,
-        pinned_sha256: None,
-        etag: None,
-        last_modified: None,
-        retention: Retention::default(),
-        limits: FeedLimits::default(),
-        now,
-    };
+    let request = ImportRequest::snapshot("offline", format, bytes, now);
     let (change, report) = plan_import(&CatalogSnapshot::default(), &request)?;
     let records = change
         .put

@@ -728,7 +728,14 @@ fn count_gates(
 /// any; a device without the fact meets only an absent list, so a device of
 /// unknown platform gets no platform-specific patch.
 fn applies_by_lists(patch: &PlanPatch, (platform, arch, language): DeviceKind) -> bool {
-    let applicability = &patch.view.record.patch.applicability;
+    let record = &patch.view.record.patch;
+    let applicability = &record.applicability;
+    // An advisory that names only fixed product versions (CSAF for
+    // firmware or industrial products) says nothing a device's facts or
+    // inventory can match: it applies to no device rather than to all.
+    if record.fixes.is_empty() && !record.fixed_products.is_empty() && applicability.platforms.is_none() {
+        return false;
+    }
     let meets = |list: &Option<Vec<String>>, fact: Option<&str>| match list {
         None => true,
         Some(list) => fact.is_some_and(|fact| list.iter().any(|item| item == fact)),
