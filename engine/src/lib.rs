@@ -1,5 +1,6 @@
-//! patchward's engine library: the policy model and its validation today;
-//! the catalog, planner, reconciler, store and HTTP API as later issues land.
+//! patchward's engine library: the policy model and its validation, the
+//! patch catalog and its store, and the planner; the reconciler and the
+//! HTTP API land with later issues.
 //!
 //! See ARCHITECTURE.md at the repository root for the code map and the
 //! invariants each module keeps.

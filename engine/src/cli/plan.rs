@@ -28,6 +28,10 @@ pub struct PlanArgs {
     inputs: PlanInputs,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Show only these devices (repeatable); the plan is computed for the
+    /// whole fleet either way, so gates count every device.
+    #[arg(long = "device", value_name = "ID")]
+    devices: Vec<String>,
 }
 
 /// The catalog, fleet and instant a plan is computed for.
@@ -173,7 +177,16 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
         ledger: inputs.ledger.as_ref(),
         now: inputs.now,
     });
-    let report = computed.report(&policy, &catalog);
+    let mut report = computed.report(&policy, &catalog);
+    if !args.devices.is_empty() {
+        let unknown: Vec<&String> = args.devices.iter().filter(|d| !report.devices.iter().any(|r| &r.id == *d)).collect();
+        if !unknown.is_empty() {
+            let names: Vec<&str> = report.devices.iter().map(|d| d.id.as_str()).collect();
+            let hint = diagnostics::suggestion(unknown[0], names.iter().copied());
+            bail!("no device `{}` in the fleet{hint}", unknown[0]);
+        }
+        report.devices.retain(|d| args.devices.contains(&d.id));
+    }
     let output = match args.format {
         Format::Json => serde_json::to_string_pretty(&report).context("failed to render the plan")? + "\n",
         Format::Table => render_table(&report, &source.describe()),
