@@ -43,7 +43,8 @@ pub struct PlanInputs {
     /// The format of `--catalog`.
     #[arg(long, value_enum, default_value_t = CatalogFormat::Patchward)]
     catalog_format: CatalogFormat,
-    /// Plan against the engine store's catalog instead of a file.
+    /// Plan against the engine store's catalog (and its ledger) instead of
+    /// a file.
     #[arg(long)]
     data: Option<PathBuf>,
     /// The fleet: `{devices: [{id, facts, inventory, reports}]}`, YAML or JSON.
@@ -91,6 +92,7 @@ impl PlanInputs {
             Some(text) => text.parse().with_context(|| format!("--at `{text}` is not an RFC 3339 instant"))?,
             None => jiff::Timestamp::now(),
         };
+        let mut stored_ledger = None;
         let records = match (&self.catalog, &self.data) {
             (Some(path), _) => {
                 let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
@@ -106,13 +108,15 @@ impl PlanInputs {
             (None, Some(data)) => {
                 let store = crate::store::Store::open(data)?;
                 store.verify_catalog()?;
+                stored_ledger = Some(store.ledger()?);
                 store.catalog_patches()?
             }
             (None, None) => bail!("give the catalog: --catalog FILE (a feed) or --data DIR (the engine's store)"),
         };
         let fleet = read_fleet(&self.fleet)?;
         let ledger = match &self.ledger {
-            None => None,
+            // With the engine's store, its ledger: the plan the engine makes.
+            None => stored_ledger,
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
@@ -179,7 +183,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
     });
     let mut report = computed.report(&policy, &catalog);
     if !args.devices.is_empty() {
-        let unknown: Vec<&String> = args.devices.iter().filter(|d| !report.devices.iter().any(|r| &r.id == *d)).collect();
+        let unknown: Vec<&String> =
+            args.devices.iter().filter(|d| !report.devices.iter().any(|r| &r.id == *d)).collect();
         if !unknown.is_empty() {
             let names: Vec<&str> = report.devices.iter().map(|d| d.id.as_str()).collect();
             let hint = diagnostics::suggestion(unknown[0], names.iter().copied());

@@ -25,8 +25,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::feed::{Patch, Severity};
+use crate::plan::{Ledger, LedgerEntry};
 
 const CATALOG_TREE: &str = "catalog";
+/// `{rule}\0{patch}` → the instant (JSON string) the rule first matched
+/// the patch. Names cannot hold a NUL, so keys are unambiguous.
+const LEDGER_TREE: &str = "ledger";
 const LAYOUT_VERSION: &str = "1";
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +147,7 @@ pub struct Store {
     path: PathBuf,
     db: sled::Db,
     catalog: sled::Tree,
+    ledger: sled::Tree,
 }
 
 fn patch_key(id: &str) -> Vec<u8> {
@@ -195,7 +200,8 @@ impl Store {
             .open()
             .map_err(|e| unreadable(e.to_string()))?;
         let catalog = db.open_tree(CATALOG_TREE).map_err(|e| unreadable(e.to_string()))?;
-        let store = Store { path: dir.to_owned(), db, catalog };
+        let ledger = db.open_tree(LEDGER_TREE).map_err(|e| unreadable(e.to_string()))?;
+        let store = Store { path: dir.to_owned(), db, catalog, ledger };
         match store.catalog.get(b"format").map_err(|e| store.io("read", e))? {
             None => {
                 store.catalog.insert(b"format", LAYOUT_VERSION.as_bytes()).map_err(|e| store.io("write", e))?;
@@ -325,6 +331,44 @@ impl Store {
         self.catalog.apply_batch(batch).map_err(|e| self.io("write", e))?;
         self.db.flush().map_err(|e| self.io("flush", e))?;
         Ok(())
+    }
+
+    /// The planner's ledger: when each (rule, patch) pair first matched.
+    pub fn ledger(&self) -> Result<Ledger, StoreError> {
+        let mut entries = Vec::new();
+        for entry in self.ledger.iter() {
+            let (key, value) = entry.map_err(|e| self.io("read", e))?;
+            let text = String::from_utf8_lossy(&key);
+            let Some((rule, patch)) = text.split_once('\0') else {
+                return Err(self.corrupted(format!("ledger key {text:?} has no separator")));
+            };
+            let at: jiff::Timestamp = serde_json::from_slice(&value)
+                .map_err(|e| self.corrupted(format!("ledger entry {rule}/{patch} does not decode: {e}")))?;
+            entries.push(LedgerEntry { rule: rule.to_owned(), patch: patch.to_owned(), at });
+        }
+        Ok(entries.into_iter().collect())
+    }
+
+    /// Records first matches, durably (one batch, then a flush). A pair
+    /// already in the ledger keeps its instant: the first match never
+    /// moves. Returns how many pairs were new. The reconciler is the one
+    /// writer, so reading then writing cannot race.
+    pub fn record_ledger(&self, entries: &[LedgerEntry]) -> Result<usize, StoreError> {
+        let mut batch = sled::Batch::default();
+        let mut added = std::collections::BTreeSet::new();
+        for entry in entries {
+            let key = format!("{}\0{}", entry.rule, entry.patch).into_bytes();
+            if self.ledger.contains_key(&key).map_err(|e| self.io("read", e))? || !added.insert(key.clone()) {
+                continue;
+            }
+            batch.insert(key, serde_json::to_vec(&entry.at).expect("a timestamp serializes"));
+        }
+        if added.is_empty() {
+            return Ok(0);
+        }
+        self.ledger.apply_batch(batch).map_err(|e| self.io("write", e))?;
+        self.db.flush().map_err(|e| self.io("flush", e))?;
+        Ok(added.len())
     }
 
     /// Bytes the store occupies on disk.
