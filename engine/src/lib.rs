@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod cli;
 pub mod diagnostics;
 pub mod expr;
+pub mod follow;
 pub mod plan;
 pub mod policy;
 pub mod schema;
