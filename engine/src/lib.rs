@@ -10,6 +10,7 @@ pub mod cli;
 pub mod diagnostics;
 pub mod expr;
 pub mod follow;
+pub mod keys;
 pub mod plan;
 pub mod policy;
 pub mod schema;
