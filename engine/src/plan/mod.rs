@@ -17,6 +17,7 @@
 
 pub mod catalog;
 pub mod compile;
+pub mod desired;
 pub mod diff;
 mod fields;
 pub mod ledger;

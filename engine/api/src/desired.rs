@@ -1,0 +1,87 @@
+//! The desired state of one device: what the engine serves (signed, in a
+//! DSSE envelope of type [`crate::dsse::DESIRED_STATE_TYPE`]) and what the
+//! agent converges to. DESIGN fixes its fields.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DesiredState {
+    pub device: String,
+    /// Increases with every change to this device's state; an agent refuses
+    /// a lower one than it has seen.
+    pub generation: u64,
+    /// The policy commit planned.
+    pub policy_revision: String,
+    pub catalog_revision: u64,
+    #[schemars(with = "String")]
+    pub issued_at: jiff::Timestamp,
+    /// After this the agent stops trusting the state (freeze).
+    #[schemars(with = "String")]
+    pub expires_at: jiff::Timestamp,
+    /// Base URLs holding each blob at `MIRROR/{sha256}`, nearest first; the
+    /// engine's `/api/v1/blobs/{sha256}` comes after them.
+    pub mirrors: Vec<String>,
+    pub max_bandwidth_kbps: Option<u64>,
+    pub items: Vec<DesiredItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DesiredItem {
+    /// A catalog patch id, or `package@version` for software.
+    pub patch: String,
+    pub action: Action,
+    pub status: Status,
+    pub source: ItemSource,
+    /// 1-based stage of a rule; null otherwise.
+    pub stage: Option<u16>,
+    /// The resolved DeploymentPolicy: its spec, with its `name`.
+    pub policy: serde_json::Value,
+    /// The resolved MaintenanceWindows: each spec, with its `name`. A zone
+    /// `device` means the device's own.
+    pub windows: Vec<serde_json::Value>,
+    #[schemars(with = "String")]
+    pub not_before: jiff::Timestamp,
+    #[schemars(with = "Option<String>")]
+    pub deadline: Option<jiff::Timestamp>,
+    pub packages: Vec<DesiredPackage>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Install,
+    Uninstall,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Installed,
+    Due,
+    Scheduled,
+    Blocked,
+    Removed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ItemSource {
+    /// `rule`, `approval` or `assignment`.
+    pub kind: String,
+    pub name: String,
+    pub commit: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DesiredPackage {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// 64 hex digits: the agent checks every byte against it before running it.
+    pub sha256: String,
+    pub size: u64,
+    pub args: Vec<String>,
+}

@@ -1,0 +1,146 @@
+//! A device's desired state, from a plan: its items with their deployment
+//! policy and windows inlined, its packages by sha256, and the mirrors of
+//! its Location. What the engine signs and serves; pure.
+
+use patchward_api::desired::{Action, DesiredItem, DesiredPackage, DesiredState, ItemSource, Status};
+
+use super::{CompiledPolicy, ItemStatus, Plan, PlanCatalog};
+use crate::policy::model::ItemAction;
+
+/// What a desired state carries besides the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    pub generation: u64,
+    pub catalog_revision: u64,
+    pub issued_at: jiff::Timestamp,
+    pub expires_at: jiff::Timestamp,
+}
+
+fn action(action: ItemAction) -> Action {
+    match action {
+        ItemAction::Install => Action::Install,
+        ItemAction::Uninstall => Action::Uninstall,
+    }
+}
+
+fn status(status: ItemStatus) -> Status {
+    match status {
+        ItemStatus::Installed => Status::Installed,
+        ItemStatus::Due => Status::Due,
+        ItemStatus::Scheduled => Status::Scheduled,
+        ItemStatus::Blocked => Status::Blocked,
+        ItemStatus::Removed => Status::Removed,
+    }
+}
+
+/// A document's spec as JSON with its `name` beside the fields.
+fn named_spec<T: serde::Serialize>(name: &str, spec: &T) -> serde_json::Value {
+    let mut value = serde_json::to_value(spec).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("name".into(), serde_json::Value::String(name.to_owned()));
+    }
+    value
+}
+
+/// The desired state of `plan.devices[device]`.
+pub fn desired_state(
+    plan: &Plan,
+    policy: &CompiledPolicy,
+    catalog: &PlanCatalog,
+    device: usize,
+    envelope: &Envelope,
+) -> DesiredState {
+    let planned = &plan.devices[device];
+    let commit = plan.policy_revision.clone().unwrap_or_default();
+    let deployment = |index: usize| {
+        let name = &plan.policy_names[index];
+        let spec = &policy.policy.deployment_policies[name].spec;
+        let windows = spec
+            .windows
+            .iter()
+            .filter_map(|w| policy.policy.windows.get(&w.value).map(|doc| named_spec(&w.value, &doc.spec)))
+            .collect();
+        (named_spec(name, spec), windows)
+    };
+    let mut items: Vec<DesiredItem> = planned
+        .items
+        .iter()
+        .map(|item| {
+            let grant = plan.grant(item);
+            let (kind, name) = plan.source_name(grant.source);
+            let (policy_value, windows) = deployment(grant.policy as usize);
+            let patch = &catalog.patches[item.patch as usize].view.record.patch;
+            DesiredItem {
+                patch: plan.patches[item.patch as usize].clone(),
+                action: action(grant.action),
+                status: status(item.status),
+                source: ItemSource { kind: kind.to_owned(), name: name.to_owned(), commit: commit.clone() },
+                stage: grant.stage.map(|s| s + 1),
+                policy: policy_value,
+                windows,
+                not_before: grant.not_before,
+                deadline: grant.deadline,
+                packages: patch
+                    .packages
+                    .iter()
+                    .map(|p| DesiredPackage {
+                        kind: p.kind.clone(),
+                        sha256: p.sha256.clone(),
+                        size: p.size,
+                        args: p.args.clone(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    for software in &planned.software {
+        let assignment = &policy.assignments[software.assignment as usize];
+        let (policy_value, windows) = deployment(assignment.policy);
+        let version = policy.policy.packages[&assignment.package]
+            .spec
+            .versions
+            .iter()
+            .find(|v| v.value.version.value == assignment.version);
+        items.push(DesiredItem {
+            patch: super::software_id(&assignment.package, &assignment.version),
+            action: action(software.action),
+            status: status(software.status),
+            source: ItemSource { kind: "assignment".into(), name: assignment.name.clone(), commit: commit.clone() },
+            stage: None,
+            policy: policy_value,
+            windows,
+            // Software is due as soon as it is assigned.
+            not_before: envelope.issued_at,
+            deadline: None,
+            packages: version
+                .map(|v| {
+                    let args = match software.action {
+                        ItemAction::Install => &v.value.install_args,
+                        ItemAction::Uninstall => &v.value.uninstall_args,
+                    };
+                    vec![DesiredPackage {
+                        kind: serde_json::to_value(v.value.kind)
+                            .ok()
+                            .and_then(|k| k.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        sha256: v.value.sha256.value.clone(),
+                        size: v.value.size.unwrap_or(0),
+                        args: args.clone(),
+                    }]
+                })
+                .unwrap_or_default(),
+        });
+    }
+    let location = planned.location.map(|l| &policy.policy.locations[&plan.location_names[l as usize]].spec);
+    DesiredState {
+        device: planned.id.clone(),
+        generation: envelope.generation,
+        policy_revision: commit,
+        catalog_revision: envelope.catalog_revision,
+        issued_at: envelope.issued_at,
+        expires_at: envelope.expires_at,
+        mirrors: location.map(|l| l.mirrors.iter().map(|m| m.value.clone()).collect()).unwrap_or_default(),
+        max_bandwidth_kbps: location.and_then(|l| l.max_bandwidth_kbps.as_ref().map(|b| b.value)),
+        items,
+    }
+}
