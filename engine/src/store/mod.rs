@@ -18,6 +18,8 @@
 //! then a flush; only then is the write acknowledged. After a crash the
 //! catalog is therefore exactly the state before or after a commit.
 
+pub mod fleet;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +33,8 @@ const CATALOG_TREE: &str = "catalog";
 /// `{rule}\0{patch}` → the instant (JSON string) the rule first matched
 /// the patch. Names cannot hold a NUL, so keys are unambiguous.
 const LEDGER_TREE: &str = "ledger";
+/// Devices, tokens, events and the audit log: see [`fleet`].
+const FLEET_TREE: &str = "fleet";
 const LAYOUT_VERSION: &str = "1";
 
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +152,7 @@ pub struct Store {
     db: sled::Db,
     catalog: sled::Tree,
     ledger: sled::Tree,
+    fleet: sled::Tree,
 }
 
 fn patch_key(id: &str) -> Vec<u8> {
@@ -201,7 +206,8 @@ impl Store {
             .map_err(|e| unreadable(e.to_string()))?;
         let catalog = db.open_tree(CATALOG_TREE).map_err(|e| unreadable(e.to_string()))?;
         let ledger = db.open_tree(LEDGER_TREE).map_err(|e| unreadable(e.to_string()))?;
-        let store = Store { path: dir.to_owned(), db, catalog, ledger };
+        let fleet = db.open_tree(FLEET_TREE).map_err(|e| unreadable(e.to_string()))?;
+        let store = Store { path: dir.to_owned(), db, catalog, ledger, fleet };
         match store.catalog.get(b"format").map_err(|e| store.io("read", e))? {
             None => {
                 store.catalog.insert(b"format", LAYOUT_VERSION.as_bytes()).map_err(|e| store.io("write", e))?;
