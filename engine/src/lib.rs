@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod diagnostics;
 pub mod expr;
 pub mod follow;

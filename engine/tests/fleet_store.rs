@@ -135,3 +135,19 @@ fn the_audit_log_appends_in_order_and_pages() {
     let page = store.audit(2, 1).unwrap();
     assert_eq!((page.len(), page[0].seq), (1, 3));
 }
+
+#[test]
+fn desired_generations_move_only_forward_and_only_with_the_content() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.desired_generation("dev-1", "aaa").unwrap(), 1);
+        assert_eq!(store.desired_generation("dev-1", "aaa").unwrap(), 1, "the same content keeps its generation");
+        assert_eq!(store.desired_generation("dev-1", "bbb").unwrap(), 2);
+        assert_eq!(store.desired_generation("dev-2", "aaa").unwrap(), 1, "per device");
+    }
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.desired_generation("dev-1", "bbb").unwrap(), 2, "after a restart");
+    // Back to an older content: a new generation, never the old number.
+    assert_eq!(store.desired_generation("dev-1", "aaa").unwrap(), 3);
+}

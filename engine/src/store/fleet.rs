@@ -12,6 +12,7 @@
 //! | `event/{device}/{seq, 20 digits}` | [`StoredEvent`] |
 //! | `audit/{seq, 20 digits}` | [`AuditEntry`] |
 //! | `counter/audit` | the last audit sequence number |
+//! | `desired/{device}` | [`Generation`]: the generation served and the digest of its content |
 //!
 //! Secrets (enrollment tokens, device credentials) are stored only as
 //! their sha256: they are long random strings, so the hash cannot be
@@ -63,6 +64,16 @@ pub struct AuditEntry {
     /// What, in a word: `revision.applied`, `approval.gained`, `sync`, …
     pub action: String,
     pub detail: serde_json::Value,
+}
+
+/// The generation of a device's desired state and what it held.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Generation {
+    pub generation: u64,
+    /// sha256 of the state's content (everything but its generation and
+    /// issue and expiry times).
+    pub digest: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -266,6 +277,34 @@ impl Store {
             out.push(self.decode(&String::from_utf8_lossy(&key), &value)?);
         }
         Ok(out)
+    }
+
+    /// The generation to serve for content with `digest`: the stored one
+    /// when the content is unchanged, else the next one, stored (and
+    /// flushed) before it is returned, so a generation never goes back and
+    /// never names two contents, across restarts too (G4).
+    pub fn desired_generation(&self, device: &str, digest: &str) -> Result<u64, StoreError> {
+        let key = format!("desired/{device}");
+        let result = self.fleet.transaction(|tree| {
+            let current: Option<Generation> = match tree.get(&key)? {
+                Some(bytes) => Some(
+                    serde_json::from_slice(&bytes).map_err(|e| Abort::Abort(self.corrupted(format!("{key}: {e}"))))?,
+                ),
+                None => None,
+            };
+            match current {
+                Some(current) if current.digest == digest => Ok((current.generation, false)),
+                current => {
+                    let next = current.map_or(1, |c| c.generation + 1);
+                    tree.insert(key.as_bytes(), json(&Generation { generation: next, digest: digest.to_owned() }))?;
+                    Ok((next, true))
+                }
+            }
+        });
+        match result {
+            Ok((generation, false)) => Ok(generation),
+            other => self.fleet_result(other.map(|(generation, _)| generation)),
+        }
     }
 
     /// Appends to the audit log, durably; returns the entry's sequence number.
