@@ -5,6 +5,7 @@
 //! See ARCHITECTURE.md at the repository root for the code map and the
 //! invariants each module keeps.
 
+pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

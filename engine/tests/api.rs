@@ -1,0 +1,228 @@
+//! The agent and admin API through the router in process (`oneshot`):
+//! enrollment, inventory, the signed desired state with ETag and 304,
+//! events recorded once, and the authentication matrix (T27, T28 in part).
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use patchward::api::{ApiState, InForce, router};
+use patchward::catalog::coverage::CoverageSet;
+use patchward::clock::FakeClock;
+use patchward::plan::{CompiledPolicy, PlanCatalog};
+use patchward::policy::{PolicyLimits, PolicySource, load_policy};
+use patchward::store::Store;
+use patchward::store::fleet::{EnrollmentToken, secret_hash};
+use tower::ServiceExt as _;
+
+const ADMIN: &str = "pwa_admin-token-for-tests-0123456789";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn state(dir: &std::path::Path, in_force: bool) -> Arc<ApiState> {
+    let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
+    let store = Arc::new(Store::open(dir).unwrap());
+    for (token, uses) in [("pwe_single", 1), ("pwe_team", 10)] {
+        store
+            .create_enrollment_token(token, &EnrollmentToken { uses_left: uses, expires_at: None, created_at: now })
+            .unwrap();
+    }
+    let in_force = in_force.then(|| {
+        let load = load_policy(&PolicySource::Folder(root().join("policies")), &PolicyLimits::default()).unwrap();
+        let policy = CompiledPolicy::compile(load.policy.unwrap(), Some("c0ffee".repeat(6) + "c0ff")).unwrap();
+        let feed = std::fs::read(root().join("examples/plan/feed.json")).unwrap();
+        let (records, _) =
+            patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
+        let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
+        Arc::new(InForce { policy, catalog, catalog_revision: 3 })
+    });
+    Arc::new(ApiState {
+        store,
+        key: ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
+        admin_token_hash: secret_hash(ADMIN),
+        clock: Arc::new(FakeClock::new(now)),
+        in_force: RwLock::new(in_force),
+        desired_ttl: jiff::SignedDuration::from_hours(24 * 7),
+    })
+}
+
+struct Reply {
+    status: StatusCode,
+    etag: Option<String>,
+    json: serde_json::Value,
+}
+
+async fn call(
+    state: &Arc<ApiState>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+    if_none_match: Option<&str>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    if let Some(tag) = if_none_match {
+        request = request.header(header::IF_NONE_MATCH, tag);
+    }
+    let request = match body {
+        Some(body) => request.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())),
+        None => request.body(Body::empty()),
+    }
+    .unwrap();
+    let response = router(Arc::clone(state)).oneshot(request).await.unwrap();
+    let status = response.status();
+    let etag = response.headers().get(header::ETAG).map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Reply { status, etag, json }
+}
+
+async fn enroll(state: &Arc<ApiState>, token: &str, facts: serde_json::Value) -> (String, String) {
+    let reply =
+        call(state, "POST", "/api/v1/enroll", Some(token), Some(serde_json::json!({"facts": facts})), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+    (reply.json["deviceId"].as_str().unwrap().to_owned(), reply.json["credential"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn an_agent_enrolls_reports_and_receives_its_signed_desired_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), true);
+    assert_eq!(call(&state, "GET", "/healthz", None, None, None).await.status, StatusCode::OK);
+    assert_eq!(call(&state, "GET", "/readyz", None, None, None).await.status, StatusCode::OK);
+
+    let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64", "language": "en-US",
+        "hostname": "ws-0042", "labels": {"role": "workstation"}, "ip": "10.20.1.42"});
+    let reply =
+        call(&state, "POST", "/api/v1/enroll", Some("pwe_single"), Some(serde_json::json!({"facts": facts})), None)
+            .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+    assert_eq!(reply.json["deviceId"], "ws-0042", "named by its hostname");
+    let credential = reply.json["credential"].as_str().unwrap().to_owned();
+    let engine_key = patchward_api::dsse::parse_public_key(reply.json["engineKey"].as_str().unwrap()).unwrap();
+    // A single-use token is spent.
+    let again =
+        call(&state, "POST", "/api/v1/enroll", Some("pwe_single"), Some(serde_json::json!({"facts": {}})), None).await;
+    assert_eq!((again.status, again.json["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+
+    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": ["KB5031455"], "packages": []}});
+    let reply = call(&state, "PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory), None).await;
+    assert_eq!((reply.status, reply.json["generation"].as_u64()), (StatusCode::OK, Some(1)));
+
+    let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, None).await;
+    assert_eq!((reply.status, reply.etag.as_deref()), (StatusCode::OK, Some("\"1\"")));
+    let envelope: patchward_api::dsse::Envelope = serde_json::from_value(reply.json).unwrap();
+    let body = patchward_api::dsse::verify(&envelope, patchward_api::dsse::DESIRED_STATE_TYPE, &engine_key).unwrap();
+    let desired: patchward_api::desired::DesiredState = serde_json::from_slice(&body).unwrap();
+    assert_eq!((desired.device.as_str(), desired.generation, desired.catalog_revision), ("ws-0042", 1, 3));
+    assert_eq!(desired.mirrors, ["http://ip-hel-01:8080/blobs"]);
+    assert!(desired.items.iter().any(|i| i.patch == "KB5032190"), "{:?}", desired.items);
+
+    // Unchanged: 304 with the same tag.
+    let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, Some("\"1\"")).await;
+    assert_eq!((reply.status, reply.etag.as_deref()), (StatusCode::NOT_MODIFIED, Some("\"1\"")));
+    // The device installed the update: its state changes, so does the tag.
+    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": ["KB5032190"], "packages": []}});
+    let reply = call(&state, "PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory), None).await;
+    assert_eq!(reply.json["generation"].as_u64(), Some(2));
+    let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, Some("\"1\"")).await;
+    assert_eq!((reply.status, reply.etag.as_deref()), (StatusCode::OK, Some("\"2\"")));
+}
+
+#[tokio::test]
+async fn events_retried_after_a_lost_response_are_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), true);
+    let (_, credential) = enroll(&state, "pwe_team", serde_json::json!({"hostname": "srv-db-01"})).await;
+    let batch = serde_json::json!({"events": [{"seq": 1, "patch": "DSA-5900-1", "status": "downloading"}, {"seq": 2, "patch": "DSA-5900-1", "status": "succeeded"}]});
+    let first = call(&state, "POST", "/api/v1/device/events", Some(&credential), Some(batch.clone()), None).await;
+    assert_eq!((first.json["recorded"].as_u64(), first.json["duplicates"].as_u64()), (Some(2), Some(0)));
+    let retry = call(&state, "POST", "/api/v1/device/events", Some(&credential), Some(batch), None).await;
+    assert_eq!((retry.json["recorded"].as_u64(), retry.json["duplicates"].as_u64()), (Some(0), Some(2)));
+    let bad = call(
+        &state,
+        "POST",
+        "/api/v1/device/events",
+        Some(&credential),
+        Some(serde_json::json!({"events": [{"patch": "x"}]})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (bad.status, bad.json["message"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("events[0].seq must be a positive integer"))
+    );
+    assert_eq!(state.store.events("srv-db-01").unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn credentials_reach_only_their_own_routes_and_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), true);
+    let (a, credential_a) = enroll(&state, "pwe_team", serde_json::json!({"hostname": "ws-a"})).await;
+    let (b, _) = enroll(&state, "pwe_team", serde_json::json!({"hostname": "ws-b"})).await;
+    let desired_of = |reply: Reply| {
+        let envelope: patchward_api::dsse::Envelope = serde_json::from_value(reply.json).unwrap();
+        let body = base64_payload(&envelope);
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["device"].as_str().unwrap().to_owned()
+    };
+    // The agent's routes name no device: A's credential gets A's state.
+    let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential_a), None, None).await;
+    assert_eq!(desired_of(reply), a);
+
+    for (method, path) in [("GET", "/api/v1/device/desired-state"), ("GET", "/api/v1/devices")] {
+        assert_eq!(call(&state, method, path, None, None, None).await.status, StatusCode::UNAUTHORIZED, "{path}: none");
+        assert_eq!(
+            call(&state, method, path, Some("pwd_forged"), None, None).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{path}: unknown"
+        );
+    }
+    let malformed = call(&state, "GET", "/api/v1/devices", Some(""), None, None).await;
+    assert_eq!(malformed.status, StatusCode::UNAUTHORIZED);
+    // Known credentials without the right: 403.
+    assert_eq!(
+        call(&state, "GET", "/api/v1/devices", Some(&credential_a), None, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&state, "GET", "/api/v1/device/desired-state", Some(ADMIN), None, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&state, "GET", &format!("/api/v1/devices/{b}"), Some(&credential_a), None, None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // The admin sees every device.
+    let list = call(&state, "GET", "/api/v1/devices", Some(ADMIN), None, None).await;
+    let ids: Vec<&str> = list.json.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["ws-a", "ws-b"]);
+    let one = call(&state, "GET", "/api/v1/devices/ws-b", Some(ADMIN), None, None).await;
+    assert_eq!((one.status, one.json["id"].as_str()), (StatusCode::OK, Some("ws-b")));
+    assert_eq!(
+        call(&state, "GET", "/api/v1/devices/nope", Some(ADMIN), None, None).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn without_a_policy_in_force_nothing_is_served_and_readyz_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), false);
+    assert_eq!(call(&state, "GET", "/readyz", None, None, None).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    let (_, credential) = enroll(&state, "pwe_team", serde_json::json!({})).await;
+    let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, None).await;
+    assert_eq!((reply.status, reply.json["error"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")));
+}
+
+fn base64_payload(envelope: &patchward_api::dsse::Envelope) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(&envelope.payload).unwrap()
+}
