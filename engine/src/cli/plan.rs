@@ -236,7 +236,7 @@ pub fn render_table(report: &PlanReport, source: &str) -> String {
             "  {:<28} priority {:>4}  {:<8} decides {:>3}  matched: {}",
             rule.name,
             rule.priority,
-            format!("{:?}", rule.action).to_lowercase(),
+            rule.action.as_str(),
             rule.decided.len(),
             list_or_none(&rule.matched)
         );
@@ -297,8 +297,8 @@ pub fn render_table(report: &PlanReport, source: &str) -> String {
                 out,
                 "      {:<16} {:<9} {:<9} {} {}{stage} via {} → {}  not before {}{deadline}",
                 item.patch,
-                format!("{:?}", item.action).to_lowercase(),
-                format!("{:?}", item.status).to_lowercase(),
+                item.action.as_str(),
+                item.status.as_str(),
                 item.source.kind,
                 item.source.name,
                 item.scope,
@@ -314,8 +314,8 @@ pub fn render_table(report: &PlanReport, source: &str) -> String {
                 out,
                 "      {:<16} {:<9} {:<9} software via assignment {} → {}{}",
                 format!("{}@{}", item.package, item.version),
-                format!("{:?}", item.action).to_lowercase(),
-                format!("{:?}", item.status).to_lowercase(),
+                item.action.as_str(),
+                item.status.as_str(),
                 item.assignment,
                 item.policy,
                 if item.self_service { " (self-service)" } else { "" }
@@ -349,7 +349,7 @@ pub fn render_markdown(report: &PlanReport, source: &str) -> String {
             "| `{}` | {} | {} | {} | {} |",
             rule.name,
             rule.priority,
-            format!("{:?}", rule.action).to_lowercase(),
+            rule.action.as_str(),
             rule.decided.len(),
             cell(&list_or_none(&rule.matched))
         );
@@ -387,8 +387,8 @@ pub fn render_markdown(report: &PlanReport, source: &str) -> String {
                 "| {} | {} | {} | {} | {} `{}` | {} | {} | {} | {} | {} |",
                 cell(&device.id),
                 item.patch,
-                format!("{:?}", item.action).to_lowercase(),
-                format!("{:?}", item.status).to_lowercase(),
+                item.action.as_str(),
+                item.status.as_str(),
                 item.source.kind,
                 item.source.name,
                 item.scope,
@@ -413,8 +413,8 @@ pub fn render_markdown(report: &PlanReport, source: &str) -> String {
                 cell(device),
                 item.package,
                 item.version,
-                format!("{:?}", item.action).to_lowercase(),
-                format!("{:?}", item.status).to_lowercase(),
+                item.action.as_str(),
+                item.status.as_str(),
                 item.assignment,
                 item.policy,
                 if item.self_service { "yes" } else { "no" }

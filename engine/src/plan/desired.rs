@@ -114,18 +114,11 @@ pub fn desired_state(
             deadline: None,
             packages: version
                 .map(|v| {
-                    let args = match software.action {
-                        ItemAction::Install => &v.value.install_args,
-                        ItemAction::Uninstall => &v.value.uninstall_args,
-                    };
                     vec![DesiredPackage {
-                        kind: serde_json::to_value(v.value.kind)
-                            .ok()
-                            .and_then(|k| k.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
+                        kind: v.value.kind.as_str().to_owned(),
                         sha256: v.value.sha256.value.clone(),
                         size: v.value.size.unwrap_or(0),
-                        args: args.clone(),
+                        args: v.value.args(software.action).to_vec(),
                     }]
                 })
                 .unwrap_or_default(),

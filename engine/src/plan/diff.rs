@@ -83,8 +83,8 @@ type ChangedItems = (BTreeSet<String>, BTreeMap<String, Vec<String>>);
 /// The fields of an item a reviewer cares about when it changes.
 fn item_fields(item: &ItemReport) -> [(&'static str, String); 7] {
     [
-        ("action", format!("{:?}", item.action).to_lowercase()),
-        ("status", format!("{:?}", item.status).to_lowercase()),
+        ("action", item.action.as_str().to_owned()),
+        ("status", item.status.as_str().to_owned()),
         ("source", format!("{} {}", item.source.kind, item.source.name)),
         ("stage", item.stage.map(|s| s.to_string()).unwrap_or_else(|| "-".into())),
         ("policy", item.policy.clone()),

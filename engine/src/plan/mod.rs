@@ -74,6 +74,19 @@ pub enum ItemStatus {
     Removed,
 }
 
+impl ItemStatus {
+    /// The name the plan's JSON gives it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::Installed => "installed",
+            ItemStatus::Due => "due",
+            ItemStatus::Scheduled => "scheduled",
+            ItemStatus::Blocked => "blocked",
+            ItemStatus::Removed => "removed",
+        }
+    }
+}
+
 /// One item of a device's desired state: a patch, the grant that brings it
 /// to the device, and its status there. Twelve bytes, so a plan of 100,000
 /// devices with hundreds of items each stays small; everything the devices

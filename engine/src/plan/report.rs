@@ -318,16 +318,12 @@ impl Plan {
                                     self_service: assignment.self_service,
                                     packages: version
                                         .map(|v| {
-                                            let (kind, args) = match item.action {
-                                                ItemAction::Install => (&v.value.kind, &v.value.install_args),
-                                                ItemAction::Uninstall => (&v.value.kind, &v.value.uninstall_args),
-                                            };
                                             vec![PackageReport {
-                                                kind: format!("{kind:?}").to_lowercase(),
+                                                kind: v.value.kind.as_str().to_owned(),
                                                 url: v.value.url.value.clone(),
                                                 sha256: v.value.sha256.value.clone(),
                                                 size: v.value.size.unwrap_or(0),
-                                                args: args.clone(),
+                                                args: v.value.args(item.action).to_vec(),
                                             }]
                                         })
                                         .unwrap_or_default(),

@@ -33,6 +33,17 @@ pub enum RuleAction {
     Hold,
 }
 
+impl RuleAction {
+    /// The name as written in the YAML.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RuleAction::Approve => "approve",
+            RuleAction::Review => "review",
+            RuleAction::Hold => "hold",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SupersededHandling {
@@ -95,6 +106,16 @@ pub enum ItemAction {
     #[default]
     Install,
     Uninstall,
+}
+
+impl ItemAction {
+    /// The name as written in the YAML and the plan.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ItemAction::Install => "install",
+            ItemAction::Uninstall => "uninstall",
+        }
+    }
 }
 
 /// Declines: removes matching patches from its scopes, whatever approved them.

@@ -35,6 +35,16 @@ pub struct PackageVersion {
     pub detection: Option<Detection>,
 }
 
+impl PackageVersion {
+    /// The installer's arguments for installing or removing this version.
+    pub fn args(&self, action: super::ItemAction) -> &[String] {
+        match action {
+            super::ItemAction::Install => &self.install_args,
+            super::ItemAction::Uninstall => &self.uninstall_args,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InstallerType {
@@ -43,6 +53,19 @@ pub enum InstallerType {
     Deb,
     Rpm,
     Script,
+}
+
+impl InstallerType {
+    /// The name as written in the YAML and in desired states.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InstallerType::Msi => "msi",
+            InstallerType::Exe => "exe",
+            InstallerType::Deb => "deb",
+            InstallerType::Rpm => "rpm",
+            InstallerType::Script => "script",
+        }
+    }
 }
 
 /// Puts a package version on (or takes it off) the devices of some scopes.
