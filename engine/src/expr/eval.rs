@@ -196,24 +196,31 @@ impl Evaluator {
         value: &CelValue,
         record: &dyn Record,
     ) -> Result<bool, EvalError> {
-        if let Some((_, fast)) = expr.fast.iter().find(|(v, _)| *v == variable) {
-            let cost = expr.cost(value.longest);
-            if cost > self.max_cost {
-                return Err(EvalError::TooCostly { cost, longest: value.longest, limit: self.max_cost });
-            }
-            if let Some(answer) = fast.evaluate_record(record, self.now) {
-                return Ok(answer);
-            }
+        self.check_cost(expr, value)?;
+        if let Some((_, fast)) = expr.fast.iter().find(|(v, _)| *v == variable)
+            && let Some(answer) = fast.evaluate_record(record, self.now)
+        {
+            return Ok(answer);
         }
-        self.interpret(expr, variable, value)
+        self.run_interpreter(expr, variable, value)
     }
 
     /// [`Evaluator::evaluate`] by the interpreter alone, never the fast path.
     pub fn interpret(&self, expr: &CompiledExpr, variable: &str, value: &CelValue) -> Result<bool, EvalError> {
+        self.check_cost(expr, value)?;
+        self.run_interpreter(expr, variable, value)
+    }
+
+    /// Refuses, before it runs, an evaluation whose bound exceeds the limit.
+    fn check_cost(&self, expr: &CompiledExpr, value: &CelValue) -> Result<(), EvalError> {
         let cost = expr.cost(value.longest);
         if cost > self.max_cost {
             return Err(EvalError::TooCostly { cost, longest: value.longest, limit: self.max_cost });
         }
+        Ok(())
+    }
+
+    fn run_interpreter(&self, expr: &CompiledExpr, variable: &str, value: &CelValue) -> Result<bool, EvalError> {
         let bindings = Bindings { name: variable, value: value.value.as_ref(), now: self.now_value.as_ref() };
         let mut scope = self.root.new_inner_scope();
         scope.set_variable_resolver(&bindings);

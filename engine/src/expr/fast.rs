@@ -33,7 +33,6 @@ enum Node {
         operand: Box<Node>,
         field: String,
         test: bool,
-        top: bool,
     },
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
@@ -158,8 +157,7 @@ impl Compiler<'_> {
             },
             Expr::Select(select) => {
                 let operand = self.node(&select.operand)?;
-                let top = matches!(operand, Node::Root);
-                Node::Select { operand: Box::new(operand), field: select.field.clone(), test: select.test, top }
+                Node::Select { operand: Box::new(operand), field: select.field.clone(), test: select.test }
             }
             Expr::List(list) => Node::List(list.elements.iter().map(|e| self.node(e)).collect::<Option<_>>()?),
             Expr::Call(call) => {
@@ -319,7 +317,7 @@ impl<'a> Context<'a> {
             Node::Root => from_json(self.record.whole()?)?,
             Node::Local(depth) => *locals.get(*depth)?,
             Node::List(items) => Val::Literals(items),
-            Node::Select { operand, field, test, top: true } if matches!(**operand, Node::Root) => {
+            Node::Select { operand, field, test } if matches!(**operand, Node::Root) => {
                 let value = self.record.field(field);
                 if *test {
                     Val::Bool(value.is_some())
@@ -332,7 +330,7 @@ impl<'a> Context<'a> {
                     }
                 }
             }
-            Node::Select { operand, field, test, .. } => {
+            Node::Select { operand, field, test } => {
                 let Val::Object(map) = self.eval(operand, locals)? else { return None };
                 if *test { Val::Bool(map.contains_key(field.as_str())) } else { from_json(map.get(field.as_str())?)? }
             }
