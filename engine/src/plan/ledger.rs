@@ -18,31 +18,29 @@ pub struct LedgerEntry {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ledger {
-    first_matched: BTreeMap<(String, String), jiff::Timestamp>,
+    /// Rule → patch → first match: looked up by borrowed names, since the
+    /// planner asks once per matched pair.
+    first_matched: BTreeMap<String, BTreeMap<String, jiff::Timestamp>>,
 }
 
 impl Ledger {
     pub fn first_matched(&self, rule: &str, patch: &str) -> Option<jiff::Timestamp> {
-        // A tuple key of owned strings cannot be looked up by borrowed
-        // parts; the ledger is read once per approved pair, so this is fine.
-        self.first_matched.get(&(rule.to_owned(), patch.to_owned())).copied()
+        self.first_matched.get(rule)?.get(patch).copied()
     }
 
     /// Records the first match; a later one never moves it.
     pub fn record(&mut self, entry: LedgerEntry) {
-        self.first_matched.entry((entry.rule, entry.patch)).or_insert(entry.at);
+        self.first_matched.entry(entry.rule).or_default().entry(entry.patch).or_insert(entry.at);
     }
 
     pub fn entries(&self) -> impl Iterator<Item = LedgerEntry> + '_ {
-        self.first_matched.iter().map(|((rule, patch), at)| LedgerEntry {
-            rule: rule.clone(),
-            patch: patch.clone(),
-            at: *at,
+        self.first_matched.iter().flat_map(|(rule, patches)| {
+            patches.iter().map(move |(patch, at)| LedgerEntry { rule: rule.clone(), patch: patch.clone(), at: *at })
         })
     }
 
     pub fn len(&self) -> usize {
-        self.first_matched.len()
+        self.first_matched.values().map(BTreeMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
