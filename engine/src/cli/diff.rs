@@ -7,11 +7,10 @@ use clap::{Args, ValueEnum};
 
 use super::Outcome;
 use super::plan::{PlanInputs, cell, short};
-use crate::catalog::coverage::CoverageSet;
 use crate::diagnostics::{self, Diagnostic, Severity};
+use crate::plan::CompiledPolicy;
 use crate::plan::diff::{PlanDiff, diff};
 use crate::plan::report::PlanReport;
-use crate::plan::{CompiledPolicy, PlanCatalog, PlanInput, plan};
 use crate::policy::{Policy, PolicyLimits, PolicySource, load_policy};
 
 /// What a pull request changes: approvals gained and lost, the devices
@@ -63,16 +62,8 @@ fn side(repo: &std::path::Path, rev: &str, inputs: &super::plan::LoadedInputs) -
                 None
             }
             Ok(compiled) => {
-                let catalog = PlanCatalog::new(inputs.records.clone(), &CoverageSet::of_policy(&compiled.policy));
-                let computed = plan(&PlanInput {
-                    policy: &compiled,
-                    catalog: &catalog,
-                    fleet: &inputs.fleet.devices,
-                    ledger: inputs.ledger.as_ref(),
-                    now: inputs.now,
-                });
-                diagnostics.extend(computed.diagnostics.iter().cloned());
-                let report = computed.report(&compiled, &catalog);
+                let report = inputs.plan(&compiled);
+                diagnostics.extend(report.diagnostics.iter().cloned());
                 Some((report, compiled.policy))
             }
         },

@@ -129,6 +129,22 @@ impl PlanInputs {
     }
 }
 
+impl LoadedInputs {
+    /// Plans `policy` against these inputs, its coverage applied to the
+    /// catalog; the report, and the plan's runtime diagnostics in it.
+    pub fn plan(&self, policy: &CompiledPolicy) -> PlanReport {
+        let catalog = PlanCatalog::new(self.records.clone(), &CoverageSet::of_policy(&policy.policy));
+        let computed = plan(&PlanInput {
+            policy,
+            catalog: &catalog,
+            fleet: &self.fleet.devices,
+            ledger: self.ledger.as_ref(),
+            now: self.now,
+        });
+        computed.report(policy, &catalog)
+    }
+}
+
 /// Reads a fleet file: JSON when it ends in `.json`, YAML otherwise.
 pub fn read_fleet(path: &Path) -> anyhow::Result<patchward_api::Fleet> {
     let text = std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))?;
@@ -172,16 +188,7 @@ pub fn compile_policy(source: &PolicySource) -> anyhow::Result<Option<CompiledPo
 pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
     let source = PolicySource::parse(&args.policies);
     let Some(policy) = compile_policy(&source)? else { return Ok(Outcome::Problems) };
-    let inputs = args.inputs.load()?;
-    let catalog = PlanCatalog::new(inputs.records, &CoverageSet::of_policy(&policy.policy));
-    let computed = plan(&PlanInput {
-        policy: &policy,
-        catalog: &catalog,
-        fleet: &inputs.fleet.devices,
-        ledger: inputs.ledger.as_ref(),
-        now: inputs.now,
-    });
-    let mut report = computed.report(&policy, &catalog);
+    let mut report = args.inputs.load()?.plan(&policy);
     if !args.devices.is_empty() {
         let unknown: Vec<&String> =
             args.devices.iter().filter(|d| !report.devices.iter().any(|r| &r.id == *d)).collect();

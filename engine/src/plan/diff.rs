@@ -97,20 +97,7 @@ fn item_fields(item: &ItemReport) -> [(&'static str, String); 7] {
 /// revision itself is invalid: every item of head is then a gain.
 pub fn diff(base: Option<(&PlanReport, &Policy)>, head: (&PlanReport, &Policy)) -> PlanDiff {
     let (head_plan, head_policy) = head;
-    let empty = PlanReport {
-        policy_revision: None,
-        at: head_plan.at.clone(),
-        summary: Default::default(),
-        rules: Vec::new(),
-        review_queue: Vec::new(),
-        held: Vec::new(),
-        superseded: Vec::new(),
-        undecided: Vec::new(),
-        no_rule: Vec::new(),
-        gates: Vec::new(),
-        devices: Vec::new(),
-        diagnostics: Vec::new(),
-    };
+    let empty = PlanReport { at: head_plan.at.clone(), ..PlanReport::default() };
     let empty_policy = Policy::default();
     let (base_plan, base_policy) = base.unwrap_or((&empty, &empty_policy));
 

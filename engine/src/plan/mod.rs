@@ -421,14 +421,14 @@ pub fn plan(input: &PlanInput) -> Plan {
             }
         }
     }
-    for (index, outcome) in rules.into_iter().enumerate() {
+    let mut decided: Vec<Vec<u32>> = vec![Vec::new(); rules.len()];
+    for (patch, decision) in decisions.iter().enumerate() {
+        if let Decision::By(rule) = decision {
+            decided[*rule as usize].push(patch as u32);
+        }
+    }
+    for ((index, outcome), decided) in rules.into_iter().enumerate().zip(decided) {
         let compiled = &policy.rules[index];
-        let decided = decisions
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| **d == Decision::By(index as u32))
-            .map(|(p, _)| p as u32)
-            .collect();
         plan.rules.push(RuleOutcome {
             name: compiled.name.clone(),
             priority: compiled.priority,

@@ -9,7 +9,7 @@ use super::{CompiledPolicy, ItemStatus, Plan, PlanCatalog, Source};
 use crate::diagnostics::Diagnostic;
 use crate::policy::model::{ItemAction, RuleAction};
 
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanReport {
     /// The policy commit, when read from git.
