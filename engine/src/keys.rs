@@ -29,6 +29,14 @@ pub enum KeyError {
     Random(String),
 }
 
+/// Writes a new secret file readable by its owner only (mode 0600); an
+/// existing file is never overwritten.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
 /// Loads the engine key from `data`, creating it (mode 0600) the first time.
 /// Returns the key and whether it was created now.
 pub fn load_or_create(data: &Path) -> Result<(SigningKey, bool), KeyError> {

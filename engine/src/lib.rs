@@ -1,6 +1,6 @@
 //! patchward's engine library: the policy model and its validation, the
-//! patch catalog and its store, and the planner; the reconciler and the
-//! HTTP API land with later issues.
+//! patch catalog and its store, the planner, and the daemon (`serve`): the
+//! reconciler, the served desired states and the HTTP API.
 //!
 //! See ARCHITECTURE.md at the repository root for the code map and the
 //! invariants each module keeps.
@@ -9,6 +9,7 @@ pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod clock;
+pub mod daemon;
 pub mod diagnostics;
 pub mod expr;
 pub mod follow;

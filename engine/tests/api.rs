@@ -3,18 +3,21 @@
 //! events recorded once, and the authentication matrix (T27, T28 in part).
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
-use patchward::api::{ApiState, InForce, router};
+use patchward::api::{ApiState, router};
 use patchward::catalog::coverage::CoverageSet;
 use patchward::clock::FakeClock;
+use patchward::daemon::config::Limits;
+use patchward::daemon::media::BlobStore;
+use patchward::daemon::{Engine, EngineSettings, InForce};
 use patchward::plan::{CompiledPolicy, PlanCatalog};
 use patchward::policy::{PolicyLimits, PolicySource, load_policy};
 use patchward::store::Store;
-use patchward::store::fleet::{EnrollmentToken, secret_hash};
+use patchward::store::fleet::{AccessToken, EnrollmentToken, Role};
 use tower::ServiceExt as _;
 
 const ADMIN: &str = "pwa_admin-token-for-tests-0123456789";
@@ -31,6 +34,12 @@ fn state(dir: &std::path::Path, in_force: bool) -> Arc<ApiState> {
             .create_enrollment_token(token, &EnrollmentToken { uses_left: uses, expires_at: None, created_at: now })
             .unwrap();
     }
+    store
+        .create_access_token(
+            ADMIN,
+            &AccessToken { role: Role::Admin, device: None, expires_at: None, created_at: now, revoked: false },
+        )
+        .unwrap();
     let in_force = in_force.then(|| {
         let load = load_policy(&PolicySource::Folder(root().join("policies")), &PolicyLimits::default()).unwrap();
         let policy = CompiledPolicy::compile(load.policy.unwrap(), Some("c0ffee".repeat(6) + "c0ff")).unwrap();
@@ -38,16 +47,22 @@ fn state(dir: &std::path::Path, in_force: bool) -> Arc<ApiState> {
         let (records, _) =
             patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
         let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
-        Arc::new(InForce { policy, catalog, catalog_revision: 3 })
+        InForce { policy: Arc::new(policy), catalog, catalog_revision: 3, commit: None }
     });
-    Arc::new(ApiState {
-        store,
-        key: ed25519_dalek::SigningKey::from_bytes(&[5; 32]),
-        admin_token_hash: secret_hash(ADMIN),
-        clock: Arc::new(FakeClock::new(now)),
-        in_force: RwLock::new(in_force),
-        desired_ttl: jiff::SignedDuration::from_hours(24 * 7),
-    })
+    let settings =
+        EngineSettings { desired_ttl: jiff::SignedDuration::from_hours(24 * 7), ..EngineSettings::default() };
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let engine = Arc::new(Engine::new(store, key, Arc::new(FakeClock::new(now)), settings));
+    if let Some(in_force) = in_force {
+        engine.install(in_force).unwrap();
+    }
+    let blobs = Arc::new(BlobStore::open(&dir.join("blobs")).unwrap());
+    Arc::new(ApiState::new(engine, blobs, Limits::default(), None))
+}
+
+/// The generation an ETag names (`"GENERATION-ISSUED"`).
+fn generation_of(etag: Option<&str>) -> Option<u64> {
+    etag?.trim_matches('"').split('-').next()?.parse().ok()
 }
 
 struct Reply {
@@ -117,7 +132,8 @@ async fn an_agent_enrolls_reports_and_receives_its_signed_desired_state() {
     assert_eq!((reply.status, reply.json["generation"].as_u64()), (StatusCode::OK, Some(1)));
 
     let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, None).await;
-    assert_eq!((reply.status, reply.etag.as_deref()), (StatusCode::OK, Some("\"1\"")));
+    assert_eq!((reply.status, generation_of(reply.etag.as_deref())), (StatusCode::OK, Some(1)));
+    let first_tag = reply.etag.clone().unwrap();
     let envelope: patchward_api::dsse::Envelope = serde_json::from_value(reply.json).unwrap();
     let body = patchward_api::dsse::verify(&envelope, patchward_api::dsse::DESIRED_STATE_TYPE, &engine_key).unwrap();
     let desired: patchward_api::desired::DesiredState = serde_json::from_slice(&body).unwrap();
@@ -126,14 +142,14 @@ async fn an_agent_enrolls_reports_and_receives_its_signed_desired_state() {
     assert!(desired.items.iter().any(|i| i.patch == "KB5032190"), "{:?}", desired.items);
 
     // Unchanged: 304 with the same tag.
-    let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, Some("\"1\"")).await;
-    assert_eq!((reply.status, reply.etag.as_deref()), (StatusCode::NOT_MODIFIED, Some("\"1\"")));
+    let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, Some(&first_tag)).await;
+    assert_eq!((reply.status, reply.etag.as_deref()), (StatusCode::NOT_MODIFIED, Some(first_tag.as_str())));
     // The device installed the update: its state changes, so does the tag.
     let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": ["KB5032190"], "packages": []}});
     let reply = call(&state, "PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory), None).await;
     assert_eq!(reply.json["generation"].as_u64(), Some(2));
-    let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, Some("\"1\"")).await;
-    assert_eq!((reply.status, reply.etag.as_deref()), (StatusCode::OK, Some("\"2\"")));
+    let reply = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, Some(&first_tag)).await;
+    assert_eq!((reply.status, generation_of(reply.etag.as_deref())), (StatusCode::OK, Some(2)));
 }
 
 #[tokio::test]
@@ -159,7 +175,14 @@ async fn events_retried_after_a_lost_response_are_recorded_once() {
         (bad.status, bad.json["message"].as_str()),
         (StatusCode::BAD_REQUEST, Some("events[0].seq must be a positive integer"))
     );
-    assert_eq!(state.store.events("srv-db-01").unwrap().len(), 2);
+    assert_eq!(state.engine.store.events("srv-db-01").unwrap().len(), 2);
+    // A succeeded event is the device's report for the patch; the audit
+    // log has every event once.
+    let record = state.engine.store.device("srv-db-01").unwrap().unwrap();
+    assert_eq!(record.reports.len(), 1);
+    assert_eq!(record.reports[0].status, patchward_api::ReportStatus::Succeeded);
+    let audit = state.engine.store.audit(0, 100).unwrap();
+    assert_eq!(audit.iter().filter(|e| e.actor == "device:srv-db-01" && e.action.starts_with("agent.")).count(), 2);
 }
 
 #[tokio::test]
@@ -202,7 +225,7 @@ async fn credentials_reach_only_their_own_routes_and_device() {
     );
     // The admin sees every device.
     let list = call(&state, "GET", "/api/v1/devices", Some(ADMIN), None, None).await;
-    let ids: Vec<&str> = list.json.as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = list.json["devices"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["ws-a", "ws-b"]);
     let one = call(&state, "GET", "/api/v1/devices/ws-b", Some(ADMIN), None, None).await;
     assert_eq!((one.status, one.json["id"].as_str()), (StatusCode::OK, Some("ws-b")));

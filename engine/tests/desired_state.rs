@@ -37,7 +37,7 @@ fn the_example_devices_desired_state_is_complete_signed_and_schema_valid() {
         issued_at: now,
         expires_at: "2026-12-01T12:00:00Z".parse().unwrap(),
     };
-    let state = desired_state(&computed, &policy, &catalog, index, &envelope);
+    let state = desired_state(&computed, &policy, &catalog, &computed.devices[index], &envelope);
 
     assert_eq!((state.device.as_str(), state.generation, state.catalog_revision), ("ws-0042", 7, 3));
     assert_eq!(state.policy_revision, "0123456789abcdef0123456789abcdef01234567");

@@ -1,7 +1,7 @@
 //! Authentication as extractors: an agent's credential names its device,
-//! an admin token grants the admin routes. A missing or unknown secret is
-//! 401; a known one without the right is 403. Secrets are compared by
-//! their sha256 and never logged.
+//! an admin token grants the admin routes, a user token one device's
+//! portal. A missing or unknown secret is 401; a known one without the
+//! right is 403. Secrets are compared by their sha256 and never logged.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
 use super::{ApiError, ApiState};
-use crate::store::fleet::{DeviceRecord, secret_hash};
+use crate::store::fleet::{AccessToken, Role};
 
 /// The `Authorization: Bearer` secret.
 pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -26,38 +26,81 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     }
 }
 
-/// The device whose agent credential the request carries.
-pub struct AgentDevice(pub DeviceRecord);
+/// Who a secret is.
+enum Caller {
+    Device(String),
+    Access(AccessToken),
+}
+
+fn identify(state: &ApiState, secret: &str) -> Result<Caller, ApiError> {
+    let store = &state.engine.store;
+    if let Some(device) = store.device_id_by_credential(secret).map_err(ApiError::store)? {
+        return Ok(Caller::Device(device));
+    }
+    match store.access_token(secret).map_err(ApiError::store)? {
+        Some(token) if token.revoked => Err(ApiError::unauthorized("the token was revoked")),
+        Some(token) if token.expires_at.is_some_and(|at| at <= state.engine.clock.now()) => {
+            Err(ApiError::unauthorized("the token expired"))
+        }
+        Some(token) => Ok(Caller::Access(token)),
+        None => Err(ApiError::unauthorized("unknown credential")),
+    }
+}
+
+/// The device (by id) whose agent credential the request carries.
+pub struct AgentDevice(pub String);
 
 impl FromRequestParts<Arc<ApiState>> for AgentDevice {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
-        let secret = bearer(&parts.headers)?;
-        if secret_hash(secret) == state.admin_token_hash {
-            return Err(ApiError::forbidden("an admin token is not a device credential"));
-        }
-        match state.store.device_by_credential(secret).map_err(ApiError::store)? {
-            Some(device) => Ok(AgentDevice(device)),
-            None => Err(ApiError::unauthorized("unknown credential")),
+        match identify(state, bearer(&parts.headers)?)? {
+            Caller::Device(device) => {
+                state.admit(&device)?;
+                Ok(AgentDevice(device))
+            }
+            Caller::Access(_) => Err(ApiError::forbidden("an admin or user token is not a device credential")),
         }
     }
 }
 
-/// A request carrying the admin token.
+/// A request carrying an admin token.
 pub struct Admin;
 
 impl FromRequestParts<Arc<ApiState>> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
-        let secret = bearer(&parts.headers)?;
-        if secret_hash(secret) == state.admin_token_hash {
-            return Ok(Admin);
+        match identify(state, bearer(&parts.headers)?)? {
+            Caller::Access(AccessToken { role: Role::Admin, .. }) => {
+                // Every admin call is in the audit log (no secrets: the
+                // path and the method only).
+                let path = parts.uri.path().to_owned();
+                let detail = serde_json::json!({"method": parts.method.as_str(), "path": path});
+                let now = state.engine.clock.now();
+                state.engine.store.append_audit(now, "admin", "api.call", detail).map_err(ApiError::store)?;
+                Ok(Admin)
+            }
+            Caller::Access(_) => Err(ApiError::forbidden("a user token cannot use the admin routes")),
+            Caller::Device(_) => Err(ApiError::forbidden("a device credential cannot use the admin routes")),
         }
-        if state.store.device_by_credential(secret).map_err(ApiError::store)?.is_some() {
-            return Err(ApiError::forbidden("a device credential cannot use the admin routes"));
+    }
+}
+
+/// A request carrying a user token: the one device it is bound to.
+pub struct UserDevice(pub String);
+
+impl FromRequestParts<Arc<ApiState>> for UserDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
+        match identify(state, bearer(&parts.headers)?)? {
+            Caller::Access(AccessToken { role: Role::User, device: Some(device), .. }) => {
+                state.admit(&format!("user:{device}"))?;
+                Ok(UserDevice(device))
+            }
+            Caller::Access(_) => Err(ApiError::forbidden("an admin token has no device: use the admin routes")),
+            Caller::Device(_) => Err(ApiError::forbidden("a device credential cannot use the user routes")),
         }
-        Err(ApiError::unauthorized("unknown credential"))
     }
 }

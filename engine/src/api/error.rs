@@ -10,11 +10,13 @@ pub struct ApiError {
     /// A stable word for scripts: `unauthorized`, `forbidden`, …
     pub error: &'static str,
     pub message: String,
+    /// Seconds, for a 429.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, error, message: message.into() }
+        ApiError { status, error, message: message.into(), retry_after: None }
     }
 
     pub fn unauthorized(message: impl Into<String>) -> ApiError {
@@ -27,6 +29,14 @@ impl ApiError {
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
+    }
+
+    pub fn too_many(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
     }
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
@@ -53,6 +63,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({"error": self.error, "message": self.message}))).into_response()
+        let mut response =
+            (self.status, Json(serde_json::json!({"error": self.error, "message": self.message}))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -4,59 +4,59 @@
 //! status.
 //!
 //! Architecture invariant: only this module knows HTTP. An agent's routes
-//! name no device: its identity comes from its credential (G7).
+//! name no device: its identity comes from its credential (G7); a user
+//! token reaches only the device it is bound to.
 
 pub mod auth;
+mod blobs;
 mod error;
+pub mod limits;
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use ed25519_dalek::SigningKey;
+use axum::{Json, body::Bytes};
 use serde::{Deserialize, Serialize};
 
-pub use auth::{Admin, AgentDevice};
+pub use auth::{Admin, AgentDevice, UserDevice};
 pub use error::ApiError;
+use limits::{BoundedJson, RateLimiter};
 
-use crate::clock::Clock;
-use crate::plan::desired::{Envelope, desired_state};
-use crate::plan::{CompiledPolicy, PlanCatalog, PlanInput, plan};
-use crate::store::Store;
-
-/// What is in force: the policy revision and the catalog the engine plans
-/// with. Replaced whole when either changes.
-pub struct InForce {
-    pub policy: CompiledPolicy,
-    pub catalog: PlanCatalog,
-    pub catalog_revision: u64,
-}
+use crate::daemon::config::Limits;
+use crate::daemon::media::BlobStore;
+use crate::daemon::views;
+use crate::daemon::{Engine, ServedDesired};
+use crate::store::fleet::{AccessToken, EnrollmentToken, Role};
 
 pub struct ApiState {
-    pub store: Arc<Store>,
-    pub key: SigningKey,
-    /// sha256 of the admin token.
-    pub admin_token_hash: String,
-    pub clock: Arc<dyn Clock>,
-    pub in_force: RwLock<Option<Arc<InForce>>>,
-    /// How long a desired state stays valid for the agent.
-    pub desired_ttl: jiff::SignedDuration,
+    pub engine: Arc<Engine>,
+    pub blobs: Arc<BlobStore>,
+    pub limits: Limits,
+    /// The HMAC secret of `POST /api/v1/sync` webhooks.
+    pub webhook_secret: Option<Vec<u8>>,
+    pub rate: RateLimiter,
 }
 
 impl ApiState {
-    fn in_force(&self) -> Result<Arc<InForce>, ApiError> {
-        self.in_force
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .ok_or_else(|| ApiError::unavailable("no valid policy revision is in force yet"))
+    pub fn new(engine: Arc<Engine>, blobs: Arc<BlobStore>, limits: Limits, webhook_secret: Option<Vec<u8>>) -> Self {
+        let rate = RateLimiter::new(limits.device_requests_per_minute);
+        ApiState { engine, blobs, limits, webhook_secret, rate }
+    }
+
+    /// Takes one request from `caller`'s rate budget (T31).
+    pub fn admit(&self, caller: &str) -> Result<(), ApiError> {
+        self.rate.take(caller, self.engine.clock.now()).map_err(|seconds| {
+            self.engine.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ApiError { retry_after: Some(seconds), ..ApiError::too_many("too many requests from this device") }
+        })
     }
 }
 
 pub fn router(state: Arc<ApiState>) -> axum::Router {
+    let body_limit = state.limits.max_body_bytes;
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -64,14 +64,34 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/api/v1/device/inventory", put(inventory))
         .route("/api/v1/device/desired-state", get(desired))
         .route("/api/v1/device/events", post(events))
+        .route("/api/v1/blobs/{sha256}", get(blob))
+        .route("/api/v1/sync", post(sync))
+        .route("/api/v1/ack-rewrite", post(ack_rewrite))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/devices", get(devices))
         .route("/api/v1/devices/{id}", get(device))
+        .route("/api/v1/compliance", get(compliance))
+        .route("/api/v1/audit", get(audit))
+        .route("/api/v1/user/device", get(user_device))
+        .route("/api/v1/user/snooze", post(user_snooze))
+        .route("/api/v1/user/install", post(user_install))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
 async fn readyz(State(state): State<Arc<ApiState>>) -> Result<&'static str, ApiError> {
-    state.in_force()?;
+    state.engine.in_force().ok_or_else(|| ApiError::unavailable("no valid policy revision is in force yet"))?;
     Ok("ready\n")
+}
+
+/// Runs store or planning work off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(internal)
 }
 
 #[derive(Deserialize)]
@@ -92,31 +112,37 @@ struct EnrollResponse {
 async fn enroll(
     State(state): State<Arc<ApiState>>,
     headers: HeaderMap,
-    Json(request): Json<EnrollRequest>,
+    BoundedJson(request): BoundedJson<EnrollRequest>,
 ) -> Result<Json<EnrollResponse>, ApiError> {
-    let token = auth::bearer(&headers)?;
-    let now = state.clock.now();
-    let credential = crate::clock::new_secret("pwd_").map_err(|e| ApiError::internal(e.to_string()))?;
+    let token = auth::bearer(&headers)?.to_owned();
+    let engine = state.engine.clone();
+    let now = engine.clock.now();
+    let credential = crate::clock::new_secret("pwd_").map_err(internal)?;
     // The hostname when it is a good name and free, else a random id.
     let wanted = request.facts.hostname.clone().filter(|h| valid_device_id(h));
     let device_id = match wanted {
-        Some(host) if state.store.device(&host).map_err(ApiError::store)?.is_none() => host,
+        Some(host) if engine.store.device(&host).map_err(ApiError::store)?.is_none() => host,
         _ => {
-            let secret = crate::clock::new_secret("").map_err(|e| ApiError::internal(e.to_string()))?;
+            let secret = crate::clock::new_secret("").map_err(internal)?;
             format!("dev-{}", &secret[..12].to_ascii_lowercase().replace(['-', '_'], "x"))
         }
     };
-    let record = state.store.enroll(token, &device_id, &credential, request.facts, now).map_err(|e| match e {
-        crate::store::fleet::EnrollError::Store(e) => ApiError::store(e),
-        crate::store::fleet::EnrollError::DeviceExists(id) => ApiError::conflict(format!("device {id} exists")),
-        // Unknown, expired or used up: the token is not (or no longer) a credential.
-        other => ApiError::unauthorized(other.to_string()),
-    })?;
-    let _ = state.store.append_audit(now, &format!("device:{}", record.id), "device.enrolled", serde_json::json!({}));
+    let store = engine.store.clone();
+    let secret = credential.clone();
+    let record = blocking(move || store.enroll(&token, &device_id, &secret, request.facts, now)).await?.map_err(
+        |e| match e {
+            crate::store::fleet::EnrollError::Store(e) => ApiError::store(e),
+            crate::store::fleet::EnrollError::DeviceExists(id) => ApiError::conflict(format!("device {id} exists")),
+            // Unknown, expired or used up: the token is not (or no longer) a credential.
+            other => ApiError::unauthorized(other.to_string()),
+        },
+    )?;
+    engine.metrics.enrollments.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _ = engine.store.append_audit(now, &format!("device:{}", record.id), "device.enrolled", serde_json::json!({}));
     Ok(Json(EnrollResponse {
         device_id: record.id,
         credential,
-        engine_key: patchward_api::dsse::public_key_text(&state.key.verifying_key()),
+        engine_key: patchward_api::dsse::public_key_text(&engine.key.verifying_key()),
     }))
 }
 
@@ -140,97 +166,78 @@ struct InventoryResponse {
     generation: Option<u64>,
 }
 
-/// Stores the device's facts and inventory, then re-plans it, so that the
-/// desired state the agent fetches next already reflects them.
+/// Stores the device's facts and inventory, then plans it again, so that
+/// the desired state the agent fetches next already reflects them.
 async fn inventory(
     State(state): State<Arc<ApiState>>,
     AgentDevice(device): AgentDevice,
-    Json(request): Json<InventoryRequest>,
+    BoundedJson(request): BoundedJson<InventoryRequest>,
 ) -> Result<Json<InventoryResponse>, ApiError> {
-    let now = state.clock.now();
-    state.store.update_inventory(&device.id, request.facts, request.inventory, now).map_err(ApiError::store)?;
-    let generation = match state.in_force() {
-        Ok(in_force) => Some(signed_desired_state(&state, &in_force, &device.id)?.1),
-        Err(_) => None,
-    };
+    let engine = state.engine.clone();
+    let generation = blocking(move || {
+        let now = engine.clock.now();
+        engine.store.update_inventory(&device, request.facts, request.inventory, now)?;
+        engine.metrics.inventories.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        engine.replan_device(&device)
+    })
+    .await?
+    .map_err(ApiError::store)?;
     Ok(Json(InventoryResponse { generation }))
 }
 
-/// Plans the fleet as the store holds it and builds `device`'s desired
-/// state, with its generation. The whole fleet is planned because gates
-/// count other devices.
-fn signed_desired_state(
-    state: &ApiState,
-    in_force: &InForce,
-    device: &str,
-) -> Result<(patchward_api::dsse::Envelope, u64), ApiError> {
-    let now = state.clock.now();
-    let records = state.store.devices().map_err(ApiError::store)?;
-    let fleet: Vec<patchward_api::Device> = records
-        .into_iter()
-        .map(|r| patchward_api::Device { id: r.id, facts: r.facts, inventory: r.inventory, reports: Vec::new() })
-        .collect();
-    let ledger = state.store.ledger().map_err(ApiError::store)?;
-    let computed = plan(&PlanInput {
-        policy: &in_force.policy,
-        catalog: &in_force.catalog,
-        fleet: &fleet,
-        ledger: Some(&ledger),
-        now,
-    });
-    state.store.record_ledger(&computed.ledger_additions).map_err(ApiError::store)?;
-    let index = computed
-        .devices
-        .iter()
-        .position(|d| d.id == device)
-        .ok_or_else(|| ApiError::internal(format!("device {device} is enrolled but not planned")))?;
-    // The content decides the generation; issue and expiry times do not.
-    let content = desired_state(
-        &computed,
-        &in_force.policy,
-        &in_force.catalog,
-        index,
-        &Envelope { generation: 0, catalog_revision: in_force.catalog_revision, issued_at: now, expires_at: now },
-    );
-    let mut digest_input = serde_json::to_value(&content).map_err(|e| ApiError::internal(e.to_string()))?;
-    if let serde_json::Value::Object(map) = &mut digest_input {
-        map.remove("issuedAt");
-        map.remove("expiresAt");
-        map.remove("generation");
-        // Software items are due from their issue time: keep it out too.
-        if let Some(serde_json::Value::Array(items)) = map.get_mut("items") {
-            for item in items.iter_mut().filter(|i| i["source"]["kind"] == "assignment") {
-                if let serde_json::Value::Object(item) = item {
-                    item.remove("notBefore");
-                }
-            }
-        }
-    }
-    let digest = crate::catalog::sha256_hex(digest_input.to_string().as_bytes());
-    let generation = state.store.desired_generation(device, &digest).map_err(ApiError::store)?;
-    let expires_at = now.checked_add(state.desired_ttl).unwrap_or(now);
-    let payload = patchward_api::desired::DesiredState { generation, expires_at, ..content };
-    let body = serde_json::to_vec(&payload).map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok((patchward_api::dsse::sign(patchward_api::dsse::DESIRED_STATE_TYPE, &body, &state.key), generation))
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    wait: Option<u64>,
 }
 
+fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag))
+}
+
+async fn current_desired(state: &Arc<ApiState>, device: &str) -> Result<Arc<ServedDesired>, ApiError> {
+    let engine = state.engine.clone();
+    let id = device.to_owned();
+    blocking(move || engine.desired(&id))
+        .await?
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::unavailable("no valid policy revision is in force yet"))
+}
+
+/// The signed desired state; `If-None-Match` answers 304 when nothing
+/// changed, and with `?wait=SECONDS` the answer waits (up to the limit)
+/// for a change before saying so.
 async fn desired(
     State(state): State<Arc<ApiState>>,
     AgentDevice(device): AgentDevice,
+    Query(query): Query<WaitQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let in_force = state.in_force()?;
-    let (envelope, generation) = signed_desired_state(&state, &in_force, &device.id)?;
-    let etag = format!("\"{generation}\"");
-    let unchanged = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
-    let etag_value = HeaderValue::from_str(&etag).map_err(|e| ApiError::internal(e.to_string()))?;
-    if unchanged {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response());
+    let mut changes = state.engine.subscribe();
+    let mut served = current_desired(&state, &device).await?;
+    let wait = std::time::Duration::from_secs(query.wait.unwrap_or(0)).min(state.limits.max_wait);
+    if matches_etag(&headers, &served.etag) && !wait.is_zero() {
+        state.engine.metrics.long_polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + wait;
+        while matches_etag(&headers, &served.etag) {
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) if !state.engine.stopping() => served = current_desired(&state, &device).await?,
+                // Timed out, or the engine is shutting down.
+                _ => break,
+            }
+        }
     }
-    Ok(([(header::ETAG, etag_value)], Json(envelope)).into_response())
+    let etag = HeaderValue::from_str(&served.etag).map_err(internal)?;
+    if matches_etag(&headers, &served.etag) {
+        state.engine.metrics.desired_not_modified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    state.engine.metrics.desired_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let content_type = HeaderValue::from_static("application/json");
+    Ok(([(header::ETAG, etag), (header::CONTENT_TYPE, content_type)], served.body.clone()).into_response())
 }
 
 #[derive(Deserialize)]
@@ -245,13 +252,20 @@ struct EventsResponse {
     duplicates: usize,
 }
 
+/// How many events one batch may carry.
+const MAX_EVENTS: usize = 1000;
+
 /// Records a batch of events, each by its `seq`: a batch sent again after
-/// a lost response is acknowledged and recorded once (T26).
+/// a lost response is acknowledged and recorded once (T26). Every event
+/// recorded goes to the audit log too.
 async fn events(
     State(state): State<Arc<ApiState>>,
     AgentDevice(device): AgentDevice,
-    Json(request): Json<EventsRequest>,
+    BoundedJson(request): BoundedJson<EventsRequest>,
 ) -> Result<Json<EventsResponse>, ApiError> {
+    if request.events.len() > MAX_EVENTS {
+        return Err(ApiError::too_large(format!("at most {MAX_EVENTS} events per batch")));
+    }
     let mut batch = Vec::with_capacity(request.events.len());
     for (index, event) in request.events.into_iter().enumerate() {
         let seq = event
@@ -261,43 +275,467 @@ async fn events(
             .ok_or_else(|| ApiError::bad_request(format!("events[{index}].seq must be a positive integer")))?;
         batch.push((seq, event));
     }
-    let outcome = state.store.record_events(&device.id, &batch, state.clock.now()).map_err(ApiError::store)?;
+    let engine = state.engine.clone();
+    let outcome = blocking(move || {
+        let now = engine.clock.now();
+        let outcome = engine.store.record_events(&device, &batch, now)?;
+        if outcome.recorded > 0 {
+            let actor = format!("device:{device}");
+            let entries: Vec<(String, serde_json::Value)> = batch
+                .iter()
+                .map(|(_, event)| {
+                    let kind = event.get("kind").and_then(|k| k.as_str()).unwrap_or("event");
+                    (format!("agent.{kind}"), event.clone())
+                })
+                .collect();
+            engine.store.append_audits(now, &actor, &entries)?;
+        }
+        engine.metrics.events.fetch_add(outcome.recorded as u64, std::sync::atomic::Ordering::Relaxed);
+        if outcome.reports > 0 {
+            engine.note_reports();
+        }
+        Ok::<_, crate::store::StoreError>(outcome)
+    })
+    .await?
+    .map_err(ApiError::store)?;
     Ok(Json(EventsResponse { recorded: outcome.recorded, duplicates: outcome.duplicates }))
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DeviceView {
-    id: String,
-    facts: patchward_api::Facts,
-    inventory: patchward_api::Inventory,
-    enrolled_at: String,
-    last_seen: String,
+/// Package bytes by sha256, for agents and admins. Only a 64-hex digest
+/// names a file (T32).
+async fn blob(
+    State(state): State<Arc<ApiState>>,
+    Path(digest): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let secret = auth::bearer(&headers)?;
+    let store = &state.engine.store;
+    let device = store.device_id_by_credential(secret).map_err(ApiError::store)?;
+    match &device {
+        Some(id) => state.admit(id)?,
+        None => match store.access_token(secret).map_err(ApiError::store)? {
+            Some(t) if t.role == Role::Admin && !t.revoked => {}
+            Some(_) => return Err(ApiError::forbidden("only agents and admins download packages")),
+            None => return Err(ApiError::unauthorized("unknown credential")),
+        },
+    }
+    if !crate::daemon::media::valid_digest(&digest) {
+        return Err(ApiError::bad_request("a blob is named by its sha256: 64 lowercase hex digits"));
+    }
+    let path = state.blobs.path(&digest).ok_or_else(|| ApiError::not_found(format!("no blob {digest}")))?;
+    state.engine.metrics.blobs_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    blobs::serve_file(path, &digest, &headers).await
 }
 
-fn view(record: crate::store::fleet::DeviceRecord) -> DeviceView {
-    DeviceView {
-        id: record.id,
-        facts: record.facts,
-        inventory: record.inventory,
-        enrolled_at: record.enrolled_at.to_string(),
-        last_seen: record.last_seen.to_string(),
+/// `X-Hub-Signature-256: sha256=HEX` over the body with the webhook secret.
+fn webhook_signed(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> bool {
+    use hmac::{KeyInit as _, Mac as _};
+    let Some(given) = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok()) else { return false };
+    let Some(hex_sig) = given.strip_prefix("sha256=") else { return false };
+    let Ok(signature) = hex::decode(hex_sig) else { return false };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else { return false };
+    mac.update(body);
+    mac.verify_slice(&signature).is_ok()
+}
+
+/// Reconcile now: an admin, or a webhook signed with the shared secret.
+async fn sync(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let actor = if headers.contains_key(header::AUTHORIZATION) {
+        let mut parts = axum::http::Request::builder()
+            .uri("/api/v1/sync")
+            .method("POST")
+            .body(())
+            .map_err(internal)?
+            .into_parts()
+            .0;
+        parts.headers = headers.clone();
+        <Admin as axum::extract::FromRequestParts<Arc<ApiState>>>::from_request_parts(&mut parts, &state).await?;
+        "admin"
+    } else {
+        let secret = state.webhook_secret.as_deref().ok_or_else(|| {
+            ApiError::unauthorized("no credential, and no webhook secret is configured (policies.webhookSecretFile)")
+        })?;
+        if !webhook_signed(secret, &headers, &body) {
+            return Err(ApiError::unauthorized("the webhook signature (X-Hub-Signature-256) does not verify"));
+        }
+        "webhook"
+    };
+    let now = state.engine.clock.now();
+    let _ = state.engine.store.append_audit(now, actor, "sync.requested", serde_json::json!({}));
+    state.engine.sync_requests.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": true}))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    commit: String,
+}
+
+async fn ack_rewrite(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    BoundedJson(request): BoundedJson<AckRequest>,
+) -> Result<Response, ApiError> {
+    let commit = request.commit.trim().to_ascii_lowercase();
+    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request("commit must be a full 40-hex commit sha"));
+    }
+    state.engine.acknowledge_rewrite(&commit).map_err(ApiError::store)?;
+    let now = state.engine.clock.now();
+    let _ =
+        state.engine.store.append_audit(now, "admin", "rewrite.acknowledged", serde_json::json!({"commit": commit}));
+    state.engine.sync_requests.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"acknowledged": commit}))).into_response())
+}
+
+async fn status(State(state): State<Arc<ApiState>>, _admin: Admin) -> Json<crate::daemon::status::Status> {
+    Json(state.engine.status.snapshot())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TokenRequest {
+    kind: String,
+    uses: Option<u32>,
+    expires: Option<patchward_api::Duration>,
+    device: Option<String>,
+}
+
+async fn create_token(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    BoundedJson(request): BoundedJson<TokenRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let engine = &state.engine;
+    let now = engine.clock.now();
+    let expires_at = request
+        .expires
+        .map(|d| now.checked_add(jiff::SignedDuration::from_secs(d.as_secs() as i64)))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("expires is too far away"))?;
+    let token = match request.kind.as_str() {
+        "enrollment" => {
+            if request.device.is_some() {
+                return Err(ApiError::bad_request("an enrollment token is bound to no device"));
+            }
+            let token = crate::clock::new_secret("pwe_").map_err(internal)?;
+            let record = EnrollmentToken { uses_left: request.uses.unwrap_or(1).max(1), expires_at, created_at: now };
+            engine.store.create_enrollment_token(&token, &record).map_err(ApiError::store)?;
+            token
+        }
+        "admin" | "user" => {
+            let role = if request.kind == "admin" { Role::Admin } else { Role::User };
+            if request.uses.is_some() {
+                return Err(ApiError::bad_request("--uses is for enrollment tokens"));
+            }
+            match (role, &request.device) {
+                (Role::User, None) => return Err(ApiError::bad_request("a user token needs --device ID")),
+                (Role::Admin, Some(_)) => return Err(ApiError::bad_request("an admin token is bound to no device")),
+                (Role::User, Some(id)) if engine.store.device(id).map_err(ApiError::store)?.is_none() => {
+                    return Err(ApiError::not_found(format!("no device {id}")));
+                }
+                _ => {}
+            }
+            let prefix = if role == Role::Admin { "pwa_" } else { "pwu_" };
+            let token = crate::clock::new_secret(prefix).map_err(internal)?;
+            let record =
+                AccessToken { role, device: request.device.clone(), expires_at, created_at: now, revoked: false };
+            engine.store.create_access_token(&token, &record).map_err(ApiError::store)?;
+            token
+        }
+        other => {
+            return Err(ApiError::bad_request(format!("unknown token kind `{other}`: enrollment, admin or user")));
+        }
+    };
+    let detail = serde_json::json!({"kind": request.kind, "uses": request.uses, "device": request.device,
+        "expiresAt": expires_at});
+    let _ = engine.store.append_audit(now, "admin", "token.created", detail);
+    Ok(Json(serde_json::json!({"token": token, "kind": request.kind, "expiresAt": expires_at})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ViewQuery {
+    format: Option<String>,
+    severity: Option<String>,
+    category: Option<String>,
+    policy: Option<String>,
+    status: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+fn wants_csv(format: &Option<String>) -> Result<bool, ApiError> {
+    match format.as_deref() {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("unknown format `{other}`: json or csv"))),
     }
 }
 
-async fn devices(State(state): State<Arc<ApiState>>, _admin: Admin) -> Result<Json<Vec<DeviceView>>, ApiError> {
-    Ok(Json(state.store.devices().map_err(ApiError::store)?.into_iter().map(view).collect()))
+fn csv_response(text: String) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], text).into_response()
+}
+
+const ITEM_COLUMNS: &[&str] = &[
+    "device",
+    "patch",
+    "title",
+    "severity",
+    "category",
+    "action",
+    "status",
+    "source",
+    "stage",
+    "policy",
+    "windows",
+    "notBefore",
+    "deadline",
+    "overdue",
+];
+
+fn plan_or_unavailable(state: &ApiState) -> Result<crate::daemon::PlanView, ApiError> {
+    state.engine.plan_view().ok_or_else(|| ApiError::unavailable("no valid policy revision is in force yet"))
+}
+
+/// Every device's items (filtered, paged), as JSON or CSV.
+async fn devices(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    Query(query): Query<ViewQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
+    let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
+    let now = state.engine.clock.now();
+    let records = state.engine.store.devices().map_err(ApiError::store)?;
+    let plans = views::device_plans(&plan, &replanned);
+    let by_id: std::collections::HashMap<&str, &crate::plan::DevicePlan> =
+        plans.iter().map(|p| (p.id.as_str(), *p)).collect();
+    let keep = |row: &views::ItemRow| {
+        query.severity.as_ref().is_none_or(|s| &row.severity == s)
+            && query.category.as_ref().is_none_or(|c| &row.category == c)
+            && query.policy.as_ref().is_none_or(|p| &row.policy == p)
+            && query.status.as_ref().is_none_or(|s| &row.status == s)
+    };
+    let offset = query.offset.unwrap_or(0);
+    let limit = query.limit.unwrap_or(100).min(10_000);
+    if csv {
+        let rows: Vec<serde_json::Value> = records
+            .iter()
+            .filter_map(|r| by_id.get(r.id.as_str()))
+            .flat_map(|p| views::item_rows(&in_force, &plan, p, now))
+            .filter(keep)
+            .map(|row| serde_json::to_value(row).unwrap_or_default())
+            .collect();
+        return Ok(csv_response(views::to_csv(ITEM_COLUMNS, &rows)));
+    }
+    let total = records.len();
+    let page: Vec<serde_json::Value> = records
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|record| {
+            let rows = by_id.get(record.id.as_str()).map(|p| views::item_rows(&in_force, &plan, p, now));
+            let rows: Vec<views::ItemRow> = rows.unwrap_or_default().into_iter().filter(keep).collect();
+            device_json(record, rows)
+        })
+        .collect();
+    Ok(Json(serde_json::json!({"total": total, "offset": offset, "devices": page})).into_response())
+}
+
+fn device_json(record: crate::store::fleet::DeviceRecord, rows: Vec<views::ItemRow>) -> serde_json::Value {
+    let compliance = views::compliance_of(&rows);
+    serde_json::json!({
+        "id": record.id,
+        "facts": record.facts,
+        "inventory": record.inventory,
+        "reports": record.reports,
+        "enrolledAt": record.enrolled_at,
+        "lastSeen": record.last_seen,
+        "compliance": compliance,
+        "items": rows,
+    })
 }
 
 async fn device(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<DeviceView>, ApiError> {
+    Path(id): Path<String>,
+    Query(query): Query<ViewQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
     let record = state
+        .engine
         .store
         .device(&id)
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
-    Ok(Json(view(record)))
+    let rows = device_rows(&state, &id)?;
+    if csv {
+        let rows: Vec<serde_json::Value> = rows.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
+        return Ok(csv_response(views::to_csv(ITEM_COLUMNS, &rows)));
+    }
+    Ok(Json(device_json(record, rows)).into_response())
+}
+
+fn device_rows(state: &ApiState, id: &str) -> Result<Vec<views::ItemRow>, ApiError> {
+    let (in_force, plan, replanned) = plan_or_unavailable(state)?;
+    let now = state.engine.clock.now();
+    let planned = match replanned.get(id) {
+        Some(p) => Some(p.as_ref()),
+        None => plan.devices.binary_search_by(|d| d.id.as_str().cmp(id)).ok().map(|i| &plan.devices[i]),
+    };
+    Ok(planned.map(|p| views::item_rows(&in_force, &plan, p, now)).unwrap_or_default())
+}
+
+async fn compliance(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    Query(query): Query<ViewQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
+    let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
+    let now = state.engine.clock.now();
+    let report = views::compliance(&in_force, &plan, &views::device_plans(&plan, &replanned), now);
+    if csv {
+        let mut rows = Vec::new();
+        for (group, map) in
+            [("severity", &report.by_severity), ("category", &report.by_category), ("policy", &report.by_policy)]
+        {
+            for (name, counts) in map {
+                let mut row = serde_json::to_value(counts).unwrap_or_default();
+                row["group"] = group.into();
+                row["name"] = name.clone().into();
+                rows.push(row);
+            }
+        }
+        let columns = ["group", "name", "installed", "due", "scheduled", "blocked", "removed", "overdue"];
+        return Ok(csv_response(views::to_csv(&columns, &rows)));
+    }
+    Ok(Json(report).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+async fn audit(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
+    let entries = state
+        .engine
+        .store
+        .audit(query.after.unwrap_or(0), query.limit.unwrap_or(1000).min(100_000))
+        .map_err(ApiError::store)?;
+    if csv {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({"seq": e.seq, "at": e.at.to_string(), "actor": e.actor, "action": e.action,
+                    "detail": e.detail.to_string()})
+            })
+            .collect();
+        return Ok(csv_response(views::to_csv(&["seq", "at", "actor", "action", "detail"], &rows)));
+    }
+    Ok(Json(serde_json::json!({"entries": entries})).into_response())
+}
+
+/// The user's own device: its pending items with their snoozes left, and
+/// its history (the agent's events).
+async fn user_device(State(state): State<Arc<ApiState>>, UserDevice(id): UserDevice) -> Result<Response, ApiError> {
+    let rows = device_rows(&state, &id)?;
+    let requests = state.engine.user_requests(&id).map_err(ApiError::store)?;
+    let (in_force, ..) = plan_or_unavailable(&state)?;
+    let pending: Vec<serde_json::Value> = rows
+        .iter()
+        .filter(|r| r.status != "installed" && r.status != "removed")
+        .map(|row| {
+            let spec = &in_force.policy.policy.deployment_policies[&row.policy].spec;
+            let max = spec.prompt.as_ref().map_or(0, |p| p.value.max_snoozes);
+            let used = requests.iter().filter(|r| r.item == row.patch && r.kind == "snooze").count() as u32;
+            let mut value = serde_json::to_value(row).unwrap_or_default();
+            value["snoozesLeft"] = if spec.admin_only { 0 } else { max.saturating_sub(used) }.into();
+            value["selfService"] = spec.self_service.into();
+            value
+        })
+        .collect();
+    let history = state.engine.store.events(&id).map_err(ApiError::store)?;
+    let history: Vec<serde_json::Value> = history
+        .into_iter()
+        .rev()
+        .take(200)
+        .map(|e| serde_json::json!({"seq": e.seq, "at": e.received_at, "event": e.body}))
+        .collect();
+    Ok(Json(serde_json::json!({"device": id, "pending": pending, "requests": requests, "history": history}))
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemRequest {
+    item: String,
+}
+
+async fn user_snooze(
+    State(state): State<Arc<ApiState>>,
+    UserDevice(id): UserDevice,
+    BoundedJson(request): BoundedJson<ItemRequest>,
+) -> Result<Response, ApiError> {
+    user_request(&state, &id, &request.item, "snooze")
+}
+
+async fn user_install(
+    State(state): State<Arc<ApiState>>,
+    UserDevice(id): UserDevice,
+    BoundedJson(request): BoundedJson<ItemRequest>,
+) -> Result<Response, ApiError> {
+    user_request(&state, &id, &request.item, "install")
+}
+
+fn user_request(state: &ApiState, device: &str, item: &str, kind: &'static str) -> Result<Response, ApiError> {
+    let (in_force, ..) = plan_or_unavailable(state)?;
+    let rows = device_rows(state, device)?;
+    let row = rows
+        .iter()
+        .find(|r| r.patch == item && r.status != "installed" && r.status != "removed")
+        .ok_or_else(|| ApiError::not_found(format!("{item} is not pending on this device")))?;
+    let spec = &in_force.policy.policy.deployment_policies[&row.policy].spec;
+    let requests = state.engine.user_requests(device).map_err(ApiError::store)?;
+    match kind {
+        "snooze" => {
+            if spec.admin_only {
+                return Err(ApiError::forbidden(format!("policy {} is admin-only: no snoozes", row.policy)));
+            }
+            let max = spec.prompt.as_ref().map_or(0, |p| p.value.max_snoozes);
+            let used = requests.iter().filter(|r| r.item == item && r.kind == "snooze").count() as u32;
+            if used >= max {
+                return Err(ApiError::conflict(format!("{item}: all {max} snoozes of policy {} are used", row.policy)));
+            }
+            if row.overdue {
+                return Err(ApiError::conflict(format!("{item} is past its deadline: it is mandatory now")));
+            }
+        }
+        _ => {
+            if !spec.self_service {
+                return Err(ApiError::forbidden(format!("policy {} does not offer self-service installs", row.policy)));
+            }
+        }
+    }
+    let now = state.engine.clock.now();
+    state.engine.add_user_request(device, item, kind, now).map_err(ApiError::store)?;
+    let _ = state.engine.store.append_audit(
+        now,
+        &format!("user:{device}"),
+        &format!("user.{kind}"),
+        serde_json::json!({"item": item, "policy": row.policy}),
+    );
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": kind, "item": item}))).into_response())
 }

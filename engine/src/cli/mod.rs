@@ -8,6 +8,8 @@ mod catalog;
 mod diff;
 mod plan;
 mod schemas;
+mod serve;
+mod token;
 mod validate;
 mod window;
 
@@ -35,6 +37,9 @@ enum Command {
     Diff(diff::DiffArgs),
     Window(window::WindowArgs),
     Schemas(schemas::SchemasArgs),
+    Serve(serve::ServeArgs),
+    Token(token::TokenArgs),
+    AckRewrite(token::AckRewriteArgs),
 }
 
 /// What a command reports back to `main`.
@@ -53,6 +58,9 @@ pub fn main() -> ExitCode {
         Command::Diff(args) => diff::run(args),
         Command::Window(args) => window::run(args),
         Command::Schemas(args) => schemas::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Token(args) => token::run(args),
+        Command::AckRewrite(args) => token::run_ack(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,

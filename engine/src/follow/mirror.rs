@@ -64,6 +64,10 @@ impl Mirror {
         &self.path
     }
 
+    pub fn repository(&self) -> &git2::Repository {
+        &self.repo
+    }
+
     /// Fetches `branch` of `url` (a path or a `file://` URL) and returns the
     /// commit at its tip. History the remote rewrote is fetched too; whether
     /// to follow it is [`super::decide`]'s question.

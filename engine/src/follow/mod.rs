@@ -12,6 +12,7 @@
 //! force (RELIABILITY G2, T1–T3).
 
 mod mirror;
+pub mod signature;
 
 use std::collections::BTreeSet;
 

@@ -4,7 +4,7 @@
 
 use patchward_api::desired::{Action, DesiredItem, DesiredPackage, DesiredState, ItemSource, Status};
 
-use super::{CompiledPolicy, ItemStatus, Plan, PlanCatalog};
+use super::{CompiledPolicy, DevicePlan, ItemStatus, Plan, PlanCatalog};
 use crate::policy::model::ItemAction;
 
 /// What a desired state carries besides the plan.
@@ -42,15 +42,15 @@ fn named_spec<T: serde::Serialize>(name: &str, spec: &T) -> serde_json::Value {
     value
 }
 
-/// The desired state of `plan.devices[device]`.
+/// The desired state of `planned`, one of `plan`'s devices (or one planned
+/// against it with [`super::replan_devices`]).
 pub fn desired_state(
     plan: &Plan,
     policy: &CompiledPolicy,
     catalog: &PlanCatalog,
-    device: usize,
+    planned: &DevicePlan,
     envelope: &Envelope,
 ) -> DesiredState {
-    let planned = &plan.devices[device];
     let commit = plan.policy_revision.clone().unwrap_or_default();
     let deployment = |index: usize| {
         let name = &plan.policy_names[index];

@@ -210,6 +210,9 @@ pub struct Plan {
     pub gates: Vec<GateOutcome>,
     /// Per patch, the grants that bring it to devices, in precedence order.
     pub grants: Vec<Vec<Grant>>,
+    /// Per patch, the exclusions that matched it (by index), whatever
+    /// their scopes.
+    pub excluded_by: Vec<Vec<u32>>,
     /// By device id.
     pub devices: Vec<DevicePlan>,
     /// Runtime problems (rule errors, selector failures, approvals of
@@ -272,6 +275,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         no_rule: Vec::new(),
         gates: Vec::new(),
         grants: Vec::new(),
+        excluded_by: Vec::new(),
         devices: Vec::new(),
         diagnostics: Vec::new(),
         ledger_additions: Vec::new(),
@@ -372,42 +376,9 @@ pub fn plan(input: &PlanInput) -> Plan {
     let in_scope = |device: usize, scope: u32| scope == 0 || membership[scope as usize][device];
     count_gates(&mut plan.gates, &gate_specs, catalog, &devices, &in_scope);
 
-    // Which patches can apply to devices of one (platform, arch, language):
-    // only those with a candidate, filtered by their lists once per kind.
-    let reachable: Vec<u32> = (0..catalog.len() as u32).filter(|p| !grants[*p as usize].is_empty()).collect();
-    let mut kinds: HashMap<DeviceKind, Vec<u32>> = HashMap::new();
-    for device in &devices {
-        let facts = &device.facts;
-        let key = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
-        kinds.entry(key).or_insert_with(|| {
-            reachable.iter().copied().filter(|p| applies_by_lists(&catalog.patches[*p as usize], key)).collect()
-        });
-    }
-
-    let locations = locations(policy);
-    let device_plans: Vec<DevicePlan> = devices
-        .par_iter()
-        .enumerate()
-        .map(|(index, device)| {
-            let facts = &device.facts;
-            let key = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
-            plan_device(
-                index,
-                device,
-                &kinds[&key],
-                catalog,
-                policy,
-                &grants,
-                &excluded_by,
-                &plan.gates,
-                &membership,
-                &locations,
-                input.now,
-            )
-        })
-        .collect();
-    plan.devices = device_plans;
+    plan.devices = plan_devices(input, &devices, &grants, &excluded_by, &plan.gates, &membership);
     plan.grants = grants;
+    plan.excluded_by = excluded_by;
 
     // The ledger: pairs seen for the first time now.
     if let Some(ledger) = input.ledger {
@@ -441,6 +412,71 @@ pub fn plan(input: &PlanInput) -> Plan {
     diagnostics.sort();
     plan.diagnostics = diagnostics;
     plan
+}
+
+/// Plans `input.fleet` against what `base` decided for the whole fleet:
+/// its rule decisions, grants, exclusions and gate counts. What the engine
+/// runs when a few devices change between full plans. A device planned so
+/// equals its entry in a full plan whose gates count the same.
+///
+/// `base` must come from the same policy and catalog; `input.ledger` is not
+/// read (the grants carry their instants).
+pub fn replan_devices(input: &PlanInput, base: &Plan) -> Vec<DevicePlan> {
+    let evaluator = Evaluator::new(&input.policy.env, input.now);
+    let mut order: Vec<usize> = (0..input.fleet.len()).collect();
+    order.sort_by(|a, b| input.fleet[*a].id.cmp(&input.fleet[*b].id));
+    order.dedup_by(|a, b| input.fleet[*a].id == input.fleet[*b].id);
+    let devices: Vec<&Device> = order.iter().map(|i| &input.fleet[*i]).collect();
+    // Selector failures were reported by the full plan.
+    let mut ignored = Vec::new();
+    let membership = scope_membership(input.policy, &devices, &evaluator, &mut ignored);
+    plan_devices(input, &devices, &base.grants, &base.excluded_by, &base.gates, &membership)
+}
+
+/// Every device's items, in parallel, in the order of `devices`.
+fn plan_devices(
+    input: &PlanInput,
+    devices: &[&Device],
+    grants: &[Vec<Grant>],
+    excluded_by: &[Vec<u32>],
+    gates: &[GateOutcome],
+    membership: &[Vec<bool>],
+) -> Vec<DevicePlan> {
+    let catalog = input.catalog;
+    let policy = input.policy;
+    // Which patches can apply to devices of one (platform, arch, language):
+    // only those with a candidate, filtered by their lists once per kind.
+    let reachable: Vec<u32> = (0..catalog.len() as u32).filter(|p| !grants[*p as usize].is_empty()).collect();
+    let mut kinds: HashMap<DeviceKind, Vec<u32>> = HashMap::new();
+    for device in devices {
+        let facts = &device.facts;
+        let key = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
+        kinds.entry(key).or_insert_with(|| {
+            reachable.iter().copied().filter(|p| applies_by_lists(&catalog.patches[*p as usize], key)).collect()
+        });
+    }
+    let locations = locations(policy);
+    devices
+        .par_iter()
+        .enumerate()
+        .map(|(index, device)| {
+            let facts = &device.facts;
+            let key = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
+            plan_device(
+                index,
+                device,
+                &kinds[&key],
+                catalog,
+                policy,
+                grants,
+                excluded_by,
+                gates,
+                membership,
+                &locations,
+                input.now,
+            )
+        })
+        .collect()
 }
 
 /// What one rule's `match` says about every active patch.

@@ -13,6 +13,8 @@
 //! | `audit/{seq, 20 digits}` | [`AuditEntry`] |
 //! | `counter/audit` | the last audit sequence number |
 //! | `desired/{device}` | [`Generation`]: the generation served and the digest of its content |
+//! | `access/{sha256 of the token}` | [`AccessToken`]: an admin or user token |
+//! | `state/{name}` | the engine's own durable state (what it follows, what it acknowledged) |
 //!
 //! Secrets (enrollment tokens, device credentials) are stored only as
 //! their sha256: they are long random strings, so the hash cannot be
@@ -42,6 +44,46 @@ pub struct DeviceRecord {
     pub last_seen: jiff::Timestamp,
     /// The highest event sequence number recorded.
     pub last_event: u64,
+    /// The latest outcome the device reported per patch (from its events),
+    /// by patch id: what gates count.
+    #[serde(default)]
+    pub reports: Vec<patchward_api::Report>,
+}
+
+impl DeviceRecord {
+    /// The device as the planner sees it.
+    pub fn to_device(&self) -> patchward_api::Device {
+        patchward_api::Device {
+            id: self.id.clone(),
+            facts: self.facts.clone(),
+            inventory: self.inventory.clone(),
+            reports: self.reports.clone(),
+        }
+    }
+}
+
+/// Who an access token speaks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Reads everything, triggers a sync, acknowledges a rewrite.
+    Admin,
+    /// Bound to one device: its pending items and history, snoozes and
+    /// self-service installs within the policy's limits.
+    User,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessToken {
+    pub role: Role,
+    /// The device a user token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    pub expires_at: Option<jiff::Timestamp>,
+    pub created_at: jiff::Timestamp,
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 /// An agent event as stored: its sequence number is the device's own.
@@ -97,6 +139,21 @@ pub struct RecordedEvents {
     /// Events whose sequence number was recorded before (a retry after a
     /// lost response): acknowledged again, stored once.
     pub duplicates: usize,
+    /// Recorded events that report a patch's outcome (what gates count).
+    pub reports: usize,
+}
+
+/// The outcome an event reports: `{patch, status: succeeded|failed, at?}`
+/// (an event that names no patch or another status reports none).
+fn report_of(body: &serde_json::Value, received: jiff::Timestamp) -> Option<patchward_api::Report> {
+    let patch = body.get("patch")?.as_str()?.to_owned();
+    let status = match body.get("status")?.as_str()? {
+        "succeeded" => patchward_api::ReportStatus::Succeeded,
+        "failed" => patchward_api::ReportStatus::Failed,
+        _ => return None,
+    };
+    let at = body.get("at").and_then(|a| a.as_str()).and_then(|a| a.parse().ok()).unwrap_or(received);
+    Some(patchward_api::Report { patch, status, at })
 }
 
 pub fn secret_hash(secret: &str) -> String {
@@ -160,6 +217,7 @@ impl Store {
             enrolled_at: now,
             last_seen: now,
             last_event: 0,
+            reports: Vec::new(),
         };
         let result = self.fleet.transaction(|tree| {
             let bytes = tree.get(&token_key)?.ok_or(Abort::Abort(EnrollError::UnknownToken))?;
@@ -184,6 +242,13 @@ impl Store {
         });
         self.fleet_result(result)?;
         Ok(record)
+    }
+
+    /// The id of the device a credential belongs to.
+    pub fn device_id_by_credential(&self, credential: &str) -> Result<Option<String>, StoreError> {
+        let key = format!("credential/{}", secret_hash(credential));
+        let id = self.fleet.get(&key).map_err(|e| self.io("read", e))?;
+        Ok(id.map(|id| String::from_utf8_lossy(&id).into_owned()))
     }
 
     /// The device a credential belongs to.
@@ -259,6 +324,14 @@ impl Store {
                 }
                 tree.insert(key, json(&StoredEvent { seq: *seq, received_at: now, body: body.clone() }))?;
                 record.last_event = record.last_event.max(*seq);
+                if let Some(report) = report_of(body, now) {
+                    outcome.reports += 1;
+                    match record.reports.iter_mut().find(|r| r.patch == report.patch) {
+                        Some(existing) if existing.at <= report.at => *existing = report,
+                        Some(_) => {}
+                        None => record.reports.push(report),
+                    }
+                }
                 outcome.recorded += 1;
             }
             record.last_seen = now;
@@ -330,6 +403,30 @@ impl Store {
         self.fleet_result(result)
     }
 
+    /// Appends several entries by one actor, in one transaction.
+    pub fn append_audits(
+        &self,
+        at: jiff::Timestamp,
+        actor: &str,
+        entries: &[(String, serde_json::Value)],
+    ) -> Result<u64, StoreError> {
+        let result = self.fleet.transaction(|tree| {
+            let mut seq = match tree.get(b"counter/audit")? {
+                Some(bytes) => String::from_utf8_lossy(&bytes).parse::<u64>().unwrap_or(0),
+                None => 0,
+            };
+            for (action, detail) in entries {
+                seq += 1;
+                let entry =
+                    AuditEntry { seq, at, actor: actor.to_owned(), action: action.clone(), detail: detail.clone() };
+                tree.insert(seq_key("audit/", seq), json(&entry))?;
+            }
+            tree.insert(b"counter/audit".as_slice(), seq.to_string().as_bytes())?;
+            Ok::<u64, Abort<StoreError>>(seq)
+        });
+        self.fleet_result(result)
+    }
+
     /// Audit entries after `after`, at most `limit`, oldest first.
     pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let mut out = Vec::new();
@@ -338,5 +435,66 @@ impl Store {
             out.push(self.decode(&String::from_utf8_lossy(&key), &value)?);
         }
         Ok(out)
+    }
+
+    /// [`Store::desired_generation`] for many devices at once: one
+    /// transaction and one flush, whatever the fleet's size.
+    pub fn desired_generations(&self, contents: &[(&str, &str)]) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::with_capacity(contents.len());
+        let mut batch = sled::Batch::default();
+        let mut changed = false;
+        for (device, digest) in contents {
+            let key = format!("desired/{device}");
+            let current: Option<Generation> = match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
+                Some(bytes) => Some(self.decode(&key, &bytes)?),
+                None => None,
+            };
+            match current {
+                Some(current) if current.digest == *digest => out.push(current.generation),
+                current => {
+                    let next = current.map_or(1, |c| c.generation + 1);
+                    batch.insert(key.as_bytes(), json(&Generation { generation: next, digest: (*digest).to_owned() }));
+                    changed = true;
+                    out.push(next);
+                }
+            }
+        }
+        if changed {
+            self.fleet.apply_batch(batch).map_err(|e| self.io("write", e))?;
+            self.db.flush().map_err(|e| self.io("flush", e))?;
+        }
+        Ok(out)
+    }
+
+    /// Stores an admin or user token (by its hash), durably.
+    pub fn create_access_token(&self, token: &str, record: &AccessToken) -> Result<(), StoreError> {
+        self.fleet.insert(format!("access/{}", secret_hash(token)), json(record)).map_err(|e| self.io("write", e))?;
+        self.db.flush().map_err(|e| self.io("flush", e))?;
+        Ok(())
+    }
+
+    /// The admin or user token `token` is, if any.
+    pub fn access_token(&self, token: &str) -> Result<Option<AccessToken>, StoreError> {
+        let key = format!("access/{}", secret_hash(token));
+        match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
+            None => Ok(None),
+            Some(bytes) => self.decode(&key, &bytes).map(Some),
+        }
+    }
+
+    /// The engine's own state under `name` (JSON), if it was ever saved.
+    pub fn engine_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        let key = format!("state/{name}");
+        match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
+            None => Ok(None),
+            Some(bytes) => self.decode(&key, &bytes).map(Some),
+        }
+    }
+
+    /// Saves the engine's own state under `name`, durably.
+    pub fn set_engine_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        self.fleet.insert(format!("state/{name}"), json(value)).map_err(|e| self.io("write", e))?;
+        self.db.flush().map_err(|e| self.io("flush", e))?;
+        Ok(())
     }
 }

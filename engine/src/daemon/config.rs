@@ -1,0 +1,263 @@
+//! `patchward serve`'s settings: embedded defaults, then the config file,
+//! then the command-line flags, merged into one validated [`ServeConfig`].
+//! Every default is written out in `examples/serve/patchward.yaml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use patchward_api::Duration;
+use serde::Deserialize;
+
+use crate::follow::signature::SignatureMode;
+
+/// The config file, as written: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub policies: PoliciesFile,
+    #[serde(default)]
+    pub catalog: CatalogFile,
+    #[serde(default)]
+    pub desired_state: DesiredStateFile,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PoliciesFile {
+    /// A folder, a git repository's path, or a `file://`, `http(s)://` or
+    /// `ssh://` URL.
+    pub source: Option<String>,
+    pub branch: Option<String>,
+    pub poll_interval: Option<Duration>,
+    /// Where the HMAC secret of `POST /api/v1/sync` webhooks is.
+    pub webhook_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub signatures: SignaturesFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SignaturesFile {
+    pub mode: Option<SignatureMode>,
+    pub allowed_signers: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CatalogFile {
+    /// Import the example feed built into the binary while a source has
+    /// never been synced, so that a first start has patches to plan.
+    pub bundled_feed: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DesiredStateFile {
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsFile {
+    pub max_body_bytes: Option<usize>,
+    pub max_json_depth: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub request_timeout: Option<Duration>,
+    pub header_read_timeout: Option<Duration>,
+    pub max_wait: Option<Duration>,
+    pub device_requests_per_minute: Option<u32>,
+    pub max_connections: Option<usize>,
+}
+
+/// The flags of `patchward serve` that override the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub data: Option<PathBuf>,
+    pub policies: Option<String>,
+    pub branch: Option<String>,
+    pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_json_depth: usize,
+    pub max_header_bytes: usize,
+    pub request_timeout: std::time::Duration,
+    pub header_read_timeout: std::time::Duration,
+    /// The longest `?wait=` a long poll may ask for.
+    pub max_wait: std::time::Duration,
+    pub device_requests_per_minute: u32,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 4 << 20,
+            max_json_depth: 64,
+            max_header_bytes: 16 << 10,
+            request_timeout: std::time::Duration::from_secs(30),
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_wait: std::time::Duration::from_secs(300),
+            device_requests_per_minute: 600,
+            max_connections: 20_000,
+        }
+    }
+}
+
+/// The settings `serve` runs with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServeConfig {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub metrics_listen: SocketAddr,
+    pub policies: String,
+    pub branch: String,
+    pub poll_interval: std::time::Duration,
+    pub webhook_secret_file: Option<PathBuf>,
+    pub signature_mode: SignatureMode,
+    pub allowed_signers: Option<PathBuf>,
+    pub bundled_feed: bool,
+    pub desired_ttl: jiff::SignedDuration,
+    pub limits: Limits,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            data: PathBuf::from("./patchward-data"),
+            listen: "127.0.0.1:8420".parse().expect("a literal address"),
+            metrics_listen: "127.0.0.1:9420".parse().expect("a literal address"),
+            policies: "./policies".into(),
+            branch: "main".into(),
+            poll_interval: std::time::Duration::from_secs(60),
+            webhook_secret_file: None,
+            signature_mode: SignatureMode::Off,
+            allowed_signers: None,
+            bundled_feed: true,
+            desired_ttl: jiff::SignedDuration::from_hours(24),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read the config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{col}: {message}")]
+    Syntax { path: PathBuf, line: u32, col: u32, message: String },
+    #[error("{path}: {field}: {message}")]
+    Invalid { path: String, field: &'static str, message: String },
+}
+
+impl ServeConfig {
+    /// Defaults, then `file` (if any), then `flags`.
+    pub fn load(file: Option<&Path>, flags: Overrides) -> Result<ServeConfig, ConfigError> {
+        let (parsed, origin) = match file {
+            None => (ConfigFile::default(), "the command line".to_owned()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                let limits = crate::policy::yaml::YamlLimits::default();
+                let parsed = crate::policy::yaml::from_str::<ConfigFile>(&text, &limits).map_err(|e| {
+                    ConfigError::Syntax { path: path.to_owned(), line: e.pos.line, col: e.pos.col, message: e.message }
+                })?;
+                (parsed, path.display().to_string())
+            }
+        };
+        let defaults = ServeConfig::default();
+        let base_limits = defaults.limits.clone();
+        let limits = Limits {
+            max_body_bytes: parsed.limits.max_body_bytes.unwrap_or(base_limits.max_body_bytes),
+            max_json_depth: parsed.limits.max_json_depth.unwrap_or(base_limits.max_json_depth),
+            max_header_bytes: parsed.limits.max_header_bytes.unwrap_or(base_limits.max_header_bytes),
+            request_timeout: parsed.limits.request_timeout.map_or(base_limits.request_timeout, Duration::as_std),
+            header_read_timeout: parsed
+                .limits
+                .header_read_timeout
+                .map_or(base_limits.header_read_timeout, Duration::as_std),
+            max_wait: parsed.limits.max_wait.map_or(base_limits.max_wait, Duration::as_std),
+            device_requests_per_minute: parsed
+                .limits
+                .device_requests_per_minute
+                .unwrap_or(base_limits.device_requests_per_minute),
+            max_connections: parsed.limits.max_connections.unwrap_or(base_limits.max_connections),
+        };
+        let config = ServeConfig {
+            data: flags.data.or(parsed.data).unwrap_or(defaults.data),
+            listen: flags.listen.or(parsed.listen).unwrap_or(defaults.listen),
+            metrics_listen: flags.metrics_listen.or(parsed.metrics_listen).unwrap_or(defaults.metrics_listen),
+            policies: flags.policies.or(parsed.policies.source).unwrap_or(defaults.policies),
+            branch: flags.branch.or(parsed.policies.branch).unwrap_or(defaults.branch),
+            poll_interval: parsed.policies.poll_interval.map_or(defaults.poll_interval, Duration::as_std),
+            webhook_secret_file: parsed.policies.webhook_secret_file,
+            signature_mode: parsed.policies.signatures.mode.unwrap_or_default(),
+            allowed_signers: parsed.policies.signatures.allowed_signers,
+            bundled_feed: parsed.catalog.bundled_feed.unwrap_or(defaults.bundled_feed),
+            desired_ttl: parsed
+                .desired_state
+                .ttl
+                .map_or(defaults.desired_ttl, |d| jiff::SignedDuration::from_secs(d.as_secs() as i64)),
+            limits,
+        };
+        let invalid =
+            |field, message: &str| ConfigError::Invalid { path: origin.clone(), field, message: message.into() };
+        if config.signature_mode != SignatureMode::Off && config.allowed_signers.is_none() {
+            return Err(invalid("policies.signatures.allowedSigners", "signature checks need an allowed-signers file"));
+        }
+        if config.poll_interval < std::time::Duration::from_secs(1) {
+            return Err(invalid("policies.pollInterval", "must be at least 1s"));
+        }
+        if config.desired_ttl < jiff::SignedDuration::from_mins(5) {
+            return Err(invalid("desiredState.ttl", "must be at least 5m"));
+        }
+        if config.limits.max_json_depth == 0 || config.limits.max_body_bytes < 1024 {
+            return Err(invalid("limits", "maxJsonDepth must be positive and maxBodyBytes at least 1024"));
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("patchward.yaml");
+        std::fs::write(&path, "data: /srv/pw\nlisten: 0.0.0.0:8000\npolicies:\n  pollInterval: 30s\n").unwrap();
+        let config = ServeConfig::load(
+            Some(&path),
+            Overrides { listen: Some("127.0.0.1:9000".parse().unwrap()), ..Overrides::default() },
+        )
+        .unwrap();
+        assert_eq!(config.data, PathBuf::from("/srv/pw"));
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.poll_interval, std::time::Duration::from_secs(30));
+        assert_eq!(config.metrics_listen, ServeConfig::default().metrics_listen);
+    }
+
+    #[test]
+    fn a_bad_config_file_names_the_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("patchward.yaml");
+        std::fs::write(&path, "data: x\npolicies:\n  pollIntervl: 30s\n").unwrap();
+        let error = ServeConfig::load(Some(&path), Overrides::default()).unwrap_err().to_string();
+        assert!(error.contains("patchward.yaml:3:"), "{error}");
+        assert!(error.contains("pollIntervl"), "{error}");
+    }
+}

@@ -1,0 +1,561 @@
+//! The engine daemon, `patchward serve`: what is in force, the fleet's plan
+//! and every device's signed desired state, kept current by the
+//! [`reconcile::Reconciler`] and served by the HTTP API (`crate::api`).
+//!
+//! [`Engine`] is the state both share. It plans the whole fleet when the
+//! policy or the catalog changes (and when time or reports move statuses),
+//! and only the device that changed when an agent uploads its inventory:
+//! that device is planned against the fleet-wide decisions of the last full
+//! plan (`plan::replan_devices`). Each device's desired state is signed once
+//! per content and kept, so a poll that finds nothing new costs a map
+//! lookup.
+//!
+//! Architecture invariants: the planner stays pure (this module gathers its
+//! inputs and stores its outputs); a desired state is served only from a
+//! valid policy revision (G2); a generation is stored before the state that
+//! carries it is served, so generations never go back (G4).
+
+pub mod config;
+pub mod media;
+pub mod metrics;
+pub mod reconcile;
+pub mod serve;
+pub mod status;
+pub mod views;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ed25519_dalek::SigningKey;
+use rayon::prelude::*;
+
+use crate::clock::Clock;
+use crate::follow::CommitInfo;
+use crate::plan::desired::{Envelope, desired_state};
+use crate::plan::{CompiledPolicy, DevicePlan, Plan, PlanCatalog, PlanInput, plan, replan_devices};
+use crate::store::{Store, StoreError};
+
+/// What is in force: a valid policy revision and the catalog the engine
+/// plans with. Replaced whole when either changes.
+pub struct InForce {
+    pub policy: Arc<CompiledPolicy>,
+    pub catalog: PlanCatalog,
+    pub catalog_revision: u64,
+    /// The commit, when the policy comes from a repository.
+    pub commit: Option<CommitInfo>,
+}
+
+/// What is in force, its last full plan, and the devices planned since
+/// (by id).
+pub type PlanView = (Arc<InForce>, Arc<Plan>, HashMap<String, Arc<DevicePlan>>);
+
+/// A device's desired state as served: signed, encoded, with its ETag.
+pub struct ServedDesired {
+    pub generation: u64,
+    pub etag: String,
+    /// The DSSE envelope, as JSON.
+    pub body: Vec<u8>,
+    pub issued_at: jiff::Timestamp,
+    pub expires_at: jiff::Timestamp,
+    /// sha256 of the content (without generation and times).
+    pub digest: String,
+}
+
+/// The plan in force and what was served from it.
+#[derive(Default)]
+struct Served {
+    in_force: Option<Arc<InForce>>,
+    /// The last full plan of the fleet.
+    plan: Option<Arc<Plan>>,
+    /// Devices planned since, against `plan`, by id.
+    replanned: HashMap<String, Arc<DevicePlan>>,
+    desired: HashMap<String, Arc<ServedDesired>>,
+    /// When the full plan was made.
+    planned_at: Option<jiff::Timestamp>,
+}
+
+/// How the engine signs and renews desired states.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// How long a desired state stays valid for the agent.
+    pub desired_ttl: jiff::SignedDuration,
+    /// At most one full plan for new reports per this long.
+    pub report_replan: jiff::SignedDuration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            desired_ttl: jiff::SignedDuration::from_hours(24),
+            report_replan: jiff::SignedDuration::from_secs(10),
+        }
+    }
+}
+
+pub struct Engine {
+    pub store: Arc<Store>,
+    pub key: SigningKey,
+    pub clock: Arc<dyn Clock>,
+    pub settings: EngineSettings,
+    pub metrics: metrics::Metrics,
+    pub status: status::StatusBoard,
+    served: RwLock<Served>,
+    /// Serializes planning: a full plan and a device's plan never race.
+    planning: Mutex<()>,
+    /// Bumped whenever a desired state changes; long polls wait on it.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// Reports arrived since the last full plan (gates may have moved).
+    reports_changed: AtomicBool,
+    /// Serializes changes to the acknowledged rewrites.
+    acknowledgements: Mutex<()>,
+    /// Wakes the reconciler (`POST /api/v1/sync`).
+    pub sync_requests: tokio::sync::Notify,
+    /// Set on shutdown: long polls answer at once.
+    stopping: AtomicBool,
+}
+
+/// The content of a desired state is what decides its generation; these
+/// fields are not content.
+fn content_digest(state: &patchward_api::desired::DesiredState) -> String {
+    let mut value = serde_json::to_value(state).unwrap_or(serde_json::Value::Null);
+    if let serde_json::Value::Object(map) = &mut value {
+        map.remove("issuedAt");
+        map.remove("expiresAt");
+        map.remove("generation");
+        // Software items are due from their issue time: keep it out too.
+        if let Some(serde_json::Value::Array(items)) = map.get_mut("items") {
+            for item in items.iter_mut().filter(|i| i["source"]["kind"] == "assignment") {
+                if let serde_json::Value::Object(item) = item {
+                    item.remove("notBefore");
+                }
+            }
+        }
+    }
+    crate::catalog::sha256_hex(value.to_string().as_bytes())
+}
+
+/// What a full plan changed, for the audit log: per patch, the devices
+/// that gained or lost it.
+fn approval_changes(
+    before: Option<(&Plan, &HashMap<String, Arc<DevicePlan>>)>,
+    after: &Plan,
+) -> Vec<(String, &'static str, Vec<String>)> {
+    fn pairs<'a>(plan: &'a Plan, devices: &[&'a DevicePlan]) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
+        let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for device in devices {
+            for item in &device.items {
+                out.entry(plan.patches[item.patch as usize].as_str()).or_default().insert(device.id.as_str());
+            }
+        }
+        out
+    }
+    let Some((before, replanned)) = before else { return Vec::new() };
+    // The devices planned since the last full plan count as they were
+    // served, and so do those enrolled since.
+    let mut devices = views::device_plans(before, replanned);
+    let known: BTreeSet<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    devices.extend(replanned.values().map(|d| d.as_ref()).filter(|d| !known.contains(d.id.as_str())));
+    let after_devices: Vec<&DevicePlan> = after.devices.iter().collect();
+    let (old, new) = (pairs(before, &devices), pairs(after, &after_devices));
+    let empty = BTreeSet::new();
+    let mut changes = Vec::new();
+    for patch in old.keys().chain(new.keys()).collect::<BTreeSet<_>>() {
+        let (was, is) = (old.get(patch).unwrap_or(&empty), new.get(patch).unwrap_or(&empty));
+        let gained: Vec<String> = is.difference(was).map(|d| (*d).to_owned()).collect();
+        let lost: Vec<String> = was.difference(is).map(|d| (*d).to_owned()).collect();
+        if !gained.is_empty() {
+            changes.push(((*patch).to_owned(), "approval.gained", gained));
+        }
+        if !lost.is_empty() {
+            changes.push(((*patch).to_owned(), "approval.lost", lost));
+        }
+    }
+    changes
+}
+
+/// How many device ids an audit entry lists by name.
+const AUDIT_DEVICES: usize = 20;
+
+impl Engine {
+    pub fn new(store: Arc<Store>, key: SigningKey, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
+        Engine {
+            store,
+            key,
+            clock,
+            settings,
+            metrics: metrics::Metrics::default(),
+            status: status::StatusBoard::default(),
+            served: RwLock::new(Served::default()),
+            planning: Mutex::new(()),
+            changes: tokio::sync::watch::channel(0).0,
+            reports_changed: AtomicBool::new(false),
+            acknowledgements: Mutex::new(()),
+            sync_requests: tokio::sync::Notify::new(),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    pub fn in_force(&self) -> Option<Arc<InForce>> {
+        self.served.read().unwrap_or_else(|p| p.into_inner()).in_force.clone()
+    }
+
+    /// The last full plan and the devices planned since, for the views.
+    pub fn plan_view(&self) -> Option<PlanView> {
+        let served = self.served.read().unwrap_or_else(|p| p.into_inner());
+        Some((served.in_force.clone()?, served.plan.clone()?, served.replanned.clone()))
+    }
+
+    /// Answers every long poll now: the engine is stopping.
+    pub fn stop_waiters(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Waits for desired-state changes (long polls).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Puts `in_force` in force and plans the whole fleet with it. The
+    /// approvals it gains or loses against the previous plan go to the
+    /// audit log.
+    pub fn install(&self, in_force: InForce) -> Result<(), StoreError> {
+        let in_force = Arc::new(in_force);
+        let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
+        self.plan_fleet(in_force, true)
+    }
+
+    /// Puts a valid policy revision in force with the store's catalog (read
+    /// under the planning lock, so a catalog sync cannot slip between).
+    pub fn install_policy(&self, policy: Arc<CompiledPolicy>, commit: Option<CommitInfo>) -> Result<(), StoreError> {
+        let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
+        let (catalog, catalog_revision) = self.catalog_for(&policy.policy)?;
+        self.plan_fleet(Arc::new(InForce { policy, catalog, catalog_revision, commit }), true)
+    }
+
+    /// The catalog changed: plan the policy in force with the store's.
+    pub fn reload_catalog(&self) -> Result<(), StoreError> {
+        let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(current) = self.in_force() else { return Ok(()) };
+        let (catalog, catalog_revision) = self.catalog_for(&current.policy.policy)?;
+        let in_force =
+            InForce { policy: current.policy.clone(), catalog, catalog_revision, commit: current.commit.clone() };
+        self.plan_fleet(Arc::new(in_force), true)
+    }
+
+    /// The active catalog of `policy` from the store, and its revision (the
+    /// sum of its sources' revisions: it only goes up while they do).
+    fn catalog_for(&self, policy: &crate::policy::Policy) -> Result<(PlanCatalog, u64), StoreError> {
+        let records = self.store.catalog_patches()?;
+        let revision = self
+            .store
+            .catalog_sources()?
+            .iter()
+            .filter(|s| policy.catalog_sources.contains_key(&s.name))
+            .map(|s| s.revision)
+            .sum();
+        let coverage = crate::catalog::coverage::CoverageSet::of_policy(policy);
+        Ok((PlanCatalog::new(records, &coverage), revision))
+    }
+
+    /// Plans the whole fleet again with what is in force.
+    pub fn replan_all(&self) -> Result<(), StoreError> {
+        let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(in_force) = self.in_force() else { return Ok(()) };
+        self.plan_fleet(in_force, false)
+    }
+
+    fn plan_fleet(&self, in_force: Arc<InForce>, audit_changes: bool) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let now = self.clock.now();
+        self.reports_changed.store(false, Ordering::SeqCst);
+        let fleet: Vec<patchward_api::Device> = self.store.devices()?.iter().map(|r| r.to_device()).collect();
+        let ledger = self.store.ledger()?;
+        let computed = plan(&PlanInput {
+            policy: &in_force.policy,
+            catalog: &in_force.catalog,
+            fleet: &fleet,
+            ledger: Some(&ledger),
+            now,
+        });
+        self.store.record_ledger(&computed.ledger_additions)?;
+        let previous: HashMap<String, Arc<ServedDesired>> = {
+            let served = self.served.read().unwrap_or_else(|p| p.into_inner());
+            served.desired.clone()
+        };
+        let contents: Vec<_> = computed
+            .devices
+            .par_iter()
+            .map(|device| {
+                let content = self.content(&computed, &in_force, device, now);
+                let digest = content_digest(&content);
+                (content, digest)
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> =
+            computed.devices.iter().zip(&contents).map(|(d, (_, digest))| (d.id.as_str(), digest.as_str())).collect();
+        let generations = self.store.desired_generations(&pairs)?;
+        let desired: HashMap<String, Arc<ServedDesired>> = contents
+            .into_par_iter()
+            .zip(generations.into_par_iter())
+            .map(|((content, digest), generation)| {
+                let id = content.device.clone();
+                let kept = previous.get(&id).filter(|old| self.still_good(old, &digest, generation, now)).cloned();
+                let served = kept.unwrap_or_else(|| Arc::new(self.sign(content, digest, generation, now)));
+                (id, served)
+            })
+            .collect();
+        let changed = desired.iter().filter(|(id, d)| previous.get(*id).is_none_or(|p| p.etag != d.etag)).count();
+        let before = {
+            let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
+            let before = served.plan.take().map(|plan| (plan, std::mem::take(&mut served.replanned)));
+            *served = Served {
+                in_force: Some(in_force.clone()),
+                plan: Some(Arc::new(computed)),
+                replanned: HashMap::new(),
+                desired,
+                planned_at: Some(now),
+            };
+            before
+        };
+        if audit_changes {
+            let after = self.served.read().unwrap_or_else(|p| p.into_inner()).plan.clone();
+            if let Some(after) = after {
+                let before = before.as_ref().map(|(plan, replanned)| (plan.as_ref(), replanned));
+                for (patch, action, devices) in approval_changes(before, &after) {
+                    let listed: Vec<&String> = devices.iter().take(AUDIT_DEVICES).collect();
+                    let actor =
+                        in_force.commit.as_ref().map_or("policy".to_owned(), |c| format!("commit:{}", c.author));
+                    self.store.append_audit(
+                        now,
+                        &actor,
+                        action,
+                        serde_json::json!({"patch": patch, "devices": devices.len(), "first": listed,
+                            "revision": in_force.policy.revision}),
+                    )?;
+                }
+            }
+        }
+        self.metrics.record_full_plan(started.elapsed(), fleet.len());
+        if changed > 0 {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        Ok(())
+    }
+
+    /// Whether a served state can be served again as it is: same content,
+    /// same generation, and not into the second half of its validity.
+    fn still_good(&self, served: &ServedDesired, digest: &str, generation: u64, now: jiff::Timestamp) -> bool {
+        let half = self.settings.desired_ttl / 2;
+        served.digest == digest
+            && served.generation == generation
+            && served.expires_at.checked_sub(half).is_ok_and(|renew_at| now < renew_at)
+            && now >= served.issued_at
+    }
+
+    fn content(
+        &self,
+        computed: &Plan,
+        in_force: &InForce,
+        device: &DevicePlan,
+        now: jiff::Timestamp,
+    ) -> patchward_api::desired::DesiredState {
+        let envelope =
+            Envelope { generation: 0, catalog_revision: in_force.catalog_revision, issued_at: now, expires_at: now };
+        desired_state(computed, &in_force.policy, &in_force.catalog, device, &envelope)
+    }
+
+    fn sign(
+        &self,
+        content: patchward_api::desired::DesiredState,
+        digest: String,
+        generation: u64,
+        now: jiff::Timestamp,
+    ) -> ServedDesired {
+        let expires_at = now.checked_add(self.settings.desired_ttl).unwrap_or(now);
+        let payload = patchward_api::desired::DesiredState { generation, expires_at, issued_at: now, ..content };
+        let bytes = serde_json::to_vec(&payload).expect("a desired state serializes");
+        let envelope = patchward_api::dsse::sign(patchward_api::dsse::DESIRED_STATE_TYPE, &bytes, &self.key);
+        let body = serde_json::to_vec(&envelope).expect("an envelope serializes");
+        ServedDesired {
+            generation,
+            etag: format!("\"{generation}-{}\"", now.as_second()),
+            body,
+            issued_at: now,
+            expires_at,
+            digest,
+        }
+    }
+
+    /// Plans one device again (its facts or inventory changed) against the
+    /// last full plan, and returns its generation. `None` while no policy
+    /// is in force.
+    pub fn replan_device(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
+        let (in_force, base, previous) = {
+            let served = self.served.read().unwrap_or_else(|p| p.into_inner());
+            match (&served.in_force, &served.plan) {
+                (Some(f), Some(p)) => (f.clone(), p.clone(), served.desired.get(id).cloned()),
+                _ => return Ok(None),
+            }
+        };
+        let Some(record) = self.store.device(id)? else { return Ok(None) };
+        let now = self.clock.now();
+        let device = record.to_device();
+        let planned = replan_devices(
+            &PlanInput {
+                policy: &in_force.policy,
+                catalog: &in_force.catalog,
+                fleet: std::slice::from_ref(&device),
+                ledger: None,
+                now,
+            },
+            &base,
+        )
+        .pop()
+        .expect("one device in, one plan out");
+        let content = self.content(&base, &in_force, &planned, now);
+        let digest = content_digest(&content);
+        let generation = self.store.desired_generation(id, &digest)?;
+        let kept = previous.filter(|old| self.still_good(old, &digest, generation, now));
+        let changed = kept.is_none();
+        let served_state = kept.unwrap_or_else(|| Arc::new(self.sign(content, digest, generation, now)));
+        {
+            let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
+            // A full plan of another policy may have landed meanwhile: it
+            // planned this device too, with newer inputs.
+            if served.plan.as_ref().is_some_and(|p| Arc::ptr_eq(p, &base)) {
+                served.replanned.insert(id.to_owned(), Arc::new(planned));
+                served.desired.insert(id.to_owned(), served_state);
+            }
+        }
+        self.metrics.record_device_plan();
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        Ok(Some(generation))
+    }
+
+    /// The desired state served to `id`; planned now if the device has none
+    /// yet (enrolled since the last full plan). `None` while no policy is
+    /// in force.
+    pub fn desired(&self, id: &str) -> Result<Option<Arc<ServedDesired>>, StoreError> {
+        let found = self.served.read().unwrap_or_else(|p| p.into_inner()).desired.get(id).cloned();
+        if let Some(found) = found {
+            return Ok(Some(found));
+        }
+        if self.replan_device(id)?.is_none() {
+            return Ok(None);
+        }
+        Ok(self.served.read().unwrap_or_else(|p| p.into_inner()).desired.get(id).cloned())
+    }
+
+    /// Reports arrived: gates may pass. The next [`Engine::replan_if_due`]
+    /// plans the fleet.
+    pub fn note_reports(&self) {
+        self.reports_changed.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a full plan is due at `now`: reports arrived (at most one
+    /// plan per `report_replan`), a scheduled item's not-before passed, or
+    /// served states are into the second half of their validity.
+    pub fn replan_due(&self, now: jiff::Timestamp) -> bool {
+        let served = self.served.read().unwrap_or_else(|p| p.into_inner());
+        let (Some(plan), Some(planned_at)) = (&served.plan, served.planned_at) else { return false };
+        if now < planned_at {
+            // The clock went back: statuses computed ahead of it would be
+            // wrong now.
+            return true;
+        }
+        let reports = self.reports_changed.load(Ordering::SeqCst)
+            && planned_at.checked_add(self.settings.report_replan).is_ok_and(|at| now >= at);
+        reports || next_transition(plan, planned_at).is_some_and(|at| now >= at) || {
+            let half = self.settings.desired_ttl / 2;
+            served.desired.values().any(|d| d.expires_at.checked_sub(half).is_ok_and(|renew| now >= renew))
+        }
+    }
+
+    /// Plans the fleet when [`Engine::replan_due`] says so.
+    pub fn replan_if_due(&self) -> Result<bool, StoreError> {
+        if !self.replan_due(self.clock.now()) {
+            return Ok(false);
+        }
+        self.replan_all()?;
+        Ok(true)
+    }
+
+    /// When the next instant after `planned_at` is that turns a scheduled
+    /// item due.
+    pub fn next_replan_at(&self) -> Option<jiff::Timestamp> {
+        let served = self.served.read().unwrap_or_else(|p| p.into_inner());
+        next_transition(served.plan.as_ref()?, served.planned_at?)
+    }
+
+    /// Acknowledges a rewrite of history to `commit` (`patchward
+    /// ack-rewrite`): the reconciler may follow it once.
+    pub fn acknowledge_rewrite(&self, commit: &str) -> Result<(), StoreError> {
+        let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
+        let mut acknowledged: BTreeSet<String> =
+            self.store.engine_state(ACKNOWLEDGED).map(Option::unwrap_or_default)?;
+        acknowledged.insert(commit.to_owned());
+        self.store.set_engine_state(ACKNOWLEDGED, &acknowledged)
+    }
+
+    /// The acknowledged rewrites not yet used.
+    pub fn acknowledged_rewrites(&self) -> Result<BTreeSet<String>, StoreError> {
+        self.store.engine_state(ACKNOWLEDGED).map(Option::unwrap_or_default)
+    }
+
+    /// Uses up the acknowledgement of `commit`.
+    pub fn use_acknowledgement(&self, commit: &str) -> Result<(), StoreError> {
+        let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
+        let mut acknowledged: BTreeSet<String> =
+            self.store.engine_state(ACKNOWLEDGED).map(Option::unwrap_or_default)?;
+        if acknowledged.remove(commit) {
+            self.store.set_engine_state(ACKNOWLEDGED, &acknowledged)?;
+        }
+        Ok(())
+    }
+}
+
+const ACKNOWLEDGED: &str = "acknowledged-rewrites";
+
+/// A snooze or a self-service install a device's user asked for.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRequest {
+    pub item: String,
+    /// `snooze` or `install`.
+    pub kind: String,
+    pub at: jiff::Timestamp,
+}
+
+impl Engine {
+    pub fn user_requests(&self, device: &str) -> Result<Vec<UserRequest>, StoreError> {
+        self.store.engine_state(&format!("requests/{device}")).map(Option::unwrap_or_default)
+    }
+
+    pub fn add_user_request(
+        &self,
+        device: &str,
+        item: &str,
+        kind: &str,
+        at: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
+        let mut requests = self.user_requests(device)?;
+        requests.push(UserRequest { item: item.to_owned(), kind: kind.to_owned(), at });
+        self.store.set_engine_state(&format!("requests/{device}"), &requests)
+    }
+}
+
+/// The earliest not-before after `planned_at` among the plan's grants: when
+/// a scheduled item turns due (or blocked).
+fn next_transition(plan: &Plan, planned_at: jiff::Timestamp) -> Option<jiff::Timestamp> {
+    plan.grants.iter().flatten().map(|g| g.not_before).filter(|at| *at > planned_at).min()
+}

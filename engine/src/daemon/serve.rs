@@ -1,0 +1,320 @@
+//! Running the daemon: open the store and keys, start the reconciler, the
+//! media master and the two listeners, and stop them all gracefully.
+//!
+//! Connections are served by hyper directly (not `axum::serve`) so that a
+//! client that sends its headers too slowly is cut off (slowloris, T30),
+//! headers are bounded in bytes, and the number of connections is capped.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use super::config::ServeConfig;
+use super::media::BlobStore;
+use super::reconcile::{CatalogSync, PolicyOrigin, Reconciler, ReconcilerSettings};
+use super::{Engine, EngineSettings};
+use crate::api::{ApiState, router};
+use crate::clock::{Clock, SystemClock};
+use crate::store::Store;
+use crate::store::fleet::{AccessToken, Role};
+
+/// A running engine: where it listens, and how to stop it.
+pub struct Running {
+    pub api: SocketAddr,
+    pub metrics: SocketAddr,
+    pub engine: Arc<Engine>,
+    /// Where the admin token is (written on first start).
+    pub admin_token_file: std::path::PathBuf,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish (long polls are
+    /// answered), and waits for every task.
+    pub async fn shutdown(self) {
+        self.engine.stop_waiters();
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Reads the admin token, or makes one on first start (mode 0600); either
+/// way it is in the store as an admin token.
+fn admin_token(data: &Path, store: &Store, now: jiff::Timestamp) -> anyhow::Result<(std::path::PathBuf, bool)> {
+    let path = data.join("admin-token");
+    let (token, created) = if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
+        (text.trim().to_owned(), false)
+    } else {
+        let token =
+            crate::clock::new_secret("pwa_").map_err(|e| anyhow::anyhow!("failed to make the admin token: {e}"))?;
+        crate::keys::write_private(&path, format!("{token}\n").as_bytes())
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        (token, true)
+    };
+    if store.access_token(&token)?.is_none() {
+        let record = AccessToken { role: Role::Admin, device: None, expires_at: None, created_at: now, revoked: false };
+        store.create_access_token(&token, &record)?;
+    }
+    Ok((path, created))
+}
+
+/// Starts the engine with `config` and returns once it listens.
+pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let data = &config.data;
+    std::fs::create_dir_all(data).with_context(|| format!("failed to create the data folder {}", data.display()))?;
+    let store = Arc::new(Store::open(data)?);
+    let (key, new_key) = crate::keys::load_or_create(data)?;
+    if new_key {
+        eprintln!(
+            "patchward: made the engine's signing key in {} ({})",
+            data.display(),
+            patchward_api::dsse::public_key_text(&key.verifying_key())
+        );
+    }
+    let (admin_token_file, created) = admin_token(data, &store, clock.now())?;
+    if created {
+        eprintln!("patchward: wrote the admin token to {} (mode 0600)", admin_token_file.display());
+    } else {
+        eprintln!("patchward: the admin token is in {}", admin_token_file.display());
+    }
+    let webhook_secret = match &config.webhook_secret_file {
+        None => None,
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("failed to read the webhook secret {}", path.display()))?
+                .trim_ascii()
+                .to_vec(),
+        ),
+    };
+    let signatures = match (&config.allowed_signers, config.signature_mode) {
+        (Some(path), mode) if mode != crate::follow::signature::SignatureMode::Off => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("failed to read the allowed signers {}", path.display()))?;
+            let signers = crate::follow::signature::AllowedSigners::parse(&text, &path.display().to_string())?;
+            Some((mode, signers))
+        }
+        _ => None,
+    };
+    let settings = EngineSettings { desired_ttl: config.desired_ttl, ..EngineSettings::default() };
+    let engine = Arc::new(Engine::new(store, key, clock, settings));
+    let blobs = Arc::new(
+        BlobStore::open(&data.join("blobs")).with_context(|| format!("failed to open {}/blobs", data.display()))?,
+    );
+    let origin = PolicyOrigin::resolve(&config.policies, &config.branch);
+    eprintln!("patchward: following {}", origin.describe());
+    let reconciler = Reconciler::new(
+        engine.clone(),
+        ReconcilerSettings {
+            origin,
+            poll_interval: config.poll_interval,
+            signatures,
+            bundled_feed: config.bundled_feed,
+            limits: crate::policy::PolicyLimits::default(),
+        },
+        data,
+    )?;
+    let catalog_sync = CatalogSync::new(engine.clone(), config.poll_interval)?;
+    let api_listener =
+        TcpListener::bind(config.listen).await.with_context(|| format!("failed to listen on {}", config.listen))?;
+    let metrics_listener = TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("failed to listen on {} (metrics)", config.metrics_listen))?;
+    let api = api_listener.local_addr()?;
+    let metrics = metrics_listener.local_addr()?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let state = Arc::new(ApiState::new(engine.clone(), blobs.clone(), config.limits.clone(), webhook_secret));
+    let app = router(state);
+    let metrics_app = metrics_router(engine.clone());
+    let limits = config.limits.clone();
+    let tasks = vec![
+        tokio::spawn(reconcile_loop(reconciler, engine.clone(), blobs, stopped.clone())),
+        tokio::spawn(catalog_loop(catalog_sync, engine.clone(), stopped.clone())),
+        tokio::spawn(serve_connections(api_listener, app, limits.clone(), stopped.clone())),
+        tokio::spawn(serve_connections(metrics_listener, metrics_app, limits, stopped)),
+    ];
+    eprintln!("patchward: API on http://{api}, metrics on http://{metrics}/metrics");
+    Ok(Running { api, metrics, engine, admin_token_file, stop, tasks })
+}
+
+/// `patchward serve`: runs until Ctrl-C or SIGTERM.
+pub fn run(config: ServeConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("failed to start tokio")?;
+    runtime.block_on(async {
+        let running = start(config, Arc::new(SystemClock)).await?;
+        wait_for_signal().await;
+        eprintln!("patchward: shutting down");
+        running.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// Reconciles on the action's interval or at once on a sync request, then
+/// fetches the packages the plan needs.
+async fn reconcile_loop(
+    reconciler: Reconciler,
+    engine: Arc<Engine>,
+    blobs: Arc<BlobStore>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let reconciler = Arc::new(std::sync::Mutex::new(reconciler));
+    let client = match crate::catalog::fetch::client(&crate::catalog::fetch::FetchLimits::default()) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("patchward: no HTTP client for the media master: {e}");
+            return;
+        }
+    };
+    let mut forced = true;
+    loop {
+        let pass = reconciler.clone();
+        let action =
+            tokio::task::spawn_blocking(move || pass.lock().unwrap_or_else(|p| p.into_inner()).reconcile(forced)).await;
+        let Ok(action) = action else {
+            eprintln!("patchward: a reconcile pass panicked; retrying in 5s");
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            continue;
+        };
+        fetch_media(&engine, &blobs, &client).await;
+        tokio::select! {
+            _ = tokio::time::sleep(action.requeue_after) => forced = false,
+            _ = engine.sync_requests.notified() => forced = true,
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// Syncs the catalog sources on their intervals, and at once after a
+/// policy change or a sync request (a new policy may name new sources).
+async fn catalog_loop(sync: CatalogSync, engine: Arc<Engine>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let sync = Arc::new(std::sync::Mutex::new(sync));
+    let mut changes = engine.subscribe();
+    loop {
+        let pass = sync.clone();
+        let Ok(action) =
+            tokio::task::spawn_blocking(move || pass.lock().unwrap_or_else(|p| p.into_inner()).run_once()).await
+        else {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            continue;
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(action.requeue_after) => {}
+            _ = changes.changed() => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+async fn fetch_media(engine: &Engine, blobs: &BlobStore, client: &reqwest::Client) {
+    let Some((in_force, plan, replanned)) = engine.plan_view() else { return };
+    let download = in_force.policy.policy.settings.as_ref().map(|s| s.spec.download).unwrap_or_default();
+    let devices = super::views::device_plans(&plan, &replanned);
+    let wanted = super::media::wanted(&plan, &in_force.catalog, &devices, download);
+    for package in wanted {
+        if blobs.path(&package.sha256).is_some() {
+            continue;
+        }
+        let timeout = std::time::Duration::from_secs(600);
+        if let Err(e) = blobs.fetch(client, &package.url, &package.sha256, package.size, timeout).await {
+            eprintln!("patchward: media master: {e}");
+        }
+    }
+}
+
+fn metrics_router(engine: Arc<Engine>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let engine = engine.clone();
+            async move {
+                let revision = engine.in_force().map_or(0, |f| f.catalog_revision);
+                let body = engine.metrics.render(engine.in_force().is_some(), revision);
+                ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+            }
+        }),
+    )
+}
+
+/// Accepts connections until stopped, each served by hyper with bounded
+/// headers, a header-read timeout and a per-request timeout; then lets the
+/// connections in flight finish.
+async fn serve_connections(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: super::config::Limits,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    use tower::ServiceExt as _;
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let request_timeout = limits.request_timeout + limits.max_wait;
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.request_timeout)).layer(
+        tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout),
+    );
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => break,
+        };
+        let Ok((stream, _peer)) = accepted else { continue };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // Over the cap: refuse at once rather than queue.
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let mut stopped = stopped.clone();
+        let limits = limits.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                app.clone().oneshot(request.map(axum::body::Body::new))
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .max_buf_size(limits.max_header_bytes.max(8192));
+            let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopped.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    // Wait (bounded) for the connections in flight.
+    let all = limits.max_connections as u32;
+    let _ = tokio::time::timeout(limits.request_timeout, connections.acquire_many(all)).await;
+}

@@ -1,0 +1,401 @@
+//! The daemon end to end over a real listener on 127.0.0.1:0: it follows a
+//! real git repository, an agent enrolls and converges, and a commit
+//! reaches the agent through the webhook and a long poll within seconds.
+//! Invalid commits keep the last good revision (T1), a force-push waits for
+//! `ack-rewrite` (T3), and the hardening limits hold (T29, T31, T32).
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use patchward::clock::FakeClock;
+use patchward::daemon::config::{Limits, ServeConfig};
+use patchward::daemon::serve::{Running, start};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada Admin")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada Admin")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A policy repository holding the example policies, its catalog source
+/// pointed at a closed port (the bundled feed seeds the catalog).
+fn policy_repository(dir: &Path) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    copy_dir(&root.join("policies"), dir);
+    let catalog = std::fs::read_to_string(dir.join("catalog.yaml")).unwrap();
+    let catalog = catalog.replace("https://patches.example.com/feed.json", "http://127.0.0.1:1/feed.json");
+    std::fs::write(dir.join("catalog.yaml"), catalog).unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "the example policies"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+const EXCLUDE_KB5032190: &str = "apiVersion: patchward.dev/v1\nkind: Exclusion\nmetadata: {name: hold-kb5032190}\n\
+spec:\n  patches: [KB5032190]\n  reason: breaks the line-of-business app (INC-1234)\n";
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+struct Reply {
+    status: u16,
+    etag: Option<String>,
+    text: String,
+}
+
+impl Reply {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Client {
+    async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> Reply {
+        self.send_with(method, path, token, body, &[]).await
+    }
+
+    async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
+        Reply { status, etag, text: response.text().await.unwrap() }
+    }
+}
+
+fn desired_items(reply: &Reply) -> Vec<String> {
+    let envelope: patchward_api::dsse::Envelope = serde_json::from_str(&reply.text).unwrap();
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD.decode(&envelope.payload).unwrap();
+    let state: patchward_api::desired::DesiredState = serde_json::from_slice(&payload).unwrap();
+    state.items.into_iter().map(|i| i.patch).collect()
+}
+
+fn hub_signature(secret: &[u8], body: &[u8]) -> String {
+    use hmac::{KeyInit as _, Mac as _};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn engine(dir: &Path, repo: &Path, limits: Limits) -> (Running, Client, String) {
+    std::fs::write(dir.join("webhook-secret"), "s3cret-for-webhooks\n").unwrap();
+    let config = ServeConfig {
+        data: dir.join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        policies: repo.display().to_string(),
+        // Long enough that only the webhook makes the engine look.
+        poll_interval: std::time::Duration::from_secs(3600),
+        webhook_secret_file: Some(dir.join("webhook-secret")),
+        limits,
+        ..ServeConfig::default()
+    };
+    let clock = Arc::new(FakeClock::new("2026-11-24T12:00:00Z".parse().unwrap()));
+    let running = start(config, clock).await.unwrap();
+    let admin = std::fs::read_to_string(&running.admin_token_file).unwrap().trim().to_owned();
+    let client = Client { http: reqwest::Client::new(), base: format!("http://{}", running.api) };
+    // Ready once the first pass applied the repository.
+    for _ in 0..200 {
+        if client.send("GET", "/readyz", None, None).await.status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    (running, client, admin)
+}
+
+async fn webhook(client: &Client) {
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let signature = hub_signature(b"s3cret-for-webhooks", body);
+    let response = client
+        .http
+        .post(format!("{}/api/v1/sync", client.base))
+        .header("x-hub-signature-256", signature)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+}
+
+/// Polls the status until `check` holds (the reconciler runs on its own
+/// task; this waits for it, it does not pass time).
+async fn status_until(client: &Client, admin: &str, check: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..200 {
+        last = client.send("GET", "/api/v1/status", Some(admin), None).await.json();
+        if check(&last) {
+            return last;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the status never got there: {last:#}");
+}
+
+fn condition(status: &serde_json::Value, kind: &str) -> (bool, String) {
+    let found = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap();
+    (found["status"].as_bool().unwrap(), found["reason"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_reaches_an_enrolled_agent_within_seconds_of_the_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    let first = policy_repository(&repo);
+    let (running, client, admin) = engine(dir.path(), &repo, Limits::default()).await;
+
+    let status = status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    assert_eq!(status["applied"]["author"], "Ada Admin <ada@example.com>");
+    assert_eq!(condition(&status, "PolicyValid"), (true, "Valid".into()));
+
+    // An enrollment token from the admin API, then an agent's first pass.
+    let token =
+        client.send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment"}))).await;
+    assert_eq!(token.status, 200, "{}", token.text);
+    let token = token.json()["token"].as_str().unwrap().to_owned();
+    let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
+        "language": "en-US", "hostname": "ws-0042", "ip": "10.20.1.42"});
+    let enrolled = client.send("POST", "/api/v1/enroll", Some(&token), Some(serde_json::json!({"facts": facts}))).await;
+    assert_eq!(enrolled.status, 200, "{}", enrolled.text);
+    let credential = enrolled.json()["credential"].as_str().unwrap().to_owned();
+    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+    let put = client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    let desired = client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+    assert_eq!(desired.status, 200, "{}", desired.text);
+    assert!(desired_items(&desired).contains(&"KB5032190".to_owned()), "{:?}", desired_items(&desired));
+    let tag = desired.etag.clone().unwrap();
+
+    // The admin commits an exclusion; the webhook fires; the agent's long
+    // poll answers with the new state.
+    std::fs::write(repo.join("exclusions/hold-kb5032190.yaml"), EXCLUDE_KB5032190).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "hold KB5032190 (INC-1234)"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    let started = std::time::Instant::now();
+    let poll = {
+        let client = Client { http: client.http.clone(), base: client.base.clone() };
+        let credential = credential.clone();
+        let tag = tag.clone();
+        tokio::spawn(async move {
+            client
+                .send_with(
+                    "GET",
+                    "/api/v1/device/desired-state?wait=30",
+                    Some(&credential),
+                    None,
+                    &[("if-none-match", &tag)],
+                )
+                .await
+        })
+    };
+    webhook(&client).await;
+    let changed = poll.await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(changed.status, 200, "{}", changed.text);
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(!desired_items(&changed).contains(&"KB5032190".to_owned()), "{:?}", desired_items(&changed));
+    assert_ne!(changed.etag.as_deref(), Some(tag.as_str()));
+    let status = status_until(&client, &admin, |s| s["applied"]["revision"] == second.as_str()).await;
+    assert_eq!(status["applied"]["message"], "hold KB5032190 (INC-1234)");
+
+    // An invalid commit: refused, every error reported, the last good
+    // revision and the served state unchanged (T1).
+    std::fs::write(repo.join("rules/broken.yaml"), "apiVersion: patchward.dev/v1\nkind: ApprovalRule\nmetadata: {name: broken}\nspec: {mach: 'true', action: approve}\n").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "typo"]);
+    let bad = git(&repo, &["rev-parse", "HEAD"]);
+    webhook(&client).await;
+    let status = status_until(&client, &admin, |s| s["attempted"]["revision"] == bad.as_str()).await;
+    assert_eq!(status["applied"]["revision"], second.as_str());
+    assert_eq!(condition(&status, "PolicyValid"), (false, "ValidationFailed".into()));
+    let errors = status["errors"].as_array().unwrap();
+    assert!(errors.iter().any(|e| e.as_str().unwrap().starts_with("rules/broken.yaml:4:")), "{errors:?}");
+    let current_tag = changed.etag.clone().unwrap();
+    let same = client
+        .send_with("GET", "/api/v1/device/desired-state", Some(&credential), None, &[("if-none-match", &current_tag)])
+        .await;
+    assert_eq!(same.status, 304);
+
+    // A force-push back past the applied commit: refused until
+    // acknowledged (T3).
+    git(&repo, &["reset", "-q", "--hard", &first]);
+    std::fs::write(repo.join("README.md"), "rewritten\n").unwrap();
+    git(&repo, &["commit", "-q", "-am", "rewrite"]);
+    let rewritten = git(&repo, &["rev-parse", "HEAD"]);
+    webhook(&client).await;
+    let status = status_until(&client, &admin, |s| s["attempted"]["revision"] == rewritten.as_str()).await;
+    assert_eq!(status["applied"]["revision"], second.as_str());
+    assert_eq!(condition(&status, "SourceVerified"), (false, "HistoryRewritten".into()));
+    let ack =
+        client.send("POST", "/api/v1/ack-rewrite", Some(&admin), Some(serde_json::json!({"commit": rewritten}))).await;
+    assert_eq!(ack.status, 202, "{}", ack.text);
+    status_until(&client, &admin, |s| s["applied"]["revision"] == rewritten.as_str()).await;
+    let back = client
+        .send_with(
+            "GET",
+            "/api/v1/device/desired-state?wait=10",
+            Some(&credential),
+            None,
+            &[("if-none-match", &current_tag)],
+        )
+        .await;
+    assert_eq!(back.status, 200);
+    assert!(desired_items(&back).contains(&"KB5032190".to_owned()), "the exclusion is gone with the rewrite");
+
+    // The audit log attributes revisions to commit authors, approvals to
+    // the plans that changed them, and admin calls to the admin.
+    let audit = client.send("GET", "/api/v1/audit", Some(&admin), None).await.json();
+    let entries = audit["entries"].as_array().unwrap();
+    let has = |actor: &str, action: &str| entries.iter().any(|e| e["actor"] == actor && e["action"] == action);
+    assert!(has("commit:Ada Admin <ada@example.com>", "revision.applied"));
+    assert!(has("commit:Ada Admin <ada@example.com>", "revision.refused"));
+    assert!(has("commit:Ada Admin <ada@example.com>", "approval.lost"));
+    assert!(has("admin", "rewrite.acknowledged"));
+    assert!(has("admin", "api.call"));
+    assert!(has("webhook", "sync.requested"));
+    let csv = client.send("GET", "/api/v1/audit?format=csv", Some(&admin), None).await;
+    assert!(csv.text.starts_with("seq,at,actor,action,detail\n"), "{}", csv.text);
+
+    // Compliance and devices as JSON and CSV.
+    let compliance = client.send("GET", "/api/v1/compliance", Some(&admin), None).await.json();
+    assert_eq!(compliance["devices"], 1);
+    let devices = client.send("GET", "/api/v1/devices?format=csv", Some(&admin), None).await;
+    assert!(devices.text.lines().any(|l| l.starts_with("ws-0042,KB5032190,")), "{}", devices.text);
+
+    // Metrics on their own listener, without a credential.
+    let metrics = reqwest::get(format!("http://{}/metrics", running.metrics)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("patchward_revisions_applied_total 3"), "{metrics}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_clients_are_refused_and_others_keep_being_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    policy_repository(&repo);
+    let limits = Limits {
+        max_body_bytes: 64 << 10,
+        max_json_depth: 16,
+        header_read_timeout: std::time::Duration::from_millis(500),
+        device_requests_per_minute: 60,
+        ..Limits::default()
+    };
+    let (running, client, admin) = engine(dir.path(), &repo, limits).await;
+    let token = client
+        .send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment", "uses": 2})))
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let enroll = |host: &'static str| {
+        let token = token.clone();
+        let client = Client { http: client.http.clone(), base: client.base.clone() };
+        async move {
+            let reply = client
+                .send("POST", "/api/v1/enroll", Some(&token), Some(serde_json::json!({"facts": {"hostname": host}})))
+                .await;
+            reply.json()["credential"].as_str().unwrap().to_owned()
+        }
+    };
+    let (flooder, quiet) = (enroll("flooder").await, enroll("quiet").await);
+
+    // T29: an oversized body and a deep one are refused; so is a huge header.
+    let big = serde_json::json!({"events": [{"seq": 1, "pad": "x".repeat(100 << 10)}]});
+    let reply = client.send("POST", "/api/v1/device/events", Some(&quiet), Some(big)).await;
+    assert_eq!(reply.status, 413, "{}", reply.text);
+    let mut deep = String::from("{\"events\":");
+    deep.push_str(&"[".repeat(40));
+    deep.push_str(&"]".repeat(40));
+    deep.push('}');
+    let response = client
+        .http
+        .post(format!("{}/api/v1/device/events", client.base))
+        .bearer_auth(&quiet)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(response.text().await.unwrap().contains("nests 41 deep"));
+    let huge = "h".repeat(64 << 10);
+    let response = client.http.get(format!("{}/healthz", client.base)).header("x-padding", huge).send().await;
+    assert!(response.map(|r| r.status().as_u16() == 431).unwrap_or(true), "a 64 KiB header is refused");
+
+    // T30: a client that never finishes its headers is cut off.
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut slow = tokio::net::TcpStream::connect(running.api).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buffer = Vec::new();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read_to_end(&mut buffer)).await;
+    assert!(closed.is_ok(), "the slow client was closed by the header timeout");
+    assert_eq!(client.send("GET", "/healthz", None, None).await.status, 200);
+
+    // T32: only a 64-hex digest names a blob.
+    for path in ["/api/v1/blobs/..%2F..%2Fadmin-token", "/api/v1/blobs/ABCDEF", "/api/v1/blobs/%2e%2e"] {
+        let reply = client.send("GET", path, Some(&quiet), None).await;
+        assert!(reply.status == 400 || reply.status == 404, "{path}: {}", reply.status);
+        assert!(!reply.text.contains("pwa_"), "{path} leaked the admin token");
+    }
+    let missing = client.send("GET", &format!("/api/v1/blobs/{}", "a".repeat(64)), Some(&quiet), None).await;
+    assert_eq!(missing.status, 404);
+
+    // T31: the flooder hits its budget; the quiet device is still served.
+    // The budget refills on the engine's clock, which does not move here.
+    let mut limited = 0;
+    for _ in 0..30 {
+        let reply = client.send("GET", "/api/v1/device/desired-state", Some(&flooder), None).await;
+        if reply.status == 429 {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 15, "only {limited} of 30 refused");
+    assert_eq!(client.send("GET", "/api/v1/device/desired-state", Some(&quiet), None).await.status, 200);
+    running.shutdown().await;
+}
