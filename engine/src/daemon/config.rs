@@ -252,6 +252,12 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_exactly_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serve/patchward.yaml");
+        assert_eq!(ServeConfig::load(Some(&path), Overrides::default()).unwrap(), ServeConfig::default());
+    }
+
+    #[test]
     fn a_bad_config_file_names_the_line_and_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("patchward.yaml");

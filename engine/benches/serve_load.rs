@@ -1,0 +1,318 @@
+//! T33: a load generator simulating N agents against a real engine on
+//! loopback. Each agent enrolls, uploads its inventory, and polls its
+//! desired state with its ETag; midway a policy commit lands (through the
+//! webhook) and every agent must pick it up within two poll intervals.
+//!
+//! `cargo bench -p patchward-engine --bench serve_load` (N=10000 by
+//! default; `PATCHWARD_LOAD_AGENTS`, `PATCHWARD_LOAD_SECONDS`,
+//! `PATCHWARD_LOAD_CONCURRENCY` change it). Prints req/s, p50/p99
+//! latency, errors, convergence, and the process's RSS and CPU time.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use patchward::clock::SystemClock;
+use patchward::daemon::config::{Limits, ServeConfig};
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let status = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Load Bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+        .env("GIT_COMMITTER_NAME", "Load Bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .status()
+        .expect("git runs");
+    assert!(status.success(), "git {args:?}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn process_stats() -> (u64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    (rss_kib, ticks / 100.0)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[index]) / 1000.0
+}
+
+struct Agent {
+    credential: String,
+    etag: std::sync::Mutex<Option<String>>,
+    /// When the agent first saw a state of the new revision (ms since start).
+    converged_ms: AtomicU64,
+}
+
+fn main() {
+    let agents = env_or("PATCHWARD_LOAD_AGENTS", 10_000);
+    let seconds = env_or("PATCHWARD_LOAD_SECONDS", 20) as u64;
+    let concurrency = env_or("PATCHWARD_LOAD_CONCURRENCY", 64);
+    let poll_interval = Duration::from_secs(env_or("PATCHWARD_LOAD_POLL_SECONDS", 5) as u64);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(run(agents, seconds, concurrency, poll_interval));
+}
+
+async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    copy_dir(&root.join("policies"), &repo);
+    let catalog = std::fs::read_to_string(repo.join("catalog.yaml")).unwrap();
+    std::fs::write(
+        repo.join("catalog.yaml"),
+        catalog.replace("https://patches.example.com/feed.json", "http://127.0.0.1:1/f"),
+    )
+    .unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "policies"]);
+    std::fs::write(dir.path().join("hook"), "bench-secret").unwrap();
+    let config = ServeConfig {
+        data: dir.path().join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        policies: repo.display().to_string(),
+        poll_interval: Duration::from_secs(3600),
+        webhook_secret_file: Some(dir.path().join("hook")),
+        limits: Limits { device_requests_per_minute: 6000, ..Limits::default() },
+        ..ServeConfig::default()
+    };
+    let running = patchward::daemon::serve::start(config, Arc::new(SystemClock)).await.unwrap();
+    let admin = std::fs::read_to_string(&running.admin_token_file).unwrap().trim().to_owned();
+    let base = format!("http://{}", running.api);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
+    while http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token: serde_json::Value = http
+        .post(format!("{base}/api/v1/tokens"))
+        .bearer_auth(&admin)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"kind": "enrollment", "uses": agents}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
+    let token = token["token"].as_str().unwrap().to_owned();
+
+    // Enroll and upload inventories, `concurrency` at a time.
+    let started = Instant::now();
+    let platforms = ["windows-11-23h2", "debian-12"];
+    let enrolled: Vec<Agent> = futures_util::future::join_all((0..concurrency).map(|worker| {
+        let http = http.clone();
+        let base = base.clone();
+        let token = token.clone();
+        async move {
+            let mut mine = Vec::new();
+            for index in (worker..agents).step_by(concurrency) {
+                let platform = platforms[index % 2];
+                let os = if index % 2 == 0 { "windows" } else { "linux" };
+                let facts = serde_json::json!({"hostname": format!("load-{index:05}"), "os": os,
+                    "platform": platform, "arch": "x86_64", "language": "en-US",
+                    "ip": format!("10.20.{}.{}", (index / 250) % 250, index % 250 + 1)});
+                let reply: serde_json::Value = http
+                    .post(format!("{base}/api/v1/enroll"))
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(serde_json::json!({"facts": facts}).to_string())
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .map(|b| serde_json::from_slice(&b).unwrap())
+                    .unwrap();
+                let credential = reply["credential"].as_str().unwrap().to_owned();
+                let body = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+                let put = http
+                    .put(format!("{base}/api/v1/device/inventory"))
+                    .bearer_auth(&credential)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(put.status().is_success());
+                mine.push(Agent { credential, etag: std::sync::Mutex::new(None), converged_ms: AtomicU64::new(0) });
+            }
+            mine
+        }
+    }))
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
+    let enroll_secs = started.elapsed().as_secs_f64();
+    println!("enrolled {agents} agents (enroll + inventory + plan each) in {enroll_secs:.1} s");
+
+    let agents_list = Arc::new(enrolled);
+    let errors = Arc::new(AtomicU64::new(0));
+    let (ok200, ok304) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let commit_at_ms = Arc::new(AtomicU64::new(u64::MAX));
+    let load_start = Instant::now();
+    let deadline = load_start + Duration::from_secs(seconds);
+    let (cpu_before, _) = (process_stats().1, ());
+    // Each worker walks its share of the agents round-robin: every agent
+    // polls about once per (agents / rate) seconds.
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let (http, base, agents_list) = (http.clone(), base.clone(), agents_list.clone());
+            let (errors, ok200, ok304, commit_at_ms) =
+                (errors.clone(), ok200.clone(), ok304.clone(), commit_at_ms.clone());
+            tokio::spawn(async move {
+                let mut latencies: Vec<u32> = Vec::with_capacity(1 << 16);
+                let mut index = worker;
+                while Instant::now() < deadline {
+                    let agent = &agents_list[index];
+                    index += concurrency;
+                    if index >= agents_list.len() {
+                        index = worker;
+                    }
+                    let tag = agent.etag.lock().unwrap().clone();
+                    let mut request =
+                        http.get(format!("{base}/api/v1/device/desired-state")).bearer_auth(&agent.credential);
+                    if let Some(tag) = &tag {
+                        request = request.header("if-none-match", tag);
+                    }
+                    let sent = Instant::now();
+                    match request.send().await {
+                        Ok(response) if response.status().as_u16() == 304 => {
+                            ok304.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(response) if response.status().is_success() => {
+                            let etag = response.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
+                            let _ = response.bytes().await;
+                            ok200.fetch_add(1, Ordering::Relaxed);
+                            let at = load_start.elapsed().as_millis() as u64;
+                            if tag.is_some() && at >= commit_at_ms.load(Ordering::Relaxed) {
+                                let _ =
+                                    agent.converged_ms.compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+                            }
+                            *agent.etag.lock().unwrap() = etag;
+                        }
+                        _ => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                }
+                latencies
+            })
+        })
+        .collect();
+
+    // Midway, a policy commit lands through the webhook.
+    tokio::time::sleep(Duration::from_secs(seconds / 2)).await;
+    std::fs::write(
+        repo.join("exclusions/hold.yaml"),
+        "apiVersion: patchward.dev/v1\nkind: Exclusion\nmetadata: {name: hold-kb5032190}\nspec:\n  patches: [KB5032190]\n  reason: load bench\n",
+    )
+    .unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "hold KB5032190"]);
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let signature = {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"bench-secret").unwrap();
+        mac.update(body);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
+    commit_at_ms.store(load_start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    let hook = http
+        .post(format!("{base}/api/v1/sync"))
+        .header("x-hub-signature-256", signature)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status().as_u16(), 202);
+
+    let mut latencies: Vec<u32> = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.unwrap());
+    }
+    let elapsed = load_start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let (rss_kib, cpu_after) = process_stats();
+    let total = ok200.load(Ordering::Relaxed) + ok304.load(Ordering::Relaxed);
+    let commit_ms = commit_at_ms.load(Ordering::Relaxed);
+    // Windows devices had KB5032190; the exclusion changes their state.
+    let affected: Vec<&Agent> = agents_list.iter().step_by(2).collect();
+    let converged: Vec<u64> = affected
+        .iter()
+        .map(|a| a.converged_ms.load(Ordering::Relaxed))
+        .filter(|at| *at > 0)
+        .map(|at| at - commit_ms)
+        .collect();
+    let slowest = converged.iter().max().copied().unwrap_or(0);
+    // One full round over all agents at the measured rate is one "poll
+    // interval" of this simulation.
+    let round_ms = (agents as f64 / (total as f64 / elapsed) * 1000.0) as u64;
+    println!("load: {agents} agents, {concurrency} connections, {elapsed:.1} s");
+    println!(
+        "  desired-state polls: {total} ({:.0}/s): {} x 304, {} x 200, errors {}",
+        total as f64 / elapsed,
+        ok304.load(Ordering::Relaxed),
+        ok200.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed)
+    );
+    println!(
+        "  latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        percentile(&latencies, 1.0)
+    );
+    println!(
+        "  policy commit at {:.1} s: {}/{} affected agents converged, slowest after {slowest} ms (one round over all agents: {round_ms} ms; poll interval target {} ms)",
+        commit_ms as f64 / 1000.0,
+        converged.len(),
+        affected.len(),
+        poll_interval.as_millis()
+    );
+    println!(
+        "  process (engine and load generator together): peak RSS {} MiB, CPU {:.1} s over {elapsed:.1} s ({:.0}% of one core)",
+        rss_kib / 1024,
+        cpu_after - cpu_before,
+        (cpu_after - cpu_before) / elapsed * 100.0
+    );
+    running.shutdown().await;
+}
