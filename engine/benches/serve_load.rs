@@ -96,7 +96,9 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     let catalog = std::fs::read_to_string(repo.join("catalog.yaml")).unwrap();
     std::fs::write(
         repo.join("catalog.yaml"),
-        catalog.replace("https://patches.example.com/feed.json", "http://127.0.0.1:1/f"),
+        catalog
+            .replace("https://patches.example.com/feed.json", "http://127.0.0.1:1/f")
+            .replace("retries: 3", "retries: 0"),
     )
     .unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);

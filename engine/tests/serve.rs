@@ -47,7 +47,9 @@ fn policy_repository(dir: &Path) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     copy_dir(&root.join("policies"), dir);
     let catalog = std::fs::read_to_string(dir.join("catalog.yaml")).unwrap();
-    let catalog = catalog.replace("https://patches.example.com/feed.json", "http://127.0.0.1:1/feed.json");
+    let catalog = catalog
+        .replace("https://patches.example.com/feed.json", "http://127.0.0.1:1/feed.json")
+        .replace("retries: 3", "retries: 0");
     std::fs::write(dir.join("catalog.yaml"), catalog).unwrap();
     git(dir, &["init", "-q", "-b", "main"]);
     git(dir, &["add", "-A"]);
@@ -188,7 +190,8 @@ async fn a_commit_reaches_an_enrolled_agent_within_seconds_of_the_webhook() {
     let first = policy_repository(&repo);
     let (running, client, admin) = engine(dir.path(), &repo, Limits::default()).await;
 
-    let status = status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    let status =
+        status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str() && s["bundledFeed"] == true).await;
     assert_eq!(status["applied"]["author"], "Ada Admin <ada@example.com>");
     assert_eq!(condition(&status, "PolicyValid"), (true, "Valid".into()));
 
@@ -326,6 +329,7 @@ async fn hostile_clients_are_refused_and_others_keep_being_served() {
         ..Limits::default()
     };
     let (running, client, admin) = engine(dir.path(), &repo, limits).await;
+    status_until(&client, &admin, |s| s["bundledFeed"] == true).await;
     let token = client
         .send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment", "uses": 2})))
         .await

@@ -251,14 +251,15 @@ impl Engine {
     /// The active catalog of `policy` from the store, and its revision (the
     /// sum of its sources' revisions: it only goes up while they do).
     fn catalog_for(&self, policy: &crate::policy::Policy) -> Result<(PlanCatalog, u64), StoreError> {
-        let records = self.store.catalog_patches()?;
-        let revision = self
-            .store
-            .catalog_sources()?
-            .iter()
-            .filter(|s| policy.catalog_sources.contains_key(&s.name))
-            .map(|s| s.revision)
-            .sum();
+        let sources = self.store.catalog_sources()?;
+        let real = sources.iter().any(|s| policy.catalog_sources.contains_key(&s.name));
+        let mut records = self.store.catalog_patches()?;
+        if real {
+            // The bundled example stands in only until a real source imports.
+            records.retain(|r| r.source != reconcile::BUNDLED_SOURCE);
+        }
+        let revision =
+            sources.iter().filter(|s| policy.catalog_sources.contains_key(&s.name)).map(|s| s.revision).sum();
         let coverage = crate::catalog::coverage::CoverageSet::of_policy(policy);
         Ok((PlanCatalog::new(records, &coverage), revision))
     }
@@ -342,7 +343,9 @@ impl Engine {
             }
         }
         self.metrics.record_full_plan(started.elapsed(), fleet.len());
-        if changed > 0 {
+        // A new revision or catalog is news even to an empty fleet (the
+        // catalog sync waits on it too).
+        if changed > 0 || audit_changes {
             self.changes.send_modify(|n| *n += 1);
         }
         Ok(())

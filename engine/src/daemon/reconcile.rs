@@ -31,6 +31,9 @@ use crate::policy::{Policy, PolicyLimits, PolicySource};
 /// while no source has been synced (see `catalog.bundledFeed`).
 pub const BUNDLED_FEED: &[u8] = include_bytes!("../../../examples/feeds/vendor-feed.json");
 
+/// The catalog source name the bundled feed is stored under.
+pub const BUNDLED_SOURCE: &str = "bundled-example";
+
 /// Where the policy comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PolicyOrigin {
@@ -476,34 +479,7 @@ impl Reconciler {
     /// Puts `compiled` in force with the store's catalog and plans the
     /// fleet with it.
     fn put_in_force(&self, compiled: CompiledPolicy, commit: Option<crate::follow::CommitInfo>) -> anyhow::Result<()> {
-        self.seed_catalog(&compiled.policy)?;
         self.engine.install_policy(Arc::new(compiled), commit)?;
-        Ok(())
-    }
-
-    /// On embedded defaults, a source never synced gets the bundled example
-    /// feed, so a first start plans something; its own sync replaces it as
-    /// soon as it succeeds with a newer revision.
-    fn seed_catalog(&self, policy: &Policy) -> anyhow::Result<()> {
-        if !self.settings.bundled_feed {
-            return Ok(());
-        }
-        let store = &self.engine.store;
-        if !store.catalog_sources()?.is_empty() {
-            return Ok(());
-        }
-        let Some(source) = policy.catalog_sources.values().find(|s| s.spec.format == FeedFormat::Patchward) else {
-            return Ok(());
-        };
-        let request = ImportRequest {
-            retention: retention_of(policy),
-            ..ImportRequest::snapshot(&source.name, source.spec.format, BUNDLED_FEED, self.engine.clock.now())
-        };
-        let report = crate::catalog::import(store, &request)?;
-        eprintln!(
-            "patchward: source `{}` was never synced: seeded with the bundled example feed (revision {}, {} patches)",
-            source.name, report.revision, report.patches
-        );
         Ok(())
     }
 }
@@ -521,10 +497,15 @@ pub struct CatalogSync {
     /// source at once).
     synced: std::collections::HashSet<String>,
     poll_interval: std::time::Duration,
+    bundled_feed: bool,
 }
 
 impl CatalogSync {
-    pub fn new(engine: Arc<Engine>, poll_interval: std::time::Duration) -> anyhow::Result<CatalogSync> {
+    pub fn new(
+        engine: Arc<Engine>,
+        poll_interval: std::time::Duration,
+        bundled_feed: bool,
+    ) -> anyhow::Result<CatalogSync> {
         use anyhow::Context as _;
         let client = fetch::client(&FetchLimits::default()).context("failed to set up the feed client")?;
         Ok(CatalogSync {
@@ -533,11 +514,37 @@ impl CatalogSync {
             catalog_backoff: HashMap::new(),
             synced: std::collections::HashSet::new(),
             poll_interval,
+            bundled_feed,
         })
     }
 
     fn set_condition(&self, kind: ConditionType, status: bool, reason: &str, message: String, now: jiff::Timestamp) {
         self.engine.status.set(kind, status, reason, message, now);
+    }
+
+    /// While no CatalogSource of the policy has ever been imported (their
+    /// first syncs failed, as on embedded defaults), the bundled example
+    /// feed stands in as its own source, so that a first start plans
+    /// something. It stops counting once a real source imports (see
+    /// `Engine::catalog_for`).
+    fn seed_catalog(&self, policy: &Policy) -> anyhow::Result<bool> {
+        let store = &self.engine.store;
+        let sources = store.catalog_sources()?;
+        if !self.bundled_feed
+            || sources.iter().any(|s| s.name == BUNDLED_SOURCE || policy.catalog_sources.contains_key(&s.name))
+        {
+            return Ok(false);
+        }
+        let request = ImportRequest {
+            retention: retention_of(policy),
+            ..ImportRequest::snapshot(BUNDLED_SOURCE, FeedFormat::Patchward, BUNDLED_FEED, self.engine.clock.now())
+        };
+        let report = crate::catalog::import(store, &request)?;
+        eprintln!(
+            "patchward: no catalog source could be synced yet: planning with the bundled example feed ({} patches) until one is",
+            report.patches
+        );
+        Ok(true)
     }
 
     /// One pass; returns when to look again.
@@ -614,13 +621,19 @@ impl CatalogSync {
             _ => "Stale",
         };
         self.set_condition(ConditionType::CatalogFresh, all_fresh, reason, message, now);
+        if self.seed_catalog(policy)? {
+            changed = true;
+        }
         if changed {
             self.engine.reload_catalog()?;
         }
+        let bundled = self.engine.store.catalog_sources()?.iter().any(|s| s.name == BUNDLED_SOURCE)
+            && !self.engine.store.catalog_sources()?.iter().any(|s| policy.catalog_sources.contains_key(&s.name));
         let catalog_revision = self.engine.in_force().map_or(0, |f| f.catalog_revision);
         self.engine.status.update(|s| {
             s.catalog = statuses;
             s.catalog_revision = catalog_revision;
+            s.bundled_feed = bundled;
         });
         Ok(())
     }

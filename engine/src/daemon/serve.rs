@@ -120,7 +120,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         },
         data,
     )?;
-    let catalog_sync = CatalogSync::new(engine.clone(), config.poll_interval)?;
+    let catalog_sync = CatalogSync::new(engine.clone(), config.poll_interval, config.bundled_feed)?;
     let api_listener =
         TcpListener::bind(config.listen).await.with_context(|| format!("failed to listen on {}", config.listen))?;
     let metrics_listener = TcpListener::bind(config.metrics_listen)

@@ -71,6 +71,8 @@ pub struct Status {
     pub conditions: Vec<Condition>,
     pub catalog: Vec<SourceStatus>,
     pub catalog_revision: u64,
+    /// The catalog is the bundled example feed: no source was synced yet.
+    pub bundled_feed: bool,
     pub devices: usize,
 }
 
