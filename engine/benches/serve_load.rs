@@ -8,8 +8,6 @@
 //! `PATCHWARD_LOAD_CONCURRENCY` change it). Prints req/s, p50/p99
 //! latency, errors, convergence, and the process's RSS and CPU time.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -17,36 +15,12 @@ use std::time::{Duration, Instant};
 use patchward::clock::SystemClock;
 use patchward::daemon::config::{Limits, ServeConfig};
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{example_policy_repository, git};
+
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Load Bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "Load Bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .status()
-        .expect("git runs");
-    assert!(status.success(), "git {args:?}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn process_stats() -> (u64, f64) {
@@ -91,19 +65,7 @@ fn main() {
 async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Duration) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("policies");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    copy_dir(&root.join("policies"), &repo);
-    let catalog = std::fs::read_to_string(repo.join("catalog.yaml")).unwrap();
-    std::fs::write(
-        repo.join("catalog.yaml"),
-        catalog
-            .replace("https://patches.example.com/feed.json", "http://127.0.0.1:1/f")
-            .replace("retries: 3", "retries: 0"),
-    )
-    .unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-q", "-m", "policies"]);
+    example_policy_repository(&repo);
     std::fs::write(dir.path().join("hook"), "bench-secret").unwrap();
     let config = ServeConfig {
         data: dir.path().join("data"),

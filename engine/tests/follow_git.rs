@@ -5,26 +5,12 @@
 //! normally (T3).
 
 use std::path::Path;
-use std::process::Command;
 
 use patchward::follow::{FollowState, Mirror, Step, decide, observe};
 use patchward::policy::PolicyLimits;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada Admin")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada Admin")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
+mod support;
+use support::git;
 
 const GOOD: &str = "apiVersion: patchward.dev/v1\nkind: DeploymentPolicy\nmetadata: {name: fast}\nspec: {mode: immediate}\n---\n\
 apiVersion: patchward.dev/v1\nkind: ApprovalRule\nmetadata: {name: critical}\n\

@@ -5,57 +5,14 @@
 //! `ack-rewrite` (T3), and the hardening limits hold (T29, T31, T32).
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use patchward::clock::FakeClock;
 use patchward::daemon::config::{Limits, ServeConfig};
 use patchward::daemon::serve::{Running, start};
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Ada Admin")
-        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
-        .env("GIT_COMMITTER_NAME", "Ada Admin")
-        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// A policy repository holding the example policies, its catalog source
-/// pointed at a closed port (the bundled feed seeds the catalog).
-fn policy_repository(dir: &Path) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    copy_dir(&root.join("policies"), dir);
-    let catalog = std::fs::read_to_string(dir.join("catalog.yaml")).unwrap();
-    let catalog = catalog
-        .replace("https://patches.example.com/feed.json", "http://127.0.0.1:1/feed.json")
-        .replace("retries: 3", "retries: 0");
-    std::fs::write(dir.join("catalog.yaml"), catalog).unwrap();
-    git(dir, &["init", "-q", "-b", "main"]);
-    git(dir, &["add", "-A"]);
-    git(dir, &["commit", "-q", "-m", "the example policies"]);
-    git(dir, &["rev-parse", "HEAD"])
-}
+mod support;
+use support::{example_policy_repository as policy_repository, git};
 
 const EXCLUDE_KB5032190: &str = "apiVersion: patchward.dev/v1\nkind: Exclusion\nmetadata: {name: hold-kb5032190}\n\
 spec:\n  patches: [KB5032190]\n  reason: breaks the line-of-business app (INC-1234)\n";

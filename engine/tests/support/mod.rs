@@ -1,0 +1,54 @@
+//! What the engine's tests and benches share: git run as a user would run
+//! it, and a policy repository made from the shipped example policies.
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `git args` in `dir` as Ada Admin, with no system or user config;
+/// returns its trimmed stdout, and fails on a non-zero exit.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Ada Admin")
+        .env("GIT_AUTHOR_EMAIL", "ada@example.com")
+        .env("GIT_COMMITTER_NAME", "Ada Admin")
+        .env("GIT_COMMITTER_EMAIL", "ada@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A git repository in `dir` holding the example policies, its catalog
+/// source pointed at a closed port without retries (so the bundled feed
+/// seeds the catalog at once); returns its first commit.
+pub fn example_policy_repository(dir: &Path) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    copy_dir(&root.join("policies"), dir);
+    let catalog = std::fs::read_to_string(dir.join("catalog.yaml")).unwrap();
+    let catalog = catalog
+        .replace("https://patches.example.com/feed.json", "http://127.0.0.1:1/feed.json")
+        .replace("retries: 3", "retries: 0");
+    std::fs::write(dir.join("catalog.yaml"), catalog).unwrap();
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "the example policies"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
