@@ -28,7 +28,7 @@ use limits::{BoundedJson, RateLimiter};
 use crate::daemon::config::Limits;
 use crate::daemon::media::BlobStore;
 use crate::daemon::views;
-use crate::daemon::{Engine, ServedDesired};
+use crate::daemon::{Engine, ServedDesired, UserRequest};
 use crate::store::fleet::{AccessToken, EnrollmentToken, Role};
 
 pub struct ApiState {
@@ -521,12 +521,11 @@ async fn devices(
     let offset = query.offset.unwrap_or(0);
     let limit = query.limit.unwrap_or(100).min(10_000);
     if csv {
-        let rows: Vec<serde_json::Value> = records
+        let rows: Vec<views::ItemRow> = records
             .iter()
             .filter_map(|r| by_id.get(r.id.as_str()))
             .flat_map(|p| views::item_rows(&in_force, &plan, p, now))
             .filter(keep)
-            .map(|row| serde_json::to_value(row).unwrap_or_default())
             .collect();
         return Ok(csv_response(views::to_csv(ITEM_COLUMNS, &rows)));
     }
@@ -573,7 +572,6 @@ async fn device(
         .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
     let rows = device_rows(&state, &id)?;
     if csv {
-        let rows: Vec<serde_json::Value> = rows.iter().map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
         return Ok(csv_response(views::to_csv(ITEM_COLUMNS, &rows)));
     }
     Ok(Json(device_json(record, rows)).into_response())
@@ -582,10 +580,7 @@ async fn device(
 fn device_rows(state: &ApiState, id: &str) -> Result<Vec<views::ItemRow>, ApiError> {
     let (in_force, plan, replanned) = plan_or_unavailable(state)?;
     let now = state.engine.clock.now();
-    let planned = match replanned.get(id) {
-        Some(p) => Some(p.as_ref()),
-        None => plan.devices.binary_search_by(|d| d.id.as_str().cmp(id)).ok().map(|i| &plan.devices[i]),
-    };
+    let planned = views::device_plan(&plan, &replanned, id);
     Ok(planned.map(|p| views::item_rows(&in_force, &plan, p, now)).unwrap_or_default())
 }
 
@@ -656,13 +651,12 @@ async fn user_device(State(state): State<Arc<ApiState>>, UserDevice(id): UserDev
     let (in_force, ..) = plan_or_unavailable(&state)?;
     let pending: Vec<serde_json::Value> = rows
         .iter()
-        .filter(|r| r.status != "installed" && r.status != "removed")
+        .filter(|r| r.pending())
         .map(|row| {
             let spec = &in_force.policy.policy.deployment_policies[&row.policy].spec;
-            let max = spec.prompt.as_ref().map_or(0, |p| p.value.max_snoozes);
-            let used = requests.iter().filter(|r| r.item == row.patch && r.kind == "snooze").count() as u32;
+            let (allowed, used) = UserRequest::snoozes(spec, &requests, &row.patch);
             let mut value = serde_json::to_value(row).unwrap_or_default();
-            value["snoozesLeft"] = if spec.admin_only { 0 } else { max.saturating_sub(used) }.into();
+            value["snoozesLeft"] = allowed.saturating_sub(used).into();
             value["selfService"] = spec.self_service.into();
             value
         })
@@ -705,7 +699,7 @@ fn user_request(state: &ApiState, device: &str, item: &str, kind: &'static str) 
     let rows = device_rows(state, device)?;
     let row = rows
         .iter()
-        .find(|r| r.patch == item && r.status != "installed" && r.status != "removed")
+        .find(|r| r.patch == item && r.pending())
         .ok_or_else(|| ApiError::not_found(format!("{item} is not pending on this device")))?;
     let spec = &in_force.policy.policy.deployment_policies[&row.policy].spec;
     let requests = state.engine.user_requests(device).map_err(ApiError::store)?;
@@ -714,8 +708,7 @@ fn user_request(state: &ApiState, device: &str, item: &str, kind: &'static str) 
             if spec.admin_only {
                 return Err(ApiError::forbidden(format!("policy {} is admin-only: no snoozes", row.policy)));
             }
-            let max = spec.prompt.as_ref().map_or(0, |p| p.value.max_snoozes);
-            let used = requests.iter().filter(|r| r.item == item && r.kind == "snooze").count() as u32;
+            let (max, used) = UserRequest::snoozes(spec, &requests, item);
             if used >= max {
                 return Err(ApiError::conflict(format!("{item}: all {max} snoozes of policy {} are used", row.policy)));
             }

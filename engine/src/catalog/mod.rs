@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod import;
 pub mod retention;
 pub mod supersedence;
+pub mod sync;
 pub mod view;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -8,11 +8,11 @@ use clap::{Args, Subcommand, ValueEnum};
 use super::Outcome;
 use crate::catalog::coverage::CoverageSet;
 use crate::catalog::feed::Severity;
-use crate::catalog::fetch::{self, FetchLimits, Fetched, TokioSleeper, Validators};
+use crate::catalog::fetch::{self, FetchLimits};
+use crate::catalog::sync::{SyncError, Synced, sync_source};
 use crate::catalog::view::{PatchView, views};
 use crate::catalog::{
-    FeedLimits, Freshness, ImportError, ImportMode, ImportReport, ImportRequest, freshness, import,
-    record_not_modified, retention,
+    FeedLimits, Freshness, ImportError, ImportMode, ImportReport, ImportRequest, freshness, import, retention,
 };
 use crate::diagnostics;
 use crate::policy::model::{Category, FeedFormat, Retention};
@@ -316,18 +316,6 @@ fn run_sync(args: SyncArgs, rebuild: bool) -> anyhow::Result<Outcome> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("failed to start")?;
     let mut outcome = Outcome::Success;
     for source in sources {
-        let limits = FetchLimits {
-            total_timeout: source.spec.timeout.value.as_std(),
-            max_bytes: source.spec.max_bytes.value,
-            retries: source.spec.retries,
-            ..FetchLimits::default()
-        };
-        let feed_limits = FeedLimits { max_bytes: limits.max_bytes, ..FeedLimits::default() };
-        let state = store.catalog_source(&source.name)?;
-        let validators = match (&state, rebuild) {
-            (Some(state), false) => Validators { etag: state.etag.clone(), last_modified: state.last_modified.clone() },
-            _ => Validators::default(),
-        };
         let bar = progress_bar();
         let on_progress = |done: u64, total: Option<u64>| {
             if let Some(bar) = &bar {
@@ -337,60 +325,31 @@ fn run_sync(args: SyncArgs, rebuild: bool) -> anyhow::Result<Outcome> {
                 bar.set_position(done);
             }
         };
-        let url = source.spec.url.value.clone();
-        let fetched = runtime.block_on(fetch::fetch(&client, &url, &validators, &limits, &TokioSleeper, &on_progress));
+        let synced = runtime.block_on(sync_source(
+            &store,
+            &client,
+            source,
+            retention_of(Some(&policy)),
+            !rebuild,
+            now(),
+            &on_progress,
+        ));
         if let Some(bar) = &bar {
             bar.finish_and_clear();
         }
-        let (bytes, received) = match fetched {
-            Ok(Fetched::Body { bytes, validators }) => (bytes, validators),
-            Ok(Fetched::NotModified) => {
-                if !note_not_modified(&store, &source.name)? {
+        match synced {
+            Ok(Synced::Imported(report)) => print_report(&report),
+            Ok(Synced::NotModified(freshness)) => {
+                if !note_not_modified(&source.name, freshness) {
                     outcome = Outcome::Problems;
                 }
-                continue;
             }
-            Err(error) => {
+            Err(SyncError::Import(error)) => outcome = refused(&source.name, error)?,
+            Err(SyncError::Store(error)) => return Err(error.into()),
+            Err(error @ SyncError::Fetch(_)) => {
                 eprintln!("{}: sync failed, the catalog is unchanged: {error}", source.name);
                 outcome = Outcome::Problems;
-                continue;
             }
-        };
-        let signature = match &source.spec.public_key {
-            Some(_) => {
-                let sig_url = format!("{url}.sig");
-                let sig_limits = FetchLimits { max_bytes: 4096, ..limits };
-                match runtime.block_on(fetch::fetch(
-                    &client,
-                    &sig_url,
-                    &Validators::default(),
-                    &sig_limits,
-                    &TokioSleeper,
-                    &|_, _| {},
-                )) {
-                    Ok(Fetched::Body { bytes, .. }) => Some(bytes),
-                    Ok(Fetched::NotModified) | Err(_) => None,
-                }
-            }
-            None => None,
-        };
-        let request = ImportRequest {
-            source: &source.name,
-            format: source.spec.format,
-            mode: ImportMode::Snapshot,
-            bytes: &bytes,
-            signature: signature.as_deref(),
-            public_key: source.spec.public_key.as_ref().map(|k| k.value.as_str()),
-            pinned_sha256: source.spec.sha256.as_ref().map(|s| s.value.as_str()),
-            etag: received.etag,
-            last_modified: received.last_modified,
-            retention: retention_of(Some(&policy)),
-            limits: feed_limits,
-            now: now(),
-        };
-        match import(&store, &request) {
-            Ok(report) => print_report(&report),
-            Err(error) => outcome = refused(&source.name, error)?,
         }
     }
     Ok(outcome)
@@ -398,19 +357,19 @@ fn run_sync(args: SyncArgs, rebuild: bool) -> anyhow::Result<Outcome> {
 
 /// A 304: nothing to import, but the check is recorded, and a feed past its
 /// expiry is reported stale, never silently fresh (T12).
-fn note_not_modified(store: &Store, name: &str) -> anyhow::Result<bool> {
-    match record_not_modified(store, name, now())? {
+fn note_not_modified(name: &str, freshness: Freshness) -> bool {
+    match freshness {
         Freshness::Fresh => {
             println!("{name}: not modified");
-            Ok(true)
+            true
         }
         Freshness::Stale { revision, expired_at } => {
             eprintln!("{name}: STALE: revision {revision} expired at {expired_at} and the server has nothing newer");
-            Ok(false)
+            false
         }
         Freshness::Unknown => {
             eprintln!("{name}: the server answered 304 to a first fetch; nothing imported");
-            Ok(false)
+            false
         }
     }
 }

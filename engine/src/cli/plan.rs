@@ -169,17 +169,17 @@ pub fn read_fleet(path: &Path) -> anyhow::Result<patchward_api::Fleet> {
 /// Loads and compiles the policy; `Ok(None)` when it is invalid, after
 /// printing its diagnostics to stderr.
 pub fn compile_policy(source: &PolicySource) -> anyhow::Result<Option<CompiledPolicy>> {
-    let load = load_policy(source, &PolicyLimits::default())
+    let mut load = load_policy(source, &PolicyLimits::default())
         .with_context(|| format!("failed to read the policy at {}", source.describe()))?;
-    let Some(policy) = load.policy else {
-        eprint!("{}", diagnostics::render_human(&load.diagnostics, &load.texts));
-        eprintln!("the policy at {} is invalid; nothing was planned", source.describe());
-        return Ok(None);
-    };
-    match CompiledPolicy::compile(policy, load.commit) {
+    let invalid = load.policy.is_none();
+    let texts = std::mem::take(&mut load.texts);
+    match CompiledPolicy::from_load(load) {
         Ok(compiled) => Ok(Some(compiled)),
         Err(problems) => {
-            eprint!("{}", diagnostics::render_human(&problems, &load.texts));
+            eprint!("{}", diagnostics::render_human(&problems, &texts));
+            if invalid {
+                eprintln!("the policy at {} is invalid; nothing was planned", source.describe());
+            }
             Ok(None)
         }
     }

@@ -105,6 +105,9 @@ pub struct Engine {
     planning: Mutex<()>,
     /// Bumped whenever a desired state changes; long polls wait on it.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Bumped whenever what is in force changes (the catalog task waits on
+    /// it: a new revision may name new sources).
+    in_force_changes: tokio::sync::watch::Sender<u64>,
     /// Reports arrived since the last full plan (gates may have moved).
     reports_changed: AtomicBool,
     /// Serializes changes to the acknowledged rewrites.
@@ -151,11 +154,8 @@ fn approval_changes(
         out
     }
     let Some((before, replanned)) = before else { return Vec::new() };
-    // The devices planned since the last full plan count as they were
-    // served, and so do those enrolled since.
-    let mut devices = views::device_plans(before, replanned);
-    let known: BTreeSet<&str> = devices.iter().map(|d| d.id.as_str()).collect();
-    devices.extend(replanned.values().map(|d| d.as_ref()).filter(|d| !known.contains(d.id.as_str())));
+    // The devices count as they were served.
+    let devices = views::device_plans(before, replanned);
     let after_devices: Vec<&DevicePlan> = after.devices.iter().collect();
     let (old, new) = (pairs(before, &devices), pairs(after, &after_devices));
     let empty = BTreeSet::new();
@@ -189,6 +189,7 @@ impl Engine {
             served: RwLock::new(Served::default()),
             planning: Mutex::new(()),
             changes: tokio::sync::watch::channel(0).0,
+            in_force_changes: tokio::sync::watch::channel(0).0,
             reports_changed: AtomicBool::new(false),
             acknowledgements: Mutex::new(()),
             sync_requests: tokio::sync::Notify::new(),
@@ -214,6 +215,11 @@ impl Engine {
 
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Waits for changes of what is in force.
+    pub fn subscribe_in_force(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.in_force_changes.subscribe()
     }
 
     /// Waits for desired-state changes (long polls).
@@ -343,10 +349,11 @@ impl Engine {
             }
         }
         self.metrics.record_full_plan(started.elapsed(), fleet.len());
-        // A new revision or catalog is news even to an empty fleet (the
-        // catalog sync waits on it too).
-        if changed > 0 || audit_changes {
+        if changed > 0 {
             self.changes.send_modify(|n| *n += 1);
+        }
+        if audit_changes {
+            self.in_force_changes.send_modify(|n| *n += 1);
         }
         Ok(())
     }
@@ -536,6 +543,20 @@ pub struct UserRequest {
     /// `snooze` or `install`.
     pub kind: String,
     pub at: jiff::Timestamp,
+}
+
+impl UserRequest {
+    /// `(allowed, used)` snoozes of `item` under `spec`: none where the
+    /// policy is admin-only or does not prompt.
+    pub fn snoozes(
+        spec: &crate::policy::model::DeploymentPolicySpec,
+        requests: &[UserRequest],
+        item: &str,
+    ) -> (u32, u32) {
+        let allowed = if spec.admin_only { 0 } else { spec.prompt.as_ref().map_or(0, |p| p.value.max_snoozes) };
+        let used = requests.iter().filter(|r| r.item == item && r.kind == "snooze").count() as u32;
+        (allowed, used)
+    }
 }
 
 impl Engine {

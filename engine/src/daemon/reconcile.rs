@@ -18,11 +18,12 @@ use std::sync::Arc;
 
 use super::Engine;
 use super::status::{ConditionType, RevisionStatus, SourceStatus};
-use crate::catalog::fetch::{self, FetchLimits, Fetched, TokioSleeper, Validators};
-use crate::catalog::{FeedLimits, Freshness, ImportMode, ImportRequest};
+use crate::catalog::fetch::{self, FetchLimits};
+use crate::catalog::sync::{Synced, sync_source};
+use crate::catalog::{Freshness, ImportRequest};
 use crate::diagnostics::{Diagnostic, Severity};
 use crate::follow::signature::{AllowedSigners, SignatureMode};
-use crate::follow::{FollowState, Mirror, Observation, Step, decide};
+use crate::follow::{FollowState, Mirror, Observation, Step, decide, observe_with};
 use crate::plan::CompiledPolicy;
 use crate::policy::model::{FeedFormat, Retention};
 use crate::policy::{Policy, PolicyLimits, PolicySource};
@@ -80,7 +81,6 @@ pub struct ReconcilerSettings {
     pub origin: PolicyOrigin,
     pub poll_interval: std::time::Duration,
     pub signatures: Option<(SignatureMode, AllowedSigners)>,
-    pub bundled_feed: bool,
     pub limits: PolicyLimits,
 }
 
@@ -192,12 +192,12 @@ impl Reconciler {
         };
         match judged.compiled {
             Some(compiled) => {
-                let info = self.mirror.as_ref().and_then(|m| m.commit_info(applied).ok());
-                if let Err(e) = self.put_in_force(compiled, info) {
+                let info = self.commit_info(applied);
+                if let Err(e) = self.put_in_force(compiled, info.clone()) {
                     self.failed(format!("could not restore revision {applied}: {e:#}"));
                     return;
                 }
-                self.set_revision_status(applied, true, None, now);
+                self.set_revision_status(applied, info.as_ref(), true, None, now);
             }
             None => self.failed(format!(
                 "the applied revision {applied} no longer validates here; waiting for the next good commit"
@@ -206,23 +206,26 @@ impl Reconciler {
     }
 
     fn judge(&self, source: &PolicySource) -> Judged {
-        let load = match crate::policy::load_policy(source, &self.settings.limits) {
-            Ok(load) => load,
-            Err(e) => {
-                let message = format!("{:#}", anyhow::Error::from(e));
-                return Judged {
-                    compiled: None,
-                    errors: vec![Diagnostic::error(source.describe(), crate::diagnostics::Pos::UNKNOWN, message)],
-                };
-            }
-        };
-        let errors: Vec<Diagnostic> = load.diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect();
-        match load.policy {
-            Some(policy) if errors.is_empty() => match CompiledPolicy::compile(policy, load.commit) {
-                Ok(compiled) => Judged { compiled: Some(compiled), errors },
-                Err(problems) => Judged { compiled: None, errors: problems },
+        match crate::policy::source::read_source(source, &self.settings.limits.source) {
+            Ok(files) => self.judge_files(files),
+            Err(e) => Judged {
+                compiled: None,
+                errors: vec![Diagnostic::error(
+                    source.describe(),
+                    crate::diagnostics::Pos::UNKNOWN,
+                    format!("{:#}", anyhow::Error::from(e)),
+                )],
             },
-            _ => Judged { compiled: None, errors },
+        }
+    }
+
+    fn judge_files(&self, files: crate::policy::source::SourceFiles) -> Judged {
+        match CompiledPolicy::from_load(crate::policy::load_files(files, &self.settings.limits)) {
+            Ok(compiled) => Judged { compiled: Some(compiled), errors: Vec::new() },
+            Err(problems) => Judged {
+                compiled: None,
+                errors: problems.into_iter().filter(|d| d.severity == Severity::Error).collect(),
+            },
         }
     }
 
@@ -235,24 +238,13 @@ impl Reconciler {
 
     fn follow_repository(&mut self, url: &str, branch: &str, now: jiff::Timestamp) {
         let Some(mirror) = &self.mirror else { return };
-        let fetched = mirror.fetch(url, branch);
-        let (observation, judged) = match fetched {
-            Err(e) => (Observation::Unreachable { error: error_chain(&e) }, None),
-            Ok(commit) => {
-                let fast_forward = match &self.follow.applied {
-                    None => Ok(true),
-                    Some(applied) => mirror.descends(&commit, applied),
-                };
-                match fast_forward {
-                    Err(e) => (Observation::Unreachable { error: error_chain(&e) }, None),
-                    Ok(fast_forward) => {
-                        let judged = self.judge_commit(&commit);
-                        let errors = if judged.compiled.is_some() { Vec::new() } else { judged.errors.clone() };
-                        (Observation::Fetched { commit, fast_forward, errors }, Some(judged))
-                    }
-                }
-            }
-        };
+        let mut judged = None;
+        let observation = observe_with(mirror, url, branch, &self.follow, |commit| {
+            let verdict = self.judge_commit(commit);
+            let errors = if verdict.compiled.is_some() { Vec::new() } else { verdict.errors.clone() };
+            judged = Some(verdict);
+            errors
+        });
         self.follow.acknowledged_rewrites = self.engine.acknowledged_rewrites().unwrap_or_default();
         // Signatures are checked before anything is applied: an unverified
         // commit is refused like an invalid one, and says why.
@@ -266,7 +258,6 @@ impl Reconciler {
             self.follow.retry_at = None;
             self.set_condition(ConditionType::SourceReachable, true, "Fetched", format!("fetched {commit}"), now);
             self.set_condition(ConditionType::SourceVerified, false, "SignatureRefused", refusal.clone(), now);
-            self.set_revision_status(&commit, false, None, now);
             self.refuse(&commit, "signature", &refusal, now);
             self.save_follow();
             return;
@@ -291,21 +282,22 @@ impl Reconciler {
 
     fn follow_folder(&mut self, path: &Path, now: jiff::Timestamp) {
         let source = PolicySource::Folder(path.to_owned());
-        let digest = match folder_digest(path) {
-            Ok(digest) => digest,
+        let files = match crate::policy::source::read_source(&source, &self.settings.limits.source) {
+            Ok(files) => files,
             Err(e) => {
-                let (step, next) =
-                    decide(&self.follow, Observation::Unreachable { error: format!("{}: {e}", path.display()) }, now);
+                let error = format!("{:#}", anyhow::Error::from(e));
+                let (step, next) = decide(&self.follow, Observation::Unreachable { error }, now);
                 self.follow = next;
                 self.take_step(step, None, now);
                 return;
             }
         };
+        let digest = files_digest(&files);
         if self.folder_digest.as_deref() == Some(digest.as_str()) && self.engine.in_force().is_some() {
             self.set_condition(ConditionType::SourceReachable, true, "Read", format!("read {}", path.display()), now);
             return;
         }
-        let judged = self.judge(&source);
+        let judged = self.judge_files(files);
         let commit = format!("folder:{digest}");
         let errors = if judged.compiled.is_some() { Vec::new() } else { judged.errors.clone() };
         // A folder has no history to rewrite.
@@ -347,7 +339,7 @@ impl Reconciler {
                     self.failed(format!("revision {commit} was judged valid but did not compile"));
                     return;
                 };
-                let info = self.mirror.as_ref().and_then(|m| m.commit_info(&commit).ok());
+                let info = self.commit_info(&commit);
                 let signature = self.signature_status(&commit);
                 if let Err(e) = self.put_in_force(compiled, info.clone()) {
                     // Not applied after all: keep the last good one in force.
@@ -373,7 +365,7 @@ impl Reconciler {
                 });
                 let actor = info.as_ref().map_or("policy".to_owned(), |i| format!("commit:{}", i.author));
                 let _ = self.engine.store.append_audit(now, &actor, "revision.applied", detail);
-                self.set_revision_status(&commit, true, signature, now);
+                self.set_revision_status(&commit, info.as_ref(), true, signature, now);
                 self.set_condition(ConditionType::SourceReachable, true, "Fetched", format!("fetched {commit}"), now);
                 self.set_condition(
                     ConditionType::SourceVerified,
@@ -395,7 +387,6 @@ impl Reconciler {
                     self.follow.applied.as_deref().unwrap_or("nothing"),
                     lines.first().cloned().unwrap_or_default()
                 );
-                self.set_revision_status(&commit, false, None, now);
                 self.set_condition(ConditionType::SourceReachable, true, "Fetched", format!("fetched {commit}"), now);
                 self.set_condition(ConditionType::PolicyValid, false, "ValidationFailed", message.clone(), now);
                 self.set_condition(ConditionType::Reconciled, false, "Invalid", message.clone(), now);
@@ -408,7 +399,6 @@ impl Reconciler {
                     "{commit} does not descend from the applied {applied}: history was rewritten. \
                      Check the branch, then run `patchward ack-rewrite {commit}` to follow it"
                 );
-                self.set_revision_status(&commit, false, None, now);
                 self.set_condition(ConditionType::SourceReachable, true, "Fetched", format!("fetched {commit}"), now);
                 self.set_condition(ConditionType::SourceVerified, false, "HistoryRewritten", message.clone(), now);
                 self.set_condition(ConditionType::Reconciled, false, "HistoryRewritten", message.clone(), now);
@@ -422,14 +412,17 @@ impl Reconciler {
         }
     }
 
+    /// Records `commit` as attempted and refused: in the status always, in
+    /// the audit log and the engine's log once per commit.
     fn refuse(&mut self, commit: &str, why: &str, detail: &str, now: jiff::Timestamp) {
+        let info = self.commit_info(commit);
+        self.set_revision_status(commit, info.as_ref(), false, None, now);
         if self.refused_logged.as_deref() == Some(commit) {
             return;
         }
         self.refused_logged = Some(commit.to_owned());
         self.engine.metrics.revisions_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         eprintln!("patchward: refused revision {commit} ({why}): {detail}");
-        let info = self.mirror.as_ref().and_then(|m| m.commit_info(commit).ok());
         let actor = info.as_ref().map_or("policy".to_owned(), |i| format!("commit:{}", i.author));
         let _ = self.engine.store.append_audit(
             now,
@@ -458,8 +451,19 @@ impl Reconciler {
         self.engine.status.set(kind, status, reason, message, now);
     }
 
-    fn set_revision_status(&self, commit: &str, applied: bool, signature: Option<String>, now: jiff::Timestamp) {
-        let info = self.mirror.as_ref().and_then(|m| m.commit_info(commit).ok());
+    /// Who made `commit` and why (repositories only).
+    fn commit_info(&self, commit: &str) -> Option<crate::follow::CommitInfo> {
+        self.mirror.as_ref().and_then(|m| m.commit_info(commit).ok())
+    }
+
+    fn set_revision_status(
+        &self,
+        commit: &str,
+        info: Option<&crate::follow::CommitInfo>,
+        applied: bool,
+        signature: Option<String>,
+        now: jiff::Timestamp,
+    ) {
         let revision = RevisionStatus {
             revision: commit.to_owned(),
             author: info.as_ref().map(|i| i.author.clone()),
@@ -579,7 +583,7 @@ impl CatalogSync {
             let mut refused = None;
             if due && !backing_off {
                 self.synced.insert(source.name.clone());
-                match self.sync_source(source, policy, state.as_ref(), now) {
+                match self.sync_source(source, policy, now) {
                     Ok(imported) => {
                         changed |= imported;
                         self.catalog_backoff.remove(&source.name);
@@ -627,8 +631,9 @@ impl CatalogSync {
         if changed {
             self.engine.reload_catalog()?;
         }
-        let bundled = self.engine.store.catalog_sources()?.iter().any(|s| s.name == BUNDLED_SOURCE)
-            && !self.engine.store.catalog_sources()?.iter().any(|s| policy.catalog_sources.contains_key(&s.name));
+        let stored = self.engine.store.catalog_sources()?;
+        let bundled = stored.iter().any(|s| s.name == BUNDLED_SOURCE)
+            && !stored.iter().any(|s| policy.catalog_sources.contains_key(&s.name));
         let catalog_revision = self.engine.in_force().map_or(0, |f| f.catalog_revision);
         self.engine.status.update(|s| {
             s.catalog = statuses;
@@ -644,74 +649,32 @@ impl CatalogSync {
         &self,
         source: &crate::policy::Named<crate::policy::model::CatalogSourceSpec>,
         policy: &Policy,
-        state: Option<&crate::store::SourceState>,
         now: jiff::Timestamp,
     ) -> Result<bool, String> {
-        let limits = FetchLimits {
-            total_timeout: source.spec.timeout.value.as_std(),
-            max_bytes: source.spec.max_bytes.value,
-            retries: source.spec.retries,
-            ..FetchLimits::default()
-        };
-        let validators = state
-            .map(|s| Validators { etag: s.etag.clone(), last_modified: s.last_modified.clone() })
-            .unwrap_or_default();
-        let url = source.spec.url.value.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let fetched = runtime
-            .block_on(fetch::fetch(&self.client, &url, &validators, &limits, &TokioSleeper, &|_, _| {}))
-            .map_err(|e| format!("fetch failed: {e}"))?;
-        let (bytes, received) = match fetched {
-            Fetched::NotModified => {
-                crate::catalog::record_not_modified(&self.engine.store, &source.name, now)
-                    .map_err(|e| e.to_string())?;
-                return Ok(false);
-            }
-            Fetched::Body { bytes, validators } => (bytes, validators),
-        };
-        let signature = match &source.spec.public_key {
-            None => None,
-            Some(_) => {
-                let sig_limits = FetchLimits { max_bytes: 4096, ..limits };
-                let sig_url = format!("{url}.sig");
-                match runtime.block_on(fetch::fetch(
-                    &self.client,
-                    &sig_url,
-                    &Validators::default(),
-                    &sig_limits,
-                    &TokioSleeper,
-                    &|_, _| {},
-                )) {
-                    Ok(Fetched::Body { bytes, .. }) => Some(bytes),
-                    _ => None,
-                }
-            }
-        };
-        let request = ImportRequest {
-            source: &source.name,
-            format: source.spec.format,
-            mode: ImportMode::Snapshot,
-            bytes: &bytes,
-            signature: signature.as_deref(),
-            public_key: source.spec.public_key.as_ref().map(|k| k.value.as_str()),
-            pinned_sha256: source.spec.sha256.as_ref().map(|s| s.value.as_str()),
-            etag: received.etag,
-            last_modified: received.last_modified,
-            retention: retention_of(policy),
-            limits: FeedLimits { max_bytes: limits.max_bytes, ..FeedLimits::default() },
+        let store = &self.engine.store;
+        let synced = tokio::runtime::Handle::current().block_on(sync_source(
+            store,
+            &self.client,
+            source,
+            retention_of(policy),
+            true,
             now,
-        };
-        let report = crate::catalog::import(&self.engine.store, &request).map_err(|e| e.to_string())?;
-        if !report.unchanged {
-            let _ = self.engine.store.append_audit(
-                now,
-                &format!("feed:{}", source.name),
-                "catalog.imported",
-                serde_json::json!({"revision": report.revision, "patches": report.patches,
-                    "added": report.added, "updated": report.updated, "obsoleted": report.obsoleted}),
-            );
+            &|_, _| {},
+        ));
+        match synced.map_err(|e| e.to_string())? {
+            Synced::NotModified(_) => Ok(false),
+            Synced::Imported(report) if report.unchanged => Ok(false),
+            Synced::Imported(report) => {
+                let _ = store.append_audit(
+                    now,
+                    &format!("feed:{}", source.name),
+                    "catalog.imported",
+                    serde_json::json!({"revision": report.revision, "patches": report.patches,
+                        "added": report.added, "updated": report.updated, "obsoleted": report.obsoleted}),
+                );
+                Ok(true)
+            }
         }
-        Ok(!report.unchanged)
     }
 }
 
@@ -730,43 +693,20 @@ fn render_diagnostic(d: &Diagnostic) -> String {
     format!("{}:{}:{}: {}", d.path, d.line, d.col, d.message)
 }
 
-/// A digest of a folder's policy files (names and contents), to notice
-/// that it changed.
-fn folder_digest(path: &Path) -> std::io::Result<String> {
+/// A digest of what a folder's policy is read from (each file's path and
+/// bytes, and what was refused before parsing), to notice that it changed.
+fn files_digest(files: &crate::policy::source::SourceFiles) -> String {
     use sha2::Digest as _;
-    let mut files = Vec::new();
-    let mut stack = vec![path.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
-        }
-    }
-    files.sort();
     let mut hasher = sha2::Sha256::new();
-    for file in files {
-        hasher.update(file.to_string_lossy().as_bytes());
-        hasher.update(std::fs::read(&file)?);
+    for file in &files.files {
+        hasher.update((file.relative_path.len() as u64).to_le_bytes());
+        hasher.update(file.relative_path.as_bytes());
+        hasher.update((file.bytes.len() as u64).to_le_bytes());
+        hasher.update(&file.bytes);
     }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        cause = inner.source();
+    for refused in &files.diagnostics {
+        hasher.update(refused.path.as_bytes());
+        hasher.update(refused.message.as_bytes());
     }
-    text
+    hex::encode(hasher.finalize())
 }

@@ -115,7 +115,6 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
             origin,
             poll_interval: config.poll_interval,
             signatures,
-            bundled_feed: config.bundled_feed,
             limits: crate::policy::PolicyLimits::default(),
         },
         data,
@@ -212,11 +211,11 @@ async fn reconcile_loop(
     }
 }
 
-/// Syncs the catalog sources on their intervals, and at once after a
-/// policy change or a sync request (a new policy may name new sources).
+/// Syncs the catalog sources on their intervals, and at once after what is
+/// in force changed (a new policy may name new sources).
 async fn catalog_loop(sync: CatalogSync, engine: Arc<Engine>, mut stopped: tokio::sync::watch::Receiver<bool>) {
     let sync = Arc::new(std::sync::Mutex::new(sync));
-    let mut changes = engine.subscribe();
+    let mut changes = engine.subscribe_in_force();
     loop {
         let pass = sync.clone();
         let Ok(action) =

@@ -31,6 +31,13 @@ pub struct ItemRow {
     pub overdue: bool,
 }
 
+impl ItemRow {
+    /// Not installed (or removed) yet.
+    pub fn pending(&self) -> bool {
+        self.status != "installed" && self.status != "removed"
+    }
+}
+
 /// Where a device stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -43,10 +50,31 @@ pub enum Compliance {
     NonCompliant,
 }
 
-/// The devices' plans: the full plan's, with those planned since in their
-/// place.
+/// The devices' plans as served: the full plan's, with those planned since
+/// in their place, then those enrolled since (by id).
 pub fn device_plans<'a>(plan: &'a Plan, replanned: &'a HashMap<String, Arc<DevicePlan>>) -> Vec<&'a DevicePlan> {
-    plan.devices.iter().map(|d| replanned.get(&d.id).map_or(d, |r| r.as_ref())).collect()
+    let mut devices: Vec<&DevicePlan> =
+        plan.devices.iter().map(|d| replanned.get(&d.id).map_or(d, |r| r.as_ref())).collect();
+    let mut enrolled_since: Vec<&DevicePlan> = replanned
+        .values()
+        .map(|d| d.as_ref())
+        .filter(|d| plan.devices.binary_search_by(|p| p.id.as_str().cmp(&d.id)).is_err())
+        .collect();
+    enrolled_since.sort_by(|a, b| a.id.cmp(&b.id));
+    devices.extend(enrolled_since);
+    devices
+}
+
+/// One device's plan as served (see [`device_plans`]).
+pub fn device_plan<'a>(
+    plan: &'a Plan,
+    replanned: &'a HashMap<String, Arc<DevicePlan>>,
+    id: &str,
+) -> Option<&'a DevicePlan> {
+    match replanned.get(id) {
+        Some(planned) => Some(planned.as_ref()),
+        None => plan.devices.binary_search_by(|d| d.id.as_str().cmp(id)).ok().map(|i| &plan.devices[i]),
+    }
 }
 
 pub fn item_rows(in_force: &InForce, plan: &Plan, device: &DevicePlan, now: jiff::Timestamp) -> Vec<ItemRow> {
@@ -88,7 +116,7 @@ pub fn item_rows(in_force: &InForce, plan: &Plan, device: &DevicePlan, now: jiff
 pub fn compliance_of(rows: &[ItemRow]) -> Compliance {
     if rows.iter().any(|r| r.overdue) {
         Compliance::NonCompliant
-    } else if rows.iter().any(|r| r.status != "installed" && r.status != "removed") {
+    } else if rows.iter().any(ItemRow::pending) {
         Compliance::Pending
     } else {
         Compliance::Compliant
@@ -176,11 +204,13 @@ pub fn csv_field(text: &str) -> String {
     if defused.contains([',', '"', '\n', '\r']) { format!("\"{}\"", defused.replace('"', "\"\"")) } else { defused }
 }
 
-/// Rows of JSON objects as CSV, with `columns` as the header.
-pub fn to_csv(columns: &[&str], rows: &[serde_json::Value]) -> String {
+/// Rows (each serializing to a JSON object) as CSV, with `columns` as the
+/// header.
+pub fn to_csv<T: Serialize>(columns: &[&str], rows: &[T]) -> String {
     let mut out = columns.join(",");
     out.push('\n');
     for row in rows {
+        let row = serde_json::to_value(row).unwrap_or_default();
         let fields: Vec<String> = columns
             .iter()
             .map(|c| match &row[*c] {

@@ -113,6 +113,27 @@ pub fn observe(
     state: &FollowState,
     limits: &crate::policy::PolicyLimits,
 ) -> Observation {
+    observe_with(mirror, url, branch, state, |commit| {
+        let source =
+            crate::policy::PolicySource::GitRevision { repo: mirror.path().to_owned(), rev: commit.to_owned() };
+        match crate::policy::load_policy(&source, limits) {
+            Ok(load) => {
+                load.diagnostics.into_iter().filter(|d| d.severity == crate::diagnostics::Severity::Error).collect()
+            }
+            Err(e) => vec![Diagnostic::error(source.describe(), crate::diagnostics::Pos::UNKNOWN, error_chain(&e))],
+        }
+    })
+}
+
+/// [`observe`] with the policy at the fetched commit judged by `judge`
+/// (its errors; empty when valid), for a caller that keeps what it judged.
+pub fn observe_with(
+    mirror: &Mirror,
+    url: &str,
+    branch: &str,
+    state: &FollowState,
+    judge: impl FnOnce(&str) -> Vec<Diagnostic>,
+) -> Observation {
     let commit = match mirror.fetch(url, branch) {
         Ok(commit) => commit,
         Err(e) => return Observation::Unreachable { error: error_chain(&e) },
@@ -124,16 +145,11 @@ pub fn observe(
             Err(e) => return Observation::Unreachable { error: error_chain(&e) },
         },
     };
-    let source = crate::policy::PolicySource::GitRevision { repo: mirror.path().to_owned(), rev: commit.clone() };
-    let errors = match crate::policy::load_policy(&source, limits) {
-        Ok(load) => {
-            load.diagnostics.into_iter().filter(|d| d.severity == crate::diagnostics::Severity::Error).collect()
-        }
-        Err(e) => vec![Diagnostic::error(source.describe(), crate::diagnostics::Pos::UNKNOWN, error_chain(&e))],
-    };
+    let errors = judge(&commit);
     Observation::Fetched { commit, fast_forward, errors }
 }
 
+/// An error and its causes on one line, `outer: inner: …`.
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();

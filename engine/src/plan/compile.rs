@@ -115,6 +115,15 @@ fn duration(d: patchward_api::Duration) -> jiff::SignedDuration {
 }
 
 impl CompiledPolicy {
+    /// Compiles a loaded policy; `Err` holds why not: the load's
+    /// diagnostics when it did not validate, else the compiler's.
+    pub fn from_load(load: crate::policy::PolicyLoad) -> Result<CompiledPolicy, Vec<Diagnostic>> {
+        match load.policy {
+            Some(policy) => CompiledPolicy::compile(policy, load.commit),
+            None => Err(load.diagnostics),
+        }
+    }
+
     /// Compiles a valid policy. Validation already parsed every expression,
     /// so an error here means the evaluator and the checker disagree; it
     /// is reported where the expression was written, never ignored.

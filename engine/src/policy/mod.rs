@@ -73,7 +73,11 @@ pub struct PolicyLimits {
 /// Reads, parses and validates a policy source. `Err` means it could not be
 /// read at all; problems with its content are diagnostics.
 pub fn load_policy(source: &PolicySource, limits: &PolicyLimits) -> Result<PolicyLoad, SourceError> {
-    let files = source::read_source(source, &limits.source)?;
+    Ok(load_files(source::read_source(source, &limits.source)?, limits))
+}
+
+/// Parses and validates files already read (`source::read_source`).
+pub fn load_files(files: source::SourceFiles, limits: &PolicyLimits) -> PolicyLoad {
     let parsed = load::parse_files(&files.files, &limits.yaml);
     let documents = parsed.documents.len();
     let (mut diagnostics, policy) =
@@ -83,5 +87,5 @@ pub fn load_policy(source: &PolicySource, limits: &PolicyLimits) -> Result<Polic
     diagnostics.sort();
     diagnostics.dedup();
     let policy = if crate::diagnostics::has_errors(&diagnostics) { None } else { policy };
-    Ok(PolicyLoad { diagnostics, policy, commit: files.commit, documents, texts: parsed.texts })
+    PolicyLoad { diagnostics, policy, commit: files.commit, documents, texts: parsed.texts }
 }
