@@ -133,7 +133,8 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let metrics_app = metrics_router(engine.clone());
     let limits = config.limits.clone();
     let tasks = vec![
-        tokio::spawn(reconcile_loop(reconciler, engine.clone(), blobs, stopped.clone())),
+        tokio::spawn(reconcile_loop(reconciler, engine.clone(), stopped.clone())),
+        tokio::spawn(media_loop(engine.clone(), blobs, stopped.clone())),
         tokio::spawn(catalog_loop(catalog_sync, engine.clone(), stopped.clone())),
         tokio::spawn(serve_connections(api_listener, app, limits.clone(), stopped.clone())),
         tokio::spawn(serve_connections(metrics_listener, metrics_app, limits, stopped)),
@@ -176,22 +177,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// Reconciles on the action's interval or at once on a sync request, then
-/// fetches the packages the plan needs.
-async fn reconcile_loop(
-    reconciler: Reconciler,
-    engine: Arc<Engine>,
-    blobs: Arc<BlobStore>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
-) {
+/// Reconciles on the action's interval or at once on a sync request.
+async fn reconcile_loop(reconciler: Reconciler, engine: Arc<Engine>, mut stopped: tokio::sync::watch::Receiver<bool>) {
     let reconciler = Arc::new(std::sync::Mutex::new(reconciler));
-    let client = match crate::catalog::fetch::client(&crate::catalog::fetch::FetchLimits::default()) {
-        Ok(client) => client,
-        Err(e) => {
-            eprintln!("patchward: no HTTP client for the media master: {e}");
-            return;
-        }
-    };
     let mut forced = true;
     loop {
         let pass = reconciler.clone();
@@ -202,7 +190,6 @@ async fn reconcile_loop(
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             continue;
         };
-        fetch_media(&engine, &blobs, &client).await;
         tokio::select! {
             _ = tokio::time::sleep(action.requeue_after) => forced = false,
             _ = engine.sync_requests.notified() => forced = true,
@@ -232,18 +219,57 @@ async fn catalog_loop(sync: CatalogSync, engine: Arc<Engine>, mut stopped: tokio
     }
 }
 
-async fn fetch_media(engine: &Engine, blobs: &BlobStore, client: &reqwest::Client) {
+/// After a failed download, the media master tries that package again no
+/// sooner than this.
+const MEDIA_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
+/// The media master: whenever desired states change (a device may need a
+/// new package), fetches what the plan needs and the store lacks, on a
+/// task of its own so that a slow vendor never delays a reconcile.
+async fn media_loop(engine: Arc<Engine>, blobs: Arc<BlobStore>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let client = match crate::catalog::fetch::client(&crate::catalog::fetch::FetchLimits::default()) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("patchward: no HTTP client for the media master: {e}");
+            return;
+        }
+    };
+    let mut changes = engine.subscribe();
+    let mut failed: std::collections::HashMap<String, jiff::Timestamp> = std::collections::HashMap::new();
+    loop {
+        fetch_media(&engine, &blobs, &client, &mut failed).await;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            _ = changes.changed() => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+async fn fetch_media(
+    engine: &Engine,
+    blobs: &BlobStore,
+    client: &reqwest::Client,
+    failed: &mut std::collections::HashMap<String, jiff::Timestamp>,
+) {
     let Some((in_force, plan, replanned)) = engine.plan_view() else { return };
     let download = in_force.policy.policy.settings.as_ref().map(|s| s.spec.download).unwrap_or_default();
     let devices = super::views::device_plans(&plan, &replanned);
     let wanted = super::media::wanted(&plan, &in_force.catalog, &devices, download);
     for package in wanted {
-        if blobs.path(&package.sha256).is_some() {
+        let now = engine.clock.now();
+        if blobs.path(&package.sha256).is_some() || failed.get(&package.sha256).is_some_and(|at| now < *at) {
             continue;
         }
         let timeout = std::time::Duration::from_secs(600);
-        if let Err(e) = blobs.fetch(client, &package.url, &package.sha256, package.size, timeout).await {
-            eprintln!("patchward: media master: {e}");
+        match blobs.fetch(client, &package.url, &package.sha256, package.size, timeout).await {
+            Ok(()) => {
+                failed.remove(&package.sha256);
+            }
+            Err(e) => {
+                eprintln!("patchward: media master: {e}");
+                failed.insert(package.sha256.clone(), now.checked_add(MEDIA_RETRY).unwrap_or(now));
+            }
         }
     }
 }
