@@ -1,0 +1,5 @@
+//! The patchward endpoint agent as a library, so the binary stays thin and
+//! the tests drive the same code the service runs.
+//!
+//! Architecture invariant: the agent links the wire-types crate
+//! (`patchward-api`) and never git2, sled or the CEL interpreter.
