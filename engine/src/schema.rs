@@ -125,6 +125,7 @@ pub fn all_schemas() -> Vec<SchemaFile> {
     files.push(plain_schema::<patchward_api::Fleet>("fleet.json"));
     files.push(output_schema::<crate::plan::report::PlanReport>("plan.json"));
     files.push(plain_schema::<patchward_api::desired::DesiredState>("desired-state.json"));
+    files.push(plain_schema::<crate::daemon::config::ConfigFile>("serve-config.json"));
     files.push(plain_schema::<patchward_api::dsse::Envelope>("dsse-envelope.json"));
     files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     files

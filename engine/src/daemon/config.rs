@@ -6,13 +6,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use patchward_api::Duration;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::follow::signature::SignatureMode;
 
-/// The config file, as written: every field optional.
-#[derive(Debug, Default, Deserialize)]
+/// The config file of `patchward serve`, as written: every field optional;
+/// `examples/serve/patchward.yaml` has them all with their defaults.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "patchward serve config")]
 pub struct ConfigFile {
     pub data: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
@@ -27,7 +30,7 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PoliciesFile {
     /// A folder, a git repository's path, or a `file://`, `http(s)://` or
@@ -35,20 +38,25 @@ pub struct PoliciesFile {
     pub source: Option<String>,
     pub branch: Option<String>,
     pub poll_interval: Option<Duration>,
+    /// The longest a fetch may take to connect to the repository's server.
+    pub connect_timeout: Option<Duration>,
+    /// The longest a fetch may wait for any one read from the server (a
+    /// server that accepts and never answers is cut off after this).
+    pub read_timeout: Option<Duration>,
     /// Where the HMAC secret of `POST /api/v1/sync` webhooks is.
     pub webhook_secret_file: Option<PathBuf>,
     #[serde(default)]
     pub signatures: SignaturesFile,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SignaturesFile {
     pub mode: Option<SignatureMode>,
     pub allowed_signers: Option<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CatalogFile {
     /// Import the example feed built into the binary while a source has
@@ -56,13 +64,13 @@ pub struct CatalogFile {
     pub bundled_feed: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct DesiredStateFile {
     pub ttl: Option<Duration>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LimitsFile {
     pub max_body_bytes: Option<usize>,
@@ -122,6 +130,8 @@ pub struct ServeConfig {
     pub policies: String,
     pub branch: String,
     pub poll_interval: std::time::Duration,
+    pub connect_timeout: std::time::Duration,
+    pub read_timeout: std::time::Duration,
     pub webhook_secret_file: Option<PathBuf>,
     pub signature_mode: SignatureMode,
     pub allowed_signers: Option<PathBuf>,
@@ -139,6 +149,8 @@ impl Default for ServeConfig {
             policies: "./policies".into(),
             branch: "main".into(),
             poll_interval: std::time::Duration::from_secs(60),
+            connect_timeout: std::time::Duration::from_secs(15),
+            read_timeout: std::time::Duration::from_secs(60),
             webhook_secret_file: None,
             signature_mode: SignatureMode::Off,
             allowed_signers: None,
@@ -203,6 +215,8 @@ impl ServeConfig {
             policies: flags.policies.or(parsed.policies.source).unwrap_or(defaults.policies),
             branch: flags.branch.or(parsed.policies.branch).unwrap_or(defaults.branch),
             poll_interval: parsed.policies.poll_interval.map_or(defaults.poll_interval, Duration::as_std),
+            connect_timeout: parsed.policies.connect_timeout.map_or(defaults.connect_timeout, Duration::as_std),
+            read_timeout: parsed.policies.read_timeout.map_or(defaults.read_timeout, Duration::as_std),
             webhook_secret_file: parsed.policies.webhook_secret_file,
             signature_mode: parsed.policies.signatures.mode.unwrap_or_default(),
             allowed_signers: parsed.policies.signatures.allowed_signers,
@@ -220,6 +234,9 @@ impl ServeConfig {
         }
         if config.poll_interval < std::time::Duration::from_secs(1) {
             return Err(invalid("policies.pollInterval", "must be at least 1s"));
+        }
+        if config.connect_timeout.is_zero() || config.read_timeout.is_zero() {
+            return Err(invalid("policies.connectTimeout", "connectTimeout and readTimeout must be positive"));
         }
         if config.desired_ttl < jiff::SignedDuration::from_mins(5) {
             return Err(invalid("desiredState.ttl", "must be at least 5m"));

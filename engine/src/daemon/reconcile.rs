@@ -652,6 +652,7 @@ impl CatalogSync {
         now: jiff::Timestamp,
     ) -> Result<bool, String> {
         let store = &self.engine.store;
+        let previous = store.catalog_source(&source.name).ok().flatten().map(|s| s.revision);
         let synced = tokio::runtime::Handle::current().block_on(sync_source(
             store,
             &self.client,
@@ -663,7 +664,9 @@ impl CatalogSync {
         ));
         match synced.map_err(|e| e.to_string())? {
             Synced::NotModified(_) => Ok(false),
-            Synced::Imported(report) if report.unchanged => Ok(false),
+            // A new revision with the same patches still changes what the
+            // desired states say they were planned against.
+            Synced::Imported(report) if report.unchanged && previous == Some(report.revision) => Ok(false),
             Synced::Imported(report) => {
                 let _ = store.append_audit(
                     now,

@@ -107,6 +107,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let blobs = Arc::new(
         BlobStore::open(&data.join("blobs")).with_context(|| format!("failed to open {}/blobs", data.display()))?,
     );
+    crate::follow::set_network_timeouts(config.connect_timeout, config.read_timeout);
     let origin = PolicyOrigin::resolve(&config.policies, &config.branch);
     eprintln!("patchward: following {}", origin.describe());
     let reconciler = Reconciler::new(

@@ -47,6 +47,26 @@ pub struct Mirror {
     repo: git2::Repository,
 }
 
+/// Bounds every network fetch (T2: a server that accepts and never answers
+/// must not stall the reconciler): `connect` to open the connection, `read`
+/// for any one read from it.
+///
+/// libgit2 keeps these in process-wide settings. Call this before the first
+/// fetch (serve does, at start); calls are serialized here, and libgit2 only
+/// reads the values when it opens a connection.
+pub fn set_network_timeouts(connect: std::time::Duration, read: std::time::Duration) {
+    static SETTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = SETTING.lock().unwrap_or_else(|p| p.into_inner());
+    let millis = |d: std::time::Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX).max(1);
+    // SAFETY: the options are plain integers in libgit2's global settings;
+    // the lock above keeps our writes from racing each other, and the
+    // values are written before the fetches that read them start.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(millis(connect));
+        let _ = git2::opts::set_server_timeout_in_milliseconds(millis(read));
+    }
+}
+
 impl Mirror {
     /// Opens the mirror at `path`, creating an empty bare repository there
     /// the first time.

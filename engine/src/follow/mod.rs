@@ -16,7 +16,7 @@ pub mod signature;
 
 use std::collections::BTreeSet;
 
-pub use mirror::{CommitInfo, Mirror, MirrorError};
+pub use mirror::{CommitInfo, Mirror, MirrorError, set_network_timeouts};
 
 use crate::diagnostics::Diagnostic;
 
