@@ -99,6 +99,7 @@ fn reconciler(data: &Path, url: String, clock: Arc<FakeClock>) -> (Arc<Engine>, 
         poll_interval: std::time::Duration::from_secs(60),
         signatures: None,
         limits: PolicyLimits::default(),
+        credentials: Default::default(),
     };
     let reconciler = Reconciler::new(engine.clone(), settings, data).unwrap();
     (engine, reconciler)

@@ -92,6 +92,7 @@ impl Daemon {
             poll_interval: POLL,
             signatures: None,
             limits: PolicyLimits::default(),
+            credentials: Default::default(),
         };
         let reconciler = Reconciler::new(engine.clone(), settings, data).unwrap();
         let catalog = CatalogSync::new(engine.clone(), POLL, false).unwrap();

@@ -47,6 +47,20 @@ pub struct PoliciesFile {
     pub webhook_secret_file: Option<PathBuf>,
     #[serde(default)]
     pub signatures: SignaturesFile,
+    #[serde(default)]
+    pub ssh: SshFile,
+    /// A file holding `user:token`, for an `https://` repository that needs them.
+    pub http_credentials_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SshFile {
+    /// The private key offered to the repository's SSH server.
+    pub private_key: Option<PathBuf>,
+    /// The SSH server's host keys (known_hosts format, as `ssh-keyscan`
+    /// writes it); no SSH server is trusted without them.
+    pub known_hosts: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -135,6 +149,7 @@ pub struct ServeConfig {
     pub webhook_secret_file: Option<PathBuf>,
     pub signature_mode: SignatureMode,
     pub allowed_signers: Option<PathBuf>,
+    pub credentials: crate::follow::transport::FetchCredentials,
     pub bundled_feed: bool,
     pub desired_ttl: jiff::SignedDuration,
     pub limits: Limits,
@@ -154,6 +169,7 @@ impl Default for ServeConfig {
             webhook_secret_file: None,
             signature_mode: SignatureMode::Off,
             allowed_signers: None,
+            credentials: crate::follow::transport::FetchCredentials::default(),
             bundled_feed: true,
             desired_ttl: jiff::SignedDuration::from_hours(24),
             limits: Limits::default(),
@@ -220,6 +236,11 @@ impl ServeConfig {
             webhook_secret_file: parsed.policies.webhook_secret_file,
             signature_mode: parsed.policies.signatures.mode.unwrap_or_default(),
             allowed_signers: parsed.policies.signatures.allowed_signers,
+            credentials: crate::follow::transport::FetchCredentials {
+                ssh_private_key: parsed.policies.ssh.private_key,
+                ssh_known_hosts: parsed.policies.ssh.known_hosts,
+                http_credentials: parsed.policies.http_credentials_file,
+            },
             bundled_feed: parsed.catalog.bundled_feed.unwrap_or(defaults.bundled_feed),
             desired_ttl: parsed
                 .desired_state

@@ -82,6 +82,7 @@ pub struct ReconcilerSettings {
     pub poll_interval: std::time::Duration,
     pub signatures: Option<(SignatureMode, AllowedSigners)>,
     pub limits: PolicyLimits,
+    pub credentials: crate::follow::transport::FetchCredentials,
 }
 
 /// A policy read and compiled, or why not.
@@ -116,7 +117,8 @@ impl Reconciler {
         let mirror = match &settings.origin {
             PolicyOrigin::Repository { .. } => Some(
                 Mirror::open(&data.join("policy-mirror"))
-                    .with_context(|| format!("failed to open the policy mirror in {}", data.display()))?,
+                    .with_context(|| format!("failed to open the policy mirror in {}", data.display()))?
+                    .with_credentials(settings.credentials.clone()),
             ),
             PolicyOrigin::Folder(_) => None,
         };

@@ -117,6 +117,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
             poll_interval: config.poll_interval,
             signatures,
             limits: crate::policy::PolicyLimits::default(),
+            credentials: config.credentials.clone(),
         },
         data,
     )?;

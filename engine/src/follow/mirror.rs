@@ -45,6 +45,7 @@ pub struct CommitInfo {
 pub struct Mirror {
     path: PathBuf,
     repo: git2::Repository,
+    credentials: super::transport::FetchCredentials,
 }
 
 /// Bounds every network fetch (T2: a server that accepts and never answers
@@ -77,7 +78,12 @@ impl Mirror {
         } else {
             git2::Repository::init_bare(path).map_err(open)?
         };
-        Ok(Mirror { path: path.to_owned(), repo })
+        Ok(Mirror { path: path.to_owned(), repo, credentials: Default::default() })
+    }
+
+    /// Fetches authenticate with these (and check SSH host keys against them).
+    pub fn with_credentials(self, credentials: super::transport::FetchCredentials) -> Mirror {
+        Mirror { credentials, ..self }
     }
 
     pub fn path(&self) -> &Path {
@@ -92,10 +98,12 @@ impl Mirror {
     /// commit at its tip. History the remote rewrote is fetched too; whether
     /// to follow it is [`super::decide`]'s question.
     pub fn fetch(&self, url: &str, branch: &str) -> Result<String, MirrorError> {
-        let failed = |source| MirrorError::Fetch { url: url.to_owned(), branch: branch.to_owned(), source };
+        let failed =
+            |source| MirrorError::Fetch { url: super::transport::redact_url(url), branch: branch.to_owned(), source };
         let mut remote = self.repo.remote_anonymous(url).map_err(failed)?;
         let mut options = git2::FetchOptions::new();
         options.download_tags(git2::AutotagOption::None);
+        options.remote_callbacks(super::transport::callbacks(&self.credentials, url));
         let refspec = format!("+refs/heads/{branch}:{TIP}");
         remote.fetch(&[refspec.as_str()], Some(&mut options), None).map_err(failed)?;
         let tip = self.repo.refname_to_id(TIP).map_err(failed)?;

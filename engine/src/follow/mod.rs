@@ -13,6 +13,7 @@
 
 mod mirror;
 pub mod signature;
+pub mod transport;
 
 use std::collections::BTreeSet;
 
