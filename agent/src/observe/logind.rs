@@ -70,11 +70,11 @@ impl LogindSession {
 /// `loginctl list-sessions --no-legend`: the session id is the first
 /// column in every systemd's layout (older `SESSION UID USER SEAT TTY`,
 /// newer with `LEADER CLASS … IDLE SINCE`). Headers and the `N sessions
-/// listed.` footer are skipped should `--no-legend` be ignored.
+/// listed.` footer (or `No sessions.`) are skipped should `--no-legend` be ignored.
 pub fn parse_list_sessions(stdout: &str) -> Vec<String> {
     stdout
         .lines()
-        .filter(|l| !l.trim_end().ends_with("listed.") && !l.trim().is_empty())
+        .filter(|l| !l.trim_end().ends_with("listed.") && !l.trim().is_empty() && l.trim() != "No sessions.")
         .filter_map(|l| l.split_whitespace().next())
         .filter(|id| *id != "SESSION" && id.bytes().all(|b| b.is_ascii_alphanumeric()))
         .map(str::to_owned)
