@@ -46,10 +46,10 @@ fn platform_is_id_and_version_id_as_the_catalog_names_them() {
 #[test]
 fn env_file_values_unquote_like_a_shell() {
     let vars = parse_env_file(
-        "A=\"say \\\"hi\\\" \\$HOME\"\nB='it''s'\nexport C=plain # trailing\n  D = spaced\nnot a line\n",
+        "A=\"say \\\"hi\\\" \\$HOME\"\nB='no $expansion \\here'\nexport C=plain # trailing\n  D = spaced\nnot a line\n",
     );
     assert_eq!(vars["A"], "say \"hi\" $HOME");
-    assert_eq!(vars["B"], "it''s");
+    assert_eq!(vars["B"], "no $expansion \\here");
     assert_eq!(vars["C"], "plain");
     assert_eq!(vars["D"], "spaced");
     assert_eq!(vars.len(), 4);
