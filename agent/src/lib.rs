@@ -3,3 +3,9 @@
 //!
 //! Architecture invariant: the agent links the wire-types crate
 //! (`patchward-api`) and never git2, sled or the CEL interpreter.
+
+pub mod detect;
+pub mod facts;
+pub mod inventory;
+pub mod observe;
+pub mod windows;

@@ -6,6 +6,7 @@
 //! and, as later issues add them, the request and response bodies of the API.
 
 pub mod desired;
+pub mod detection;
 pub mod dsse;
 mod duration;
 mod fleet;
