@@ -79,3 +79,58 @@ fn the_example_devices_desired_state_is_complete_signed_and_schema_valid() {
         assert!(errors.is_empty(), "{file}: {errors:#?}");
     }
 }
+
+/// What the agent needs beyond the plan: a scheduled-prompt item carries
+/// its fallback policy resolved (with that policy's own windows), and a
+/// patch carries the catalog's detection rules.
+#[test]
+fn items_carry_their_fallback_policy_and_their_detection_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    copy(&root().join("policies"), &policies);
+    let software = policies.join("software/7zip.yaml");
+    let text = std::fs::read_to_string(&software).unwrap();
+    std::fs::write(&software, text.replace("policy: workstation-prompt", "policy: workstation-morning-prompt")).unwrap();
+    let load = load_policy(&PolicySource::Folder(policies), &PolicyLimits::default()).unwrap();
+    let policy = CompiledPolicy::compile(load.policy.unwrap(), None).unwrap();
+    let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
+    let feed = std::fs::read(root().join("examples/plan/feed.json")).unwrap();
+    let (records, _) =
+        patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
+    let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
+    let fleet_text = std::fs::read_to_string(root().join("examples/plan/fleet.yaml")).unwrap();
+    let fleet: patchward_api::Fleet =
+        patchward::policy::yaml::from_str(&fleet_text, &patchward::policy::yaml::YamlLimits::default()).unwrap();
+    let computed = plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &fleet.devices, ledger: None, now });
+    let envelope = Envelope { generation: 1, catalog_revision: 1, issued_at: now, expires_at: now };
+    let states: Vec<DesiredState> =
+        computed.devices.iter().map(|d| desired_state(&computed, &policy, &catalog, d, &envelope)).collect();
+    let items = || states.iter().flat_map(|s| s.items.iter());
+
+    let prompted = items().find(|i| i.policy["name"] == "workstation-morning-prompt").expect("a prompted item");
+    let fallback = prompted.fallback.as_ref().expect("its fallback");
+    assert_eq!(fallback.policy["name"], "workstation-idle");
+    assert_eq!(fallback.policy["mode"], "idle");
+    assert!(fallback.windows.is_empty(), "workstation-idle names no windows: {:?}", fallback.windows);
+    let windows: Vec<&str> = prompted.windows.iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(windows, ["workstations-day"], "the prompting policy's own");
+    assert!(fallback.fallback.is_none(), "idle has no fallback of its own");
+    assert!(items().filter(|i| i.policy["mode"] != "scheduled-prompt").all(|i| i.fallback.is_none()));
+
+    let openssl = items().find(|i| i.patch == "DSA-5900-1").expect("the openssl advisory is planned");
+    let detect = openssl.detect.as_ref().expect("its detection rules");
+    let patchward_api::detection::DetectionRule::Package(rule) = &detect.any_of[0] else { panic!("{detect:?}") };
+    assert_eq!((rule.name.as_str(), rule.at_least.as_str()), ("openssl", "3.0.15-1~deb12u1"));
+}
+
+fn copy(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}

@@ -47,6 +47,26 @@ pub struct DesiredItem {
     #[schemars(with = "Option<String>")]
     pub deadline: Option<jiff::Timestamp>,
     pub packages: Vec<DesiredPackage>,
+    /// How the agent proves the item is installed (the catalog's `detect`,
+    /// or the software version's `detection`); it verifies every install
+    /// with it, and an uninstall learns from it what to remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detect: Option<crate::detection::Detection>,
+    /// For a `scheduled-prompt` policy, the policy that applies outside its
+    /// prompting hours: `{policy, windows, fallback}`, resolved like the
+    /// item's own (and its own fallback in turn).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Box<ResolvedFallback>>,
+}
+
+/// A deployment policy resolved for the agent, as the item carries its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ResolvedFallback {
+    pub policy: serde_json::Value,
+    pub windows: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Box<ResolvedFallback>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -2,7 +2,7 @@
 //! policy and windows inlined, its packages by sha256, and the mirrors of
 //! its Location. What the engine signs and serves; pure.
 
-use patchward_api::desired::{Action, DesiredItem, DesiredPackage, DesiredState, ItemSource, Status};
+use patchward_api::desired::{Action, DesiredItem, DesiredPackage, DesiredState, ItemSource, ResolvedFallback, Status};
 
 use super::{CompiledPolicy, DevicePlan, ItemStatus, Plan, PlanCatalog};
 use crate::policy::model::ItemAction;
@@ -42,6 +42,51 @@ fn named_spec<T: serde::Serialize>(name: &str, spec: &T) -> serde_json::Value {
     value
 }
 
+/// Fallbacks chain through `scheduledPrompt.fallback`; validation refuses
+/// cycles, and this bound keeps a broken chain from recursing anyway.
+const MAX_FALLBACKS: usize = 8;
+
+/// A deployment policy as the agent gets it: its spec (named), its windows
+/// (named), and its fallback resolved the same way.
+fn resolve_deployment(
+    policy: &CompiledPolicy,
+    name: &str,
+) -> (serde_json::Value, Vec<serde_json::Value>, Option<Box<ResolvedFallback>>) {
+    let resolve_one = |name: &str| {
+        let spec = &policy.policy.deployment_policies.get(name)?.spec;
+        let windows = spec
+            .windows
+            .iter()
+            .filter_map(|w| policy.policy.windows.get(&w.value).map(|doc| named_spec(&w.value, &doc.spec)))
+            .collect::<Vec<_>>();
+        let next = spec.scheduled_prompt.as_ref().map(|o| o.value.fallback.value.clone());
+        Some((named_spec(name, spec), windows, next))
+    };
+    let Some((value, windows, mut next)) = resolve_one(name) else {
+        return (serde_json::Value::Null, Vec::new(), None);
+    };
+    let mut chain = Vec::new();
+    while let Some(fallback) = next.take() {
+        if chain.len() == MAX_FALLBACKS {
+            break;
+        }
+        let Some((policy, windows, after)) = resolve_one(&fallback) else { break };
+        chain.push(ResolvedFallback { policy, windows, fallback: None });
+        next = after;
+    }
+    let fallback = chain.into_iter().rev().fold(None, |inner, mut link| {
+        link.fallback = inner;
+        Some(Box::new(link))
+    });
+    (value, windows, fallback)
+}
+
+/// The engine's detection rules in the wire form (the same JSON shape;
+/// the engine's carry source positions for its diagnostics).
+fn wire_detection(detection: &crate::policy::model::Detection) -> Option<patchward_api::detection::Detection> {
+    serde_json::to_value(detection).ok().and_then(|value| serde_json::from_value(value).ok())
+}
+
 /// The desired state of `planned`, one of `plan`'s devices (or one planned
 /// against it with [`super::replan_devices`]).
 pub fn desired_state(
@@ -52,23 +97,14 @@ pub fn desired_state(
     envelope: &Envelope,
 ) -> DesiredState {
     let commit = plan.policy_revision.clone().unwrap_or_default();
-    let deployment = |index: usize| {
-        let name = &plan.policy_names[index];
-        let spec = &policy.policy.deployment_policies[name].spec;
-        let windows = spec
-            .windows
-            .iter()
-            .filter_map(|w| policy.policy.windows.get(&w.value).map(|doc| named_spec(&w.value, &doc.spec)))
-            .collect();
-        (named_spec(name, spec), windows)
-    };
+    let deployment = |index: usize| resolve_deployment(policy, &plan.policy_names[index]);
     let mut items: Vec<DesiredItem> = planned
         .items
         .iter()
         .map(|item| {
             let grant = plan.grant(item);
             let (kind, name) = plan.source_name(grant.source);
-            let (policy_value, windows) = deployment(grant.policy as usize);
+            let (policy_value, windows, fallback) = deployment(grant.policy as usize);
             let patch = &catalog.patches[item.patch as usize].view.record.patch;
             DesiredItem {
                 patch: plan.patches[item.patch as usize].clone(),
@@ -90,12 +126,14 @@ pub fn desired_state(
                         args: p.args.clone(),
                     })
                     .collect(),
+                detect: patch.detect.as_ref().and_then(wire_detection),
+                fallback,
             }
         })
         .collect();
     for software in &planned.software {
         let assignment = &policy.assignments[software.assignment as usize];
-        let (policy_value, windows) = deployment(assignment.policy);
+        let (policy_value, windows, fallback) = deployment(assignment.policy);
         let version = policy.policy.packages[&assignment.package]
             .spec
             .versions
@@ -122,6 +160,8 @@ pub fn desired_state(
                     }]
                 })
                 .unwrap_or_default(),
+            detect: version.and_then(|v| v.value.detection.as_ref()).and_then(wire_detection),
+            fallback,
         });
     }
     let location = planned.location.map(|l| &policy.policy.locations[&plan.location_names[l as usize]].spec);
