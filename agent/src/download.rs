@@ -365,7 +365,15 @@ impl Downloader {
             let url = source.display_url();
             match self.fetch_from(source, expected, declared_size, limits).await {
                 Ok(blob) => return Ok(blob),
-                Err(SourceError::Remote(failure)) => failures.push(SourceFailure { url, failure }),
+                Err(SourceError::Remote(failure)) => {
+                    // An empty partial file is no resume point: leave no
+                    // litter for a source that sent nothing usable.
+                    let partial = self.cache.partial_path(expected);
+                    if std::fs::metadata(&partial).is_ok_and(|m| m.len() == 0) {
+                        crate::cache::remove_if_present(&partial).map_err(storage(&url))?;
+                    }
+                    failures.push(SourceFailure { url, failure });
+                }
                 Err(SourceError::Local(source)) => {
                     // Never leave a partial file behind a local failure: a
                     // full disk must not stay full because of us (T17).
