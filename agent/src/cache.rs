@@ -222,6 +222,33 @@ impl Cache {
         Ok(None)
     }
 
+    /// Stores `bytes` under their own digest (write → fsync → rename), for
+    /// packages that arrive by other means than a download (tests, local
+    /// files).
+    pub fn put(&self, bytes: &[u8]) -> Result<CachedBlob, CacheError> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let digest = Sha256Digest::of(bytes);
+        let tmp = self.blobs.join(format!("{digest}.put.{}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .map_err(io_error("failed to create", &tmp))?;
+        let written = file.write_all(bytes).and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            drop(file);
+            let _ = remove_if_present(&tmp);
+            return Err(io_error("failed to write", &tmp)(e));
+        }
+        let path = self.blob_path(&digest);
+        std::fs::rename(&tmp, &path).map_err(io_error("failed to rename into place", &path))?;
+        sync_dir(&self.blobs)?;
+        Ok(CachedBlob { path, digest, size: bytes.len() as u64 })
+    }
+
     /// Removes the blob and its partial download, if any.
     pub fn remove(&self, digest: &Sha256Digest) -> Result<(), CacheError> {
         for path in [self.blob_path(digest), self.partial_path(digest)] {

@@ -259,14 +259,15 @@ impl DebInstaller {
             [("DPKG_FRONTEND_LOCKED", OsStr::new("1")), ("DEBIAN_FRONTEND", OsStr::new("noninteractive"))];
         let out = process::run(&argv, &env, None, self.timeout)?;
         if out.exit != ProcessExit::Code(0) && dpkg_lock_held(&out.stderr_tail) {
-            return Ok(Outcome::RetryLater { reason: last_line(&out.stderr_tail) });
+            return Ok(Outcome::RetryLater { reason: lock_line(&out.stderr_tail) });
         }
         Ok(classify(out.exit, &out.stderr_tail))
     }
 }
 
-fn last_line(text: &str) -> String {
-    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim().to_owned()
+/// The line of dpkg's stderr that says which lock was held.
+fn lock_line(stderr: &str) -> String {
+    stderr.lines().find(|l| dpkg_lock_held(l)).unwrap_or("a dpkg lock is held by another process").trim().to_owned()
 }
 
 impl Installer for DebInstaller {
