@@ -4,8 +4,11 @@
 //! Architecture invariant: the agent links the wire-types crate
 //! (`patchward-api`) and never git2, sled or the CEL interpreter.
 
+pub mod cache;
 pub mod detect;
+pub mod download;
 pub mod facts;
+pub mod install;
 pub mod inventory;
 pub mod observe;
 pub mod windows;
