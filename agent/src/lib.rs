@@ -3,3 +3,4 @@
 //!
 //! Architecture invariant: the agent links the wire-types crate
 //! (`patchward-api`) and never git2, sled or the CEL interpreter.
+pub mod decide;

@@ -294,14 +294,15 @@ impl Blackout {
 /// A zone that cannot be resolved to evaluate a window or a time of day.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ZoneError {
-    #[error("`{field}` is `device`, and the device reports no time zone")]
+    #[error("{field} is `device`, and the device reports no time zone")]
     NeedsDeviceZone { field: String },
-    #[error("`{field}`: unknown time zone `{zone}`")]
+    #[error("{field} names an unknown time zone, `{zone}`")]
     UnknownZone { field: String, zone: String },
 }
 
 /// Resolves a zone name as policies write it (`device` = the device's own
-/// zone); `field` names where it was written, for the error.
+/// zone); `field` says where it was written, in words ("the timezone of
+/// window `w`"), for the error.
 pub fn resolve_zone(name: &str, device_zone: Option<&str>, field: &str) -> Result<jiff::tz::TimeZone, ZoneError> {
     let name = if name == DEVICE_ZONE {
         device_zone.ok_or_else(|| ZoneError::NeedsDeviceZone { field: field.to_owned() })?
@@ -315,7 +316,7 @@ impl MaintenanceWindow {
     /// The window as a schedule to evaluate (the engine's window semantics);
     /// `device_zone` resolves the zone `device`.
     pub fn schedule(&self, device_zone: Option<&str>) -> Result<WindowSchedule, ZoneError> {
-        let zone = resolve_zone(&self.timezone, device_zone, &format!("window `{}`: timezone", self.name))?;
+        let zone = resolve_zone(&self.timezone, device_zone, &format!("the timezone of window `{}`", self.name))?;
         let intervals =
             self.intervals.iter().map(|i| IntervalRule { days: i.days.clone(), start: i.start, end: i.end }).collect();
         let blackouts = self.blackouts.iter().map(|b| (b.from, b.until)).collect();
@@ -703,7 +704,7 @@ mod tests {
             serde_json::from_value(json!({"name": "w", "timezone": "device", "intervals": []})).unwrap();
         assert_eq!(
             window.schedule(None).unwrap_err(),
-            ZoneError::NeedsDeviceZone { field: "window `w`: timezone".to_owned() }
+            ZoneError::NeedsDeviceZone { field: "the timezone of window `w`".to_owned() }
         );
         assert!(matches!(window.schedule(Some("Mars/Olympus")), Err(ZoneError::UnknownZone { .. })));
         assert_eq!(window.schedule(Some("Europe/Helsinki")).unwrap().zone().iana_name(), Some("Europe/Helsinki"));
