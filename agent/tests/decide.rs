@@ -367,3 +367,31 @@ fn no_install_outside_a_window_across_dst_days() {
         }
     }
 }
+
+/// An item built from a desired item as the engine serves it, with the
+/// fields the engine relays beside it.
+#[test]
+fn an_item_builds_from_a_desired_item() {
+    let desired: patchward_api::desired::DesiredItem = serde_json::from_value(json!({
+        "patch": "KB5032190", "action": "install", "status": "due",
+        "source": {"kind": "rule", "name": "critical-security", "commit": "c0ffee"},
+        "stage": 1,
+        "policy": {"mode": "scheduled-prompt", "windows": ["workstations-day"],
+                   "scheduledPrompt": {"promptWhen": {"after": "06:00"}, "timezone": "device",
+                                       "fallback": "workstation-idle", "answerWithin": "10m"},
+                   "reboot": "prompt", "adminOnly": false, "selfService": false, "name": "workstation-morning-prompt"},
+        "windows": [{"timezone": "device", "intervals": [{"days": ["mon"], "start": "06:00", "end": "24:00"}],
+                     "name": "workstations-day"}],
+        "notBefore": "2026-11-23T00:00:00Z", "deadline": null, "packages": []
+    }))
+    .unwrap();
+    let fallback = json!({"policy": {"name": "workstation-idle", "mode": "idle", "idle": {"noForegroundApps": true}}, "windows": []});
+    let request = UserRequest { snoozes_used: 1, ..UserRequest::default() };
+    let item =
+        Item::from_desired(&desired, Some(&fallback), Some(request.clone()), Some("Europe/Helsinki".into())).unwrap();
+    assert_eq!(item.deployment.policy.name, "workstation-morning-prompt");
+    assert_eq!(item.deployment.fallback.as_ref().map(|f| f.policy.name.as_str()), Some("workstation-idle"));
+    assert_eq!(item.user_request, request);
+    let error = Item::from_desired(&desired, None, None, None).unwrap_err();
+    assert!(error.to_string().starts_with("`fallback`:"), "{error}");
+}
