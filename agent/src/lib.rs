@@ -5,6 +5,7 @@
 //! (`patchward-api`) and never git2, sled or the CEL interpreter.
 
 pub mod cache;
+pub mod decide;
 pub mod detect;
 pub mod download;
 pub mod facts;

@@ -90,7 +90,8 @@ fn items_carry_their_fallback_policy_and_their_detection_rules() {
     copy(&root().join("policies"), &policies);
     let software = policies.join("software/7zip.yaml");
     let text = std::fs::read_to_string(&software).unwrap();
-    std::fs::write(&software, text.replace("policy: workstation-prompt", "policy: workstation-morning-prompt")).unwrap();
+    std::fs::write(&software, text.replace("policy: workstation-prompt", "policy: workstation-morning-prompt"))
+        .unwrap();
     let load = load_policy(&PolicySource::Folder(policies), &PolicyLimits::default()).unwrap();
     let policy = CompiledPolicy::compile(load.policy.unwrap(), None).unwrap();
     let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
