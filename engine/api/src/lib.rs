@@ -10,6 +10,7 @@ pub mod desired;
 pub mod detection;
 pub mod dsse;
 mod duration;
+pub mod events;
 mod fleet;
 mod time_of_day;
 mod version;
