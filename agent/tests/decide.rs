@@ -382,16 +382,18 @@ fn an_item_builds_from_a_desired_item() {
                    "reboot": "prompt", "adminOnly": false, "selfService": false, "name": "workstation-morning-prompt"},
         "windows": [{"timezone": "device", "intervals": [{"days": ["mon"], "start": "06:00", "end": "24:00"}],
                      "name": "workstations-day"}],
-        "notBefore": "2026-11-23T00:00:00Z", "deadline": null, "packages": []
+        "notBefore": "2026-11-23T00:00:00Z", "deadline": null, "packages": [],
+        "fallback": {"policy": {"name": "workstation-idle", "mode": "idle", "idle": {"noForegroundApps": true}},
+                     "windows": []},
+        "userRequest": {"snoozesUsed": 1}
     }))
     .unwrap();
-    let fallback = json!({"policy": {"name": "workstation-idle", "mode": "idle", "idle": {"noForegroundApps": true}}, "windows": []});
     let request = UserRequest { snoozes_used: 1, ..UserRequest::default() };
-    let item =
-        Item::from_desired(&desired, Some(&fallback), Some(request.clone()), Some("Europe/Helsinki".into())).unwrap();
+    let item = Item::from_desired(&desired, Some("Europe/Helsinki".into())).unwrap();
     assert_eq!(item.deployment.policy.name, "workstation-morning-prompt");
     assert_eq!(item.deployment.fallback.as_ref().map(|f| f.policy.name.as_str()), Some("workstation-idle"));
     assert_eq!(item.user_request, request);
-    let error = Item::from_desired(&desired, None, None, None).unwrap_err();
+    let without = patchward_api::desired::DesiredItem { fallback: None, ..desired };
+    let error = Item::from_desired(&without, None).unwrap_err();
     assert!(error.to_string().starts_with("`fallback`:"), "{error}");
 }

@@ -249,3 +249,50 @@ fn base64_payload(envelope: &patchward_api::dsse::Envelope) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(&envelope.payload).unwrap()
 }
+
+/// A snooze and a self-service request made at the device (reported as
+/// events) are relayed back in its desired state, counted once however
+/// often the batch is sent, so every agent pass and the portal see the
+/// same count.
+#[tokio::test]
+async fn the_users_requests_come_back_in_the_desired_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), true);
+    let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64", "language": "en-US",
+        "hostname": "ws-0042", "labels": {"role": "workstation"}, "ip": "10.20.1.42"});
+    let (_, credential) = enroll(&state, "pwe_team", facts).await;
+    let before = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, None).await;
+    let desired = |reply: &Reply| -> patchward_api::desired::DesiredState {
+        let envelope: patchward_api::dsse::Envelope = serde_json::from_value(reply.json.clone()).unwrap();
+        serde_json::from_slice(&base64_decode(&envelope.payload)).unwrap()
+    };
+    let first = desired(&before);
+    assert!(first.items.iter().all(|i| i.user_request.is_none()));
+
+    let batch = serde_json::json!({"events": [
+        {"seq": 1, "at": "2026-11-24T12:00:00Z", "kind": "snooze", "patch": "KB5032190",
+         "detail": {"until": "2026-11-24T16:00:00Z"}},
+        {"seq": 2, "at": "2026-11-24T12:01:00Z", "kind": "install-request", "patch": "7zip@24.08"}]});
+    for _ in 0..2 {
+        let reply = call(&state, "POST", "/api/v1/device/events", Some(&credential), Some(batch.clone()), None).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json);
+    }
+    let after =
+        call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, before.etag.as_deref()).await;
+    assert_eq!(after.status, StatusCode::OK, "a new generation");
+    let second = desired(&after);
+    assert!(second.generation > first.generation);
+    let kb = second.items.iter().find(|i| i.patch == "KB5032190").unwrap();
+    let request = kb.user_request.as_ref().expect("the snooze is relayed");
+    assert_eq!(request.snoozes_used, 1, "counted once though the batch came twice");
+    assert_eq!(request.snoozed_until, Some("2026-11-24T16:00:00Z".parse().unwrap()));
+    let software = second.items.iter().find(|i| i.patch == "7zip@24.08").unwrap();
+    let request = software.user_request.as_ref().expect("the install request is relayed");
+    assert_eq!(request.install_requested_at, Some("2026-11-24T12:01:00Z".parse().unwrap()));
+    assert_eq!(request.snoozes_used, 0);
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}

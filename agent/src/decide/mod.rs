@@ -174,15 +174,13 @@ pub struct Item {
 }
 
 impl Item {
-    /// From a desired item and the fields the engine relays beside it (the
-    /// `fallback` deployment of a scheduled-prompt policy, the user's
-    /// request).
-    pub fn from_desired(
-        desired: &DesiredItem,
-        fallback: Option<&serde_json::Value>,
-        user_request: Option<UserRequest>,
-        device_zone: Option<String>,
-    ) -> Result<Item, DeploymentError> {
+    /// From a desired item as the engine serves it (with the `fallback`
+    /// of a scheduled-prompt policy and the user's relayed request), on a
+    /// device in `device_zone`.
+    pub fn from_desired(desired: &DesiredItem, device_zone: Option<String>) -> Result<Item, DeploymentError> {
+        let fallback = desired.fallback.as_ref().and_then(|f| serde_json::to_value(f).ok());
+        let fallback = fallback.as_ref();
+        let user_request = desired.user_request.clone();
         Ok(Item {
             patch: desired.patch.clone(),
             action: desired.action,

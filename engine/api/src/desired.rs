@@ -57,6 +57,10 @@ pub struct DesiredItem {
     /// item's own (and its own fallback in turn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Box<ResolvedFallback>>,
+    /// What the device's user asked for through the engine (the portal, or
+    /// the agent's own reports): the agent combines it with its own record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_request: Option<crate::deployment::UserRequest>,
 }
 
 /// A deployment policy resolved for the agent, as the item carries its own.

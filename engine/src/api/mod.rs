@@ -281,8 +281,15 @@ async fn events(
         let outcome = engine.store.record_events(&device, &batch, now)?;
         if outcome.recorded > 0 {
             let actor = format!("device:{device}");
-            let entries: Vec<(String, serde_json::Value)> = batch
-                .iter()
+            let new = || batch.iter().filter(|(seq, _)| outcome.new.contains(seq));
+            // Snoozes and self-service requests made at the device count
+            // against the same limits as the portal's.
+            for (_, event) in new() {
+                if let Some(request) = user_request_of(event, now) {
+                    engine.add_user_request(&device, request)?;
+                }
+            }
+            let entries: Vec<(String, serde_json::Value)> = new()
                 .map(|(_, event)| {
                     let kind = event.get("kind").and_then(|k| k.as_str()).unwrap_or("event");
                     (format!("agent.{kind}"), event.clone())
@@ -299,6 +306,21 @@ async fn events(
     .await?
     .map_err(ApiError::store)?;
     Ok(Json(EventsResponse { recorded: outcome.recorded, duplicates: outcome.duplicates }))
+}
+
+/// The user request an agent's event reports, if it is one: a `snooze`
+/// (with `detail.until`) or an `install-request`.
+fn user_request_of(event: &serde_json::Value, received: jiff::Timestamp) -> Option<UserRequest> {
+    let kind = match event.get("kind")?.as_str()? {
+        "snooze" => "snooze",
+        "install-request" => "install",
+        _ => return None,
+    };
+    let item = event.get("patch")?.as_str()?.to_owned();
+    let time = |value: Option<&serde_json::Value>| value.and_then(|v| v.as_str()).and_then(|v| v.parse().ok());
+    let at = time(event.get("at")).unwrap_or(received);
+    let until = time(event.get("detail").and_then(|d| d.get("until")));
+    Some(UserRequest { item, kind: kind.to_owned(), at, until })
 }
 
 /// Package bytes by sha256, for agents and admins. Only a 64-hex digest
@@ -723,7 +745,12 @@ fn user_request(state: &ApiState, device: &str, item: &str, kind: &'static str) 
         }
     }
     let now = state.engine.clock.now();
-    state.engine.add_user_request(device, item, kind, now).map_err(ApiError::store)?;
+    let until = (kind == "snooze").then(|| {
+        let snooze_for = spec.prompt.as_ref().map_or(4 * 3600, |p| p.value.snooze_for.value.as_secs());
+        now.checked_add(jiff::SignedDuration::from_secs(snooze_for as i64)).unwrap_or(now)
+    });
+    let request = UserRequest { item: item.to_owned(), kind: kind.to_owned(), at: now, until };
+    state.engine.add_user_request(device, request).map_err(ApiError::store)?;
     let _ = state.engine.store.append_audit(
         now,
         &format!("user:{device}"),

@@ -377,7 +377,15 @@ impl Engine {
     ) -> patchward_api::desired::DesiredState {
         let envelope =
             Envelope { generation: 0, catalog_revision: in_force.catalog_revision, issued_at: now, expires_at: now };
-        desired_state(computed, &in_force.policy, &in_force.catalog, device, &envelope)
+        let mut state = desired_state(computed, &in_force.policy, &in_force.catalog, device, &envelope);
+        // An unreadable record relays nothing; the agent's own record stands.
+        let requests = self.user_requests(&device.id).unwrap_or_default();
+        if !requests.is_empty() {
+            for item in &mut state.items {
+                item.user_request = relayed_request(&requests, &item.patch);
+            }
+        }
+        state
     }
 
     fn sign(
@@ -543,6 +551,24 @@ pub struct UserRequest {
     /// `snooze` or `install`.
     pub kind: String,
     pub at: jiff::Timestamp,
+    /// For a snooze: until when the item is put off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<jiff::Timestamp>,
+}
+
+/// What the agent is told of its user's requests for `item`: how many
+/// snoozes are used, the latest end of one, the latest install request.
+pub fn relayed_request(requests: &[UserRequest], item: &str) -> Option<patchward_api::deployment::UserRequest> {
+    let mine: Vec<&UserRequest> = requests.iter().filter(|r| r.item == item).collect();
+    if mine.is_empty() {
+        return None;
+    }
+    let snoozes = || mine.iter().filter(|r| r.kind == "snooze");
+    Some(patchward_api::deployment::UserRequest {
+        snoozes_used: snoozes().count() as u32,
+        snoozed_until: snoozes().filter_map(|r| r.until).max(),
+        install_requested_at: mine.iter().filter(|r| r.kind == "install").map(|r| r.at).max(),
+    })
 }
 
 impl UserRequest {
@@ -564,17 +590,16 @@ impl Engine {
         self.store.engine_state(&format!("requests/{device}")).map(Option::unwrap_or_default)
     }
 
-    pub fn add_user_request(
-        &self,
-        device: &str,
-        item: &str,
-        kind: &str,
-        at: jiff::Timestamp,
-    ) -> Result<(), StoreError> {
-        let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
-        let mut requests = self.user_requests(device)?;
-        requests.push(UserRequest { item: item.to_owned(), kind: kind.to_owned(), at });
-        self.store.set_engine_state(&format!("requests/{device}"), &requests)
+    /// Records a user's request and plans the device again, so that its
+    /// next desired state relays it to the agent.
+    pub fn add_user_request(&self, device: &str, request: UserRequest) -> Result<(), StoreError> {
+        {
+            let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
+            let mut requests = self.user_requests(device)?;
+            requests.push(request);
+            self.store.set_engine_state(&format!("requests/{device}"), &requests)?;
+        }
+        self.replan_device(device).map(|_| ())
     }
 }
 

@@ -128,6 +128,7 @@ pub fn desired_state(
                     .collect(),
                 detect: patch.detect.as_ref().and_then(wire_detection),
                 fallback,
+                user_request: None,
             }
         })
         .collect();
@@ -162,6 +163,7 @@ pub fn desired_state(
                 .unwrap_or_default(),
             detect: version.and_then(|v| v.value.detection.as_ref()).and_then(wire_detection),
             fallback,
+            user_request: None,
         });
     }
     let location = planned.location.map(|l| &policy.policy.locations[&plan.location_names[l as usize]].spec);

@@ -133,7 +133,7 @@ pub enum EnrollError {
 }
 
 /// How a batch of events was taken.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecordedEvents {
     pub recorded: usize,
     /// Events whose sequence number was recorded before (a retry after a
@@ -141,6 +141,8 @@ pub struct RecordedEvents {
     pub duplicates: usize,
     /// Recorded events that report a patch's outcome (what gates count).
     pub reports: usize,
+    /// The sequence numbers recorded now (not the duplicates).
+    pub new: Vec<u64>,
 }
 
 /// The outcome an event reports: `{patch, status: succeeded|failed, at?}`
@@ -333,6 +335,7 @@ impl Store {
                     }
                 }
                 outcome.recorded += 1;
+                outcome.new.push(*seq);
             }
             record.last_seen = now;
             tree.insert(device_key.as_bytes(), json(&record))?;
