@@ -5,6 +5,7 @@
 //! (`patchward-api`) and never git2, sled or the CEL interpreter.
 
 pub mod cache;
+pub mod client;
 pub mod decide;
 pub mod detect;
 pub mod download;
@@ -12,4 +13,5 @@ pub mod facts;
 pub mod install;
 pub mod inventory;
 pub mod observe;
+pub mod trust;
 pub mod windows;

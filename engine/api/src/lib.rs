@@ -8,6 +8,7 @@
 pub mod deployment;
 pub mod desired;
 pub mod detection;
+pub mod device;
 pub mod dsse;
 mod duration;
 pub mod events;

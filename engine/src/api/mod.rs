@@ -94,20 +94,7 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
     tokio::task::spawn_blocking(work).await.map_err(internal)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrollRequest {
-    #[serde(default)]
-    facts: patchward_api::Facts,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EnrollResponse {
-    device_id: String,
-    credential: String,
-    engine_key: String,
-}
+use patchward_api::device::{EnrollRequest, EnrollResponse, InventoryAccepted, InventoryUpload};
 
 async fn enroll(
     State(state): State<Arc<ApiState>>,
@@ -152,27 +139,13 @@ fn valid_device_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InventoryRequest {
-    #[serde(default)]
-    facts: patchward_api::Facts,
-    #[serde(default)]
-    inventory: patchward_api::Inventory,
-}
-
-#[derive(Serialize)]
-struct InventoryResponse {
-    generation: Option<u64>,
-}
-
 /// Stores the device's facts and inventory, then plans it again, so that
 /// the desired state the agent fetches next already reflects them.
 async fn inventory(
     State(state): State<Arc<ApiState>>,
     AgentDevice(device): AgentDevice,
-    BoundedJson(request): BoundedJson<InventoryRequest>,
-) -> Result<Json<InventoryResponse>, ApiError> {
+    BoundedJson(request): BoundedJson<InventoryUpload>,
+) -> Result<Json<InventoryAccepted>, ApiError> {
     let engine = state.engine.clone();
     let generation = blocking(move || {
         let now = engine.clock.now();
@@ -182,7 +155,7 @@ async fn inventory(
     })
     .await?
     .map_err(ApiError::store)?;
-    Ok(Json(InventoryResponse { generation }))
+    Ok(Json(InventoryAccepted { generation }))
 }
 
 #[derive(Deserialize)]
