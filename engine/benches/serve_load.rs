@@ -6,7 +6,10 @@
 //! `cargo bench -p patchward-engine --bench serve_load` (N=10000 by
 //! default; `PATCHWARD_LOAD_AGENTS`, `PATCHWARD_LOAD_SECONDS`,
 //! `PATCHWARD_LOAD_CONCURRENCY` change it). Prints req/s, p50/p99
-//! latency, errors, convergence, and the process's RSS and CPU time.
+//! latency, errors, convergence, and the RSS and CPU time of the engine
+//! and of the load generator, each its own process: the bench runs the
+//! engine as a child (itself, with `PATCHWARD_LOAD_ROLE=engine`), so the
+//! figures of one are not the other's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,15 +26,16 @@ fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-fn process_stats() -> (u64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// Peak RSS (KiB) and CPU time (s, user + system) of process `pid`.
+fn process_stats(pid: &str) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss_kib = status
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
         + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
@@ -54,6 +58,12 @@ struct Agent {
 }
 
 fn main() {
+    if std::env::var("PATCHWARD_LOAD_ROLE").as_deref() == Ok("engine") {
+        let dir = std::path::PathBuf::from(std::env::var("PATCHWARD_LOAD_DIR").unwrap());
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        runtime.block_on(engine(&dir));
+        return;
+    }
     let agents = env_or("PATCHWARD_LOAD_AGENTS", 10_000);
     let seconds = env_or("PATCHWARD_LOAD_SECONDS", 20) as u64;
     let concurrency = env_or("PATCHWARD_LOAD_CONCURRENCY", 64);
@@ -62,24 +72,48 @@ fn main() {
     runtime.block_on(run(agents, seconds, concurrency, poll_interval));
 }
 
+/// The engine's process: serve until the generator closes our stdin.
+async fn engine(dir: &std::path::Path) {
+    let config = ServeConfig {
+        data: dir.join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        policies: dir.join("policies").display().to_string(),
+        poll_interval: Duration::from_secs(3600),
+        webhook_secret_file: Some(dir.join("hook")),
+        limits: Limits { device_requests_per_minute: 6000, ..Limits::default() },
+        ..ServeConfig::default()
+    };
+    let running = patchward::daemon::serve::start(config, Arc::new(SystemClock)).await.unwrap();
+    println!("ready http://{} {}", running.api, running.admin_token_file.display());
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+    })
+    .await
+    .unwrap();
+    running.shutdown().await;
+}
+
 async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Duration) {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("policies");
     example_policy_repository(&repo);
     std::fs::write(dir.path().join("hook"), "bench-secret").unwrap();
-    let config = ServeConfig {
-        data: dir.path().join("data"),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        policies: repo.display().to_string(),
-        poll_interval: Duration::from_secs(3600),
-        webhook_secret_file: Some(dir.path().join("hook")),
-        limits: Limits { device_requests_per_minute: 6000, ..Limits::default() },
-        ..ServeConfig::default()
-    };
-    let running = patchward::daemon::serve::start(config, Arc::new(SystemClock)).await.unwrap();
-    let admin = std::fs::read_to_string(&running.admin_token_file).unwrap().trim().to_owned();
-    let base = format!("http://{}", running.api);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("PATCHWARD_LOAD_ROLE", "engine")
+        .env("PATCHWARD_LOAD_DIR", dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let engine_pid = child.id().to_string();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
+    let mut words = ready.split_whitespace().skip(1);
+    let base = words.next().expect("the engine says where it listens").to_owned();
+    let admin = std::fs::read_to_string(words.next().unwrap()).unwrap().trim().to_owned();
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
     while http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -154,7 +188,8 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     let commit_at_ms = Arc::new(AtomicU64::new(u64::MAX));
     let load_start = Instant::now();
     let deadline = load_start + Duration::from_secs(seconds);
-    let (cpu_before, _) = (process_stats().1, ());
+    let (_, engine_cpu_before) = process_stats(&engine_pid);
+    let (_, generator_cpu_before) = process_stats("self");
     // Each worker walks its share of the agents round-robin: every agent
     // polls about once per (agents / rate) seconds.
     let workers: Vec<_> = (0..concurrency)
@@ -236,7 +271,8 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     }
     let elapsed = load_start.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let (rss_kib, cpu_after) = process_stats();
+    let (engine_rss_kib, engine_cpu_after) = process_stats(&engine_pid);
+    let (generator_rss_kib, generator_cpu_after) = process_stats("self");
     let total = ok200.load(Ordering::Relaxed) + ok304.load(Ordering::Relaxed);
     let commit_ms = commit_at_ms.load(Ordering::Relaxed);
     // Windows devices had KB5032190; the exclusion changes their state.
@@ -272,11 +308,23 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
         affected.len(),
         poll_interval.as_millis()
     );
+    let engine_cpu = engine_cpu_after - engine_cpu_before;
+    let generator_cpu = generator_cpu_after - generator_cpu_before;
     println!(
-        "  process (engine and load generator together): peak RSS {} MiB, CPU {:.1} s over {elapsed:.1} s ({:.0}% of one core)",
-        rss_kib / 1024,
-        cpu_after - cpu_before,
-        (cpu_after - cpu_before) / elapsed * 100.0
+        "  engine process: peak RSS {} MiB, CPU {engine_cpu:.1} s over {elapsed:.1} s ({:.0}% of one core), {:.1} µs of CPU per poll",
+        engine_rss_kib / 1024,
+        engine_cpu / elapsed * 100.0,
+        engine_cpu / total as f64 * 1e6
     );
-    running.shutdown().await;
+    println!(
+        "  load generator process: peak RSS {} MiB, CPU {generator_cpu:.1} s ({:.0}% of one core)",
+        generator_rss_kib / 1024,
+        generator_cpu / elapsed * 100.0
+    );
+    println!(
+        "  the engine alone on both cores would answer about {:.0} polls/s at this CPU cost per poll",
+        2.0 / (engine_cpu / total as f64)
+    );
+    drop(child.stdin.take());
+    let _ = child.wait();
 }
