@@ -11,5 +11,8 @@ pub mod download;
 pub mod facts;
 pub mod install;
 pub mod inventory;
+pub mod journal;
 pub mod observe;
+pub mod outbox;
+pub mod state;
 pub mod windows;
