@@ -57,7 +57,12 @@ impl Rng {
             nanos ^ u64::from(std::process::id()).rotate_left(32)
         });
         eprintln!("{test}: PATCHWARD_CRASH_SEED={seed}");
-        Rng(seed.max(1))
+        // One printed seed replays every generator of the run: each mixes
+        // in its own name (FNV-1a).
+        let name = test
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
+        Rng((seed ^ name).max(1))
     }
 
     pub fn next_u64(&mut self) -> u64 {
