@@ -5,11 +5,15 @@
 //! (`patchward-api`) and never git2, sled or the CEL interpreter.
 
 pub mod cache;
+pub mod config;
 pub mod decide;
 pub mod detect;
 pub mod download;
 pub mod facts;
 pub mod install;
 pub mod inventory;
+pub mod local;
+pub mod log;
+pub mod notify;
 pub mod observe;
 pub mod windows;
