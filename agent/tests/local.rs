@@ -384,3 +384,42 @@ fn requests_and_responses_read_back_as_written() {
     assert_eq!(value["body"]["heldByBlackout"]["window"], "servers-night");
     assert_eq!(serde_json::from_value::<Response>(value).unwrap(), accepted);
 }
+
+#[test]
+fn a_decision_reads_as_the_next_step_the_user_sees() {
+    use patchward_agent::decide::{Decision, WaitReason};
+    use patchward_agent::local::NextStep;
+    use patchward_api::deployment::RebootBehaviour;
+
+    let opening = at("2025-03-04T22:00:00Z");
+    let waiting =
+        NextStep::from_decision(&Decision::WaitUntil { at: Some(opening), reason: WaitReason::OutsideWindows });
+    assert_eq!(
+        waiting,
+        NextStep { kind: "wait".into(), text: "waiting for the maintenance window".into(), until: Some(opening) }
+    );
+    let blackout = NextStep::from_decision(&Decision::WaitUntil {
+        at: None,
+        reason: WaitReason::Blackout { window: "servers-night".into(), reason: Some("year-end freeze".into()) },
+    });
+    assert_eq!(blackout.text, "held by a blackout of `servers-night`: year-end freeze");
+    let answer_by = at("2025-03-04T09:30:00Z");
+    let prompt = NextStep::from_decision(&Decision::Prompt {
+        message: "m".into(),
+        display_for: patchward_api::Duration::from_secs(300),
+        answer_by,
+        snoozes_left: 1,
+        can_snooze: true,
+        deadline: None,
+        reboot: RebootBehaviour::Never,
+        decided_by: "workstations".into(),
+    });
+    assert_eq!((prompt.kind.as_str(), prompt.until), ("prompt", Some(answer_by)));
+    let mandatory = NextStep::from_decision(&Decision::InstallNow {
+        reason: patchward_agent::decide::InstallReason::Deadline,
+        mandatory: true,
+        reboot: RebootBehaviour::Auto,
+        decided_by: "workstations".into(),
+    });
+    assert_eq!(mandatory.text, "installing now: the deadline passed");
+}
