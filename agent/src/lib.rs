@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod config;
 pub mod decide;
 pub mod detect;
 pub mod download;
@@ -13,6 +14,9 @@ pub mod facts;
 pub mod install;
 pub mod inventory;
 pub mod journal;
+pub mod local;
+pub mod log;
+pub mod notify;
 pub mod observe;
 pub mod outbox;
 pub mod state;
