@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod converge;
 pub mod decide;
 pub mod detect;
 pub mod download;
@@ -19,6 +20,7 @@ pub mod log;
 pub mod notify;
 pub mod observe;
 pub mod outbox;
+pub mod service;
 pub mod state;
 pub mod trust;
 pub mod windows;

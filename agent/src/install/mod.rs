@@ -29,7 +29,7 @@ use crate::cache::{CacheError, CachedBlob, Sha256Digest, io_error, private_dir, 
 pub use process::{ProcessExit, ProcessOutput};
 
 /// The package types of the catalog and of `SoftwarePackage`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PackageType {
     Deb,
     Rpm,

@@ -1,0 +1,751 @@
+//! One convergence pass, and the books it keeps: collect facts and
+//! inventory (upload them when they changed), fetch and verify the desired
+//! state, decide each item (`decide`, pure), act on the decision (download,
+//! re-hash, install, verify by detection, or prompt), journal every step,
+//! and send the outbox.
+//!
+//! The decision is pure and the books are small; everything that takes
+//! time (downloads, installers) runs outside the books' lock, so the local
+//! socket answers the user while an install runs.
+//!
+//! Recovery (G6): on the first pass after a start, every item whose last
+//! journal step is unfinished is resolved before anything else. A
+//! `downloading` needs nothing (the partial file resumes when the item is
+//! decided again); an `installing`, `verifying` or `uninstalling` is
+//! decided by detection: present is journaled `installed` and reported
+//! succeeded, anything else is journaled `failed` (interrupted) and counts
+//! as an attempt, so the item is decided again and never reported
+//! installed without detection saying so (T22).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use patchward_api::ReportStatus;
+use patchward_api::desired::{Action, DesiredItem, DesiredState};
+use patchward_api::device::InventoryUpload;
+use patchward_api::events::EventKind;
+
+use crate::cache::{Cache, Sha256Digest};
+use crate::client::{Credential, EngineClient, Fetched};
+use crate::decide::{self, Decision, Item, LocalItemState, Observations, RestartBaseline};
+use crate::detect::{DetectionResult, detect, package_to_remove};
+use crate::download::{Bearer, Downloader, Limits, sources_for};
+use crate::install::{Installer, Outcome, PackageType, Removal, VerifiedPackage};
+use crate::journal::{Journal, Step};
+use crate::observe::{Clock, CommandRunner};
+use crate::outbox::{NewEvent, Outbox};
+use crate::state::{StateDir, StateError};
+use crate::trust::{self, Trusted};
+use crate::windows::WindowsProbe;
+
+/// The device's identity, from enrollment (`identity.json`, 0600).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Identity {
+    pub server: String,
+    pub device_id: String,
+    pub credential: String,
+    /// `ed25519:BASE64`, pinned at enrollment.
+    pub engine_key: String,
+}
+
+pub const IDENTITY_FILE: &str = "identity.json";
+const MEMORY_FILE: &str = "memory.json";
+
+/// What the agent remembers between passes (`memory.json`).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Memory {
+    /// The desired state in force, as received (re-verified on load).
+    pub trusted: Option<Trusted>,
+    pub items: BTreeMap<String, LocalItemState>,
+    /// The latest time read off the clock (expiry never goes back, T38).
+    pub latest_time: Option<Timestamp>,
+    /// A digest of the last facts and inventory the engine acknowledged.
+    pub uploaded: Option<String>,
+    /// The last give-up reason reported per item (reported once each).
+    #[serde(default)]
+    pub gave_up: BTreeMap<String, String>,
+}
+
+/// What the agent needs of the machine: its edges.
+pub struct Platform {
+    pub root: PathBuf,
+    pub proc: PathBuf,
+    pub clock: Arc<dyn Clock>,
+    pub commands: Arc<dyn CommandRunner>,
+    pub windows: Box<dyn WindowsProbe + Send + Sync>,
+    pub installers: BTreeMap<PackageType, Box<dyn Installer + Send + Sync>>,
+    pub notifier: Box<dyn crate::notify::Notifier>,
+    pub labels: BTreeMap<String, String>,
+    pub groups: Vec<String>,
+    /// Whether rpm is asked for the inventory.
+    pub rpm: bool,
+}
+
+/// The agent's durable books, behind one lock.
+pub struct Books {
+    pub state: StateDir,
+    pub journal: Journal,
+    pub outbox: Outbox,
+    pub memory: Memory,
+}
+
+impl Books {
+    pub fn open(state: StateDir) -> Result<Books, StateError> {
+        let journal = Journal::open(&state)?;
+        let outbox = Outbox::open(&state)?;
+        let memory = state.read_json(MEMORY_FILE)?.unwrap_or_default();
+        Ok(Books { state, journal, outbox, memory })
+    }
+
+    pub fn save(&self) -> Result<(), StateError> {
+        self.state.write_json(MEMORY_FILE, &self.memory)
+    }
+
+    /// Journals `step` and queues `event` (if any) in one go.
+    fn record(
+        &mut self,
+        item: &str,
+        generation: u64,
+        step: Step,
+        event: Option<NewEvent>,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        let seq = self.journal.append(item, generation, step, now)?;
+        if let Some(event) = event {
+            self.outbox.push_for_journal(seq, event)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What a pass did, for the log and the run loop.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub installed: Vec<String>,
+    pub uninstalled: Vec<String>,
+    pub failed: Vec<String>,
+    /// When some item's decision may change by itself.
+    pub wake_at: Option<Timestamp>,
+    /// The engine could not be reached (the last good state was used).
+    pub engine_unreachable: Option<String>,
+    /// A desired state refused, and why.
+    pub refused: Option<String>,
+    pub events_sent: usize,
+}
+
+pub struct Agent {
+    pub identity: Identity,
+    pub platform: Platform,
+    pub books: Arc<Mutex<Books>>,
+    client: EngineClient,
+    downloader: Downloader,
+    staging: PathBuf,
+    engine_key: ed25519_dalek::VerifyingKey,
+    limits: Limits,
+    recovered: bool,
+    etag: Option<String>,
+}
+
+/// The books' lock; a panic elsewhere must not stop the agent reporting.
+fn lock(books: &Mutex<Books>) -> std::sync::MutexGuard<'_, Books> {
+    books.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Agent {
+    pub fn open(
+        state: StateDir,
+        platform: Platform,
+        limits: Limits,
+        request_timeout: std::time::Duration,
+    ) -> Result<Agent, AgentError> {
+        let identity: Identity = state.read_json(IDENTITY_FILE)?.ok_or_else(|| {
+            AgentError::Setup(format!(
+                "{} has no identity: enroll first (`patchward-agent enroll --server URL --token T`)",
+                state.path().display()
+            ))
+        })?;
+        let engine_key = patchward_api::dsse::parse_public_key(&identity.engine_key)
+            .map_err(|e| AgentError::Setup(format!("{IDENTITY_FILE}: engineKey: {e}")))?;
+        let client = EngineClient::new(&identity.server, Some(Credential::new(&identity.credential)), request_timeout)
+            .map_err(|e| AgentError::Setup(e.to_string()))?;
+        let cache = Cache::open(state.path()).map_err(|e| AgentError::Setup(e.to_string()))?;
+        let staging = cache.staging_dir().to_owned();
+        let downloader = Downloader::new(cache).map_err(|e| AgentError::Setup(e.to_string()))?;
+        let mut books = Books::open(state)?;
+        // A state kept on disk is verified again: the file is no authority.
+        if let Some(kept) = books.memory.trusted.clone() {
+            let device = identity.device_id.clone();
+            let valid =
+                patchward_api::dsse::verify(&kept.envelope, patchward_api::dsse::DESIRED_STATE_TYPE, &engine_key)
+                    .ok()
+                    .and_then(|payload| serde_json::from_slice::<DesiredState>(&payload).ok())
+                    .is_some_and(|s| s == kept.state && s.device == device);
+            if !valid {
+                books.memory.trusted = None;
+            }
+        }
+        let etag = books.memory.trusted.as_ref().and_then(|t| t.etag.clone());
+        Ok(Agent {
+            identity,
+            platform,
+            books: Arc::new(Mutex::new(books)),
+            client,
+            downloader,
+            staging,
+            engine_key,
+            limits,
+            recovered: false,
+            etag,
+        })
+    }
+
+    fn now(&self) -> Timestamp {
+        self.platform.clock.now()
+    }
+
+    /// Facts and inventory as the engine sees them; the inventory lists the
+    /// items detection finds present (patch ids too).
+    fn collect(&self, desired: Option<&DesiredState>) -> (patchward_api::Facts, patchward_api::Inventory) {
+        let sources = crate::facts::FactSources {
+            root: self.platform.root.clone(),
+            proc: self.platform.proc.clone(),
+            lang: std::env::var("LANG").ok(),
+            route_probe: self.platform.root == std::path::Path::new("/"),
+        };
+        let facts = crate::facts::collect_facts(&sources, self.platform.labels.clone(), self.platform.groups.clone());
+        let inventory_sources = crate::inventory::InventorySources {
+            root: self.platform.root.clone(),
+            dpkg_admindir: None,
+            rpm: self.platform.rpm,
+        };
+        let report = crate::inventory::collect_inventory(&inventory_sources, self.platform.commands.as_ref());
+        let base = report.inventory(Vec::new());
+        let mut patches: Vec<String> = desired
+            .map(|d| {
+                d.items
+                    .iter()
+                    .filter(|i| !i.patch.contains('@') && i.action == Action::Install)
+                    .filter(|i| self.detection(i, &base) == DetectionResult::Present)
+                    .map(|i| i.patch.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        patches.sort();
+        (facts.facts, report.inventory(patches))
+    }
+
+    fn detection(&self, item: &DesiredItem, inventory: &patchward_api::Inventory) -> DetectionResult {
+        match &item.detect {
+            Some(rules) => detect(rules, &self.platform.root, inventory, self.platform.windows.as_ref()),
+            None => DetectionResult::Unknown("the item has no detection rules".into()),
+        }
+    }
+
+    fn observations(&self, state: &DesiredState) -> Observations {
+        let boot_id = crate::observe::read_boot_id(&self.platform.proc).ok();
+        let mut invocation_ids = BTreeMap::new();
+        for item in &state.items {
+            if let Some(restart) = item.policy.get("restart")
+                && let Some(services) = restart.get("services").and_then(|s| s.as_array())
+            {
+                for unit in services.iter().filter_map(|s| s.as_str()) {
+                    if let Ok(Some(id)) = crate::observe::read_invocation_id(self.platform.commands.as_ref(), unit) {
+                        invocation_ids.insert(unit.to_owned(), id);
+                    }
+                }
+            }
+        }
+        Observations { boot_id, invocation_ids, ..Observations::default() }
+    }
+
+    /// Resolves what a crash left half done (see the module docs).
+    fn recover(&mut self, inventory: &patchward_api::Inventory) -> Result<(), StateError> {
+        let now = self.now();
+        let unfinished: Vec<(String, u64, Step)> = {
+            let books = lock(&self.books);
+            books.journal.unfinished().into_iter().map(|e| (e.item.clone(), e.generation, e.step.clone())).collect()
+        };
+        let items: BTreeMap<String, DesiredItem> = {
+            let books = lock(&self.books);
+            books
+                .memory
+                .trusted
+                .as_ref()
+                .map(|t| t.state.items.iter().map(|i| (i.patch.clone(), i.clone())).collect())
+                .unwrap_or_default()
+        };
+        for (item, generation, step) in unfinished {
+            if matches!(step, Step::Downloading { .. }) {
+                continue;
+            }
+            let removing = matches!(step, Step::Uninstalling);
+            let verdict = items.get(&item).map(|i| self.detection(i, inventory));
+            let done = match verdict {
+                Some(DetectionResult::Present) => !removing,
+                Some(DetectionResult::Absent) => removing,
+                _ => false,
+            };
+            let mut books = lock(&self.books);
+            if done {
+                let (step, status) =
+                    if removing { (Step::Uninstalled, "removed") } else { (Step::Installed, "installed") };
+                let event = NewEvent::report(&item, ReportStatus::Succeeded, generation, now)
+                    .message(format!("{status}: detection decided after a restart"));
+                books.record(&item, generation, step, Some(event), now)?;
+            } else {
+                let reason = format!(
+                    "interrupted while {}; detection says {}",
+                    step.name(),
+                    verdict.map_or("nothing (the item is no longer desired)".into(), |v| v.to_string())
+                );
+                books.record(&item, generation, Step::Failed { reason, outcome: None }, None, now)?;
+                if let Some(local) = books.memory.items.get_mut(&item) {
+                    local.install_attempts += 1;
+                }
+            }
+        }
+        lock(&self.books).save()
+    }
+
+    /// One full pass. `wait` long-polls the engine for a change first.
+    pub async fn pass(&mut self, wait: Option<std::time::Duration>) -> Result<PassReport, AgentError> {
+        let mut report = PassReport::default();
+        let now = self.now();
+        {
+            let mut books = lock(&self.books);
+            let latest = trust::expiry_clock(now, books.memory.latest_time);
+            books.memory.latest_time = Some(latest);
+        }
+        let kept = lock(&self.books).memory.trusted.as_ref().map(|t| t.state.clone());
+        let (facts, inventory) = self.collect(kept.as_ref());
+        if !self.recovered {
+            self.recover(&inventory)?;
+            self.recovered = true;
+        }
+        self.upload_if_changed(&facts, &inventory, &mut report).await;
+        self.fetch_desired(wait, &mut report).await?;
+
+        let (trusted, expiry_now) = {
+            let books = lock(&self.books);
+            (books.memory.trusted.clone(), books.memory.latest_time.unwrap_or(now))
+        };
+        let mut changed = false;
+        if let Some(trusted) = trusted.filter(|t| trust::fresh(t, expiry_now)) {
+            let observations = self.observations(&trusted.state);
+            for desired in &trusted.state.items {
+                changed |=
+                    self.converge_item(&trusted.state, desired, &facts, &inventory, &observations, &mut report).await?;
+            }
+            // Items no longer desired are forgotten (their history stays).
+            let wanted: std::collections::BTreeSet<&str> =
+                trusted.state.items.iter().map(|i| i.patch.as_str()).collect();
+            lock(&self.books).memory.items.retain(|k, _| wanted.contains(k.as_str()));
+        }
+        if changed {
+            let kept = lock(&self.books).memory.trusted.as_ref().map(|t| t.state.clone());
+            let (facts, inventory) = self.collect(kept.as_ref());
+            self.upload_if_changed(&facts, &inventory, &mut report).await;
+        }
+        self.flush_outbox(&mut report).await;
+        lock(&self.books).save()?;
+        Ok(report)
+    }
+
+    async fn upload_if_changed(
+        &self,
+        facts: &patchward_api::Facts,
+        inventory: &patchward_api::Inventory,
+        report: &mut PassReport,
+    ) {
+        let upload = InventoryUpload { facts: facts.clone(), inventory: inventory.clone() };
+        let digest = Sha256Digest::of(&serde_json::to_vec(&upload).unwrap_or_default()).to_hex();
+        if lock(&self.books).memory.uploaded.as_deref() == Some(digest.as_str()) {
+            return;
+        }
+        match self.client.upload_inventory(&upload).await {
+            Ok(_) => lock(&self.books).memory.uploaded = Some(digest),
+            Err(e) => report.engine_unreachable = Some(e.to_string()),
+        }
+    }
+
+    async fn fetch_desired(
+        &mut self,
+        wait: Option<std::time::Duration>,
+        report: &mut PassReport,
+    ) -> Result<(), AgentError> {
+        let fetched = match self.client.desired_state(self.etag.as_deref(), wait).await {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                report.engine_unreachable = Some(e.to_string());
+                return Ok(());
+            }
+        };
+        let Fetched::Envelope { envelope, etag } = fetched else { return Ok(()) };
+        let now = self.now();
+        let mut books = lock(&self.books);
+        let expiry_now = books.memory.latest_time.unwrap_or(now);
+        match trust::accept(
+            &envelope,
+            &self.engine_key,
+            &self.identity.device_id,
+            books.memory.trusted.as_ref(),
+            expiry_now,
+        ) {
+            Ok(state) => {
+                self.etag = etag.clone();
+                books.memory.trusted = Some(Trusted { state, envelope, etag });
+                books.save()?;
+            }
+            Err(refusal) => {
+                let message = refusal.to_string();
+                books.outbox.push_event(NewEvent::new(EventKind::RefusedState, now).message(message.clone()))?;
+                report.refused = Some(message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decides one item and acts on it; true when the device changed.
+    async fn converge_item(
+        &self,
+        state: &DesiredState,
+        desired: &DesiredItem,
+        facts: &patchward_api::Facts,
+        inventory: &patchward_api::Inventory,
+        observations: &Observations,
+        report: &mut PassReport,
+    ) -> Result<bool, AgentError> {
+        let now = self.now();
+        let generation = state.generation;
+        let item = match Item::from_desired(desired, facts.timezone.clone()) {
+            Ok(item) => item,
+            Err(e) => {
+                self.give_up_once(&desired.patch, generation, format!("the item's policy is unusable: {e}"), now)?;
+                return Ok(false);
+            }
+        };
+        let detected = self.detection(desired, inventory);
+        let local = {
+            let mut books = lock(&self.books);
+            let baseline = RestartBaseline {
+                boot_id: observations.boot_id.clone(),
+                invocation_ids: observations.invocation_ids.clone(),
+            };
+            let local =
+                books.memory.items.entry(desired.patch.clone()).or_insert_with(|| LocalItemState::new(now, baseline));
+            local.detected_present = detected == DetectionResult::Present;
+            local.clone()
+        };
+        let decision = decide::decide(&item, &local, observations, now);
+        match decision {
+            Decision::Nothing { .. } => Ok(false),
+            Decision::WaitUntil { at, .. } => {
+                if let Some(at) = at {
+                    report.wake_at = Some(report.wake_at.map_or(at, |w| w.min(at)));
+                }
+                Ok(false)
+            }
+            Decision::GiveUp { reason } => {
+                self.give_up_once(&desired.patch, generation, format!("{reason:?}"), now)?;
+                Ok(false)
+            }
+            Decision::Prompt { message, snoozes_left, can_snooze, deadline, answer_by, display_for, .. } => {
+                let notice = crate::notify::PromptNotice {
+                    item: desired.patch.clone(),
+                    title: format!("Update {} is ready", desired.patch),
+                    message,
+                    snoozes_left,
+                    can_snooze,
+                    deadline,
+                    answer_by,
+                    display_for: display_for.as_std(),
+                };
+                // Not shown to anyone is no reason to stop: the prompt's
+                // timeout then counts it unanswered, as for an absent user.
+                let _ = self.platform.notifier.prompt(&notice);
+                let mut books = lock(&self.books);
+                if let Some(local) = books.memory.items.get_mut(&desired.patch) {
+                    local.record_prompt_shown(now);
+                }
+                books.record(&desired.patch, generation, Step::Prompted, None, now)?;
+                report.wake_at = Some(report.wake_at.map_or(answer_by, |w| w.min(answer_by)));
+                Ok(false)
+            }
+            Decision::CountIgnoredPromptAsSnooze { snooze } => {
+                let mut books = lock(&self.books);
+                if let Some(local) = books.memory.items.get_mut(&desired.patch) {
+                    local.record_snooze(&snooze);
+                }
+                let event = NewEvent::new(EventKind::Snooze, now)
+                    .patch(&desired.patch)
+                    .generation(generation)
+                    .message("the prompt went unanswered")
+                    .detail(serde_json::json!({"until": snooze.until.to_string(), "snoozesUsed": snooze.snoozes_used}));
+                books.record(&desired.patch, generation, Step::Snoozed { until: snooze.until }, Some(event), now)?;
+                report.wake_at = Some(report.wake_at.map_or(snooze.until, |w| w.min(snooze.until)));
+                Ok(false)
+            }
+            Decision::InstallNow { .. } => self.install(state, desired, inventory, report).await,
+            Decision::UninstallNow { .. } => self.uninstall(state, desired, inventory, report),
+        }
+    }
+
+    fn give_up_once(&self, item: &str, generation: u64, reason: String, now: Timestamp) -> Result<(), StateError> {
+        let mut books = lock(&self.books);
+        if books.memory.gave_up.get(item) == Some(&reason) {
+            return Ok(());
+        }
+        books.memory.gave_up.insert(item.to_owned(), reason.clone());
+        let event = NewEvent::new(EventKind::Error, now).patch(item).generation(generation).message(reason);
+        books.outbox.push_event(event)?;
+        Ok(())
+    }
+
+    fn installer(&self, kind: &str) -> Result<(PackageType, &(dyn Installer + Send + Sync)), String> {
+        let kind: PackageType = kind.parse().map_err(|e: crate::install::UnknownPackageType| e.to_string())?;
+        let installer =
+            self.platform.installers.get(&kind).ok_or_else(|| format!("no {kind} installer on this device"))?;
+        Ok((kind, installer.as_ref()))
+    }
+
+    /// Downloads `sha256` (journaled), into the cache.
+    async fn download(
+        &self,
+        state: &DesiredState,
+        item: &str,
+        package: &patchward_api::desired::DesiredPackage,
+    ) -> Result<crate::cache::CachedBlob, String> {
+        let now = self.now();
+        let digest = Sha256Digest::parse(&package.sha256).map_err(|e| format!("{item}: {e}"))?;
+        lock(&self.books)
+            .record(item, state.generation, Step::Downloading { sha256: digest }, None, now)
+            .map_err(|e| e.to_string())?;
+        let bearer = Bearer::new(&self.identity.credential);
+        let sources = sources_for(&state.mirrors, &self.identity.server, &bearer, &digest);
+        let limits = Limits { max_bandwidth_kbps: state.max_bandwidth_kbps, ..self.limits.clone() };
+        match self.downloader.fetch(&sources, &digest, package.size, &limits).await {
+            Ok(blob) => {
+                lock(&self.books)
+                    .record(item, state.generation, Step::Downloaded { sha256: digest }, None, self.now())
+                    .map_err(|e| e.to_string())?;
+                Ok(blob)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    fn fail(
+        &self,
+        state: &DesiredState,
+        item: &str,
+        reason: String,
+        outcome: Option<&Outcome>,
+        report: &mut PassReport,
+    ) -> Result<bool, AgentError> {
+        let now = self.now();
+        let mut books = lock(&self.books);
+        let mut event = NewEvent::report(item, ReportStatus::Failed, state.generation, now).message(reason.clone());
+        if let Some(Outcome::Failed { exit, .. }) = outcome {
+            event = event.detail(serde_json::json!({"exit": format!("{exit:?}")}));
+        }
+        if let Some(local) = books.memory.items.get_mut(item) {
+            local.install_attempts += 1;
+            local.failures += 1;
+        }
+        books.record(item, state.generation, Step::Failed { reason, outcome: None }, Some(event), now)?;
+        report.failed.push(item.to_owned());
+        Ok(false)
+    }
+
+    async fn install(
+        &self,
+        state: &DesiredState,
+        desired: &DesiredItem,
+        inventory: &patchward_api::Inventory,
+        report: &mut PassReport,
+    ) -> Result<bool, AgentError> {
+        let item = desired.patch.as_str();
+        if desired.packages.is_empty() {
+            return self.fail(state, item, "the catalog offers no package for this item".into(), None, report);
+        }
+        for package in &desired.packages {
+            let (kind, installer) = match self.installer(&package.kind) {
+                Ok(found) => found,
+                Err(reason) => return self.fail(state, item, reason, None, report),
+            };
+            let blob = match self.download(state, item, package).await {
+                Ok(blob) => blob,
+                Err(reason) => return self.fail(state, item, reason, None, report),
+            };
+            // G1: the bytes handed over are re-hashed right now.
+            let staged = match VerifiedPackage::stage(&blob, kind, &self.staging) {
+                Ok(staged) => staged,
+                Err(e) => return self.fail(state, item, e.to_string(), None, report),
+            };
+            lock(&self.books).record(
+                item,
+                state.generation,
+                Step::Installing { sha256: staged.digest() },
+                None,
+                self.now(),
+            )?;
+            // Installers run for minutes: off the runtime's other work.
+            let outcome = match tokio::task::block_in_place(|| installer.install(&staged, &package.args)) {
+                Ok(outcome) => outcome,
+                Err(e) => return self.fail(state, item, e.to_string(), None, report),
+            };
+            drop(staged);
+            match &outcome {
+                Outcome::RetryLater { reason } => {
+                    let until = self.now().checked_add(jiff::SignedDuration::from_mins(5)).unwrap_or(self.now());
+                    let mut books = lock(&self.books);
+                    if let Some(local) = books.memory.items.get_mut(item) {
+                        local.install_attempts += 1;
+                        local.retry_not_before = Some(until);
+                    }
+                    let event = NewEvent::new(EventKind::Step, self.now())
+                        .patch(item)
+                        .generation(state.generation)
+                        .message(format!("retry later: {reason}"));
+                    books.record(item, state.generation, Step::RetryLater { until }, Some(event), self.now())?;
+                    report.wake_at = Some(report.wake_at.map_or(until, |w| w.min(until)));
+                    return Ok(false);
+                }
+                Outcome::Failed { exit, stderr_tail } => {
+                    let reason = format!("the installer failed ({exit:?}): {}", stderr_tail.trim());
+                    return self.fail(state, item, reason, Some(&outcome), report);
+                }
+                _ => {}
+            }
+        }
+        lock(&self.books).record(item, state.generation, Step::Verifying, None, self.now())?;
+        let after = self.fresh_inventory();
+        match self.detection(desired, &after) {
+            DetectionResult::Present | DetectionResult::Unknown(_) if desired.detect.is_none() => {
+                // Without rules, the installer's word is all there is.
+                self.succeeded(state, item, Step::Installed, "installed (no detection rules)", report)?;
+                Ok(true)
+            }
+            DetectionResult::Present => {
+                self.succeeded(state, item, Step::Installed, "installed and detected", report)?;
+                Ok(true)
+            }
+            other => {
+                let _ = inventory;
+                self.fail(state, item, format!("the installer succeeded but detection says {other}"), None, report)
+            }
+        }
+    }
+
+    fn succeeded(
+        &self,
+        state: &DesiredState,
+        item: &str,
+        step: Step,
+        message: &str,
+        report: &mut PassReport,
+    ) -> Result<(), AgentError> {
+        let now = self.now();
+        let mut books = lock(&self.books);
+        let event = NewEvent::report(item, ReportStatus::Succeeded, state.generation, now).message(message);
+        if let Some(local) = books.memory.items.get_mut(item) {
+            local.install_attempts += 1;
+            local.detected_present = matches!(step, Step::Installed);
+        }
+        let uninstalled = matches!(step, Step::Uninstalled);
+        books.record(item, state.generation, step, Some(event), now)?;
+        if uninstalled {
+            report.uninstalled.push(item.to_owned())
+        } else {
+            report.installed.push(item.to_owned())
+        }
+        Ok(())
+    }
+
+    fn fresh_inventory(&self) -> patchward_api::Inventory {
+        let sources = crate::inventory::InventorySources {
+            root: self.platform.root.clone(),
+            dpkg_admindir: None,
+            rpm: self.platform.rpm,
+        };
+        crate::inventory::collect_inventory(&sources, self.platform.commands.as_ref()).inventory(Vec::new())
+    }
+
+    fn uninstall(
+        &self,
+        state: &DesiredState,
+        desired: &DesiredItem,
+        inventory: &patchward_api::Inventory,
+        report: &mut PassReport,
+    ) -> Result<bool, AgentError> {
+        let item = desired.patch.as_str();
+        let Some(rules) = &desired.detect else {
+            return self.fail(state, item, "no detection rules say what to remove".into(), None, report);
+        };
+        let Some(target) = package_to_remove(rules, inventory) else {
+            return self.fail(state, item, "the detection rules name no package to remove".into(), None, report);
+        };
+        let kind = match target.manager {
+            patchward_api::PackageManager::Dpkg => "deb",
+            patchward_api::PackageManager::Rpm => "rpm",
+        };
+        let (_, installer) = match self.installer(kind) {
+            Ok(found) => found,
+            Err(reason) => return self.fail(state, item, reason, None, report),
+        };
+        lock(&self.books).record(item, state.generation, Step::Uninstalling, None, self.now())?;
+        match tokio::task::block_in_place(|| installer.uninstall(Removal::Package(&target.name))) {
+            Ok(outcome) if outcome.succeeded() => {}
+            Ok(outcome) => {
+                return self.fail(state, item, format!("the removal failed: {outcome:?}"), Some(&outcome), report);
+            }
+            Err(e) => return self.fail(state, item, e.to_string(), None, report),
+        }
+        let after = self.fresh_inventory();
+        match self.detection(desired, &after) {
+            DetectionResult::Absent => {
+                self.succeeded(state, item, Step::Uninstalled, "removed and no longer detected", report)?;
+                Ok(true)
+            }
+            other => self.fail(state, item, format!("the removal ran but detection says {other}"), None, report),
+        }
+    }
+
+    async fn flush_outbox(&self, report: &mut PassReport) {
+        let now = self.now();
+        let pending = {
+            let books = lock(&self.books);
+            if !books.outbox.due(now) {
+                return;
+            }
+            books.outbox.pending(500)
+        };
+        let Some(last) = pending.last().map(|e| e.seq) else { return };
+        let count = pending.len();
+        match self.client.send_events(pending).await {
+            Ok(_) => {
+                let mut books = lock(&self.books);
+                if books.outbox.acknowledge(last).is_ok() {
+                    books.outbox.record_success();
+                    report.events_sent += count;
+                }
+            }
+            Err(e) => {
+                lock(&self.books).outbox.record_failure(now);
+                report.engine_unreachable.get_or_insert(e.to_string());
+            }
+        }
+    }
+}
