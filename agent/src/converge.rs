@@ -85,6 +85,18 @@ pub struct Platform {
     pub rpm: bool,
 }
 
+/// The platform's command runner as a value.
+struct SharedCommands(Arc<dyn CommandRunner>);
+
+impl CommandRunner for SharedCommands {
+    fn run(
+        &self,
+        command: &crate::observe::CommandLine,
+    ) -> Result<crate::observe::CommandOutput, crate::observe::CommandError> {
+        self.0.run(command)
+    }
+}
+
 /// The agent's durable books, behind one lock.
 pub struct Books {
     pub state: StateDir,
@@ -145,10 +157,31 @@ pub struct PassReport {
     pub events_sent: usize,
 }
 
+/// The platform's clock as a value, for the samplers that own theirs.
+#[derive(Clone)]
+pub struct SharedClock(pub Arc<dyn Clock>);
+
+impl Clock for SharedClock {
+    fn now(&self) -> Timestamp {
+        self.0.now()
+    }
+}
+
+/// CPU and network samples for the idle mode, kept by the run loop's
+/// sampler between passes (an hour of them at most).
+pub type Load = Arc<Mutex<crate::observe::LoadMonitor<SharedClock>>>;
+
+pub fn load_monitor(clock: Arc<dyn Clock>, proc: &std::path::Path) -> Load {
+    let keep = jiff::SignedDuration::from_hours(1);
+    Arc::new(Mutex::new(crate::observe::LoadMonitor::new(SharedClock(clock), proc, keep, 512)))
+}
+
 pub struct Agent {
     pub identity: Identity,
     pub platform: Platform,
     pub books: Arc<Mutex<Books>>,
+    /// Sampled by the run loop (and once per pass).
+    pub load: Load,
     client: EngineClient,
     downloader: Downloader,
     staging: PathBuf,
@@ -197,7 +230,9 @@ impl Agent {
             }
         }
         let etag = books.memory.trusted.as_ref().and_then(|t| t.etag.clone());
+        let load = load_monitor(platform.clock.clone(), &platform.proc);
         Ok(Agent {
+            load,
             identity,
             platform,
             books: Arc::new(Mutex::new(books)),
@@ -267,7 +302,48 @@ impl Agent {
                 }
             }
         }
-        Observations { boot_id, invocation_ids, ..Observations::default() }
+        let (cpu_busy_percent, network_kbps) = {
+            let mut load = self.load.lock().unwrap_or_else(|p| p.into_inner());
+            // A failed source leaves its series without a sample: an idle
+            // condition it feeds does not hold.
+            let _ = load.tick();
+            (load.cpu_percent.samples(), load.network_kbps.samples())
+        };
+        // Only the idle and restart modes (or a fallback to them) look at
+        // sessions and boots; only the real machine has them.
+        let modes = |item: &DesiredItem| {
+            let mut modes = vec![item.policy.get("mode").and_then(|m| m.as_str()).unwrap_or("").to_owned()];
+            let mut next = item.fallback.as_deref();
+            while let Some(fallback) = next {
+                modes.push(fallback.policy.get("mode").and_then(|m| m.as_str()).unwrap_or("").to_owned());
+                next = fallback.fallback.as_deref();
+            }
+            modes
+        };
+        let wanted = state.items.iter().flat_map(modes).any(|m| m == "idle" || m == "restart");
+        let real_machine = self.platform.root == std::path::Path::new("/");
+        let (input_idle_since, foreground_apps_present, cold_boot) = if wanted && real_machine {
+            use crate::observe::{ForegroundApps as _, InputIdle as _};
+            let logind =
+                crate::observe::Logind::new(SharedCommands(self.platform.commands.clone()), &self.platform.proc);
+            let cold = match crate::observe::read_boot_kind(self.platform.commands.as_ref()) {
+                crate::observe::BootKind::Cold => Some(true),
+                crate::observe::BootKind::Warm => Some(false),
+                _ => None,
+            };
+            (logind.idle_since().ok().flatten(), logind.foreground_apps().ok().map(|apps| !apps.is_empty()), cold)
+        } else {
+            (None, None, None)
+        };
+        Observations {
+            cpu_busy_percent,
+            network_kbps,
+            input_idle_since,
+            foreground_apps_present,
+            boot_id,
+            cold_boot,
+            invocation_ids,
+        }
     }
 
     /// Resolves what a crash left half done (see the module docs).

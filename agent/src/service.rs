@@ -211,6 +211,14 @@ pub async fn run_loop(
     wake: Arc<tokio::sync::Notify>,
     log: &crate::log::Logger,
 ) {
+    // The idle mode's CPU and network series need samples between passes.
+    let load = agent.load.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            let _ = load.lock().unwrap_or_else(|p| p.into_inner()).tick();
+        }
+    });
     loop {
         let now = agent.platform.clock.now();
         let report = match agent.pass(Some(poll)).await {
