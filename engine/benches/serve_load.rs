@@ -66,7 +66,7 @@ fn main() {
     }
     let agents = env_or("PATCHWARD_LOAD_AGENTS", 10_000);
     let seconds = env_or("PATCHWARD_LOAD_SECONDS", 20) as u64;
-    let concurrency = env_or("PATCHWARD_LOAD_CONCURRENCY", 64);
+    let concurrency = env_or("PATCHWARD_LOAD_CONCURRENCY", 128);
     let poll_interval = Duration::from_secs(env_or("PATCHWARD_LOAD_POLL_SECONDS", 5) as u64);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     runtime.block_on(run(agents, seconds, concurrency, poll_interval));
@@ -96,6 +96,9 @@ async fn engine(dir: &std::path::Path) {
 }
 
 async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Duration) {
+    // The generator's own HTTP client (the engine installs its provider in
+    // its own process).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("policies");
     example_policy_repository(&repo);
