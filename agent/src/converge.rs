@@ -260,12 +260,7 @@ impl Agent {
             route_probe: self.platform.root == std::path::Path::new("/"),
         };
         let facts = crate::facts::collect_facts(&sources, self.platform.labels.clone(), self.platform.groups.clone());
-        let inventory_sources = crate::inventory::InventorySources {
-            root: self.platform.root.clone(),
-            dpkg_admindir: None,
-            rpm: self.platform.rpm,
-        };
-        let report = crate::inventory::collect_inventory(&inventory_sources, self.platform.commands.as_ref());
+        let report = self.inventory_report();
         let base = report.inventory(Vec::new());
         let mut patches: Vec<String> = desired
             .map(|d| {
@@ -573,7 +568,7 @@ impl Agent {
                 report.wake_at = Some(report.wake_at.map_or(snooze.until, |w| w.min(snooze.until)));
                 Ok(false)
             }
-            Decision::InstallNow { .. } => self.install(state, desired, inventory, report).await,
+            Decision::InstallNow { .. } => self.install(state, desired, report).await,
             Decision::UninstallNow { .. } => self.uninstall(state, desired, inventory, report),
         }
     }
@@ -649,7 +644,6 @@ impl Agent {
         &self,
         state: &DesiredState,
         desired: &DesiredItem,
-        inventory: &patchward_api::Inventory,
         report: &mut PassReport,
     ) -> Result<bool, AgentError> {
         let item = desired.patch.as_str();
@@ -719,7 +713,6 @@ impl Agent {
                 Ok(true)
             }
             other => {
-                let _ = inventory;
                 self.fail(state, item, format!("the installer succeeded but detection says {other}"), None, report)
             }
         }
@@ -750,13 +743,18 @@ impl Agent {
         Ok(())
     }
 
-    fn fresh_inventory(&self) -> patchward_api::Inventory {
+    fn inventory_report(&self) -> crate::inventory::InventoryReport {
         let sources = crate::inventory::InventorySources {
             root: self.platform.root.clone(),
             dpkg_admindir: None,
             rpm: self.platform.rpm,
         };
-        crate::inventory::collect_inventory(&sources, self.platform.commands.as_ref()).inventory(Vec::new())
+        crate::inventory::collect_inventory(&sources, self.platform.commands.as_ref())
+    }
+
+    /// The packages as they are now (after an install or a removal).
+    fn fresh_inventory(&self) -> patchward_api::Inventory {
+        self.inventory_report().inventory(Vec::new())
     }
 
     fn uninstall(

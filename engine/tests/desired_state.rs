@@ -3,6 +3,8 @@
 //! of the device's Location; signed in a DSSE envelope that verifies with
 //! the engine's public key and follows `schemas/desired-state.json`.
 
+mod support;
+
 use std::path::PathBuf;
 
 use patchward::catalog::coverage::CoverageSet;
@@ -16,19 +18,25 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
 }
 
+/// The example feed as the plan catalog of `policy`, and the example fleet.
+fn example_catalog_and_fleet(policy: &CompiledPolicy, now: jiff::Timestamp) -> (PlanCatalog, patchward_api::Fleet) {
+    let feed = std::fs::read(root().join("examples/plan/feed.json")).unwrap();
+    let (records, _) =
+        patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
+    let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
+    let fleet_text = std::fs::read_to_string(root().join("examples/plan/fleet.yaml")).unwrap();
+    let fleet =
+        patchward::policy::yaml::from_str(&fleet_text, &patchward::policy::yaml::YamlLimits::default()).unwrap();
+    (catalog, fleet)
+}
+
 #[test]
 fn the_example_devices_desired_state_is_complete_signed_and_schema_valid() {
     let load = load_policy(&PolicySource::Folder(root().join("policies")), &PolicyLimits::default()).unwrap();
     let policy =
         CompiledPolicy::compile(load.policy.unwrap(), Some("0123456789abcdef0123456789abcdef01234567".into())).unwrap();
     let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
-    let feed = std::fs::read(root().join("examples/plan/feed.json")).unwrap();
-    let (records, _) =
-        patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
-    let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
-    let fleet_text = std::fs::read_to_string(root().join("examples/plan/fleet.yaml")).unwrap();
-    let fleet: patchward_api::Fleet =
-        patchward::policy::yaml::from_str(&fleet_text, &patchward::policy::yaml::YamlLimits::default()).unwrap();
+    let (catalog, fleet) = example_catalog_and_fleet(&policy, now);
     let computed = plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &fleet.devices, ledger: None, now });
     let index = computed.devices.iter().position(|d| d.id == "ws-0042").unwrap();
     let envelope = Envelope {
@@ -87,7 +95,7 @@ fn the_example_devices_desired_state_is_complete_signed_and_schema_valid() {
 fn items_carry_their_fallback_policy_and_their_detection_rules() {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
-    copy(&root().join("policies"), &policies);
+    support::copy_dir(&root().join("policies"), &policies);
     let software = policies.join("software/7zip.yaml");
     let text = std::fs::read_to_string(&software).unwrap();
     std::fs::write(&software, text.replace("policy: workstation-prompt", "policy: workstation-morning-prompt"))
@@ -95,13 +103,7 @@ fn items_carry_their_fallback_policy_and_their_detection_rules() {
     let load = load_policy(&PolicySource::Folder(policies), &PolicyLimits::default()).unwrap();
     let policy = CompiledPolicy::compile(load.policy.unwrap(), None).unwrap();
     let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
-    let feed = std::fs::read(root().join("examples/plan/feed.json")).unwrap();
-    let (records, _) =
-        patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
-    let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
-    let fleet_text = std::fs::read_to_string(root().join("examples/plan/fleet.yaml")).unwrap();
-    let fleet: patchward_api::Fleet =
-        patchward::policy::yaml::from_str(&fleet_text, &patchward::policy::yaml::YamlLimits::default()).unwrap();
+    let (catalog, fleet) = example_catalog_and_fleet(&policy, now);
     let computed = plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &fleet.devices, ledger: None, now });
     let envelope = Envelope { generation: 1, catalog_revision: 1, issued_at: now, expires_at: now };
     let states: Vec<DesiredState> =
@@ -122,16 +124,4 @@ fn items_carry_their_fallback_policy_and_their_detection_rules() {
     let detect = openssl.detect.as_ref().expect("its detection rules");
     let patchward_api::detection::DetectionRule::Package(rule) = &detect.any_of[0] else { panic!("{detect:?}") };
     assert_eq!((rule.name.as_str(), rule.at_least.as_str()), ("openssl", "3.0.15-1~deb12u1"));
-}
-
-fn copy(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
 }
