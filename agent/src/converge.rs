@@ -79,10 +79,38 @@ pub struct Platform {
     pub windows: Box<dyn WindowsProbe + Send + Sync>,
     pub installers: BTreeMap<PackageType, Box<dyn Installer + Send + Sync>>,
     pub notifier: Box<dyn crate::notify::Notifier>,
+    /// Restarts the machine when an install needs it and the policy says
+    /// `reboot: auto`.
+    pub rebooter: Box<dyn Reboot>,
     pub labels: BTreeMap<String, String>,
     pub groups: Vec<String>,
     /// Whether rpm is asked for the inventory.
     pub rpm: bool,
+}
+
+/// The machine's restart, an edge: `systemctl reboot` on a real machine;
+/// a sandbox root is never restarted.
+pub trait Reboot: Send + Sync {
+    fn reboot(&self, reason: &str) -> Result<(), String>;
+}
+
+/// `systemctl reboot`, through the platform's commands.
+pub struct SystemReboot(pub Arc<dyn CommandRunner + Send + Sync>);
+
+impl Reboot for SystemReboot {
+    fn reboot(&self, _reason: &str) -> Result<(), String> {
+        let command = crate::observe::CommandLine::new("systemctl", ["reboot"]);
+        self.0.run_ok(&command).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// For sandbox roots: the restart is reported, never done.
+pub struct NoReboot;
+
+impl Reboot for NoReboot {
+    fn reboot(&self, _reason: &str) -> Result<(), String> {
+        Err("this root is a sandbox: the machine is not restarted".into())
+    }
 }
 
 /// The platform's command runner as a value.
@@ -568,7 +596,7 @@ impl Agent {
                 report.wake_at = Some(report.wake_at.map_or(snooze.until, |w| w.min(snooze.until)));
                 Ok(false)
             }
-            Decision::InstallNow { .. } => self.install(state, desired, report).await,
+            Decision::InstallNow { reboot, .. } => self.install(state, desired, reboot, report).await,
             Decision::UninstallNow { .. } => self.uninstall(state, desired, inventory, report),
         }
     }
@@ -644,9 +672,11 @@ impl Agent {
         &self,
         state: &DesiredState,
         desired: &DesiredItem,
+        reboot: patchward_api::deployment::RebootBehaviour,
         report: &mut PassReport,
     ) -> Result<bool, AgentError> {
         let item = desired.patch.as_str();
+        let mut restart_needed = false;
         if desired.packages.is_empty() {
             return self.fail(state, item, "the catalog offers no package for this item".into(), None, report);
         }
@@ -697,8 +727,12 @@ impl Agent {
                     let reason = format!("the installer failed ({exit:?}): {}", stderr_tail.trim());
                     return self.fail(state, item, reason, Some(&outcome), report);
                 }
-                _ => {}
+                Outcome::SucceededRebootPending => restart_needed = true,
+                Outcome::Succeeded | Outcome::SucceededRebootStarted => {}
             }
+        }
+        if restart_needed {
+            self.restart_for(item, reboot);
         }
         lock(&self.books).record(item, state.generation, Step::Verifying, None, self.now())?;
         let after = self.fresh_inventory();
@@ -715,6 +749,26 @@ impl Agent {
             other => {
                 self.fail(state, item, format!("the installer succeeded but detection says {other}"), None, report)
             }
+        }
+    }
+
+    /// An install left a restart pending: `reboot: auto` restarts now,
+    /// `prompt` asks the user to, `never` leaves it to them.
+    fn restart_for(&self, item: &str, reboot: patchward_api::deployment::RebootBehaviour) {
+        use patchward_api::deployment::RebootBehaviour;
+        let restarted = match reboot {
+            RebootBehaviour::Auto => self.platform.rebooter.reboot(&format!("{item} needs a restart")).is_ok(),
+            RebootBehaviour::Prompt | RebootBehaviour::Never => false,
+        };
+        if !restarted && reboot != RebootBehaviour::Never {
+            let notice = crate::notify::Notice {
+                item: Some(item.to_owned()),
+                title: "Restart needed".into(),
+                message: format!("{item} is installed; restart the computer to finish it."),
+                urgency: crate::notify::Urgency::Normal,
+                display_for: std::time::Duration::from_secs(60),
+            };
+            let _ = self.platform.notifier.inform(&notice);
         }
     }
 

@@ -177,7 +177,22 @@ impl LocalHandler for Handler {
     fn install(&self, patch: &str, _who: Peer) -> Response {
         let now = self.clock.now();
         let mut books = lock(&self.books);
-        let Some((item, local, generation)) = self.item(&books, patch) else { return Response::unknown_item(patch) };
+        let Some((item, mut local, generation)) = self.item(&books, patch) else {
+            return Response::unknown_item(patch);
+        };
+        // An open prompt is answered "install": the decision then installs
+        // inside the policy's windows, self-service or not.
+        let prompted = local.prompt.as_ref().is_some_and(|p| p.answer == decide::PromptAnswer::Unanswered);
+        if prompted {
+            local.record_prompt_accepted();
+            books.memory.items.insert(patch.to_owned(), local);
+            let recorded = books.save();
+            if let Err(e) = recorded {
+                return Response::Error { message: format!("the answer could not be recorded: {e}") };
+            }
+            self.wake.notify_one();
+            return Response::InstallAccepted { item: patch.to_owned(), held_by_blackout: None };
+        }
         let decided = decide::decide_self_service_install(&item, &local, now);
         if decided.is_ok() {
             let mut local = local;
@@ -322,6 +337,11 @@ pub fn system_platform(
         windows: Box::new(crate::windows::NoWindows),
         installers,
         notifier,
+        rebooter: if system {
+            Box::new(crate::converge::SystemReboot(Arc::new(crate::observe::SystemCommands)))
+        } else {
+            Box::new(crate::converge::NoReboot)
+        },
         labels: settings.labels.clone(),
         groups: settings.groups.clone(),
         rpm: has_rpm && system,
