@@ -279,7 +279,9 @@ impl Agent {
     }
 
     /// Facts and inventory as the engine sees them; the inventory lists the
-    /// items detection finds present (patch ids too).
+    /// items detection finds present (patch ids, and `package@version` for
+    /// software detected by files or the registry, which the engine cannot
+    /// see in the package list).
     fn collect(&self, desired: Option<&DesiredState>) -> (patchward_api::Facts, patchward_api::Inventory) {
         let sources = crate::facts::FactSources {
             root: self.platform.root.clone(),
@@ -294,7 +296,7 @@ impl Agent {
             .map(|d| {
                 d.items
                     .iter()
-                    .filter(|i| !i.patch.contains('@') && i.action == Action::Install)
+                    .filter(|i| i.action == Action::Install)
                     .filter(|i| self.detection(i, &base) == DetectionResult::Present)
                     .map(|i| i.patch.clone())
                     .collect()
