@@ -879,3 +879,93 @@ impl Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patchward_api::deployment::RebootBehaviour;
+
+    #[derive(Default)]
+    struct Calls(Mutex<Vec<String>>);
+
+    impl Calls {
+        fn push(&self, call: String) {
+            self.0.lock().unwrap().push(call);
+        }
+        fn taken(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().unwrap())
+        }
+    }
+
+    struct RecordingReboot(Arc<Calls>, bool);
+    impl Reboot for RecordingReboot {
+        fn reboot(&self, reason: &str) -> Result<(), String> {
+            self.0.push(format!("reboot: {reason}"));
+            if self.1 { Ok(()) } else { Err("refused".into()) }
+        }
+    }
+
+    struct RecordingNotifier(Arc<Calls>);
+    impl crate::notify::Notifier for RecordingNotifier {
+        fn prompt(
+            &self,
+            notice: &crate::notify::PromptNotice,
+        ) -> Result<crate::notify::Delivery, crate::notify::NotifyError> {
+            self.0.push(format!("prompt: {}", notice.item));
+            Ok(crate::notify::Delivery::Logged)
+        }
+        fn inform(
+            &self,
+            notice: &crate::notify::Notice,
+        ) -> Result<crate::notify::Delivery, crate::notify::NotifyError> {
+            self.0.push(format!("inform: {}", notice.title));
+            Ok(crate::notify::Delivery::Logged)
+        }
+    }
+
+    fn test_agent(dir: &std::path::Path, calls: &Arc<Calls>, reboot_works: bool) -> Agent {
+        let state = StateDir::open(dir.join("state")).unwrap();
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let identity = Identity {
+            server: "http://127.0.0.1:1".into(),
+            device_id: "ws-1".into(),
+            credential: "pwd_x".into(),
+            engine_key: patchward_api::dsse::public_key_text(&key.verifying_key()),
+        };
+        state.write_json(IDENTITY_FILE, &identity).unwrap();
+        let platform = Platform {
+            root: dir.join("root"),
+            proc: "/proc".into(),
+            clock: Arc::new(crate::observe::SystemClock),
+            commands: Arc::new(crate::observe::SystemCommands),
+            windows: Box::new(crate::windows::NoWindows),
+            installers: BTreeMap::new(),
+            notifier: Box::new(RecordingNotifier(calls.clone())),
+            rebooter: Box::new(RecordingReboot(calls.clone(), reboot_works)),
+            labels: BTreeMap::new(),
+            groups: Vec::new(),
+            rpm: false,
+        };
+        Agent::open(state, platform, Limits::default(), std::time::Duration::from_secs(5)).unwrap()
+    }
+
+    /// A restart an install left pending: `auto` restarts, `prompt` tells
+    /// the user, `never` does neither; a restart that fails tells the user.
+    #[test]
+    fn a_pending_restart_follows_the_policys_reboot_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(Calls::default());
+        let agent = test_agent(dir.path(), &calls, true);
+        agent.restart_for("PW-1", RebootBehaviour::Auto);
+        assert_eq!(calls.taken(), ["reboot: PW-1 needs a restart"]);
+        agent.restart_for("PW-1", RebootBehaviour::Prompt);
+        assert_eq!(calls.taken(), ["inform: Restart needed"]);
+        agent.restart_for("PW-1", RebootBehaviour::Never);
+        assert!(calls.taken().is_empty());
+
+        let dir = tempfile::tempdir().unwrap();
+        let refusing = test_agent(dir.path(), &calls, false);
+        refusing.restart_for("PW-1", RebootBehaviour::Auto);
+        assert_eq!(calls.taken(), ["reboot: PW-1 needs a restart", "inform: Restart needed"]);
+    }
+}
