@@ -116,7 +116,7 @@ fn kill_mid_download(iterations: usize, payload_mib: usize, seed: u64) {
 
 #[test]
 fn t21_kill_9_mid_download_resumes_verifies_and_installs_once() {
-    kill_mid_download(6, 3, 21);
+    kill_mid_download(5, 2, 21);
 }
 
 #[test]
