@@ -243,6 +243,14 @@ impl Agent {
             .map_err(|e| AgentError::Setup(e.to_string()))?;
         let cache = Cache::open(state.path()).map_err(|e| AgentError::Setup(e.to_string()))?;
         let staging = cache.staging_dir().to_owned();
+        // A staging copy outlives only an agent killed mid-install
+        // (`VerifiedPackage` removes its own): none is in use while this
+        // agent holds the state directory's lock.
+        if let Ok(entries) = std::fs::read_dir(&staging) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let downloader = Downloader::new(cache).map_err(|e| AgentError::Setup(e.to_string()))?;
         let mut books = Books::open(state)?;
         // A state kept on disk is verified again: the file is no authority.
