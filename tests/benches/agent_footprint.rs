@@ -235,7 +235,7 @@ async fn run(agent_binary: &Path, seconds: u64, poll: u64) {
     println!(
         "agent footprint: {} (release, {:.1} MiB), poll interval {poll} s",
         agent_binary.display(),
-        mib(binary_size)
+        mib(binary_size / 1024)
     );
     println!(
         "  first pass: RSS {:.1} MiB, CPU {:.2} s (enrolled, facts and inventory uploaded, desired state fetched)",
