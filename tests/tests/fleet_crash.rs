@@ -322,6 +322,9 @@ async fn check(http: &reqwest::Client, base: &str, admin: &str, ledger: &mut Led
         .iter()
         .map(|d| d.acknowledged.iter().filter(|seq| !seen.contains_key(&(format!("device:{}", d.id), **seq))).count())
         .sum();
+    // An event and its audit entry are one transaction: every acknowledged
+    // event is audited, whatever the kill interrupted.
+    assert_eq!(ledger.unaudited, 0, "life {life}: acknowledged events missing from the audit log");
 }
 
 async fn crash_loop(iterations: usize, budget: Duration) {

@@ -251,24 +251,14 @@ async fn events(
     let engine = state.engine.clone();
     let outcome = blocking(move || {
         let now = engine.clock.now();
+        // The events and their audit entries are one transaction.
         let outcome = engine.store.record_events(&device, &batch, now)?;
-        if outcome.recorded > 0 {
-            let actor = format!("device:{device}");
-            let new = || batch.iter().filter(|(seq, _)| outcome.new.contains(seq));
-            // Snoozes and self-service requests made at the device count
-            // against the same limits as the portal's.
-            for (_, event) in new() {
-                if let Some(request) = user_request_of(event, now) {
-                    engine.add_user_request(&device, request)?;
-                }
+        // Snoozes and self-service requests made at the device count
+        // against the same limits as the portal's.
+        for (_, event) in batch.iter().filter(|(seq, _)| outcome.new.contains(seq)) {
+            if let Some(request) = user_request_of(event, now) {
+                engine.add_user_request(&device, request)?;
             }
-            let entries: Vec<(String, serde_json::Value)> = new()
-                .map(|(_, event)| {
-                    let kind = event.get("kind").and_then(|k| k.as_str()).unwrap_or("event");
-                    (format!("agent.{kind}"), event.clone())
-                })
-                .collect();
-            engine.store.append_audits(now, &actor, &entries)?;
         }
         engine.metrics.events.fetch_add(outcome.recorded as u64, std::sync::atomic::Ordering::Relaxed);
         if outcome.reports > 0 {

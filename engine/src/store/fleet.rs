@@ -304,6 +304,9 @@ impl Store {
 
     /// Records a device's events by their sequence numbers, once each: a
     /// batch retried after a lost response records nothing twice (T26).
+    /// Each new event's audit entry (`agent.KIND` by `device:ID`) is written
+    /// in the same transaction: a crash between the two would leave an
+    /// event the agent's resend can no longer audit (T14).
     pub fn record_events(
         &self,
         id: &str,
@@ -318,6 +321,10 @@ impl Store {
             let mut record: DeviceRecord = serde_json::from_slice(&bytes)
                 .map_err(|e| Abort::Abort(self.corrupted(format!("{device_key}: {e}"))))?;
             let mut outcome = RecordedEvents::default();
+            let mut audit_seq = match tree.get(b"counter/audit")? {
+                Some(bytes) => String::from_utf8_lossy(&bytes).parse::<u64>().unwrap_or(0),
+                None => 0,
+            };
             for (seq, body) in events {
                 let key = seq_key(&format!("event/{id}/"), *seq);
                 if tree.get(&key)?.is_some() {
@@ -336,7 +343,18 @@ impl Store {
                 }
                 outcome.recorded += 1;
                 outcome.new.push(*seq);
+                audit_seq += 1;
+                let kind = body.get("kind").and_then(|k| k.as_str()).unwrap_or("event");
+                let entry = AuditEntry {
+                    seq: audit_seq,
+                    at: now,
+                    actor: format!("device:{id}"),
+                    action: format!("agent.{kind}"),
+                    detail: body.clone(),
+                };
+                tree.insert(seq_key("audit/", audit_seq), json(&entry))?;
             }
+            tree.insert(b"counter/audit".as_slice(), audit_seq.to_string().as_bytes())?;
             record.last_seen = now;
             tree.insert(device_key.as_bytes(), json(&record))?;
             Ok(outcome)
