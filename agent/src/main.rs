@@ -168,9 +168,12 @@ async fn run(settings: &Settings, once: bool) -> anyhow::Result<()> {
     let options = patchward_agent::local::ServerOptions { log: log.clone(), ..Default::default() };
     tokio::spawn(patchward_agent::local::serve(listener, handler, options));
     log.info("running", &[("device", &agent.identity.device_id), ("server", &agent.identity.server)]);
+    // systemd stops a service with SIGTERM; a terminal with SIGINT.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = patchward_agent::service::run_loop(&mut agent, settings.poll_interval, wake, &log) => {}
         _ = tokio::signal::ctrl_c() => log.info("stopping", &[]),
+        _ = terminate.recv() => log.info("stopping", &[]),
     }
     let _ = std::fs::remove_file(settings.socket());
     Ok(())
