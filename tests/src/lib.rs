@@ -128,6 +128,32 @@ impl Reply {
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
 
+/// Reads a request line and its headers; `None` when the client closed
+/// the connection first. Test servers of other shapes read through it too.
+pub fn read_request_head(reader: &mut impl std::io::BufRead) -> Option<Request> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    Some(Request { method, path, headers })
+}
+
 /// A real HTTP/1.1 server on 127.0.0.1:0, one thread per connection, that
 /// answers through a handler: enough to test clients against well-behaved
 /// and hostile servers without any network.
@@ -182,31 +208,11 @@ fn serve_connection(
     log: &std::sync::Mutex<Vec<Request>>,
     stop: &std::sync::atomic::AtomicBool,
 ) {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufReader, Read, Write};
     let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
     let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                headers.push((name.trim().to_owned(), value.trim().to_owned()));
-            }
-        }
-        let request = Request { method, path, headers };
+        let Some(request) = read_request_head(&mut reader) else { return };
         log.lock().unwrap_or_else(|p| p.into_inner()).push(request.clone());
         let reply = handler(&request);
         let result = match reply {
