@@ -2,7 +2,8 @@
 //! (`/etc/patchward-agent/config.yaml`, or `--config FILE`), then the
 //! command-line flags, merged into one validated [`Settings`]. Every
 //! setting is written out with its default in
-//! `examples/agent/patchward-agent.yaml`, and a test holds the two equal.
+//! `examples/agent/patchward-agent.yaml`, and a test holds the two equal;
+//! `schemas/agent-config.json` describes the file.
 //!
 //! The file is YAML, camelCase, every field optional. An unknown field is
 //! an error with its line and column: a typo'd setting silently left at
@@ -12,7 +13,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use url::Url;
 
 use crate::download::{Limits, MinRate};
@@ -28,48 +28,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 /// The longest one package manager run may take before it is killed.
 pub const DEFAULT_INSTALL_TIMEOUT: Duration = crate::install::deb::DEFAULT_DPKG_TIMEOUT;
 
-/// The config file as written: every field optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ConfigFile {
-    pub server: Option<Url>,
-    pub state: Option<PathBuf>,
-    pub runtime: Option<PathBuf>,
-    pub root: Option<PathBuf>,
-    pub poll_interval: Option<patchward_api::Duration>,
-    pub labels: Option<BTreeMap<String, String>>,
-    pub groups: Option<Vec<String>>,
-    #[serde(default)]
-    pub download: DownloadFile,
-    pub install_timeout: Option<patchward_api::Duration>,
-    #[serde(default)]
-    pub log: LogFile,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DownloadFile {
-    pub stall_timeout: Option<patchward_api::Duration>,
-    pub min_rate: Option<MinRateFile>,
-    /// `0s`: no limit on a whole transfer.
-    pub total_timeout: Option<patchward_api::Duration>,
-    pub max_resumes: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct MinRateFile {
-    /// `0`: no minimum rate.
-    pub bytes_per_second: u64,
-    pub window: patchward_api::Duration,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LogFile {
-    pub format: Option<Format>,
-    pub level: Option<Level>,
-}
+/// The config file as written: every field optional (its types are the
+/// wire crate's, which generates its JSON Schema).
+pub use patchward_api::agent_config::{ConfigFile, DownloadFile, LogFile, MinRateFile};
 
 /// The flags that override the file.
 #[derive(Clone, Debug, Default)]

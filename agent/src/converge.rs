@@ -410,7 +410,9 @@ impl Agent {
             if done {
                 let (step, status) =
                     if removing { (Step::Uninstalled, "removed") } else { (Step::Installed, "installed") };
+                let action = if removing { Action::Uninstall } else { Action::Install };
                 let event = NewEvent::report(&item, ReportStatus::Succeeded, generation, now)
+                    .outcome_of(action, items.get(&item).and_then(policy_name))
                     .message(format!("{status}: detection decided after a restart"));
                 books.record(&item, generation, step, Some(event), now)?;
             } else {
@@ -665,7 +667,9 @@ impl Agent {
     ) -> Result<bool, AgentError> {
         let now = self.now();
         let mut books = lock(&self.books);
-        let mut event = NewEvent::report(item, ReportStatus::Failed, state.generation, now).message(reason.clone());
+        let mut event = outcome_event(state, item, ReportStatus::Failed, now)
+            .unwrap_or_else(|| NewEvent::report(item, ReportStatus::Failed, state.generation, now))
+            .message(reason.clone());
         if let Some(Outcome::Failed { exit, .. }) = outcome {
             event = event.detail(serde_json::json!({"exit": format!("{exit:?}")}));
         }
@@ -792,7 +796,9 @@ impl Agent {
     ) -> Result<(), AgentError> {
         let now = self.now();
         let mut books = lock(&self.books);
-        let event = NewEvent::report(item, ReportStatus::Succeeded, state.generation, now).message(message);
+        let event = outcome_event(state, item, ReportStatus::Succeeded, now)
+            .unwrap_or_else(|| NewEvent::report(item, ReportStatus::Succeeded, state.generation, now))
+            .message(message);
         if let Some(local) = books.memory.items.get_mut(item) {
             local.install_attempts += 1;
             local.detected_present = matches!(step, Step::Installed);
@@ -886,6 +892,18 @@ impl Agent {
             }
         }
     }
+}
+
+/// The name of the deployment policy a desired item came under.
+fn policy_name(item: &DesiredItem) -> Option<String> {
+    item.policy.get("name").and_then(|n| n.as_str()).map(str::to_owned)
+}
+
+/// The `report` of `item`'s outcome in `state`, saying what was done and
+/// under which policy; `None` when the state no longer has the item.
+fn outcome_event(state: &DesiredState, item: &str, status: ReportStatus, now: Timestamp) -> Option<NewEvent> {
+    let desired = state.items.iter().find(|i| i.patch == item)?;
+    Some(NewEvent::report(item, status, state.generation, now).outcome_of(desired.action, policy_name(desired)))
 }
 
 #[cfg(test)]

@@ -16,78 +16,17 @@
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::observe::{Clock, SystemClock};
 
-/// How severe a line is; a logger keeps its level and everything above.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Debug,
-    Info,
-    Warn,
-    Error,
-}
-
-impl Level {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Error => "error",
-        }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Level {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Level, String> {
-        match text {
-            "debug" => Ok(Level::Debug),
-            "info" => Ok(Level::Info),
-            "warn" => Ok(Level::Warn),
-            "error" => Ok(Level::Error),
-            other => Err(format!("`{other}` is not a log level; expected one of debug, info, warn, error")),
-        }
-    }
-}
-
-/// How a line is written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// One JSON object per line, for log shippers.
-    Json,
-    /// `AT LEVEL msg key=value ...`, for people reading `journalctl`.
-    #[default]
-    Text,
-}
-
-impl FromStr for Format {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Format, String> {
-        match text {
-            "json" => Ok(Format::Json),
-            "text" => Ok(Format::Text),
-            other => Err(format!("`{other}` is not a log format; expected json or text")),
-        }
-    }
-}
+/// How severe a line is, and how lines are written: the config file's
+/// `log.level` and `log.format`.
+pub use patchward_api::agent_config::{LogFormat as Format, LogLevel as Level};
 
 /// A credential or token. Printing it, in any way the logger or `{:?}`
 /// knows, gives `***`.

@@ -89,6 +89,8 @@ pub struct NewEvent {
     pub patch: Option<String>,
     pub status: Option<ReportStatus>,
     pub generation: Option<u64>,
+    pub action: Option<patchward_api::desired::Action>,
+    pub policy: Option<String>,
     pub message: Option<String>,
     pub detail: Option<serde_json::Value>,
     pub at: Timestamp,
@@ -96,7 +98,17 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn new(kind: EventKind, at: Timestamp) -> NewEvent {
-        NewEvent { kind, patch: None, status: None, generation: None, message: None, detail: None, at }
+        NewEvent {
+            kind,
+            patch: None,
+            status: None,
+            generation: None,
+            action: None,
+            policy: None,
+            message: None,
+            detail: None,
+            at,
+        }
     }
 
     /// A `report` of an install or uninstall outcome.
@@ -119,6 +131,14 @@ impl NewEvent {
         self
     }
 
+    /// What a `report` says was done, and under which deployment policy:
+    /// what lets the engine remove a patch whose approval is withdrawn.
+    pub fn outcome_of(mut self, action: patchward_api::desired::Action, policy: Option<String>) -> NewEvent {
+        self.action = Some(action);
+        self.policy = policy;
+        self
+    }
+
     pub fn message(mut self, message: impl Into<String>) -> NewEvent {
         self.message = Some(message.into());
         self
@@ -130,8 +150,8 @@ impl NewEvent {
     }
 
     fn with_seq(self, seq: u64) -> AgentEvent {
-        let NewEvent { kind, patch, status, generation, message, detail, at } = self;
-        AgentEvent { seq, at, kind, patch, status, generation, message, detail }
+        let NewEvent { kind, patch, status, generation, action, policy, message, detail, at } = self;
+        AgentEvent { seq, at, kind, patch, status, generation, action, policy, message, detail }
     }
 }
 
@@ -433,6 +453,8 @@ impl Outbox {
             patch: patch.map(str::to_owned),
             status,
             generation,
+            action: None,
+            policy: None,
             message: message.map(str::to_owned),
             detail,
             at,

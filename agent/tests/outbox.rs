@@ -61,6 +61,8 @@ fn push_assigns_rising_seqs_that_survive_a_reopen_with_every_field() {
             patch: Some("PW-1".into()),
             status: Some(ReportStatus::Failed),
             generation: Some(7),
+            action: None,
+            policy: None,
             message: Some("exit code 2".into()),
             detail: Some(detail),
         }

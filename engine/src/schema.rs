@@ -127,6 +127,14 @@ pub fn all_schemas() -> Vec<SchemaFile> {
     files.push(plain_schema::<patchward_api::desired::DesiredState>("desired-state.json"));
     files.push(plain_schema::<crate::daemon::config::ConfigFile>("serve-config.json"));
     files.push(plain_schema::<patchward_api::dsse::Envelope>("dsse-envelope.json"));
+    files.push(plain_schema::<patchward_api::agent_config::ConfigFile>("agent-config.json"));
+    // The agent API's bodies, both ways.
+    files.push(plain_schema::<patchward_api::device::EnrollRequest>("enroll-request.json"));
+    files.push(plain_schema::<patchward_api::device::EnrollResponse>("enroll-response.json"));
+    files.push(plain_schema::<patchward_api::device::InventoryUpload>("inventory-upload.json"));
+    files.push(plain_schema::<patchward_api::device::InventoryAccepted>("inventory-accepted.json"));
+    files.push(plain_schema::<patchward_api::events::EventBatch>("event-batch.json"));
+    files.push(plain_schema::<patchward_api::events::EventsRecorded>("events-recorded.json"));
     files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
     files
 }

@@ -8,7 +8,8 @@
 //! file, moved by a day). Both report back and the compliance view says
 //! so. Their Location's mirror serves tampered bytes: the agents refuse
 //! them, fall back to the engine's copy, and dpkg runs once, on the real
-//! bytes.
+//! bytes. Then a `git revert` of the approval removes the package from
+//! both.
 
 mod agent_support;
 
@@ -135,5 +136,42 @@ async fn a_commit_rolls_out_to_pilot_then_production_and_tampered_mirror_bytes_n
         .filter(|e| e["action"] == "agent.report" && e["detail"]["status"] == "succeeded")
         .count();
     assert_eq!(reports, 2, "one success report per device");
+
+    // The approval is reverted: the patch goes back to the review queue,
+    // and both devices remove the package they installed under it.
+    git(&repo, &["revert", "--no-edit", "HEAD"]);
+    let revert = git(&repo, &["rev-parse", "HEAD"]);
+    office.sync().await;
+    until("the revert in force", || async {
+        admin_get(&base, &admin, "/api/v1/status").await["applied"]["revision"].as_str() == Some(revert.as_str())
+    })
+    .await;
+    for agent in [&pilot, &production] {
+        let device = office.get(&format!("/api/v1/devices/{}", agent.name)).await;
+        let items = device["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{}: {device}", agent.name);
+        assert_eq!(items[0]["action"], "uninstall", "{}: {device}", agent.name);
+        assert_eq!(items[0]["status"], "due", "{}: {device}", agent.name);
+        assert_eq!(items[0]["source"], "retraction/approval withdrawn", "{}: {device}", agent.name);
+        agent.run(&["run", "--once"]);
+        assert_eq!(installed_version(&agent.root), None, "{}: the revert removes the package", agent.name);
+        // The removal is reported; afterwards nothing is left to do.
+        agent.run(&["run", "--once"]);
+    }
+    until("both removals recorded, nothing left to remove", || async {
+        let mut done = true;
+        for agent in [&pilot, &production] {
+            let device = office.get(&format!("/api/v1/devices/{}", agent.name)).await;
+            done &= device["items"].as_array().is_some_and(|items| items.iter().all(|i| i["status"] == "removed"));
+        }
+        done
+    })
+    .await;
+    let audit = office.get("/api/v1/audit").await;
+    let lost = audit["entries"].as_array().unwrap().iter().find(|e| e["action"] == "approval.lost");
+    let lost = lost.unwrap_or_else(|| panic!("the audit log records the approval lost: {audit}"));
+    assert_eq!(lost["detail"]["patch"], "PW-2026-0001");
+    assert_eq!(lost["detail"]["devices"], 2, "lost on both devices: {lost}");
+    assert!(lost["actor"].as_str().unwrap().starts_with("commit:"), "attributed to the revert's author: {lost}");
     office.running.shutdown().await;
 }

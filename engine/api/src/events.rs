@@ -38,6 +38,13 @@ pub struct AgentEvent {
     /// The desired-state generation the agent acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generation: Option<u64>,
+    /// For a `report`: whether the item was installed or removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<crate::desired::Action>,
+    /// For a `report`: the deployment policy the item came under, which a
+    /// withdrawn approval's removal goes under too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// A human-readable account (the reason of a failure or refusal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -98,6 +98,14 @@ pub struct Report {
     pub status: ReportStatus,
     #[schemars(with = "String")]
     pub at: jiff::Timestamp,
+    /// Whether the device installed or removed the patch. Only a patch the
+    /// device reports it installed can be withdrawn from it (a report
+    /// without an action is never taken for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<crate::desired::Action>,
+    /// The deployment policy it was installed under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

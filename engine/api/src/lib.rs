@@ -5,6 +5,7 @@
 //! whose text form is part of the contract (durations, local times, weekdays)
 //! and, as later issues add them, the request and response bodies of the API.
 
+pub mod agent_config;
 pub mod deployment;
 pub mod desired;
 pub mod detection;

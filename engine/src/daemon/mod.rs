@@ -139,7 +139,8 @@ fn content_digest(state: &patchward_api::desired::DesiredState) -> String {
 }
 
 /// What a full plan changed, for the audit log: per patch, the devices
-/// that gained or lost it.
+/// that gained or lost it. A removal because the approval was withdrawn
+/// is the loss, not an approval.
 fn approval_changes(
     before: Option<(&Plan, &HashMap<String, Arc<DevicePlan>>)>,
     after: &Plan,
@@ -147,7 +148,7 @@ fn approval_changes(
     fn pairs<'a>(plan: &'a Plan, devices: &[&'a DevicePlan]) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
         let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for device in devices {
-            for item in &device.items {
+            for item in device.items.iter().filter(|i| !i.retracted) {
                 out.entry(plan.patches[item.patch as usize].as_str()).or_default().insert(device.id.as_str());
             }
         }

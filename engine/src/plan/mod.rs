@@ -56,6 +56,11 @@ pub enum Source {
     Rule(u32),
     /// A manual Approval, by its index in [`Plan::approval_names`].
     Approval(u32),
+    /// Nothing grants any more a patch the device reported it installed:
+    /// it is removed under the deployment policy it was installed under
+    /// (by its index in [`Plan::policy_names`]). What a `git revert` of an
+    /// approval does.
+    Retraction(u32),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema)]
@@ -94,9 +99,11 @@ impl ItemStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeviceItem {
     pub patch: u32,
-    /// Index into `Plan::grants[patch]`.
+    /// Index into `Plan::grants[patch]`, or into `Plan::retractions` when
+    /// `retracted`.
     pub grant: u32,
     pub status: ItemStatus,
+    pub retracted: bool,
 }
 
 /// A way a patch reaches the devices of one scope: a rule's stage or a
@@ -122,6 +129,7 @@ impl Grant {
         let kind = match self.source {
             Source::Approval(_) => 0,
             Source::Rule(_) => 1,
+            Source::Retraction(_) => 2,
         };
         (self.not_before, kind, self.stage.unwrap_or(0), self.source)
     }
@@ -210,6 +218,9 @@ pub struct Plan {
     pub gates: Vec<GateOutcome>,
     /// Per patch, the grants that bring it to devices, in precedence order.
     pub grants: Vec<Vec<Grant>>,
+    /// Per deployment policy, the grant that removes under it a patch whose
+    /// approval was withdrawn (see [`Source::Retraction`]).
+    pub retractions: Vec<Grant>,
     /// Per patch, the exclusions that matched it (by index), whatever
     /// their scopes.
     pub excluded_by: Vec<Vec<u32>>,
@@ -275,6 +286,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         no_rule: Vec::new(),
         gates: Vec::new(),
         grants: Vec::new(),
+        retractions: retraction_grants(policy),
         excluded_by: Vec::new(),
         devices: Vec::new(),
         diagnostics: Vec::new(),
@@ -377,6 +389,13 @@ pub fn plan(input: &PlanInput) -> Plan {
     count_gates(&mut plan.gates, &gate_specs, catalog, &devices, &in_scope);
 
     plan.devices = plan_devices(input, &devices, &grants, &excluded_by, &plan.gates, &membership);
+    if policy.rules.is_empty() && policy.approvals.is_empty() {
+        // G3: a policy that grants nothing never turns into "uninstall
+        // everything patchward ever installed".
+        for device in &mut plan.devices {
+            device.items.retain(|item| !item.retracted);
+        }
+    }
     plan.grants = grants;
     plan.excluded_by = excluded_by;
 
@@ -430,7 +449,30 @@ pub fn replan_devices(input: &PlanInput, base: &Plan) -> Vec<DevicePlan> {
     // Selector failures were reported by the full plan.
     let mut ignored = Vec::new();
     let membership = scope_membership(input.policy, &devices, &evaluator, &mut ignored);
-    plan_devices(input, &devices, &base.grants, &base.excluded_by, &base.gates, &membership)
+    let mut planned = plan_devices(input, &devices, &base.grants, &base.excluded_by, &base.gates, &membership);
+    if input.policy.rules.is_empty() && input.policy.approvals.is_empty() {
+        for device in &mut planned {
+            device.items.retain(|item| !item.retracted);
+        }
+    }
+    planned
+}
+
+/// One removal grant per deployment policy: due at once, everywhere the
+/// device reported the patch installed under that policy.
+fn retraction_grants(policy: &CompiledPolicy) -> Vec<Grant> {
+    (0..policy.policies.len() as u32)
+        .map(|index| Grant {
+            source: Source::Retraction(index),
+            scope: 0,
+            stage: None,
+            policy: index,
+            action: ItemAction::Uninstall,
+            not_before: jiff::Timestamp::UNIX_EPOCH,
+            deadline: None,
+            gate: None,
+        })
+        .collect()
 }
 
 /// Every device's items, in parallel, in the order of `devices`.
@@ -894,8 +936,10 @@ fn plan_device(
             _ if candidate.gate.is_some_and(|g| !gates[g as usize].passed) => ItemStatus::Blocked,
             _ => ItemStatus::Due,
         };
-        items.push(DeviceItem { patch, grant: grant_index as u32, status });
+        items.push(DeviceItem { patch, grant: grant_index as u32, status, retracted: false });
     }
+    items.extend(retractions(device, catalog, policy, grants, excluded_by, &items, &excluded, &in_scope, &packages));
+    items.sort_by_key(|item| item.patch);
     let address = device.facts.ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
     let location = address.and_then(|ip| locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
     let scopes = (0..membership.len() as u32).filter(|s| in_scope(*s)).collect();
@@ -903,10 +947,71 @@ fn plan_device(
     DevicePlan { id: device.id.clone(), scopes, location, items, excluded, software }
 }
 
+/// The patches to remove from `device` because their approval was
+/// withdrawn: the device's latest report says it installed the patch under
+/// a deployment policy that still exists, the patch is still on it, and
+/// nothing grants or excludes the patch there any more, nor supersedes it
+/// with a patch the device has or gets. A patch the device had before
+/// patchward (no install report) is never removed so.
+#[allow(clippy::too_many_arguments)]
+fn retractions(
+    device: &Device,
+    catalog: &PlanCatalog,
+    policy: &CompiledPolicy,
+    grants: &[Vec<Grant>],
+    excluded_by: &[Vec<u32>],
+    items: &[DeviceItem],
+    excluded: &[(u32, u32)],
+    in_scope: &dyn Fn(u32) -> bool,
+    packages: &HashMap<(patchward_api::PackageManager, &str), &str>,
+) -> Vec<DeviceItem> {
+    let facts = &device.facts;
+    let kind = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
+    let inventory: HashSet<&str> = device.inventory.patches.iter().map(String::as_str).collect();
+    let kept: HashSet<&str> = items
+        .iter()
+        .filter(|i| grants[i.patch as usize][i.grant as usize].action == ItemAction::Install)
+        .map(|i| catalog.patches[i.patch as usize].id())
+        .collect();
+    let mut found = Vec::new();
+    for report in &device.reports {
+        if report.status != ReportStatus::Succeeded || report.action != Some(patchward_api::desired::Action::Install) {
+            continue;
+        }
+        let Some(patch) = catalog.get(&report.patch) else { continue };
+        let Some(index) = report.policy.as_deref().and_then(|p| policy.policies.iter().position(|n| n == p)) else {
+            continue;
+        };
+        let plan_patch = &catalog.patches[patch as usize];
+        let granted = grants[patch as usize].iter().any(|g| in_scope(g.scope));
+        let listed = items.iter().any(|i| i.patch == patch) || excluded.iter().any(|(p, _)| *p == patch);
+        let declined = excluded_by[patch as usize].iter().any(|&e| {
+            let scopes = &policy.exclusions[e as usize].scopes;
+            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s as u32))
+        });
+        let superseded =
+            plan_patch.view.superseded_by.iter().any(|s| inventory.contains(s.as_str()) || kept.contains(s.as_str()));
+        if granted || listed || declined || superseded || !applies_by_lists(plan_patch, kind) {
+            continue;
+        }
+        let present = fix_state(plan_patch, device, packages) == FixState::Fixed || inventory.contains(plan_patch.id());
+        if present {
+            found.push(DeviceItem { patch, grant: index as u32, status: ItemStatus::Due, retracted: true });
+        }
+    }
+    found.sort_by_key(|item| item.patch);
+    found.dedup_by_key(|item| item.patch);
+    found
+}
+
 impl Plan {
     /// The grant that brings `item` to its device.
     pub fn grant(&self, item: &DeviceItem) -> &Grant {
-        &self.grants[item.patch as usize][item.grant as usize]
+        if item.retracted {
+            &self.retractions[item.grant as usize]
+        } else {
+            &self.grants[item.patch as usize][item.grant as usize]
+        }
     }
 }
 

@@ -174,6 +174,7 @@ impl Plan {
         match source {
             Source::Rule(r) => ("rule", &self.rules[r as usize].name),
             Source::Approval(a) => ("approval", &self.approval_names[a as usize]),
+            Source::Retraction(_) => ("retraction", "approval withdrawn"),
         }
     }
 

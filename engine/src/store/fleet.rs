@@ -155,7 +155,9 @@ fn report_of(body: &serde_json::Value, received: jiff::Timestamp) -> Option<patc
         _ => return None,
     };
     let at = body.get("at").and_then(|a| a.as_str()).and_then(|a| a.parse().ok()).unwrap_or(received);
-    Some(patchward_api::Report { patch, status, at })
+    let action = body.get("action").and_then(|a| serde_json::from_value(a.clone()).ok());
+    let policy = body.get("policy").and_then(|p| p.as_str()).map(str::to_owned);
+    Some(patchward_api::Report { patch, status, at, action, policy })
 }
 
 pub fn secret_hash(secret: &str) -> String {

@@ -91,6 +91,14 @@ pub fn policy_repository(dir: &Path, feed_url: &str, mirror: &str) -> PathBuf {
          ---\napiVersion: patchward.dev/v1\nkind: Scope\nmetadata: {name: production}\nspec: {selector: 'device.labels[\"ring\"] == \"production\"'}\n"
             .into(),
     );
+    // Whatever no other rule decides waits for a reviewer: a patch whose
+    // approval is reverted goes back there (and is removed).
+    write(
+        "review.yaml",
+        "apiVersion: patchward.dev/v1\nkind: ApprovalRule\nmetadata: {name: review-the-rest}\n\
+         spec: {priority: 1, match: 'true', action: review}\n"
+            .into(),
+    );
     write(
         "policies.yaml",
         "apiVersion: patchward.dev/v1\nkind: DeploymentPolicy\nmetadata: {name: at-once}\nspec: {mode: immediate, reboot: never}\n".into(),
