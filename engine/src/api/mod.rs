@@ -9,6 +9,7 @@
 
 pub mod auth;
 mod blobs;
+pub mod console;
 mod error;
 pub mod limits;
 
@@ -38,12 +39,14 @@ pub struct ApiState {
     /// The HMAC secret of `POST /api/v1/sync` webhooks.
     pub webhook_secret: Option<Vec<u8>>,
     pub rate: RateLimiter,
+    /// The console's signed-in browsers.
+    pub sessions: console::session::Sessions,
 }
 
 impl ApiState {
     pub fn new(engine: Arc<Engine>, blobs: Arc<BlobStore>, limits: Limits, webhook_secret: Option<Vec<u8>>) -> Self {
         let rate = RateLimiter::new(limits.device_requests_per_minute);
-        ApiState { engine, blobs, limits, webhook_secret, rate }
+        ApiState { engine, blobs, limits, webhook_secret, rate, sessions: Default::default() }
     }
 
     /// Takes one request from `caller`'s rate budget (T31).
@@ -76,6 +79,7 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/api/v1/user/device", get(user_device))
         .route("/api/v1/user/snooze", post(user_snooze))
         .route("/api/v1/user/install", post(user_install))
+        .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
@@ -680,6 +684,21 @@ async fn user_install(
 }
 
 fn user_request(state: &ApiState, device: &str, item: &str, kind: &'static str) -> Result<Response, ApiError> {
+    take_user_request(state, device, item, kind, &format!("user:{device}"))?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": kind, "item": item}))).into_response())
+}
+
+/// A user's snooze or self-service install of `item` on `device`, under
+/// the admin's limits (the item's deployment policy): recorded and audited
+/// as `actor`, or refused with why. The user API, the console's portal and
+/// (through its events) the agent's CLI all come here.
+pub(crate) fn take_user_request(
+    state: &ApiState,
+    device: &str,
+    item: &str,
+    kind: &'static str,
+    actor: &str,
+) -> Result<UserRequest, ApiError> {
     let (in_force, ..) = plan_or_unavailable(state)?;
     let rows = device_rows(state, device)?;
     let row = rows
@@ -713,12 +732,12 @@ fn user_request(state: &ApiState, device: &str, item: &str, kind: &'static str) 
         now.checked_add(jiff::SignedDuration::from_secs(snooze_for as i64)).unwrap_or(now)
     });
     let request = UserRequest { item: item.to_owned(), kind: kind.to_owned(), at: now, until };
-    state.engine.add_user_request(device, request).map_err(ApiError::store)?;
+    state.engine.add_user_request(device, request.clone()).map_err(ApiError::store)?;
     let _ = state.engine.store.append_audit(
         now,
-        &format!("user:{device}"),
+        actor,
         &format!("user.{kind}"),
-        serde_json::json!({"item": item, "policy": row.policy}),
+        serde_json::json!({"item": item, "policy": row.policy, "device": device}),
     );
-    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": kind, "item": item}))).into_response())
+    Ok(request)
 }

@@ -310,7 +310,7 @@ async fn serve_connections(
             accepted = listener.accept() => accepted,
             _ = stopped.changed() => break,
         };
-        let Ok((stream, _peer)) = accepted else { continue };
+        let Ok((stream, peer)) = accepted else { continue };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             // Over the cap: refuse at once rather than queue.
             drop(stream);
@@ -323,7 +323,10 @@ async fn serve_connections(
         tokio::spawn(async move {
             let _permit = permit;
             let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                app.clone().oneshot(request.map(axum::body::Body::new))
+                let mut request = request.map(axum::body::Body::new);
+                // The console limits failed sign-ins per client address.
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                app.clone().oneshot(request)
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder

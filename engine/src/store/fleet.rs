@@ -498,7 +498,13 @@ impl Store {
 
     /// The admin or user token `token` is, if any.
     pub fn access_token(&self, token: &str) -> Result<Option<AccessToken>, StoreError> {
-        let key = format!("access/{}", secret_hash(token));
+        self.access_token_by_hash(&secret_hash(token))
+    }
+
+    /// An access token by the sha256 of its secret (what a console session
+    /// keeps instead of the secret).
+    pub fn access_token_by_hash(&self, hash: &str) -> Result<Option<AccessToken>, StoreError> {
+        let key = format!("access/{hash}");
         match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
             None => Ok(None),
             Some(bytes) => self.decode(&key, &bytes).map(Some),

@@ -1,0 +1,614 @@
+//! The admin's views. Each takes its filters, sort and page from the query
+//! string, answers CSV with `format=csv`, and counts with the same
+//! functions as the admin API.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::page::{self, Flash, layout, pager, post_form, select, sort_header, when, when_opt};
+use super::{AdminSession, check_csrf, error_page, html_page};
+use crate::api::{ApiState, csv_response, plan_or_unavailable};
+use crate::daemon::views::{self, Compliance, ItemRow};
+use crate::plan::{Listed, Plan};
+use crate::store::fleet::DeviceRecord;
+
+/// The largest page a view shows; CSV exports are not paged.
+const MAX_PAGE: usize = 500;
+const DEFAULT_PAGE: usize = 50;
+
+/// A view's page when the engine has no policy in force yet.
+fn no_policy(session: &super::Session) -> Response {
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Some(session),
+        "No valid policy revision is in force yet: see Engine status.",
+    )
+}
+
+fn flash_of(done: &Option<String>, error: &Option<String>) -> Option<Flash> {
+    error.as_ref().map(Flash::error).or_else(|| done.as_ref().map(Flash::ok))
+}
+
+fn compliance_word(compliance: Compliance) -> &'static str {
+    match compliance {
+        Compliance::Compliant => "compliant",
+        Compliance::Pending => "pending",
+        Compliance::NonCompliant => "non-compliant",
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct FlashQuery {
+    pub done: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The compliance report: devices fully patched, pending and past their
+/// deadline, with a chart, the trend, and counts by severity, category and
+/// policy that drill down to the devices.
+pub async fn compliance(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Query(flash): Query<FlashQuery>,
+) -> Response {
+    let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
+    let now = state.engine.clock.now();
+    let report = views::compliance(&in_force, &plan, &views::device_plans(&plan, &replanned), now);
+    let trend = state.engine.compliance_trend().unwrap_or_default();
+    let group = |title: &str, key: &str, map: &std::collections::BTreeMap<String, views::Counts>| {
+        html! {
+            h2 { "By " (title) }
+            table.counts data-group=(key) {
+                thead { tr {
+                    th { (title) } th.num { "installed" } th.num { "due" } th.num { "scheduled" }
+                    th.num { "blocked" } th.num { "removed" } th.num { "overdue" }
+                } }
+                tbody {
+                    @for (name, counts) in map {
+                        tr data-name=(name) {
+                            td { a href=(format!("/console/devices{}", page::query_string(&[(key, name.clone())]))) { (name) } }
+                            td.num { (counts.installed) } td.num { (counts.due) } td.num { (counts.scheduled) }
+                            td.num { (counts.blocked) } td.num { (counts.removed) }
+                            td.num.overdue[counts.overdue > 0] { (counts.overdue) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let body = html! {
+        div.cards {
+            div.card { div.muted { "Devices" } div.figure #devices { (report.devices) } }
+            div.card { div.muted { "Fully patched" } div.figure #compliant-percent { (format!("{:.1}", report.compliant_percent)) "%" } }
+            div.card { div.muted { "Pending" } div.figure #pending { (report.pending) } }
+            div.card { div.muted { "Non-compliant (past deadline)" } div.figure #non-compliant { (report.non_compliant) } }
+        }
+        h2 { "Devices" }
+        (page::stacked_bar(&[
+            ("compliant", report.compliant, "compliant"),
+            ("pending", report.pending, "pending"),
+            ("non-compliant", report.non_compliant, "non-compliant"),
+        ]))
+        p { a href="/console/devices?compliance=non-compliant" { "Non-compliant devices" } " · "
+            a href="/console/devices?compliance=pending" { "Pending devices" } " · "
+            a href="/api/v1/compliance?format=csv" { "Export CSV" } }
+        h2 { "Trend" }
+        (page::trend_chart(&trend.iter().map(|p| (p.at, p.compliant_percent)).collect::<Vec<_>>()))
+        (group("severity", "severity", &report.by_severity))
+        (group("category", "category", &report.by_category))
+        (group("policy", "policy", &report.by_policy))
+        p.muted { "Policy revision " code { (report.policy_revision.as_deref().unwrap_or("—")) } ", at " (when(report.at)) "." }
+    };
+    html_page(
+        StatusCode::OK,
+        layout("Compliance", Some(&session), "/console", flash_of(&flash.done, &flash.error).as_ref(), body),
+    )
+}
+
+#[derive(Deserialize, Default)]
+pub struct DevicesQuery {
+    q: Option<String>,
+    severity: Option<String>,
+    category: Option<String>,
+    policy: Option<String>,
+    status: Option<String>,
+    compliance: Option<String>,
+    sort: Option<String>,
+    order: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+impl DevicesQuery {
+    fn pairs(&self) -> Vec<(&'static str, String)> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        vec![
+            ("q", text(&self.q)),
+            ("severity", text(&self.severity)),
+            ("category", text(&self.category)),
+            ("policy", text(&self.policy)),
+            ("status", text(&self.status)),
+            ("compliance", text(&self.compliance)),
+            ("sort", text(&self.sort)),
+            ("order", text(&self.order)),
+        ]
+    }
+
+    fn keeps_row(&self, row: &ItemRow) -> bool {
+        let is = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f.is_empty() || f == value);
+        is(&self.severity, &row.severity)
+            && is(&self.category, &row.category)
+            && is(&self.policy, &row.policy)
+            && is(&self.status, &row.status)
+    }
+
+    /// Whether an item filter is set: then a device shows only if one of
+    /// its items passes it.
+    fn filters_items(&self) -> bool {
+        [&self.severity, &self.category, &self.policy, &self.status]
+            .iter()
+            .any(|f| f.as_deref().is_some_and(|f| !f.is_empty()))
+    }
+}
+
+/// One device in the list.
+struct DeviceLine {
+    record: DeviceRecord,
+    rows: Vec<ItemRow>,
+    compliance: Compliance,
+}
+
+/// The devices, filtered by their id and by their items' severity,
+/// category, policy and status, sorted, and paged; CSV gives every item of
+/// every device the filters keep.
+pub async fn devices(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<DevicesQuery>,
+) -> Response {
+    let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
+    let now = state.engine.clock.now();
+    let records = match state.engine.store.devices() {
+        Ok(records) => records,
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
+    };
+    let plans = views::device_plans(&plan, &replanned);
+    let by_id: HashMap<&str, &crate::plan::DevicePlan> = plans.iter().map(|p| (p.id.as_str(), *p)).collect();
+    let needle = query.q.as_deref().unwrap_or("").to_lowercase();
+    let mut lines: Vec<DeviceLine> = records
+        .into_iter()
+        .filter(|r| {
+            needle.is_empty()
+                || r.id.to_lowercase().contains(&needle)
+                || r.facts.hostname.as_deref().is_some_and(|h| h.to_lowercase().contains(&needle))
+        })
+        .filter_map(|record| {
+            let all =
+                by_id.get(record.id.as_str()).map(|p| views::item_rows(&in_force, &plan, p, now)).unwrap_or_default();
+            let compliance = views::compliance_of(&all);
+            if query.compliance.as_deref().is_some_and(|c| !c.is_empty() && c != compliance_word(compliance)) {
+                return None;
+            }
+            let rows: Vec<ItemRow> = all.into_iter().filter(|r| query.keeps_row(r)).collect();
+            if query.filters_items() && rows.is_empty() {
+                return None;
+            }
+            Some(DeviceLine { record, rows, compliance })
+        })
+        .collect();
+    if query.format.as_deref() == Some("csv") {
+        let rows: Vec<&ItemRow> = lines.iter().flat_map(|l| &l.rows).collect();
+        return csv_response(views::to_csv(crate::api::ITEM_COLUMNS, &rows));
+    }
+    let sort = query.sort.clone().unwrap_or_else(|| "id".into());
+    let descending = query.order.as_deref() == Some("desc");
+    lines.sort_by(|a, b| {
+        let pending = |l: &DeviceLine| l.rows.iter().filter(|r| r.pending()).count();
+        let order = match sort.as_str() {
+            "lastSeen" => a.record.last_seen.cmp(&b.record.last_seen),
+            "compliance" => a.compliance.cmp(&b.compliance),
+            "pending" => pending(a).cmp(&pending(b)),
+            "platform" => a.record.facts.platform.cmp(&b.record.facts.platform),
+            _ => std::cmp::Ordering::Equal,
+        }
+        .then_with(|| a.record.id.cmp(&b.record.id));
+        if descending { order.reverse() } else { order }
+    });
+    let total = lines.len();
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let offset = query.offset.unwrap_or(0).min(total.saturating_sub(1) / limit * limit);
+    let pairs = query.pairs();
+    let choices = |pick: fn(&ItemRow) -> &String| -> Vec<String> {
+        let set: BTreeSet<String> = plans
+            .iter()
+            .take(2000)
+            .flat_map(|p| views::item_rows(&in_force, &plan, p, now))
+            .map(|r| pick(&r).clone())
+            .collect();
+        set.into_iter().collect()
+    };
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let header = |label: &str, key: &str| sort_header("/console/devices", &pairs, label, key, &sort, descending);
+    let body = html! {
+        form.filters method="get" action="/console/devices" {
+            label { "Device " input type="text" name="q" value=(text(&query.q)) placeholder="id or hostname"; }
+            (select("severity", "Severity", &choices(|r| &r.severity), &text(&query.severity)))
+            (select("category", "Category", &choices(|r| &r.category), &text(&query.category)))
+            (select("policy", "Policy", &plan.policy_names, &text(&query.policy)))
+            (select("status", "Item status", &["installed", "due", "scheduled", "blocked", "removed"].map(String::from), &text(&query.status)))
+            (select("compliance", "Compliance", &["compliant", "pending", "non-compliant"].map(String::from), &text(&query.compliance)))
+            button type="submit" { "Filter" }
+            a href=(format!("/console/devices{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
+        }
+        (pager("/console/devices", &pairs, offset, limit, total))
+        table #devices {
+            thead { tr {
+                (header("Device", "id")) (header("Platform", "platform")) th { "Location" }
+                (header("Compliance", "compliance")) (header("Pending items", "pending")) th.num { "Items" }
+                (header("Last seen", "lastSeen"))
+            } }
+            tbody {
+                @for line in lines.iter().skip(offset).take(limit) {
+                    tr data-device=(line.record.id) {
+                        td { a href=(format!("/console/devices/{}", line.record.id)) { (line.record.id) } }
+                        td { (line.record.facts.platform.as_deref().unwrap_or("—")) }
+                        td { (line.record.facts.ip.as_deref().unwrap_or("—")) }
+                        td class=(format!("compliance-{}", compliance_word(line.compliance))) { (compliance_word(line.compliance)) }
+                        td.num { (line.rows.iter().filter(|r| r.pending()).count()) }
+                        td.num { (line.rows.len()) }
+                        td { (when(line.record.last_seen)) }
+                    }
+                }
+            }
+        }
+        (pager("/console/devices", &pairs, offset, limit, total))
+    };
+    html_page(StatusCode::OK, layout("Devices", Some(&session), "/console/devices", None, body))
+}
+
+/// The items of one device's table (also the portal's, without actions).
+pub fn items_table(rows: &[ItemRow]) -> Markup {
+    html! {
+        table.items {
+            thead { tr {
+                th { "Patch" } th { "Title" } th { "Severity" } th { "Action" } th { "Status" } th { "Source" }
+                th { "Stage" } th { "Policy" } th { "Windows" } th { "Not before" } th { "Deadline" }
+            } }
+            tbody {
+                @for row in rows {
+                    tr data-patch=(row.patch) {
+                        td { code { (row.patch) } }
+                        td { (row.title) }
+                        td { (row.severity) }
+                        td { (row.action) }
+                        td class=(format!("status-{}", row.status)) { (row.status) @if row.overdue { " " span.overdue { "(overdue)" } } }
+                        td { (row.source) }
+                        td { (row.stage.map_or("—".to_owned(), |s| s.to_string())) }
+                        td { (row.policy) }
+                        td { (if row.windows.is_empty() { "any time".to_owned() } else { row.windows.join(", ") }) }
+                        td { (when(row.not_before)) }
+                        td { (when_opt(row.deadline)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One device: its facts, its last report, and its items.
+pub async fn device(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Path(id): Path<String>,
+    Query(query): Query<DevicesQuery>,
+) -> Response {
+    let record = match state.engine.store.device(&id) {
+        Ok(Some(record)) => record,
+        Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&session), &format!("No device {id} is enrolled.")),
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
+    };
+    let rows = match crate::api::device_rows(&state, &id) {
+        Ok(rows) => rows,
+        Err(_) => return no_policy(&session),
+    };
+    if query.format.as_deref() == Some("csv") {
+        return csv_response(views::to_csv(crate::api::ITEM_COLUMNS, &rows));
+    }
+    let compliance = views::compliance_of(&rows);
+    let facts = &record.facts;
+    let fact = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+    let last_report = record.reports.iter().max_by_key(|r| r.at);
+    let body = html! {
+        p { "Compliance: " strong #compliance class=(format!("compliance-{}", compliance_word(compliance))) data-compliance=(compliance_word(compliance)) { (compliance_word(compliance)) }
+            " · " a href=(format!("/console/devices/{id}?format=csv")) { "Export CSV" } }
+        h2 { "Facts" }
+        dl.facts {
+            dt { "Hostname" } dd { (fact(&facts.hostname)) }
+            dt { "OS / platform" } dd { (fact(&facts.os)) " / " (fact(&facts.platform)) }
+            dt { "Arch" } dd { (fact(&facts.arch)) }
+            dt { "Language" } dd { (fact(&facts.language)) }
+            dt { "Time zone" } dd { (fact(&facts.timezone)) }
+            dt { "Address" } dd { (fact(&facts.ip)) }
+            dt { "Labels" } dd { (facts.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")) }
+            dt { "Groups" } dd { (facts.groups.join(", ")) }
+            dt { "Enrolled" } dd { (when(record.enrolled_at)) }
+            dt { "Last seen" } dd { (when(record.last_seen)) }
+            dt { "Last report" } dd #last-report {
+                @match last_report {
+                    Some(report) => { (report.patch) " " (format!("{:?}", report.status).to_lowercase())
+                        @if let Some(action) = report.action { " (" (format!("{action:?}").to_lowercase()) ")" }
+                        " at " (when(report.at)) }
+                    None => "none yet",
+                }
+            }
+        }
+        h2 { "Items" }
+        (items_table(&rows))
+        h2 { "Installed packages" }
+        p.muted { (record.inventory.packages.len()) " packages, " (record.inventory.patches.len()) " catalog patches." }
+    };
+    html_page(StatusCode::OK, layout(&format!("Device {id}"), Some(&session), "/console/devices", None, body))
+}
+
+/// The YAML an admin commits to approve `patch` for a scope.
+fn approval_yaml(patch: &str, policy: &str) -> String {
+    let name = format!("approve-{}", patch.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+    format!(
+        "apiVersion: patchward.dev/v1\nkind: Approval\nmetadata:\n  name: {name}\nspec:\n  patches: [{patch}]\n  scopes: [all]\n  policy: {policy}\n"
+    )
+}
+
+fn exclusion_yaml(patch: &str) -> String {
+    let name = format!("exclude-{}", patch.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+    format!(
+        "apiVersion: patchward.dev/v1\nkind: Exclusion\nmetadata:\n  name: {name}\nspec:\n  patches: [{patch}]\n  reason: WHY (a reviewer reads this)\n"
+    )
+}
+
+fn hold_yaml(patch: &str) -> String {
+    let name = format!("hold-{}", patch.to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+    format!(
+        "apiVersion: patchward.dev/v1\nkind: ApprovalRule\nmetadata:\n  name: {name}\nspec:\n  priority: 1000\n  match: 'patch.id == \"{patch}\"'\n  action: hold\n"
+    )
+}
+
+fn listed_table(
+    plan: &Plan,
+    in_force: &crate::daemon::InForce,
+    listed: &[Listed],
+    id: &str,
+    policy: &str,
+    actions: bool,
+) -> Markup {
+    html! {
+        table #(id) {
+            thead { tr { th { "Patch" } th { "Title" } th { "Severity" } th { "Released" } th { "Rule" } @if actions { th { "To act on it, commit" } } } }
+            tbody {
+                @for entry in listed {
+                    @let patch = &plan.patches[entry.patch as usize];
+                    @let record = &in_force.catalog.patches[entry.patch as usize].view.record;
+                    tr data-patch=(patch) {
+                        td { code { (patch) } }
+                        td { (record.patch.title) }
+                        td { (record.severity.as_str()) }
+                        td { (when(in_force.catalog.patches[entry.patch as usize].released())) }
+                        td { (plan.rules[entry.rule as usize].name) }
+                        @if actions {
+                            td {
+                                details { summary { "Approve" } (page::yaml_to_commit(&format!("approvals/approve-{}.yaml", patch.to_lowercase()), &approval_yaml(patch, policy))) }
+                                details { summary { "Exclude" } (page::yaml_to_commit(&format!("exclusions/exclude-{}.yaml", patch.to_lowercase()), &exclusion_yaml(patch))) }
+                                details { summary { "Hold" } (page::yaml_to_commit(&format!("rules/hold-{}.yaml", patch.to_lowercase()), &hold_yaml(patch))) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The review queue and the held list. Deciding a patch is a commit: each
+/// shows the YAML to commit, and where.
+pub async fn review(State(state): State<Arc<ApiState>>, AdminSession(session): AdminSession) -> Response {
+    let Ok((in_force, plan, _)) = plan_or_unavailable(&state) else { return no_policy(&session) };
+    let policy = plan.policy_names.first().cloned().unwrap_or_else(|| "POLICY".into());
+    let body = html! {
+        p { "The console never changes policy. To decide a patch, commit the YAML shown to the policy repository and merge it through review; the engine applies it on its next sync." }
+        h2 { "Review queue (" span #review-count { (plan.review_queue.len()) } ")" }
+        (listed_table(&plan, &in_force, &plan.review_queue, "review-queue", &policy, true))
+        h2 { "Held (" span #held-count { (plan.held.len()) } ")" }
+        (listed_table(&plan, &in_force, &plan.held, "held", &policy, false))
+        p.muted { "A held patch is released by removing or changing the rule that holds it." }
+    };
+    html_page(StatusCode::OK, layout("Review queue", Some(&session), "/console/review", None, body))
+}
+
+/// What the engine is doing: the revisions it applied and attempted, its
+/// conditions, its catalog sources; and the two actions that are not
+/// policy.
+pub async fn status(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Query(flash): Query<FlashQuery>,
+) -> Response {
+    let status = state.engine.status.snapshot();
+    let revision = |r: &Option<crate::daemon::status::RevisionStatus>| {
+        html! {
+            @match r {
+                Some(r) => {
+                    code { (r.revision) }
+                    " by " (r.author.as_deref().unwrap_or("—")) ": "
+                    q { (r.message.as_deref().unwrap_or("").lines().next().unwrap_or("")) }
+                    " (signature " (r.signature.as_deref().unwrap_or("not checked")) ", at " (when(r.at)) ")"
+                }
+                None => "none",
+            }
+        }
+    };
+    let body = html! {
+        dl.facts {
+            dt { "Policy source" } dd { code { (status.source) } @if let Some(b) = &status.branch { " branch " code { (b) } } }
+            dt { "Applied revision" } dd #applied { (revision(&status.applied)) }
+            dt { "Attempted revision" } dd #attempted { (revision(&status.attempted)) }
+            dt { "Catalog revision" } dd { (status.catalog_revision) @if status.bundled_feed { " (the bundled example feed)" } }
+            dt { "Devices" } dd { (status.devices) }
+        }
+        @if !status.errors.is_empty() {
+            h2 { "Errors of the attempted revision" }
+            ul.errors { @for e in &status.errors { li { code { (e) } } } }
+        }
+        h2 { "Conditions" }
+        table #conditions {
+            thead { tr { th { "Condition" } th { "Status" } th { "Reason" } th { "Message" } th { "Since" } } }
+            tbody { @for c in &status.conditions {
+                tr {
+                    td { (format!("{:?}", c.kind)) }
+                    td class=(format!("condition-{}", c.status)) { (c.status) }
+                    td { (c.reason) } td { (c.message) } td { (when(c.since)) }
+                }
+            } }
+        }
+        h2 { "Catalog sources" }
+        table #catalog-sources {
+            thead { tr { th { "Source" } th { "URL" } th { "Revision" } th { "Last checked" } th { "Fresh" } th { "Refused" } } }
+            tbody { @for s in &status.catalog {
+                tr {
+                    td { (s.name) } td { code { (s.url) } }
+                    td { (s.revision.map_or("—".into(), |r| r.to_string())) }
+                    td { (when_opt(s.last_checked)) }
+                    td class=(format!("condition-{}", s.fresh)) { (s.fresh) }
+                    td { (s.refused.as_deref().unwrap_or("")) }
+                }
+            } }
+        }
+        h2 { "Actions" }
+        (post_form(&session, "/console/sync", "inline", html! {}, "Sync now"))
+        h2 { "Acknowledge a rewrite" }
+        p { "A force-pushed branch is refused until an admin acknowledges its new head commit." }
+        (post_form(&session, "/console/ack-rewrite", "filters", html! {
+            label { "Commit " input type="text" name="commit" size="42" pattern="[0-9a-fA-F]{40}" required; }
+        }, "Acknowledge"))
+    };
+    html_page(
+        StatusCode::OK,
+        layout("Engine status", Some(&session), "/console/status", flash_of(&flash.done, &flash.error).as_ref(), body),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+pub async fn sync(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    headers: HeaderMap,
+    Form(form): Form<CsrfOnly>,
+) -> Response {
+    if let Err(refusal) = check_csrf(&session, &form.csrf, &headers) {
+        return refusal.into_response();
+    }
+    let now = state.engine.clock.now();
+    let _ = state.engine.store.append_audit(now, "admin", "sync.requested", serde_json::json!({"via": "console"}));
+    state.engine.sync_requests.notify_one();
+    Redirect::to("/console/status?done=Sync+requested.").into_response()
+}
+
+#[derive(Deserialize)]
+pub struct AckForm {
+    csrf: String,
+    commit: String,
+}
+
+pub async fn ack_rewrite(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    headers: HeaderMap,
+    Form(form): Form<AckForm>,
+) -> Response {
+    if let Err(refusal) = check_csrf(&session, &form.csrf, &headers) {
+        return refusal.into_response();
+    }
+    let commit = form.commit.trim().to_ascii_lowercase();
+    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Redirect::to("/console/status?error=The+commit+must+be+a+full+40-hex+sha.").into_response();
+    }
+    if let Err(e) = state.engine.acknowledge_rewrite(&commit) {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string());
+    }
+    let now = state.engine.clock.now();
+    let _ = state.engine.store.append_audit(
+        now,
+        "admin",
+        "rewrite.acknowledged",
+        serde_json::json!({"commit": commit, "via": "console"}),
+    );
+    state.engine.sync_requests.notify_one();
+    Redirect::to(&format!("/console/status?done=Rewrite+to+{commit}+acknowledged.")).into_response()
+}
+
+#[derive(Deserialize, Default)]
+pub struct AuditQuery {
+    actor: Option<String>,
+    action: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+/// The audit log, newest first: who did what and when, as commit authors,
+/// admins, users and devices.
+pub async fn audit(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<AuditQuery>,
+) -> Response {
+    let entries = match state.engine.store.audit(0, usize::MAX) {
+        Ok(entries) => entries,
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
+    };
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let (actor, action) = (text(&query.actor), text(&query.action));
+    let mut kept: Vec<_> = entries
+        .into_iter()
+        .filter(|e| actor.is_empty() || e.actor.contains(&actor))
+        .filter(|e| action.is_empty() || e.action.starts_with(&action))
+        .collect();
+    kept.reverse();
+    if query.format.as_deref() == Some("csv") {
+        let rows: Vec<serde_json::Value> = kept
+            .iter()
+            .map(|e| serde_json::json!({"seq": e.seq, "at": e.at.to_string(), "actor": e.actor, "action": e.action, "detail": e.detail.to_string()}))
+            .collect();
+        return csv_response(views::to_csv(&["seq", "at", "actor", "action", "detail"], &rows));
+    }
+    let total = kept.len();
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let offset = query.offset.unwrap_or(0);
+    let pairs = vec![("actor", actor.clone()), ("action", action.clone())];
+    let body = html! {
+        form.filters method="get" action="/console/audit" {
+            label { "Who " input type="text" name="actor" value=(actor) placeholder="commit:alice, admin, user:…, device:…"; }
+            label { "What " input type="text" name="action" value=(action) placeholder="approval., revision., agent."; }
+            button type="submit" { "Filter" }
+            a href=(format!("/console/audit{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
+        }
+        (pager("/console/audit", &pairs, offset, limit, total))
+        table #audit {
+            thead { tr { th.num { "#" } th { "When" } th { "Who" } th { "What" } th { "Detail" } } }
+            tbody { @for e in kept.iter().skip(offset).take(limit) {
+                tr { td.num { (e.seq) } td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } } td { code { (e.detail.to_string()) } } }
+            } }
+        }
+    };
+    html_page(StatusCode::OK, layout("Audit log", Some(&session), "/console/audit", None, body))
+}

@@ -1,0 +1,379 @@
+//! The console through the router in process (`oneshot`): sign-in for
+//! admins and users, the session cookie's flags, failures rate-limited,
+//! CSRF, expiry, the user confined to their own device, and the figures
+//! against the admin API's JSON. The browser drives the same pages in
+//! `tests/tests/console_browser.rs`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use patchward::api::{ApiState, router};
+use patchward::catalog::coverage::CoverageSet;
+use patchward::clock::FakeClock;
+use patchward::daemon::config::Limits;
+use patchward::daemon::media::BlobStore;
+use patchward::daemon::{Engine, EngineSettings, InForce};
+use patchward::plan::{CompiledPolicy, PlanCatalog};
+use patchward::policy::{PolicyLimits, PolicySource, load_policy};
+use patchward::store::Store;
+use patchward::store::fleet::{AccessToken, EnrollmentToken, Role};
+use tower::ServiceExt as _;
+
+const ADMIN: &str = "pwa_console-admin-token-0123456789";
+const USER: &str = "pwu_console-user-token-0123456789";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+struct Console {
+    state: Arc<ApiState>,
+    clock: Arc<FakeClock>,
+}
+
+/// An engine on the shipped policy and the example feed, with two
+/// enrolled devices and a user token bound to the first.
+async fn console(dir: &std::path::Path) -> Console {
+    let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
+    let store = Arc::new(Store::open(&dir.join("data")).unwrap());
+    store
+        .create_enrollment_token("pwe_team", &EnrollmentToken { uses_left: 10, expires_at: None, created_at: now })
+        .unwrap();
+    let token = |role, device: Option<&str>, expires_at| AccessToken {
+        role,
+        device: device.map(str::to_owned),
+        expires_at,
+        created_at: now,
+        revoked: false,
+    };
+    store.create_access_token(ADMIN, &token(Role::Admin, None, None)).unwrap();
+    store.create_access_token(USER, &token(Role::User, Some("ws-0042"), None)).unwrap();
+    // The shipped policy, and an Approval that puts one patch under a
+    // prompting policy (three snoozes), so the portal has one to snooze.
+    let policies = dir.join("policies");
+    copy_dir(&root().join("policies"), &policies);
+    std::fs::write(
+        policies.join("approvals/console-test.yaml"),
+        "apiVersion: patchward.dev/v1\nkind: Approval\nmetadata: {name: prompt-for-two}\n\
+         spec: {patches: [KB5033001, NPP-8.7.1], scopes: [all], policy: workstation-prompt}\n",
+    )
+    .unwrap();
+    let load = load_policy(&PolicySource::Folder(policies), &PolicyLimits::default()).unwrap();
+    let policy = CompiledPolicy::compile(load.policy.unwrap(), Some("c0ffee".repeat(6) + "c0ff")).unwrap();
+    let feed = std::fs::read(root().join("examples/plan/feed.json")).unwrap();
+    let (records, _) =
+        patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
+    let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
+    let in_force = InForce { policy: Arc::new(policy), catalog, catalog_revision: 3, commit: None };
+    let clock = Arc::new(FakeClock::new(now));
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let engine = Arc::new(Engine::new(store, key, clock.clone(), EngineSettings::default()));
+    engine.install(in_force).unwrap();
+    let blobs = Arc::new(BlobStore::open(&dir.join("blobs")).unwrap());
+    let state = Arc::new(ApiState::new(engine, blobs, Limits::default(), None));
+    let console = Console { state, clock };
+    for (host, ip) in [("ws-0042", "10.20.1.42"), ("ws-0077", "10.20.1.77")] {
+        let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
+            "language": "en-US", "hostname": host, "labels": {"role": "workstation"}, "ip": ip});
+        let enroll = serde_json::json!({"facts": facts.clone()});
+        let reply = console.send(json_request("POST", "/api/v1/enroll", "pwe_team", enroll)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        // Its first inventory, as an agent sends it: the device is planned.
+        let credential = reply.json()["credential"].as_str().unwrap().to_owned();
+        let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+        let reply = console.send(json_request("PUT", "/api/v1/device/inventory", &credential, inventory)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    console
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    text: String,
+}
+
+impl Reply {
+    fn location(&self) -> Option<&str> {
+        self.headers.get(header::LOCATION).and_then(|v| v.to_str().ok())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {}", self.text))
+    }
+}
+
+fn json_request(method: &str, path: &str, token: &str, body: serde_json::Value) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+fn form(path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Request<Body> {
+    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
+    let mut request = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header(header::HOST, "127.0.0.1:8420")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    request.body(Body::from(body)).unwrap()
+}
+
+fn page(path: &str, cookie: Option<&str>) -> Request<Body> {
+    let mut request = Request::builder().uri(path);
+    if let Some(cookie) = cookie {
+        request = request.header(header::COOKIE, cookie);
+    }
+    request.body(Body::empty()).unwrap()
+}
+
+impl Console {
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = router(Arc::clone(&self.state)).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        Reply { status, headers, text: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    async fn api(&self, path: &str, token: &str) -> serde_json::Value {
+        let request = Request::builder()
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        self.send(request).await.json()
+    }
+
+    /// Signs in with `token`: the session cookie (`name=value`) and where
+    /// the sign-in sent the browser.
+    async fn sign_in(&self, token: &str) -> (String, String) {
+        let reply = self.send(form("/signin", None, &[("token", token)])).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+        let cookie = reply.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+        (cookie.split(';').next().unwrap().to_owned(), reply.location().unwrap().to_owned())
+    }
+
+    /// The CSRF token a page's forms carry.
+    async fn csrf(&self, cookie: &str, path: &str) -> String {
+        let reply = self.send(page(path, Some(cookie))).await;
+        let marker = "name=\"csrf\" value=\"";
+        let start =
+            reply.text.find(marker).unwrap_or_else(|| panic!("no CSRF field on {path}: {}", reply.text)) + marker.len();
+        reply.text[start..].split('"').next().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn an_admin_signs_in_with_a_token_for_an_http_only_strict_expiring_cookie() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let unsigned = console.send(page("/console", None)).await;
+    assert_eq!((unsigned.status, unsigned.location()), (StatusCode::SEE_OTHER, Some("/signin")));
+
+    let reply = console.send(form("/signin", None, &[("token", ADMIN)])).await;
+    assert_eq!((reply.status, reply.location()), (StatusCode::SEE_OTHER, Some("/console")));
+    let cookie = reply.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    assert!(!cookie.contains(ADMIN), "the token itself never goes to the browser");
+    let session = cookie.split(';').next().unwrap();
+    let home = console.send(page("/console", Some(session))).await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.text);
+    for header in [header::CONTENT_SECURITY_POLICY, header::X_FRAME_OPTIONS] {
+        assert!(home.headers.contains_key(&header), "{header}");
+    }
+    assert_eq!(home.headers[header::CACHE_CONTROL], "no-store");
+    // Every asset is the engine's own: no CDN, no external font.
+    assert!(!home.text.contains("http://") && !home.text.contains("https://"), "{}", home.text);
+    let css = console.send(page("/assets/console.css", None)).await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(!css.text.contains("url(") && !css.text.contains("@import"));
+}
+
+#[tokio::test]
+async fn a_wrong_token_says_so_and_repeated_failures_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let reply = console.send(form("/signin", None, &[("token", "pwa_guess")])).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(reply.text.contains("not an admin or user token of this engine"), "{}", reply.text);
+    assert!(!reply.headers.contains_key(header::SET_COOKIE));
+    for _ in 1..5 {
+        console.send(form("/signin", None, &[("token", "pwa_guess")])).await;
+    }
+    // The fifth failure makes the client wait, even with the right token.
+    let blocked = console.send(form("/signin", None, &[("token", ADMIN)])).await;
+    assert_eq!(blocked.status, StatusCode::TOO_MANY_REQUESTS, "{}", blocked.text);
+    assert!(blocked.text.contains("Too many failed sign-ins"), "{}", blocked.text);
+    assert_eq!(blocked.headers[header::RETRY_AFTER], "60");
+    console.clock.advance(jiff::SignedDuration::from_secs(61));
+    let (_, to) = console.sign_in(ADMIN).await;
+    assert_eq!(to, "/console");
+}
+
+#[tokio::test]
+async fn a_form_without_the_sessions_csrf_token_or_from_another_origin_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let (cookie, _) = console.sign_in(ADMIN).await;
+    let audit_before = console.api("/api/v1/audit", ADMIN).await["entries"].as_array().unwrap().len();
+    for fields in [vec![("csrf", "forged")], vec![("csrf", "")]] {
+        let reply = console.send(form("/console/sync", Some(&cookie), &fields)).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+        assert!(reply.text.contains("CSRF"), "{}", reply.text);
+    }
+    let csrf = console.csrf(&cookie, "/console/status").await;
+    let mut cross = form("/console/sync", Some(&cookie), &[("csrf", &csrf)]);
+    cross.headers_mut().insert(header::ORIGIN, "http://evil.example".parse().unwrap());
+    assert_eq!(console.send(cross).await.status, StatusCode::FORBIDDEN);
+    let entries = console.api("/api/v1/audit", ADMIN).await["entries"].as_array().unwrap().clone();
+    // The API reads themselves are audited; no sync was requested.
+    assert!(entries[audit_before..].iter().all(|e| e["action"] != "sync.requested"), "{entries:?}");
+
+    let reply = console.send(form("/console/sync", Some(&cookie), &[("csrf", &csrf)])).await;
+    assert_eq!((reply.status, reply.location()), (StatusCode::SEE_OTHER, Some("/console/status?done=Sync+requested.")));
+    let entries = console.api("/api/v1/audit", ADMIN).await["entries"].as_array().unwrap().clone();
+    assert!(entries.iter().any(|e| e["action"] == "sync.requested" && e["detail"]["via"] == "console"));
+}
+
+#[tokio::test]
+async fn a_session_expires_and_the_sign_in_page_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let (cookie, _) = console.sign_in(ADMIN).await;
+    console.clock.advance(jiff::SignedDuration::from_hours(8));
+    let reply = console.send(page("/console/devices", Some(&cookie))).await;
+    assert_eq!((reply.status, reply.location()), (StatusCode::SEE_OTHER, Some("/signin?expired=1")));
+    let signin = console.send(page("/signin?expired=1", None)).await;
+    assert!(signin.text.contains("Your session expired"), "{}", signin.text);
+    // A form posted with the expired session does nothing either.
+    let reply = console.send(form("/console/sync", Some(&cookie), &[("csrf", "x")])).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_user_sees_only_their_device_and_snoozes_within_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let (cookie, to) = console.sign_in(USER).await;
+    assert_eq!(to, "/portal");
+    let portal = console.send(page("/portal", Some(&cookie))).await;
+    assert_eq!(portal.status, StatusCode::OK, "{}", portal.text);
+    assert!(portal.text.contains("ws-0042"));
+    assert!(!portal.text.contains("ws-0077"), "nothing of another device");
+    for path in ["/console", "/console/devices", "/console/devices/ws-0077", "/console/audit"] {
+        let reply = console.send(page(path, Some(&cookie))).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(!reply.text.contains("ws-0077"), "{path}");
+    }
+
+    // The portal shows what the user API says, and snoozes through it.
+    let user = console.api("/api/v1/user/device", USER).await;
+    let pending = user["pending"].as_array().unwrap();
+    assert!(portal.text.contains(&format!("id=\"pending-count\">{}<", pending.len())), "{}", portal.text);
+    let item = pending
+        .iter()
+        .find(|i| i["snoozesLeft"].as_u64().unwrap_or(0) > 0)
+        .unwrap_or_else(|| panic!("a snoozable item: {user}"));
+    let patch = item["patch"].as_str().unwrap();
+    let left = item["snoozesLeft"].as_u64().unwrap();
+    let csrf = console.csrf(&cookie, "/portal").await;
+    let forged = console.send(form("/portal/snooze", Some(&cookie), &[("csrf", "forged"), ("item", patch)])).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let reply = console.send(form("/portal/snooze", Some(&cookie), &[("csrf", &csrf), ("item", patch)])).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert!(reply.location().unwrap().starts_with("/portal?done="), "{:?}", reply.location());
+    let after = console.api("/api/v1/user/device", USER).await;
+    let snoozed = after["pending"].as_array().unwrap().iter().find(|i| i["patch"] == patch).unwrap();
+    assert_eq!(snoozed["snoozesLeft"].as_u64(), Some(left - 1), "the API shows the snooze");
+    let audit = console.api("/api/v1/audit", ADMIN).await;
+    assert!(
+        audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "user.snooze" && e["actor"] == "user:ws-0042")
+    );
+
+    // The other device's item cannot be named through the portal.
+    let other = console.api("/api/v1/devices/ws-0077", ADMIN).await;
+    let theirs = other["items"][0]["patch"].as_str().unwrap().to_owned();
+    if !after["pending"].as_array().unwrap().iter().any(|i| i["patch"] == theirs.as_str()) {
+        let reply = console.send(form("/portal/snooze", Some(&cookie), &[("csrf", &csrf), ("item", &theirs)])).await;
+        assert!(reply.location().unwrap().starts_with("/portal?error="), "{:?}", reply.location());
+    }
+}
+
+#[tokio::test]
+async fn the_compliance_and_device_views_show_the_admin_apis_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let (cookie, _) = console.sign_in(ADMIN).await;
+    let api = console.api("/api/v1/compliance", ADMIN).await;
+    let view = console.send(page("/console", Some(&cookie))).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    assert!(view.text.contains(&format!("id=\"devices\">{}<", api["devices"])), "{}", view.text);
+    assert!(view.text.contains(&format!("id=\"pending\">{}<", api["pending"])));
+    assert!(view.text.contains(&format!("id=\"non-compliant\">{}<", api["nonCompliant"])));
+    let percent = format!("id=\"compliant-percent\">{:.1}%<", api["compliantPercent"].as_f64().unwrap());
+    assert!(view.text.contains(&percent), "{percent}");
+    for (severity, counts) in api["bySeverity"].as_object().unwrap() {
+        let row = format!("data-name=\"{severity}\"");
+        assert!(view.text.contains(&row), "{severity}");
+        assert!(view.text.contains(&format!(">{}<", counts["due"])));
+    }
+
+    let listed = console.send(page("/console/devices?sort=id&order=desc", Some(&cookie))).await;
+    let first = listed.text.find("data-device=\"ws-0077\"").unwrap();
+    let second = listed.text.find("data-device=\"ws-0042\"").unwrap();
+    assert!(first < second, "sorted by id, descending");
+    let device = console.api("/api/v1/devices/ws-0042", ADMIN).await;
+    let page_text = console.send(page("/console/devices/ws-0042", Some(&cookie))).await.text;
+    for item in device["items"].as_array().unwrap() {
+        assert!(page_text.contains(&format!("data-patch=\"{}\"", item["patch"].as_str().unwrap())));
+    }
+    assert!(page_text.contains(&format!("data-compliance=\"{}\"", device["compliance"].as_str().unwrap())));
+    // CSV export is the API's.
+    let csv = console.send(page("/console/devices/ws-0042?format=csv", Some(&cookie))).await;
+    let api_csv = console
+        .send(
+            Request::builder()
+                .uri("/api/v1/devices?format=csv")
+                .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    for line in csv.text.lines().skip(1) {
+        assert!(api_csv.text.contains(line), "{line}");
+    }
+    // Paging: one device per page.
+    let paged = console.send(page("/console/devices?limit=1&offset=1", Some(&cookie))).await;
+    assert!(paged.text.contains("data-device=\"ws-0077\"") && !paged.text.contains("data-device=\"ws-0042\""));
+    assert!(paged.text.contains("rel=\"prev\""));
+}
