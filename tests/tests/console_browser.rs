@@ -1,0 +1,298 @@
+//! The console in a real browser: Debian's headless Chromium, driven over
+//! WebDriver, against a real engine (`patchward serve`'s own start, on
+//! 127.0.0.1, fake clock) with enrolled devices. It signs in as an admin,
+//! walks every admin view comparing its figures with the admin API's
+//! JSON, checks CSRF and an expired session, then signs in as a user who
+//! sees only their device, snoozes an item (the API then shows it), and is
+//! refused another device's page. Screenshots of the main views go to
+//! `target/screenshots/`.
+
+mod browser_support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use browser_support::{Browser, Driver};
+use patchward::clock::{Clock, FakeClock};
+use patchward::daemon::config::ServeConfig;
+use patchward_tests::{copy_tree, workspace_root};
+use serde_json::{Value, json};
+
+const T0: &str = "2026-11-24T12:00:00Z";
+
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+struct Fleet {
+    base: String,
+    admin: String,
+    user: String,
+    clock: Arc<FakeClock>,
+    running: patchward::daemon::serve::Running,
+    http: reqwest::Client,
+}
+
+impl Fleet {
+    async fn api(&self, path: &str, token: &str) -> Value {
+        let reply = self.http.get(format!("{}{path}", self.base)).bearer_auth(token).send().await.unwrap();
+        assert!(reply.status().is_success(), "{path}: {}", reply.status());
+        serde_json::from_slice(&reply.bytes().await.unwrap()).unwrap()
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Value {
+        let reply = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_success(), "{path}: {}", reply.status());
+        serde_json::from_slice(&reply.bytes().await.unwrap()).unwrap()
+    }
+}
+
+/// A real engine on the shipped policy (one patch put under a prompting
+/// policy, its catalog source pointed at a closed loopback port) and the
+/// bundled feed, with three enrolled devices and a user token for one.
+async fn fleet(dir: &std::path::Path) -> Fleet {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let policies = dir.join("policies");
+    copy_tree(&workspace_root().join("policies"), &policies);
+    let catalog = std::fs::read_to_string(policies.join("catalog.yaml")).unwrap();
+    std::fs::write(
+        policies.join("catalog.yaml"),
+        catalog
+            .replace("https://patches.example.com/feed.json", "http://127.0.0.1:9/feed.json")
+            .replace("retries: 3", "retries: 0"),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("approvals/browser-test.yaml"),
+        "apiVersion: patchward.dev/v1\nkind: Approval\nmetadata: {name: prompt-for-two}\n\
+         spec: {patches: [KB5032300], scopes: [all], policy: workstation-prompt}\n",
+    )
+    .unwrap();
+    let clock = Arc::new(FakeClock::new(T0.parse().unwrap()));
+    let config = ServeConfig {
+        data: dir.join("engine"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        policies: policies.display().to_string(),
+        bundled_feed: true,
+        ..ServeConfig::default()
+    };
+    let engine_clock: Arc<dyn Clock> = clock.clone();
+    let running = patchward::daemon::serve::start(config, engine_clock).await.unwrap();
+    let base = format!("http://{}", running.api);
+    let admin = std::fs::read_to_string(&running.admin_token_file).unwrap().trim().to_owned();
+    let http = reqwest::Client::new();
+    let mut fleet = Fleet { base, admin, user: String::new(), clock, running, http };
+    until("a policy in force", || async {
+        let ready = fleet.http.get(format!("{}/readyz", fleet.base)).send().await;
+        ready.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    until("the bundled feed imported", || async {
+        fleet.api("/api/v1/status", &fleet.admin).await["bundledFeed"] == true
+    })
+    .await;
+    let enrollment = fleet.post("/api/v1/tokens", &fleet.admin, json!({"kind": "enrollment", "uses": 3})).await;
+    let enrollment = enrollment["token"].as_str().unwrap().to_owned();
+    for (host, ip, ring) in [
+        ("ws-0042", "10.20.1.42", "pilot"),
+        ("ws-0077", "10.20.1.77", "production"),
+        ("ws-0100", "10.20.1.100", "production"),
+    ] {
+        // The user's device is Finnish: the feed's language pack applies to it.
+        let language = if host == "ws-0042" { "fi-FI" } else { "en-US" };
+        let facts = json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64", "language": language,
+            "hostname": host, "labels": {"role": "workstation", "ring": ring}, "ip": ip, "timezone": "Europe/Helsinki"});
+        let enrolled = fleet.post("/api/v1/enroll", &enrollment, json!({"facts": facts})).await;
+        let credential = enrolled["credential"].as_str().unwrap();
+        let inventory = json!({"facts": facts, "inventory": {"patches": ["KB5031455"], "packages": []}});
+        let reply = fleet
+            .http
+            .put(format!("{}/api/v1/device/inventory", fleet.base))
+            .bearer_auth(credential)
+            .header("content-type", "application/json")
+            .body(inventory.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(reply.status().is_success());
+    }
+    let devices = fleet.api("/api/v1/devices", &fleet.admin).await;
+    let items: usize =
+        devices["devices"].as_array().unwrap().iter().map(|d| d["items"].as_array().unwrap().len()).sum();
+    assert!(items > 0, "the devices have items to show: {devices}");
+    let user = fleet.post("/api/v1/tokens", &fleet.admin, json!({"kind": "user", "device": "ws-0042"})).await;
+    fleet.user = user["token"].as_str().unwrap().to_owned();
+    fleet
+}
+
+async fn sign_in(browser: &Browser, base: &str, token: &str) {
+    browser.go(&format!("{base}/signin")).await;
+    browser.find("#token").await.type_text(token).await;
+    browser.find("form.signin button[type=submit]").await.click().await;
+}
+
+/// A number shown in the element `css` selects.
+async fn figure(browser: &Browser, css: &str) -> String {
+    browser.text(css).await.trim().trim_end_matches('%').to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = fleet(dir.path()).await;
+    let shots = workspace_root().join("target/screenshots");
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let base = fleet.base.clone();
+
+    // A wrong token says so.
+    sign_in(&browser, &base, "pwa_not-a-token").await;
+    assert!(
+        browser.text(".flash.error").await.contains("not an admin or user token"),
+        "{}",
+        browser.text("body").await
+    );
+
+    // The admin signs in and lands on compliance; its figures are the API's.
+    sign_in(&browser, &base, &fleet.admin).await;
+    assert_eq!(browser.url().await, format!("{base}/console"));
+    let compliance = fleet.api("/api/v1/compliance", &fleet.admin).await;
+    assert_eq!(figure(&browser, "#devices").await, compliance["devices"].to_string());
+    assert_eq!(figure(&browser, "#pending").await, compliance["pending"].to_string());
+    assert_eq!(figure(&browser, "#non-compliant").await, compliance["nonCompliant"].to_string());
+    assert_eq!(
+        figure(&browser, "#compliant-percent").await,
+        format!("{:.1}", compliance["compliantPercent"].as_f64().unwrap())
+    );
+    for (severity, counts) in compliance["bySeverity"].as_object().unwrap() {
+        let cells = browser.find_all(&format!("table[data-group=severity] tr[data-name='{severity}'] td")).await;
+        assert_eq!(cells[2].text().await, counts["due"].to_string(), "{severity} due");
+        assert_eq!(cells[1].text().await, counts["installed"].to_string(), "{severity} installed");
+    }
+    browser.screenshot(&shots, "compliance").await;
+
+    // Devices: every enrolled device, with the compliance the API gives it.
+    browser.go(&format!("{base}/console/devices")).await;
+    let devices = fleet.api("/api/v1/devices", &fleet.admin).await;
+    assert_eq!(browser.find_all("#devices tbody tr").await.len(), devices["total"].as_u64().unwrap() as usize);
+    for device in devices["devices"].as_array().unwrap() {
+        let id = device["id"].as_str().unwrap();
+        let cells = browser.find_all(&format!("#devices tr[data-device='{id}'] td")).await;
+        assert_eq!(cells[3].text().await, device["compliance"].as_str().unwrap(), "{id}");
+        let pending = device["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["status"] != "installed" && i["status"] != "removed")
+            .count();
+        assert_eq!(cells[4].text().await, pending.to_string(), "{id} pending");
+    }
+    browser.screenshot(&shots, "devices").await;
+    // A filter narrows the list the way the API's filter does.
+    browser.go(&format!("{base}/console/devices?severity=critical")).await;
+    let critical = fleet.api("/api/v1/devices?severity=critical", &fleet.admin).await;
+    let with_critical =
+        critical["devices"].as_array().unwrap().iter().filter(|d| !d["items"].as_array().unwrap().is_empty()).count();
+    assert_eq!(browser.find_all("#devices tbody tr").await.len(), with_critical);
+
+    // One device: its items, each with status and policy.
+    browser.go(&format!("{base}/console/devices/ws-0077")).await;
+    let device = fleet.api("/api/v1/devices/ws-0077", &fleet.admin).await;
+    for item in device["items"].as_array().unwrap() {
+        let patch = item["patch"].as_str().unwrap();
+        let cells = browser.find_all(&format!("table.items tr[data-patch='{patch}'] td")).await;
+        assert!(cells[4].text().await.starts_with(item["status"].as_str().unwrap()), "{patch}");
+        assert_eq!(cells[7].text().await, item["policy"].as_str().unwrap(), "{patch}");
+    }
+    browser.screenshot(&shots, "device").await;
+
+    // The review queue shows the YAML to commit; status and audit render.
+    browser.go(&format!("{base}/console/review")).await;
+    let queue: usize = figure(&browser, "#review-count").await.parse().unwrap();
+    assert_eq!(browser.find_all("#review-queue tbody tr").await.len(), queue);
+    if queue > 0 {
+        browser.find("#review-queue details summary").await.click().await;
+        assert!(browser.text("#review-queue figure.yaml pre").await.contains("kind: Approval"));
+    }
+    browser.screenshot(&shots, "review").await;
+    browser.go(&format!("{base}/console/status")).await;
+    let status = fleet.api("/api/v1/status", &fleet.admin).await;
+    assert_eq!(browser.find_all("#conditions tbody tr").await.len(), status["conditions"].as_array().unwrap().len());
+    browser.screenshot(&shots, "status").await;
+    // Sync now, through the form with its CSRF token: audited.
+    browser.find("form[action='/console/sync'] button").await.click().await;
+    browser.wait_for_text(".flash.ok", "Sync requested").await;
+    browser.go(&format!("{base}/console/audit?action=sync.")).await;
+    assert!(browser.text("#audit").await.contains("sync.requested"));
+    browser.screenshot(&shots, "audit").await;
+
+    // A state-changing request without the session's CSRF token is refused.
+    let forged = browser
+        .run(
+            "const done = arguments[arguments.length - 1];
+             fetch('/console/sync', {method: 'POST', headers: {'content-type': 'application/x-www-form-urlencoded'},
+                body: 'csrf=forged'}).then(r => done(r.status));",
+        )
+        .await;
+    assert_eq!(forged, 403);
+
+    // Eight hours on, the session has expired.
+    fleet.clock.advance(jiff::SignedDuration::from_hours(8));
+    browser.go(&format!("{base}/console/devices")).await;
+    assert!(browser.url().await.ends_with("/signin?expired=1"));
+    browser.wait_for_text(".flash.error", "Your session expired").await;
+
+    // The user: only their device, a snooze the API then shows, and no
+    // other device's page.
+    browser.delete_cookies().await;
+    sign_in(&browser, &base, &fleet.user).await;
+    assert_eq!(browser.url().await, format!("{base}/portal"));
+    let page = browser.text("main").await;
+    assert!(page.contains("ws-0042") && !page.contains("ws-0077") && !page.contains("ws-0100"), "{page}");
+    let before = fleet.api("/api/v1/user/device", &fleet.user).await;
+    let item = before["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["snoozesLeft"].as_u64().unwrap_or(0) > 0)
+        .unwrap_or_else(|| panic!("a snoozable item: {before}"))
+        .clone();
+    let patch = item["patch"].as_str().unwrap();
+    assert_eq!(
+        browser.text(&format!("#pending tr[data-patch='{patch}'] td.snoozes-left")).await,
+        item["snoozesLeft"].to_string()
+    );
+    browser.screenshot(&shots, "portal").await;
+    browser
+        .find(&format!("#pending tr[data-patch='{patch}'] form[action='/portal/snooze'] button"))
+        .await
+        .click()
+        .await;
+    browser.wait_for_text(".flash.ok", "snoozed until").await;
+    let after = fleet.api("/api/v1/user/device", &fleet.user).await;
+    let snoozed = after["pending"].as_array().unwrap().iter().find(|i| i["patch"] == patch).unwrap();
+    assert_eq!(snoozed["snoozesLeft"].as_u64().unwrap(), item["snoozesLeft"].as_u64().unwrap() - 1);
+    assert!(after["requests"].as_array().unwrap().iter().any(|r| r["item"] == patch && r["kind"] == "snooze"));
+    browser.screenshot(&shots, "portal-snoozed").await;
+    browser.go(&format!("{base}/console/devices/ws-0077")).await;
+    let refused = browser.text("main").await;
+    assert!(refused.contains("for admins") && !refused.contains("KB"), "{refused}");
+
+    browser.quit().await;
+    fleet.running.shutdown().await;
+}
