@@ -229,7 +229,52 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
         browser.find("#review-queue details summary").await.click().await;
         assert!(browser.text("#review-queue figure.yaml pre").await.contains("kind: Approval"));
     }
+    let review = fleet.api("/api/v1/review", &fleet.admin).await;
+    assert_eq!(queue, review["reviewQueue"].as_array().unwrap().len());
+    assert_eq!(figure(&browser, "#held-count").await, review["held"].as_array().unwrap().len().to_string());
     browser.screenshot(&shots, "review").await;
+
+    // Rollouts: each rule's patch, stage by stage, with the API's counts.
+    browser.go(&format!("{base}/console/rollouts")).await;
+    let rollouts = fleet.api("/api/v1/rollouts", &fleet.admin).await;
+    let rollouts = rollouts["rollouts"].as_array().unwrap();
+    assert_eq!(browser.find_all("section.rollout").await.len(), rollouts.len());
+    for rollout in rollouts {
+        let (rule, patch) = (rollout["rule"].as_str().unwrap(), rollout["patch"].as_str().unwrap());
+        for stage in rollout["stages"].as_array().unwrap() {
+            let css =
+                format!("section[data-rule='{rule}'][data-patch='{patch}'] tr[data-stage='{}'] td", stage["stage"]);
+            let cells = browser.find_all(&css).await;
+            for (column, field) in [(5, "done"), (6, "due"), (7, "scheduled"), (8, "blocked")] {
+                assert_eq!(cells[column].text().await, stage[field].to_string(), "{rule} {patch} {field}");
+            }
+        }
+    }
+    browser.screenshot(&shots, "rollouts").await;
+
+    // The catalog, and "show matching patches" for a rule.
+    browser.go(&format!("{base}/console/catalog")).await;
+    let catalog = fleet.api("/api/v1/catalog", &fleet.admin).await;
+    assert_eq!(browser.find_all("#catalog tbody tr").await.len(), catalog["total"].as_u64().unwrap() as usize);
+    browser.screenshot(&shots, "catalog").await;
+    let rule = rollouts.first().map_or("low-hold".to_owned(), |r| r["rule"].as_str().unwrap().to_owned());
+    browser.go(&format!("{base}/console/catalog?rule={rule}")).await;
+    let matching = fleet.api(&format!("/api/v1/catalog?rule={rule}"), &fleet.admin).await;
+    let shown: Vec<String> = {
+        let mut ids = Vec::new();
+        for row in browser.find_all("#catalog tbody tr td:first-child").await {
+            ids.push(row.text().await);
+        }
+        ids
+    };
+    let expected: Vec<String> =
+        matching["patches"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(shown, expected, "the patches rule {rule} matches");
+
+    // What was installed in a date range.
+    browser.go(&format!("{base}/console/installed?from=2026-11-01&to=2026-12-01")).await;
+    let installed = fleet.api("/api/v1/installed?from=2026-11-01&to=2026-12-01", &fleet.admin).await;
+    assert_eq!(figure(&browser, "#installed-count").await, installed["total"].to_string());
     browser.go(&format!("{base}/console/status")).await;
     let status = fleet.api("/api/v1/status", &fleet.admin).await;
     assert_eq!(browser.find_all("#conditions tbody tr").await.len(), status["conditions"].as_array().unwrap().len());

@@ -76,6 +76,10 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/api/v1/devices/{id}", get(device))
         .route("/api/v1/compliance", get(compliance))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/rollouts", get(rollouts))
+        .route("/api/v1/catalog", get(catalog))
+        .route("/api/v1/installed", get(installed))
+        .route("/api/v1/review", get(review))
         .route("/api/v1/user/device", get(user_device))
         .route("/api/v1/user/snooze", post(user_snooze))
         .route("/api/v1/user/install", post(user_install))
@@ -630,6 +634,138 @@ async fn audit(
         return Ok(csv_response(views::to_csv(&["seq", "at", "actor", "action", "detail"], &rows)));
     }
     Ok(Json(serde_json::json!({"entries": entries})).into_response())
+}
+
+/// Every approving rule's rollout of every patch it decides, stage by
+/// stage, with each gate's counts.
+async fn rollouts(State(state): State<Arc<ApiState>>, _admin: Admin) -> Result<Response, ApiError> {
+    let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
+    Ok(Json(
+        serde_json::json!({"rollouts": views::rollouts(&in_force, &plan, &views::device_plans(&plan, &replanned))}),
+    )
+    .into_response())
+}
+
+/// The stored catalog with the engine's fields and the rules matching each
+/// patch, filtered; `?rule=NAME` shows what a rule matches.
+pub(crate) fn catalog_rows(
+    state: &ApiState,
+    filter: &views::CatalogFilter,
+) -> Result<Vec<views::CatalogRow>, ApiError> {
+    let (in_force, plan, _) = plan_or_unavailable(state)?;
+    let records = state.engine.store.catalog_patches().map_err(ApiError::store)?;
+    let coverage = crate::catalog::coverage::CoverageSet::of_policy(&in_force.policy.policy);
+    let views = crate::catalog::view::views(records, &coverage);
+    let mut rows: Vec<views::CatalogRow> =
+        views::catalog_rows(&views, &plan).into_iter().filter(|r| filter.keeps(r)).collect();
+    rows.sort_by(|a, b| b.released.cmp(&a.released).then_with(|| a.id.cmp(&b.id)));
+    Ok(rows)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogQuery {
+    #[serde(flatten)]
+    filter: views::CatalogFilter,
+    format: Option<String>,
+}
+
+const CATALOG_COLUMNS: &[&str] = &[
+    "id",
+    "title",
+    "vendor",
+    "product",
+    "category",
+    "severity",
+    "cvss",
+    "cves",
+    "released",
+    "supersedes",
+    "supersededBy",
+    "active",
+    "obsoleteSince",
+    "matchedBy",
+];
+
+async fn catalog(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    Query(query): Query<CatalogQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
+    let rows = catalog_rows(&state, &query.filter)?;
+    if csv {
+        return Ok(csv_response(views::to_csv(CATALOG_COLUMNS, &rows)));
+    }
+    Ok(Json(serde_json::json!({"total": rows.len(), "patches": rows})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// `from` and `to` as instants: RFC 3339, or a date (midnight UTC); `to`
+/// defaults to now, `from` to seven days before it.
+pub(crate) fn time_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: jiff::Timestamp,
+) -> Result<(jiff::Timestamp, jiff::Timestamp), ApiError> {
+    let parse = |name: &str, text: &str| -> Result<jiff::Timestamp, ApiError> {
+        text.parse::<jiff::Timestamp>()
+            .or_else(|_| {
+                text.parse::<jiff::civil::Date>()
+                    .and_then(|d| jiff::tz::TimeZone::UTC.to_timestamp(d.to_datetime(jiff::civil::Time::midnight())))
+            })
+            .map_err(|_| {
+                ApiError::bad_request(format!("{name}: `{text}` is not an RFC 3339 instant or a YYYY-MM-DD date"))
+            })
+    };
+    let to = match to.filter(|t| !t.is_empty()) {
+        Some(text) => parse("to", text)?,
+        None => now,
+    };
+    let from = match from.filter(|f| !f.is_empty()) {
+        Some(text) => parse("from", text)?,
+        None => to.checked_sub(jiff::SignedDuration::from_hours(7 * 24)).unwrap_or(to),
+    };
+    if from > to {
+        return Err(ApiError::bad_request("from is after to"));
+    }
+    Ok((from, to))
+}
+
+/// What devices reported installed or removed in a date range.
+async fn installed(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    Query(query): Query<RangeQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
+    let (from, to) = time_range(query.from.as_deref(), query.to.as_deref(), state.engine.clock.now())?;
+    let records = state.engine.store.devices().map_err(ApiError::store)?;
+    let rows = views::installed_between(&records, from, to);
+    if csv {
+        return Ok(csv_response(views::to_csv(&["at", "device", "patch", "action", "policy"], &rows)));
+    }
+    Ok(Json(serde_json::json!({"from": from, "to": to, "total": rows.len(), "installed": rows})).into_response())
+}
+
+/// The review queue and the held list (each patch with the rule that put
+/// it there).
+async fn review(State(state): State<Arc<ApiState>>, _admin: Admin) -> Result<Response, ApiError> {
+    let (_, plan, _) = plan_or_unavailable(&state)?;
+    let list = |listed: &[crate::plan::Listed]| -> Vec<serde_json::Value> {
+        listed
+            .iter()
+            .map(|l| serde_json::json!({"patch": plan.patches[l.patch as usize], "rule": plan.rules[l.rule as usize].name}))
+            .collect()
+    };
+    Ok(Json(serde_json::json!({"reviewQueue": list(&plan.review_queue), "held": list(&plan.held)})).into_response())
 }
 
 /// The user's own device: its pending items with their snoozes left, and

@@ -196,6 +196,251 @@ pub fn compliance(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan], now:
     report
 }
 
+/// One stage of a rule's rollout of one patch: where it stands across the
+/// devices of its scope, and its gate.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageRollout {
+    /// 1-based, as in the plan.
+    pub stage: u16,
+    pub scope: String,
+    pub policy: String,
+    pub not_before: jiff::Timestamp,
+    pub deadline: Option<jiff::Timestamp>,
+    /// Devices whose item comes from this stage, by status.
+    pub done: usize,
+    pub due: usize,
+    pub scheduled: usize,
+    pub blocked: usize,
+    /// The gate this stage waits on, counted over the stage before.
+    pub gate: Option<GateRollout>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateRollout {
+    pub succeeded: u32,
+    pub failed: u32,
+    pub min_succeeded: u32,
+    pub max_failure_rate: f64,
+    pub passed: bool,
+}
+
+/// A rule's rollout of one patch, stage by stage (pilot, then production).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    pub rule: String,
+    pub patch: String,
+    pub title: String,
+    pub severity: String,
+    pub stages: Vec<StageRollout>,
+}
+
+/// Every approving rule's rollout of every patch it decides.
+pub fn rollouts(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan]) -> Vec<Rollout> {
+    use crate::plan::Source;
+    // (patch, grant index) -> counts by status, over the devices served.
+    let mut counts: HashMap<(u32, u32), [usize; 4]> = HashMap::new();
+    for device in devices {
+        for item in device.items.iter().filter(|i| !i.retracted) {
+            let slot = match item.status {
+                ItemStatus::Installed | ItemStatus::Removed => 0,
+                ItemStatus::Due => 1,
+                ItemStatus::Scheduled => 2,
+                ItemStatus::Blocked => 3,
+            };
+            counts.entry((item.patch, item.grant)).or_default()[slot] += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for (rule_index, rule) in plan.rules.iter().enumerate() {
+        if rule.action != crate::policy::model::RuleAction::Approve {
+            continue;
+        }
+        let compiled = &in_force.policy.rules[rule_index];
+        for &patch in &rule.decided {
+            let grants = &plan.grants[patch as usize];
+            let stages: Vec<StageRollout> = grants
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.source == Source::Rule(rule_index as u32))
+                .map(|(index, grant)| {
+                    let [done, due, scheduled, blocked] =
+                        counts.get(&(patch, index as u32)).copied().unwrap_or_default();
+                    let stage = grant.stage.unwrap_or(0);
+                    let gate = grant.gate.map(|g| {
+                        let outcome = &plan.gates[g as usize];
+                        let spec = compiled.stages[stage as usize]
+                            .gate
+                            .unwrap_or(crate::plan::compile::GateSpec { max_failure_rate: 0.0, min_succeeded: 0 });
+                        GateRollout {
+                            succeeded: outcome.succeeded,
+                            failed: outcome.failed,
+                            min_succeeded: spec.min_succeeded,
+                            max_failure_rate: spec.max_failure_rate,
+                            passed: outcome.passed,
+                        }
+                    });
+                    StageRollout {
+                        stage: stage + 1,
+                        scope: plan.scope_names[grant.scope as usize].clone(),
+                        policy: plan.policy_names[grant.policy as usize].clone(),
+                        not_before: grant.not_before,
+                        deadline: grant.deadline,
+                        done,
+                        due,
+                        scheduled,
+                        blocked,
+                        gate,
+                    }
+                })
+                .collect();
+            let mut stages = stages;
+            stages.sort_by_key(|s| s.stage);
+            let record = &in_force.catalog.patches[patch as usize].view.record;
+            out.push(Rollout {
+                rule: rule.name.clone(),
+                patch: plan.patches[patch as usize].clone(),
+                title: record.patch.title.clone(),
+                severity: record.severity.as_str().to_owned(),
+                stages,
+            });
+        }
+    }
+    out
+}
+
+/// A patch of the catalog as the catalog view lists it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogRow {
+    pub id: String,
+    pub title: String,
+    pub vendor: String,
+    pub product: String,
+    pub category: String,
+    pub severity: String,
+    pub cvss: Option<f64>,
+    pub cves: Vec<String>,
+    pub released: jiff::Timestamp,
+    pub supersedes: Vec<String>,
+    pub superseded_by: Vec<String>,
+    /// In coverage and not obsolete: what rules see.
+    pub active: bool,
+    pub obsolete_since: Option<jiff::Timestamp>,
+    /// The rules whose `match` is true for it (whether or not they decide it).
+    pub matched_by: Vec<String>,
+}
+
+/// Every stored patch (active or not), with the rules that match it.
+pub fn catalog_rows(views: &[crate::catalog::view::PatchView], plan: &Plan) -> Vec<CatalogRow> {
+    let mut matched: HashMap<&str, Vec<String>> = HashMap::new();
+    for rule in &plan.rules {
+        for &patch in &rule.matched {
+            matched.entry(plan.patches[patch as usize].as_str()).or_default().push(rule.name.clone());
+        }
+    }
+    views
+        .iter()
+        .map(|view| {
+            let record = &view.record;
+            CatalogRow {
+                id: record.patch.id.clone(),
+                title: record.patch.title.clone(),
+                vendor: record.patch.vendor.clone(),
+                product: record.patch.product.clone(),
+                category: record.patch.category.as_str().to_owned(),
+                severity: record.severity.as_str().to_owned(),
+                cvss: record.score,
+                cves: record.patch.cves.clone(),
+                released: record.patch.released.0,
+                supersedes: record.patch.supersedes.clone(),
+                superseded_by: view.superseded_by.clone(),
+                active: view.active,
+                obsolete_since: record.obsolete_since,
+                matched_by: matched.get(record.patch.id.as_str()).cloned().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// The catalog view's filters, the same for the API and the console.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogFilter {
+    /// A substring of the id, title, product or a CVE (any case).
+    pub q: Option<String>,
+    pub severity: Option<String>,
+    /// Only the patches this rule's `match` selects ("show matching patches").
+    pub rule: Option<String>,
+    /// `active`, `inactive` (out of coverage) or `obsolete`.
+    pub state: Option<String>,
+}
+
+impl CatalogFilter {
+    pub fn keeps(&self, row: &CatalogRow) -> bool {
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|v| !v.is_empty())
+        }
+        let text = set(&self.q).map(str::to_lowercase);
+        text.is_none_or(|q| {
+            row.id.to_lowercase().contains(&q)
+                || row.title.to_lowercase().contains(&q)
+                || row.product.to_lowercase().contains(&q)
+                || row.cves.iter().any(|c| c.to_lowercase().contains(&q))
+        }) && set(&self.severity).is_none_or(|s| row.severity == s)
+            && set(&self.rule).is_none_or(|r| row.matched_by.iter().any(|m| m == r))
+            && set(&self.state).is_none_or(|state| match state {
+                "active" => row.active,
+                "obsolete" => row.obsolete_since.is_some(),
+                "inactive" => !row.active && row.obsolete_since.is_none(),
+                _ => true,
+            })
+    }
+}
+
+/// One install (or removal) a device reported, for the time view.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstalledRow {
+    pub at: jiff::Timestamp,
+    pub device: String,
+    pub patch: String,
+    pub action: String,
+    pub policy: Option<String>,
+}
+
+/// What devices reported installed or removed in `[from, to)`, newest
+/// first: each device's latest successful report per patch.
+pub fn installed_between(
+    records: &[crate::store::fleet::DeviceRecord],
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> Vec<InstalledRow> {
+    let mut rows: Vec<InstalledRow> = records
+        .iter()
+        .flat_map(|record| {
+            record
+                .reports
+                .iter()
+                .filter(|r| r.status == patchward_api::ReportStatus::Succeeded && r.at >= from && r.at < to)
+                .map(|r| InstalledRow {
+                    at: r.at,
+                    device: record.id.clone(),
+                    patch: r.patch.clone(),
+                    action: match r.action {
+                        Some(patchward_api::desired::Action::Uninstall) => "uninstall".into(),
+                        _ => "install".into(),
+                    },
+                    policy: r.policy.clone(),
+                })
+        })
+        .collect();
+    rows.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.device.cmp(&b.device)).then_with(|| a.patch.cmp(&b.patch)));
+    rows
+}
+
 /// Text for one CSV field: quoted when it holds a separator, a quote or a
 /// line break; a leading `=`, `+`, `-` or `@` is defused so that a
 /// spreadsheet does not run it as a formula.

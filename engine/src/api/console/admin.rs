@@ -612,3 +612,172 @@ pub async fn audit(
     };
     html_page(StatusCode::OK, layout("Audit log", Some(&session), "/console/audit", None, body))
 }
+
+/// Each approving rule's rollout of each patch: its stages (pilot, then
+/// production), how many devices are done, due, scheduled or blocked in
+/// each, and each gate with its counts.
+pub async fn rollouts(State(state): State<Arc<ApiState>>, AdminSession(session): AdminSession) -> Response {
+    let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
+    let rollouts = views::rollouts(&in_force, &plan, &views::device_plans(&plan, &replanned));
+    let body = html! {
+        p.muted { (rollouts.len()) " rollouts. A stage's counts are the devices whose item comes from that stage." }
+        @for rollout in &rollouts {
+            section.rollout data-rule=(rollout.rule) data-patch=(rollout.patch) {
+                h2 { code { (rollout.patch) } " — " (rollout.title) " " span.muted { "(" (rollout.severity) ", rule " (rollout.rule) ")" } }
+                @if rollout.stages.is_empty() {
+                    p.muted { "No stage deploys it: the rule skips it as superseded." }
+                } @else {
+                table.stages {
+                    thead { tr {
+                        th { "Stage" } th { "Scope" } th { "Policy" } th { "Not before" } th { "Deadline" }
+                        th.num { "done" } th.num { "due" } th.num { "scheduled" } th.num { "blocked" } th { "Gate" }
+                    } }
+                    tbody { @for stage in &rollout.stages {
+                        tr data-stage=(stage.stage) {
+                            td { (stage.stage) } td { (stage.scope) } td { (stage.policy) }
+                            td { (when(stage.not_before)) } td { (when_opt(stage.deadline)) }
+                            td.num { (stage.done) } td.num { (stage.due) } td.num { (stage.scheduled) } td.num { (stage.blocked) }
+                            td { @match &stage.gate {
+                                Some(gate) => span class=(format!("condition-{}", gate.passed)) {
+                                    (if gate.passed { "passed" } else { "waiting" }) ": " (gate.succeeded) " succeeded (min " (gate.min_succeeded) "), "
+                                    (gate.failed) " failed (max rate " (gate.max_failure_rate) ")"
+                                },
+                                None => "—",
+                            } }
+                        }
+                    } }
+                }
+                }
+            }
+        }
+    };
+    html_page(StatusCode::OK, layout("Rollouts", Some(&session), "/console/rollouts", None, body))
+}
+
+#[derive(Deserialize, Default)]
+pub struct CatalogQuery {
+    #[serde(flatten)]
+    filter: views::CatalogFilter,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+/// The catalog: search, severity and CVSS, supersedence, obsolete, the
+/// rules matching each patch; `?rule=NAME` shows what one rule matches.
+pub async fn catalog(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<CatalogQuery>,
+) -> Response {
+    let Ok((_, plan, _)) = plan_or_unavailable(&state) else { return no_policy(&session) };
+    let rows = match crate::api::catalog_rows(&state, &query.filter) {
+        Ok(rows) => rows,
+        Err(e) => return error_page(e.status, Some(&session), &e.message),
+    };
+    if query.format.as_deref() == Some("csv") {
+        return csv_response(views::to_csv(crate::api::CATALOG_COLUMNS, &rows));
+    }
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    let filter = &query.filter;
+    let pairs = vec![
+        ("q", text(&filter.q)),
+        ("severity", text(&filter.severity)),
+        ("rule", text(&filter.rule)),
+        ("state", text(&filter.state)),
+    ];
+    let total = rows.len();
+    let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let offset = query.offset.unwrap_or(0);
+    let rule_names: Vec<String> = plan.rules.iter().map(|r| r.name.clone()).collect();
+    let body = html! {
+        form.filters method="get" action="/console/catalog" {
+            label { "Search " input type="text" name="q" value=(text(&filter.q)) placeholder="id, title, product, CVE"; }
+            (select("severity", "Severity", &["critical", "high", "medium", "low", "informational"].map(String::from), &text(&filter.severity)))
+            (select("rule", "Matching rule", &rule_names, &text(&filter.rule)))
+            (select("state", "State", &["active", "inactive", "obsolete"].map(String::from), &text(&filter.state)))
+            button type="submit" { "Filter" }
+            a href=(format!("/console/catalog{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
+        }
+        (pager("/console/catalog", &pairs, offset, limit, total))
+        table #catalog {
+            thead { tr {
+                th { "Patch" } th { "Title" } th { "Product" } th { "Severity" } th.num { "CVSS" } th { "Released" }
+                th { "Supersedes" } th { "Superseded by" } th { "State" } th { "Matching rules" }
+            } }
+            tbody { @for row in rows.iter().skip(offset).take(limit) {
+                tr data-patch=(row.id) {
+                    td { code { (row.id) } }
+                    td { (row.title) @if !row.cves.is_empty() { br; span.muted { (row.cves.join(", ")) } } }
+                    td { (row.vendor) " " (row.product) }
+                    td { (row.severity) }
+                    td.num { (row.cvss.map_or("—".to_owned(), |s| format!("{s:.1}"))) }
+                    td { (when(row.released)) }
+                    td { (row.supersedes.join(", ")) }
+                    td { (row.superseded_by.join(", ")) }
+                    td { @if let Some(at) = row.obsolete_since { "obsolete since " (when(at)) } @else if row.active { "active" } @else { "out of coverage" } }
+                    td { @for rule in &row.matched_by { a href=(format!("/console/catalog{}", page::query_string(&[("rule", rule.clone())]))) { (rule) } " " } }
+                }
+            } }
+        }
+        (pager("/console/catalog", &pairs, offset, limit, total))
+    };
+    html_page(StatusCode::OK, layout("Catalog", Some(&session), "/console/catalog", None, body))
+}
+
+#[derive(Deserialize, Default)]
+pub struct RangeQuery {
+    from: Option<String>,
+    to: Option<String>,
+    offset: Option<usize>,
+    format: Option<String>,
+}
+
+/// What was installed (or removed) in a date range.
+pub async fn installed(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<RangeQuery>,
+) -> Response {
+    let now = state.engine.clock.now();
+    let (from, to) = match crate::api::time_range(query.from.as_deref(), query.to.as_deref(), now) {
+        Ok(range) => range,
+        Err(e) => return error_page(StatusCode::BAD_REQUEST, Some(&session), &e.message),
+    };
+    let records = match state.engine.store.devices() {
+        Ok(records) => records,
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
+    };
+    let rows = views::installed_between(&records, from, to);
+    if query.format.as_deref() == Some("csv") {
+        return csv_response(views::to_csv(&["at", "device", "patch", "action", "policy"], &rows));
+    }
+    let pairs = vec![("from", from.to_string()), ("to", to.to_string())];
+    let offset = query.offset.unwrap_or(0);
+    let mut by_patch: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for row in &rows {
+        *by_patch.entry(row.patch.as_str()).or_default() += 1;
+    }
+    let body = html! {
+        form.filters method="get" action="/console/installed" {
+            label { "From " input type="date" name="from" value=(from.strftime("%Y-%m-%d").to_string()); }
+            label { "To " input type="date" name="to" value=(to.strftime("%Y-%m-%d").to_string()); }
+            button type="submit" { "Show" }
+            a href=(format!("/console/installed{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
+        }
+        p { span #installed-count { (rows.len()) } " installs and removals from " (when(from)) " to " (when(to)) "." }
+        @if !by_patch.is_empty() {
+            table #by-patch { thead { tr { th { "Patch" } th.num { "Devices" } } }
+                tbody { @for (patch, count) in &by_patch { tr data-patch=(patch) { td { code { (patch) } } td.num { (count) } } } } }
+        }
+        (pager("/console/installed", &pairs, offset, DEFAULT_PAGE, rows.len()))
+        table #installed {
+            thead { tr { th { "When" } th { "Device" } th { "Patch" } th { "Action" } th { "Policy" } } }
+            tbody { @for row in rows.iter().skip(offset).take(DEFAULT_PAGE) {
+                tr { td { (when(row.at)) } td { a href=(format!("/console/devices/{}", row.device)) { (row.device) } }
+                     td { code { (row.patch) } } td { (row.action) } td { (row.policy.as_deref().unwrap_or("—")) } }
+            } }
+        }
+    };
+    html_page(StatusCode::OK, layout("Installed", Some(&session), "/console/installed", None, body))
+}

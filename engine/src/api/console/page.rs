@@ -14,6 +14,9 @@ pub const SCRIPT: &str = include_str!("assets/console.js");
 const ADMIN_NAV: &[(&str, &str)] = &[
     ("/console", "Compliance"),
     ("/console/devices", "Devices"),
+    ("/console/rollouts", "Rollouts"),
+    ("/console/catalog", "Catalog"),
+    ("/console/installed", "Installed"),
     ("/console/review", "Review queue"),
     ("/console/status", "Engine status"),
     ("/console/audit", "Audit log"),
