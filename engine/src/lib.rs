@@ -1,6 +1,7 @@
 //! patchward's engine library: the policy model and its validation, the
 //! patch catalog and its store, the planner, and the daemon (`serve`): the
-//! reconciler, the served desired states and the HTTP API.
+//! reconciler, the served desired states and the HTTP API; and `demo`, the
+//! parts of `patchward demo`'s office on loopback.
 //!
 //! See ARCHITECTURE.md at the repository root for the code map and the
 //! invariants each module keeps.
@@ -10,6 +11,7 @@ pub mod catalog;
 pub mod cli;
 pub mod clock;
 pub mod daemon;
+pub mod demo;
 pub mod diagnostics;
 pub mod expr;
 pub mod follow;

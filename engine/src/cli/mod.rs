@@ -5,6 +5,7 @@
 //! the command could not run (missing path, unreadable repository, usage).
 
 mod catalog;
+mod demo;
 mod diff;
 mod plan;
 mod schemas;
@@ -40,6 +41,7 @@ enum Command {
     Serve(serve::ServeArgs),
     Token(token::TokenArgs),
     AckRewrite(token::AckRewriteArgs),
+    Demo(demo::DemoArgs),
 }
 
 /// What a command reports back to `main`.
@@ -61,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Token(args) => token::run(args),
         Command::AckRewrite(args) => token::run_ack(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
