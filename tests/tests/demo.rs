@@ -154,6 +154,29 @@ fn get(url: &str, token: Option<&str>) -> (u16, String) {
     })
 }
 
+/// Signs in to the console at `base` with `token` (the sign-in form, as a
+/// browser posts it); returns where it sent the browser and that page.
+fn console_sign_in(base: &str, token: &str) -> (String, u16, String) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let signed_in = client
+            .post(format!("{base}signin"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(signed_in.status().is_redirection(), "{}", signed_in.status());
+        let location = signed_in.headers()["location"].to_str().unwrap().to_owned();
+        let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let page = client.get(format!("{base}{}", location.trim_start_matches('/'))).header("cookie", cookie);
+        let page = page.send().await.unwrap();
+        (location, page.status().as_u16(), page.text().await.unwrap())
+    })
+}
+
 fn json(url: &str, token: &str) -> serde_json::Value {
     let (status, body) = get(url, Some(token));
     assert_eq!(status, 200, "{url}: {body}");
@@ -182,6 +205,13 @@ fn the_demo_rolls_a_commit_out_to_every_agent_then_exits_and_leaves_nothing_behi
     assert!(user.starts_with("pwu_"), "{user}");
     assert_eq!(demo.field("files"), dir.display().to_string());
     assert_eq!(get(&format!("{console}healthz"), None), (200, "ok\n".to_owned()));
+    // The console signs the admin in with the printed token, and the
+    // user to their device's portal.
+    let (landing, status, page) = console_sign_in(&console, &admin);
+    assert_eq!((landing.as_str(), status), ("/console", 200), "{page}");
+    let (landing, status, page) = console_sign_in(&console, &user);
+    assert_eq!((landing.as_str(), status), ("/portal", 200), "{page}");
+    assert!(page.contains("pilot-01"), "{page}");
 
     // The admin API agrees with the summary: every device has the patch
     // installed and is compliant; each reported its success.

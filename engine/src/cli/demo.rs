@@ -306,9 +306,9 @@ fn where_to_look(office: &Office, agent: &Path, portal_device: &str, user_token:
     let first = &office.agents[0];
     println!();
     println!("Where to look");
-    println!("  console      {base}/");
+    println!("  console      {base}/  (sign in with a token below)");
     println!("  admin token  {}", office.admin_token);
-    println!("  user token   {user_token}  ({portal_device}'s user: GET {base}/api/v1/user/device)");
+    println!("  user token   {user_token}  ({portal_device}'s user: its portal, and GET {base}/api/v1/user/device)");
     println!("  API          curl -H 'Authorization: Bearer {}' {base}/api/v1/compliance", office.admin_token);
     println!("               (also /api/v1/status, /api/v1/devices, /api/v1/audit; ?format=csv)");
     println!("  policy       git -C {} log --stat", office.repository.path().display());

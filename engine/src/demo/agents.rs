@@ -118,14 +118,7 @@ impl Agent {
         let sandbox = Sandbox::create(&home.join("root"), name, "Europe/Helsinki")?;
         let home = std::path::absolute(&home).with_context(|| format!("failed to resolve {}", home.display()))?;
         let config = home.join("agent.yaml");
-        let text = format!(
-            "# patchward-agent's config for the demo device {name}\n\
-             state: {state}\nruntime: {runtime}\nroot: {root}\npollInterval: {poll}\n\
-             labels: {{ring: {ring}, role: workstation}}\n",
-            state = yaml_path(&home.join("state")),
-            runtime = yaml_path(&home.join("run")),
-            root = yaml_path(sandbox.root()),
-        );
+        let text = config_text(name, ring, &home, sandbox.root(), poll);
         std::fs::write(&config, text).with_context(|| format!("failed to write {}", config.display()))?;
         Ok(Agent {
             name: name.to_owned(),
@@ -224,6 +217,19 @@ impl Agent {
     }
 }
 
+/// The agent's config file (`schemas/agent-config.json`): its state and
+/// socket under `home`, its root the sandbox, the ring as a label.
+fn config_text(name: &str, ring: &str, home: &Path, root: &Path, poll: patchward_api::Duration) -> String {
+    format!(
+        "# patchward-agent's config for the demo device {name}\n\
+         state: {state}\nruntime: {runtime}\nroot: {root}\npollInterval: {poll}\n\
+         labels: {{ring: {ring}, role: workstation}}\n",
+        state = yaml_path(&home.join("state")),
+        runtime = yaml_path(&home.join("run")),
+        root = yaml_path(root),
+    )
+}
+
 /// A path as a YAML scalar: single-quoted, so that no character of it
 /// means anything to YAML.
 fn yaml_path(path: &Path) -> String {
@@ -263,6 +269,20 @@ mod tests {
         );
         std::fs::write(debug.join(agent_file_name()), "").unwrap();
         assert_eq!(locate_agent(&exe, cargo, &workspace), AgentBinary::Found(debug.join(agent_file_name())));
+    }
+
+    #[test]
+    fn the_config_is_one_the_agent_reads() {
+        let home = Path::new("/tmp/demo's/agents/pilot-01");
+        let text = config_text("pilot-01", "pilot", home, &home.join("root"), "15s".parse().unwrap());
+        let limits = crate::policy::yaml::YamlLimits::default();
+        let file: patchward_api::agent_config::ConfigFile = crate::policy::yaml::from_str(&text, &limits).unwrap();
+        assert_eq!(file.state, Some(home.join("state")));
+        assert_eq!(file.runtime, Some(home.join("run")));
+        assert_eq!(file.root, Some(home.join("root")));
+        assert_eq!(file.poll_interval, Some("15s".parse().unwrap()));
+        let labels = file.labels.unwrap();
+        assert_eq!(labels.get("ring").map(String::as_str), Some("pilot"));
     }
 
     #[test]
