@@ -99,10 +99,10 @@ async fn demo(args: DemoArgs, agent: PathBuf) -> anyhow::Result<Outcome> {
     }
     office.shutdown().await;
     drop(office);
-    if ended.is_err() {
-        // Its logs say why: the error names them.
+    if let Err(error) = ended {
+        // The agents' logs say why, and the error names them.
         out.line(&place.keep());
-        return ended.map(|_| Outcome::Success);
+        return Err(error);
     }
     out.line(&place.finish()?);
     Ok(Outcome::Success)
@@ -139,7 +139,7 @@ async fn tour(office: &mut Office, args: &DemoArgs, agent: &Path, out: &Printer)
     office.wait_for_package(IN_FORCE_LIMIT).await?;
     out.line(&format!(
         "every agent is in, and the engine fetched {PATCH}'s package ahead. Nothing is approved for the devices: \
-         the shipped playbook sends {SEVERITY} patches to review"
+         the shipped playbook sends {SEVERITY} patches to the review queue"
     ));
 
     let approved = office.approve(args.production_after).await?;
@@ -313,7 +313,8 @@ fn where_to_look(office: &Office, agent: &Path, portal_device: &str, user_token:
     println!("               (also /api/v1/status, /api/v1/devices, /api/v1/audit; ?format=csv)");
     println!("  policy       git -C {} log --stat", office.repository.path().display());
     println!(
-        "               commit a change there, then: curl -X POST -H 'Authorization: Bearer …' {base}/api/v1/sync"
+        "               commit a change there: the engine follows it within {}s, or at once after POST {base}/api/v1/sync",
+        crate::demo::ENGINE_POLL.as_secs()
     );
     println!("  an agent     {} status --config {}", agent.display(), first.config.display());
     println!("  agent logs   {}", office.dir.join("agents/*/agent.log").display());

@@ -27,8 +27,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::daemon::config::ServeConfig;
 use crate::daemon::serve::Running;
 
-/// The patch the tour rolls out, and the package it upgrades.
+/// The patch the tour rolls out.
 pub const PATCH: &str = "PW-DEMO-0001";
+/// The package it upgrades, from the version every sandbox starts with to
+/// the fixed one.
 pub const PACKAGE: &str = "pw-hello";
 pub const OLD_VERSION: &str = "0.9";
 pub const NEW_VERSION: &str = "1.0";

@@ -35,21 +35,14 @@ pub fn ts(text: &str) -> jiff::Timestamp {
     text.parse().unwrap()
 }
 
-/// A sandbox root that looks like a Debian 12 machine, with `old_deb`
-/// installed when given.
+/// A sandbox root that looks like a Debian 12 machine (the demo's, see
+/// `patchward::demo::debian`), with `old_deb` installed when given.
 pub fn sandbox(dir: &Path, name: &str, old_deb: Option<&Path>) -> PathBuf {
-    let root = dir.join(name);
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/os-release"), "ID=debian\nVERSION_ID=\"12\"\nPRETTY_NAME=\"Debian 12\"\n").unwrap();
-    std::fs::write(root.join("etc/hostname"), format!("{name}\n")).unwrap();
-    std::fs::write(root.join("etc/timezone"), "Europe/Helsinki\n").unwrap();
-    let dpkg = DpkgRoot::sandbox(&root).unwrap();
+    let sandbox = patchward::demo::debian::Sandbox::create(&dir.join(name), name, "Europe/Helsinki").unwrap();
     if let Some(old_deb) = old_deb {
-        let argv = dpkg.dpkg_argv();
-        let status = Command::new(&argv[0]).args(&argv[1..]).arg("--install").arg(old_deb).output().unwrap();
-        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        sandbox.install(old_deb).unwrap();
     }
-    root
+    sandbox.root().to_owned()
 }
 
 /// What the sandbox's dpkg database says of `package`.
