@@ -196,7 +196,7 @@ pub fn stacked_bar(parts: &[(&str, usize, &str)]) -> Markup {
 /// A line chart of percentages over time, in SVG: the compliance trend.
 pub fn trend_chart(points: &[(jiff::Timestamp, f64)]) -> Markup {
     if points.len() < 2 {
-        return html! { p.muted { "The trend appears once the engine has planned on two different days." } };
+        return html! { p.muted { "The trend appears once the engine has planned in two different hours." } };
     }
     let (first, last) = (points[0].0, points[points.len() - 1].0);
     let span = last.duration_since(first).as_secs_f64().max(1.0);
