@@ -162,15 +162,12 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
 
     // A wrong token says so.
     sign_in(&browser, &base, "pwa_not-a-token").await;
-    assert!(
-        browser.text(".flash.error").await.contains("not an admin or user token"),
-        "{}",
-        browser.text("body").await
-    );
+    browser.wait_for_text(".flash.error", "not an admin or user token").await;
 
     // The admin signs in and lands on compliance; its figures are the API's.
     sign_in(&browser, &base, &fleet.admin).await;
-    assert_eq!(browser.url().await, format!("{base}/console"));
+    browser.wait_for_url(&format!("{base}/console")).await;
+    browser.wait_for_text("h1", "Compliance").await;
     let compliance = fleet.api("/api/v1/compliance", &fleet.admin).await;
     assert_eq!(figure(&browser, "#devices").await, compliance["devices"].to_string());
     assert_eq!(figure(&browser, "#pending").await, compliance["pending"].to_string());
@@ -299,14 +296,15 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
     // Eight hours on, the session has expired.
     fleet.clock.advance(jiff::SignedDuration::from_hours(8));
     browser.go(&format!("{base}/console/devices")).await;
-    assert!(browser.url().await.ends_with("/signin?expired=1"));
+    browser.wait_for_url(&format!("{base}/signin?expired=1")).await;
     browser.wait_for_text(".flash.error", "Your session expired").await;
 
     // The user: only their device, a snooze the API then shows, and no
     // other device's page.
     browser.delete_cookies().await;
     sign_in(&browser, &base, &fleet.user).await;
-    assert_eq!(browser.url().await, format!("{base}/portal"));
+    browser.wait_for_url(&format!("{base}/portal")).await;
+    browser.wait_for_text("h1", "Device ws-0042").await;
     let page = browser.text("main").await;
     assert!(page.contains("ws-0042") && !page.contains("ws-0077") && !page.contains("ws-0100"), "{page}");
     let before = fleet.api("/api/v1/user/device", &fleet.user).await;

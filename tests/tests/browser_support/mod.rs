@@ -167,6 +167,18 @@ impl Browser {
         panic!("`{css}` never said `{needle}` on {}: {}", self.url().await, self.text("body").await)
     }
 
+    /// Waits until the page's URL is `url`: a click's navigation may still
+    /// be under way.
+    pub async fn wait_for_url(&self, url: &str) {
+        for _ in 0..100 {
+            if self.url().await == url {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("never reached {url}; at {}: {}", self.url().await, self.text("body").await)
+    }
+
     /// Runs `script` (a function body; `arguments[...]`, may return a
     /// promise) in the page.
     pub async fn run(&self, script: &str) -> Value {
