@@ -22,24 +22,14 @@ use patchward::store::Store;
 use patchward::store::fleet::{AccessToken, EnrollmentToken, Role};
 use tower::ServiceExt as _;
 
+mod support;
+use support::copy_dir;
+
 const ADMIN: &str = "pwa_console-admin-token-0123456789";
 const USER: &str = "pwu_console-user-token-0123456789";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 struct Console {

@@ -353,10 +353,36 @@ async fn sync(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Byte
         }
         "webhook"
     };
-    let now = state.engine.clock.now();
-    let _ = state.engine.store.append_audit(now, actor, "sync.requested", serde_json::json!({}));
-    state.engine.sync_requests.notify_one();
+    request_sync(&state, actor, serde_json::json!({}));
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": true}))).into_response())
+}
+
+/// Wakes the reconciler now, audited as `actor` (the API, the webhook and
+/// the console all come here).
+pub(crate) fn request_sync(state: &ApiState, actor: &str, detail: serde_json::Value) {
+    let now = state.engine.clock.now();
+    let _ = state.engine.store.append_audit(now, actor, "sync.requested", detail);
+    state.engine.sync_requests.notify_one();
+}
+
+/// Acknowledges a rewrite to `commit` (a full 40-hex sha, any case) and
+/// reconciles now; the acknowledged sha, or why it was refused.
+pub(crate) fn acknowledge_rewrite(
+    state: &ApiState,
+    commit: &str,
+    detail: serde_json::Value,
+) -> Result<String, ApiError> {
+    let commit = commit.trim().to_ascii_lowercase();
+    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request("commit must be a full 40-hex commit sha"));
+    }
+    state.engine.acknowledge_rewrite(&commit).map_err(ApiError::store)?;
+    let now = state.engine.clock.now();
+    let mut detail = detail;
+    detail["commit"] = commit.clone().into();
+    let _ = state.engine.store.append_audit(now, "admin", "rewrite.acknowledged", detail);
+    state.engine.sync_requests.notify_one();
+    Ok(commit)
 }
 
 #[derive(Deserialize)]
@@ -370,15 +396,7 @@ async fn ack_rewrite(
     _admin: Admin,
     BoundedJson(request): BoundedJson<AckRequest>,
 ) -> Result<Response, ApiError> {
-    let commit = request.commit.trim().to_ascii_lowercase();
-    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(ApiError::bad_request("commit must be a full 40-hex commit sha"));
-    }
-    state.engine.acknowledge_rewrite(&commit).map_err(ApiError::store)?;
-    let now = state.engine.clock.now();
-    let _ =
-        state.engine.store.append_audit(now, "admin", "rewrite.acknowledged", serde_json::json!({"commit": commit}));
-    state.engine.sync_requests.notify_one();
+    let commit = acknowledge_rewrite(&state, &request.commit, serde_json::json!({}))?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"acknowledged": commit}))).into_response())
 }
 
@@ -624,16 +642,21 @@ async fn audit(
         .audit(query.after.unwrap_or(0), query.limit.unwrap_or(1000).min(100_000))
         .map_err(ApiError::store)?;
     if csv {
-        let rows: Vec<serde_json::Value> = entries
-            .iter()
-            .map(|e| {
-                serde_json::json!({"seq": e.seq, "at": e.at.to_string(), "actor": e.actor, "action": e.action,
-                    "detail": e.detail.to_string()})
-            })
-            .collect();
-        return Ok(csv_response(views::to_csv(&["seq", "at", "actor", "action", "detail"], &rows)));
+        return Ok(audit_csv(&entries));
     }
     Ok(Json(serde_json::json!({"entries": entries})).into_response())
+}
+
+/// Audit entries as CSV, their detail as one JSON field.
+pub(crate) fn audit_csv(entries: &[crate::store::fleet::AuditEntry]) -> Response {
+    let rows: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({"seq": e.seq, "at": e.at.to_string(), "actor": e.actor, "action": e.action,
+                "detail": e.detail.to_string()})
+        })
+        .collect();
+    csv_response(views::to_csv(&["seq", "at", "actor", "action", "detail"], &rows))
 }
 
 /// Every approving rule's rollout of every patch it decides, stage by

@@ -226,13 +226,10 @@ pub async fn devices(
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let offset = query.offset.unwrap_or(0).min(total.saturating_sub(1) / limit * limit);
     let pairs = query.pairs();
-    let choices = |pick: fn(&ItemRow) -> &String| -> Vec<String> {
-        let set: BTreeSet<String> = plans
-            .iter()
-            .take(2000)
-            .flat_map(|p| views::item_rows(&in_force, &plan, p, now))
-            .map(|r| pick(&r).clone())
-            .collect();
+    // The severities and categories an item can have: its patch's, from
+    // the catalog in force (not from the items again).
+    let choices = |pick: fn(&crate::store::CatalogPatch) -> String| -> Vec<String> {
+        let set: BTreeSet<String> = in_force.catalog.patches.iter().map(|p| pick(&p.view.record)).collect();
         set.into_iter().collect()
     };
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -240,8 +237,8 @@ pub async fn devices(
     let body = html! {
         form.filters method="get" action="/console/devices" {
             label { "Device " input type="text" name="q" value=(text(&query.q)) placeholder="id or hostname"; }
-            (select("severity", "Severity", &choices(|r| &r.severity), &text(&query.severity)))
-            (select("category", "Category", &choices(|r| &r.category), &text(&query.category)))
+            (select("severity", "Severity", &choices(|p| p.severity.as_str().to_owned()), &text(&query.severity)))
+            (select("category", "Category", &choices(|p| p.patch.category.as_str().to_owned()), &text(&query.category)))
             (select("policy", "Policy", &plan.policy_names, &text(&query.policy)))
             (select("status", "Item status", &["installed", "due", "scheduled", "blocked", "removed"].map(String::from), &text(&query.status)))
             (select("compliance", "Compliance", &["compliant", "pending", "non-compliant"].map(String::from), &text(&query.compliance)))
@@ -517,9 +514,7 @@ pub async fn sync(
     if let Err(refusal) = check_csrf(&session, &form.csrf, &headers) {
         return refusal.into_response();
     }
-    let now = state.engine.clock.now();
-    let _ = state.engine.store.append_audit(now, "admin", "sync.requested", serde_json::json!({"via": "console"}));
-    state.engine.sync_requests.notify_one();
+    crate::api::request_sync(&state, "admin", serde_json::json!({"via": "console"}));
     Redirect::to("/console/status?done=Sync+requested.").into_response()
 }
 
@@ -538,22 +533,13 @@ pub async fn ack_rewrite(
     if let Err(refusal) = check_csrf(&session, &form.csrf, &headers) {
         return refusal.into_response();
     }
-    let commit = form.commit.trim().to_ascii_lowercase();
-    if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Redirect::to("/console/status?error=The+commit+must+be+a+full+40-hex+sha.").into_response();
+    match crate::api::acknowledge_rewrite(&state, &form.commit, serde_json::json!({"via": "console"})) {
+        Ok(commit) => Redirect::to(&format!("/console/status?done=Rewrite+to+{commit}+acknowledged.")).into_response(),
+        Err(e) if e.status == StatusCode::BAD_REQUEST => {
+            Redirect::to(&format!("/console/status{}", page::query_string(&[("error", e.message)]))).into_response()
+        }
+        Err(e) => error_page(e.status, Some(&session), &e.message),
     }
-    if let Err(e) = state.engine.acknowledge_rewrite(&commit) {
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string());
-    }
-    let now = state.engine.clock.now();
-    let _ = state.engine.store.append_audit(
-        now,
-        "admin",
-        "rewrite.acknowledged",
-        serde_json::json!({"commit": commit, "via": "console"}),
-    );
-    state.engine.sync_requests.notify_one();
-    Redirect::to(&format!("/console/status?done=Rewrite+to+{commit}+acknowledged.")).into_response()
 }
 
 #[derive(Deserialize, Default)]
@@ -585,11 +571,7 @@ pub async fn audit(
         .collect();
     kept.reverse();
     if query.format.as_deref() == Some("csv") {
-        let rows: Vec<serde_json::Value> = kept
-            .iter()
-            .map(|e| serde_json::json!({"seq": e.seq, "at": e.at.to_string(), "actor": e.actor, "action": e.action, "detail": e.detail.to_string()}))
-            .collect();
-        return csv_response(views::to_csv(&["seq", "at", "actor", "action", "detail"], &rows));
+        return crate::api::audit_csv(&kept);
     }
     let total = kept.len();
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
