@@ -389,13 +389,6 @@ pub fn plan(input: &PlanInput) -> Plan {
     count_gates(&mut plan.gates, &gate_specs, catalog, &devices, &in_scope);
 
     plan.devices = plan_devices(input, &devices, &grants, &excluded_by, &plan.gates, &membership);
-    if policy.rules.is_empty() && policy.approvals.is_empty() {
-        // G3: a policy that grants nothing never turns into "uninstall
-        // everything patchward ever installed".
-        for device in &mut plan.devices {
-            device.items.retain(|item| !item.retracted);
-        }
-    }
     plan.grants = grants;
     plan.excluded_by = excluded_by;
 
@@ -449,13 +442,7 @@ pub fn replan_devices(input: &PlanInput, base: &Plan) -> Vec<DevicePlan> {
     // Selector failures were reported by the full plan.
     let mut ignored = Vec::new();
     let membership = scope_membership(input.policy, &devices, &evaluator, &mut ignored);
-    let mut planned = plan_devices(input, &devices, &base.grants, &base.excluded_by, &base.gates, &membership);
-    if input.policy.rules.is_empty() && input.policy.approvals.is_empty() {
-        for device in &mut planned {
-            device.items.retain(|item| !item.retracted);
-        }
-    }
-    planned
+    plan_devices(input, &devices, &base.grants, &base.excluded_by, &base.gates, &membership)
 }
 
 /// One removal grant per deployment policy: due at once, everywhere the
@@ -938,7 +925,23 @@ fn plan_device(
         };
         items.push(DeviceItem { patch, grant: grant_index as u32, status, retracted: false });
     }
-    items.extend(retractions(device, catalog, policy, grants, excluded_by, &items, &excluded, &in_scope, &packages));
+    // G3: a policy that grants nothing never turns into "uninstall
+    // everything patchward ever installed".
+    if !(policy.rules.is_empty() && policy.approvals.is_empty()) {
+        let found = retractions(
+            device,
+            catalog,
+            policy,
+            grants,
+            excluded_by,
+            &items,
+            &excluded,
+            &in_scope,
+            &inventory,
+            &packages,
+        );
+        items.extend(found);
+    }
     items.sort_by_key(|item| item.patch);
     let address = device.facts.ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
     let location = address.and_then(|ip| locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
@@ -963,11 +966,11 @@ fn retractions(
     items: &[DeviceItem],
     excluded: &[(u32, u32)],
     in_scope: &dyn Fn(u32) -> bool,
+    inventory: &HashSet<&str>,
     packages: &HashMap<(patchward_api::PackageManager, &str), &str>,
 ) -> Vec<DeviceItem> {
     let facts = &device.facts;
     let kind = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
-    let inventory: HashSet<&str> = device.inventory.patches.iter().map(String::as_str).collect();
     let kept: HashSet<&str> = items
         .iter()
         .filter(|i| grants[i.patch as usize][i.grant as usize].action == ItemAction::Install)
