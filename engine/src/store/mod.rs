@@ -193,17 +193,36 @@ pub fn encode_patch(patch: &CatalogPatch) -> Vec<u8> {
     serde_json::to_vec(patch).expect("a catalog patch always serializes")
 }
 
+/// How long `open` waits for sled's lock file. A store just dropped in this
+/// process can hold the lock a moment longer, because sled's background IO
+/// threads own the file until their last write ends (sled's own tests block
+/// on the lock for that reason); another live process holds it for good.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open() {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if started.elapsed() >= LOCK_WAIT {
+                    return Err(sled::Error::Io(std::io::Error::other(format!(
+                        "{e} (is another patchward using this data directory?)"
+                    ))));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`. A store that sled cannot open
     /// is reported with the way to recover, never silently recreated.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let unreadable = |reason: String| StoreError::Unreadable { path: dir.to_owned(), reason };
         std::fs::create_dir_all(dir).map_err(|e| unreadable(format!("cannot create it: {e}")))?;
-        let db = sled::Config::new()
-            .path(dir.join("store"))
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| unreadable(e.to_string()))?;
+        let db = open_sled(&dir.join("store")).map_err(|e| unreadable(e.to_string()))?;
         let catalog = db.open_tree(CATALOG_TREE).map_err(|e| unreadable(e.to_string()))?;
         let ledger = db.open_tree(LEDGER_TREE).map_err(|e| unreadable(e.to_string()))?;
         let fleet = db.open_tree(FLEET_TREE).map_err(|e| unreadable(e.to_string()))?;
