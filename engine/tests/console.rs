@@ -35,6 +35,8 @@ fn root() -> PathBuf {
 struct Console {
     state: Arc<ApiState>,
     clock: Arc<FakeClock>,
+    /// The enrolled devices' agent credentials, by hostname.
+    credentials: Vec<(String, String)>,
 }
 
 /// An engine on the shipped policy and the example feed, with two
@@ -64,6 +66,19 @@ async fn console(dir: &std::path::Path) -> Console {
          spec: {patches: [KB5033001, NPP-8.7.1], scopes: [all], policy: workstation-prompt}\n",
     )
     .unwrap();
+    // 7-Zip under a policy that offers nothing on demand: only the
+    // assignment's own selfService makes it installable from the portal.
+    let seven_zip = policies.join("software/7zip.yaml");
+    let text = std::fs::read_to_string(&seven_zip).unwrap();
+    assert!(text.contains("policy: workstation-prompt\n  selfService: true"), "{text}");
+    std::fs::write(
+        &seven_zip,
+        text.replace(
+            "policy: workstation-prompt\n  selfService: true",
+            "policy: workstation-idle\n  selfService: true",
+        ),
+    )
+    .unwrap();
     let load = load_policy(&PolicySource::Folder(policies), &PolicyLimits::default()).unwrap();
     let policy = CompiledPolicy::compile(load.policy.unwrap(), Some("c0ffee".repeat(6) + "c0ff")).unwrap();
     let feed = std::fs::read(root().join("examples/plan/feed.json")).unwrap();
@@ -77,7 +92,7 @@ async fn console(dir: &std::path::Path) -> Console {
     engine.install(in_force).unwrap();
     let blobs = Arc::new(BlobStore::open(&dir.join("blobs")).unwrap());
     let state = Arc::new(ApiState::new(engine, blobs, Limits::default(), None));
-    let console = Console { state, clock };
+    let mut console = Console { state, clock, credentials: Vec::new() };
     for (host, ip) in [("ws-0042", "10.20.1.42"), ("ws-0077", "10.20.1.77")] {
         let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
             "language": "en-US", "hostname": host, "labels": {"role": "workstation"}, "ip": ip});
@@ -89,6 +104,7 @@ async fn console(dir: &std::path::Path) -> Console {
         let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
         let reply = console.send(json_request("PUT", "/api/v1/device/inventory", &credential, inventory)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        console.credentials.push((host.to_owned(), credential));
     }
     console
 }
@@ -317,6 +333,82 @@ async fn a_user_sees_only_their_device_and_snoozes_within_the_policy() {
         let reply = console.send(form("/portal/snooze", Some(&cookie), &[("csrf", &csrf), ("item", &theirs)])).await;
         assert!(reply.location().unwrap().starts_with("/portal?error="), "{:?}", reply.location());
     }
+}
+
+/// Software assignments are items like patches: the admin's device view
+/// and compliance count them, and the user installs one on demand from the
+/// portal when its assignment (or its policy) says selfService, and no
+/// other item.
+#[tokio::test]
+async fn a_user_installs_self_service_software_from_the_portal_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let device = console.api("/api/v1/devices/ws-0042", ADMIN).await;
+    let items = device["items"].as_array().unwrap();
+    let software = items.iter().find(|i| i["patch"] == "7zip@24.08").unwrap_or_else(|| panic!("{device}"));
+    let picked: serde_json::Map<_, _> = ["category", "policy", "source", "status", "selfService"]
+        .into_iter()
+        .map(|key| (key.to_owned(), software[key].clone()))
+        .collect();
+    assert_eq!(
+        serde_json::Value::Object(picked),
+        serde_json::json!({"category": "software", "policy": "workstation-idle",
+            "source": "assignment/7zip-on-windows-workstations", "status": "due", "selfService": true})
+    );
+    let compliance = console.api("/api/v1/compliance", ADMIN).await;
+    assert_eq!(compliance["byCategory"]["software"]["due"], 2, "one per Windows workstation: {compliance}");
+
+    // The agent is told the same: its policy, as sent, offers it on demand.
+    let credential = &console.credentials.iter().find(|(host, _)| host == "ws-0042").unwrap().1;
+    let request = Request::builder()
+        .uri("/api/v1/device/desired-state")
+        .header(header::AUTHORIZATION, format!("Bearer {credential}"))
+        .body(Body::empty())
+        .unwrap();
+    let envelope: patchward_api::dsse::Envelope = serde_json::from_str(&console.send(request).await.text).unwrap();
+    let desired: patchward_api::desired::DesiredState = {
+        use base64::Engine as _;
+        serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(&envelope.payload).unwrap()).unwrap()
+    };
+    let sent = desired.items.iter().find(|i| i.patch == "7zip@24.08").unwrap();
+    assert_eq!((&sent.policy["name"], &sent.policy["selfService"]), (&"workstation-idle".into(), &true.into()));
+
+    let (cookie, _) = console.sign_in(USER).await;
+    let portal = console.send(page("/portal", Some(&cookie))).await;
+    let row_of = |patch: &str| -> String {
+        let start = portal.text.find(&format!("data-patch=\"{patch}\"")).unwrap_or_else(|| panic!("{patch}"));
+        portal.text[start..].split("</tr>").next().unwrap().to_owned()
+    };
+    assert!(row_of("7zip@24.08").contains("Install now"), "{}", row_of("7zip@24.08"));
+    let user = console.api("/api/v1/user/device", USER).await;
+    let fixed = user["pending"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["selfService"] == false)
+        .unwrap_or_else(|| panic!("an item not offered on demand: {user}"));
+    let fixed = fixed["patch"].as_str().unwrap();
+    assert!(!row_of(fixed).contains("Install now"), "{}", row_of(fixed));
+
+    let csrf = console.csrf(&cookie, "/portal").await;
+    let refused = console.send(form("/portal/install", Some(&cookie), &[("csrf", &csrf), ("item", fixed)])).await;
+    let location = refused.location().unwrap();
+    assert!(location.starts_with("/portal?error=") && location.contains("not+self-service"), "{location}");
+    let accepted =
+        console.send(form("/portal/install", Some(&cookie), &[("csrf", &csrf), ("item", "7zip@24.08")])).await;
+    assert!(accepted.location().unwrap().starts_with("/portal?done="), "{:?}", accepted.location());
+    let after = console.api("/api/v1/user/device", USER).await;
+    let requests = after["requests"].as_array().unwrap();
+    assert_eq!(
+        requests.iter().map(|r| (r["item"].as_str().unwrap(), r["kind"].as_str().unwrap())).collect::<Vec<_>>(),
+        [("7zip@24.08", "install")],
+        "only the accepted request: {after}"
+    );
+    let audit = console.api("/api/v1/audit", ADMIN).await;
+    let installs: Vec<_> =
+        audit["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "user.install").collect();
+    assert_eq!(installs.len(), 1, "{audit}");
+    assert_eq!(installs[0]["detail"]["item"], "7zip@24.08");
 }
 
 #[tokio::test]

@@ -805,7 +805,6 @@ async fn user_device(State(state): State<Arc<ApiState>>, UserDevice(id): UserDev
             let (allowed, used) = UserRequest::snoozes(spec, &requests, &row.patch);
             let mut value = serde_json::to_value(row).unwrap_or_default();
             value["snoozesLeft"] = allowed.saturating_sub(used).into();
-            value["selfService"] = spec.self_service.into();
             value
         })
         .collect();
@@ -880,8 +879,11 @@ pub(crate) fn take_user_request(
             }
         }
         _ => {
-            if !spec.self_service {
-                return Err(ApiError::forbidden(format!("policy {} does not offer self-service installs", row.policy)));
+            if !row.self_service {
+                return Err(ApiError::forbidden(format!(
+                    "{item} is not self-service: neither policy {} nor an assignment offers it on demand",
+                    row.policy
+                )));
             }
         }
     }

@@ -29,6 +29,9 @@ pub struct ItemRow {
     pub deadline: Option<jiff::Timestamp>,
     /// Not installed and past its deadline.
     pub overdue: bool,
+    /// The user may install it on demand: its deployment policy, or its
+    /// SoftwareAssignment, says `selfService`.
+    pub self_service: bool,
 }
 
 impl ItemRow {
@@ -77,40 +80,65 @@ pub fn device_plan<'a>(
     }
 }
 
+/// What software items (SoftwareAssignments) show as their severity and
+/// category: they are no vendor's patch, so they have no rating.
+pub const SOFTWARE_SEVERITY: &str = "unrated";
+pub const SOFTWARE_CATEGORY: &str = "software";
+
+/// A device's items: its patches, then its software assignments, each as
+/// the agent receives it in its desired state.
 pub fn item_rows(in_force: &InForce, plan: &Plan, device: &DevicePlan, now: jiff::Timestamp) -> Vec<ItemRow> {
-    device
-        .items
-        .iter()
-        .map(|item| {
-            let grant = plan.grant(item);
-            let patch = &in_force.catalog.patches[item.patch as usize].view.record;
-            let (kind, name) = plan.source_name(grant.source);
-            let policy_name = &plan.policy_names[grant.policy as usize];
-            let windows = in_force.policy.policy.deployment_policies[policy_name]
-                .spec
-                .windows
-                .iter()
-                .map(|w| w.value.clone())
-                .collect();
-            let done = matches!(item.status, ItemStatus::Installed | ItemStatus::Removed);
-            ItemRow {
-                device: device.id.clone(),
-                patch: plan.patches[item.patch as usize].clone(),
-                title: patch.patch.title.clone(),
-                severity: patch.severity.as_str().to_owned(),
-                category: patch.patch.category.as_str().to_owned(),
-                action: grant.action.as_str().to_owned(),
-                status: item.status.as_str().to_owned(),
-                source: format!("{kind}/{name}"),
-                stage: grant.stage.map(|s| s + 1),
-                policy: policy_name.clone(),
-                windows,
-                not_before: grant.not_before,
-                deadline: grant.deadline,
-                overdue: !done && grant.deadline.is_some_and(|d| d <= now),
-            }
-        })
-        .collect()
+    let deployment = |name: &str| &in_force.policy.policy.deployment_policies[name].spec;
+    let windows_of = |name: &str| deployment(name).windows.iter().map(|w| w.value.clone()).collect();
+    let patches = device.items.iter().map(|item| {
+        let grant = plan.grant(item);
+        let patch = &in_force.catalog.patches[item.patch as usize].view.record;
+        let (kind, name) = plan.source_name(grant.source);
+        let policy_name = &plan.policy_names[grant.policy as usize];
+        let done = matches!(item.status, ItemStatus::Installed | ItemStatus::Removed);
+        ItemRow {
+            device: device.id.clone(),
+            patch: plan.patches[item.patch as usize].clone(),
+            title: patch.patch.title.clone(),
+            severity: patch.severity.as_str().to_owned(),
+            category: patch.patch.category.as_str().to_owned(),
+            action: grant.action.as_str().to_owned(),
+            status: item.status.as_str().to_owned(),
+            source: format!("{kind}/{name}"),
+            stage: grant.stage.map(|s| s + 1),
+            policy: policy_name.clone(),
+            windows: windows_of(policy_name),
+            not_before: grant.not_before,
+            deadline: grant.deadline,
+            overdue: !done && grant.deadline.is_some_and(|d| d <= now),
+            self_service: deployment(policy_name).self_service,
+        }
+    });
+    let software = device.software.iter().map(|item| {
+        let assignment = &in_force.policy.assignments[item.assignment as usize];
+        let policy_name = &plan.policy_names[assignment.policy];
+        let package = &in_force.policy.policy.packages[&assignment.package];
+        let title = package.spec.display_name.as_deref().unwrap_or(&assignment.package);
+        ItemRow {
+            device: device.id.clone(),
+            patch: crate::plan::software_id(&assignment.package, &assignment.version),
+            title: format!("{title} {}", assignment.version),
+            severity: SOFTWARE_SEVERITY.to_owned(),
+            category: SOFTWARE_CATEGORY.to_owned(),
+            action: item.action.as_str().to_owned(),
+            status: item.status.as_str().to_owned(),
+            source: format!("assignment/{}", assignment.name),
+            stage: None,
+            policy: policy_name.clone(),
+            windows: windows_of(policy_name),
+            // As in the desired state: due once assigned, no deadline.
+            not_before: plan.now,
+            deadline: None,
+            overdue: false,
+            self_service: assignment.self_service || deployment(policy_name).self_service,
+        }
+    });
+    patches.chain(software).collect()
 }
 
 pub fn compliance_of(rows: &[ItemRow]) -> Compliance {

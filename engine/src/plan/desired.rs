@@ -134,7 +134,12 @@ pub fn desired_state(
         .collect();
     for software in &planned.software {
         let assignment = &policy.assignments[software.assignment as usize];
-        let (policy_value, windows, fallback) = deployment(assignment.policy);
+        let (mut policy_value, windows, fallback) = deployment(assignment.policy);
+        // An assignment's selfService offers its software on demand even
+        // where the deployment policy does not; the agent reads it there.
+        if let (true, Some(spec)) = (assignment.self_service, policy_value.as_object_mut()) {
+            spec.insert("selfService".into(), true.into());
+        }
         let version = policy.policy.packages[&assignment.package]
             .spec
             .versions

@@ -227,9 +227,12 @@ pub async fn devices(
     let offset = query.offset.unwrap_or(0).min(total.saturating_sub(1) / limit * limit);
     let pairs = query.pairs();
     // The severities and categories an item can have: its patch's, from
-    // the catalog in force (not from the items again).
-    let choices = |pick: fn(&crate::store::CatalogPatch) -> String| -> Vec<String> {
-        let set: BTreeSet<String> = in_force.catalog.patches.iter().map(|p| pick(&p.view.record)).collect();
+    // the catalog in force (not from the items again), and software's.
+    let choices = |pick: fn(&crate::store::CatalogPatch) -> String, software: &str| -> Vec<String> {
+        let mut set: BTreeSet<String> = in_force.catalog.patches.iter().map(|p| pick(&p.view.record)).collect();
+        if !in_force.policy.assignments.is_empty() {
+            set.insert(software.to_owned());
+        }
         set.into_iter().collect()
     };
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -237,8 +240,8 @@ pub async fn devices(
     let body = html! {
         form.filters method="get" action="/console/devices" {
             label { "Device " input type="text" name="q" value=(text(&query.q)) placeholder="id or hostname"; }
-            (select("severity", "Severity", &choices(|p| p.severity.as_str().to_owned()), &text(&query.severity)))
-            (select("category", "Category", &choices(|p| p.patch.category.as_str().to_owned()), &text(&query.category)))
+            (select("severity", "Severity", &choices(|p| p.severity.as_str().to_owned(), views::SOFTWARE_SEVERITY), &text(&query.severity)))
+            (select("category", "Category", &choices(|p| p.patch.category.as_str().to_owned(), views::SOFTWARE_CATEGORY), &text(&query.category)))
             (select("policy", "Policy", &plan.policy_names, &text(&query.policy)))
             (select("status", "Item status", &["installed", "due", "scheduled", "blocked", "removed"].map(String::from), &text(&query.status)))
             (select("compliance", "Compliance", &["compliant", "pending", "non-compliant"].map(String::from), &text(&query.compliance)))

@@ -56,7 +56,7 @@ pub async fn portal(
                                 @if left > 0 && !row.overdue && !spec.admin_only {
                                     (post_form(&session, "/portal/snooze", "inline", html! { input type="hidden" name="item" value=(row.patch); }, "Snooze"))
                                 }
-                                @if spec.self_service {
+                                @if row.self_service {
                                     " " (post_form(&session, "/portal/install", "inline", html! { input type="hidden" name="item" value=(row.patch); }, "Install now"))
                                 }
                             }
