@@ -411,6 +411,65 @@ async fn a_user_installs_self_service_software_from_the_portal_and_nothing_else(
     assert_eq!(installs[0]["detail"]["item"], "7zip@24.08");
 }
 
+/// The audit view pages newest first by sequence number: following
+/// "older" from the first page walks the whole log once, in order, with
+/// the API's entries, and a filter pages the same way.
+#[tokio::test]
+async fn the_audit_log_pages_newest_first_through_the_whole_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let at: jiff::Timestamp = "2026-11-24T12:30:00Z".parse().unwrap();
+    for n in 0..230 {
+        let actor = if n % 10 == 0 { "commit:Ada Admin <ada@example.com>" } else { "device:ws-0042" };
+        console.state.engine.store.append_audit(at, actor, "test.entry", serde_json::json!({"n": n})).unwrap();
+    }
+    let (cookie, _) = console.sign_in(ADMIN).await;
+    let api = console.api("/api/v1/audit?limit=100000", ADMIN).await;
+    let mut expected: Vec<u64> =
+        api["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    expected.reverse();
+    let (seen, pages) = walk_audit(&console, &cookie, "/console/audit").await;
+    assert!(expected.len() > 230 && pages == expected.len().div_ceil(100), "{pages} pages");
+    assert_eq!(seen, expected, "every entry once, newest first, as the API has them");
+
+    let (commits, _) = walk_audit(&console, &cookie, "/console/audit?actor=commit%3AAda&limit=7").await;
+    let expected_commits: Vec<u64> = api["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .filter(|e| e["actor"].as_str().unwrap().contains("commit:Ada"))
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(commits.len(), 23);
+    assert_eq!(commits, expected_commits);
+}
+
+/// Follows the audit view's "older" links from `first`: the sequence
+/// numbers shown, in order, and how many pages it took.
+async fn walk_audit(console: &Console, cookie: &str, first: &str) -> (Vec<u64>, usize) {
+    let (mut seen, mut next, mut pages) = (Vec::new(), Some(first.to_owned()), 0);
+    while let Some(path) = next {
+        let reply = console.send(page(&path, Some(cookie))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+        let table = reply.text.split("id=\"audit\"").nth(1).unwrap();
+        let seqs: Vec<u64> = table
+            .split("<tr><td class=\"num\">")
+            .skip(1)
+            .map(|cell| cell.split('<').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(seqs.len() <= 100 && !seqs.is_empty(), "{path}");
+        seen.extend(seqs);
+        let marker = "rel=\"next\" href=\"";
+        next = reply
+            .text
+            .find(marker)
+            .map(|i| reply.text[i + marker.len()..].split('"').next().unwrap().replace("&amp;", "&"));
+        pages += 1;
+    }
+    (seen, pages)
+}
+
 #[tokio::test]
 async fn the_compliance_and_device_views_show_the_admin_apis_figures() {
     let dir = tempfile::tempdir().unwrap();

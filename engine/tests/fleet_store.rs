@@ -134,6 +134,19 @@ fn the_audit_log_appends_in_order_and_pages() {
     );
     let page = store.audit(2, 1).unwrap();
     assert_eq!((page.len(), page[0].seq), (1, 3));
+
+    // Newest first, by sequence number, filtered, and whether more remain.
+    let seqs = |(entries, more): (Vec<patchward::store::fleet::AuditEntry>, bool)| {
+        (entries.iter().map(|e| e.seq).collect::<Vec<_>>(), more)
+    };
+    assert_eq!(store.audit_len().unwrap(), 4);
+    assert_eq!(seqs(store.audit_newest(None, 2, |_| true).unwrap()), (vec![4, 3], true));
+    assert_eq!(seqs(store.audit_newest(Some(3), 2, |_| true).unwrap()), (vec![2, 1], false));
+    assert_eq!(seqs(store.audit_newest(Some(3), 5, |_| true).unwrap()), (vec![2, 1], false));
+    let by_commits = |e: &patchward::store::fleet::AuditEntry| e.actor.starts_with("commit:");
+    assert_eq!(seqs(store.audit_newest(None, 1, by_commits).unwrap()), (vec![3], true));
+    assert_eq!(seqs(store.audit_newest(Some(2), 1, by_commits).unwrap()), (vec![1], false));
+    assert_eq!(seqs(store.audit_newest(None, 9, |e| e.action == "none").unwrap()), (vec![], false));
 }
 
 #[test]

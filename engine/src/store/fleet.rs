@@ -460,6 +460,43 @@ impl Store {
         Ok(out)
     }
 
+    /// Audit entries older than `before` (from the newest when `None`),
+    /// newest first, that `keep` accepts: at most `limit`, and whether an
+    /// older one it accepts remains. Reading walks back from `before` only
+    /// as far as it must, so a page of a long log costs the page.
+    pub fn audit_newest(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
+        let end = seq_key("audit/", before.unwrap_or(u64::MAX));
+        let mut out = Vec::new();
+        for entry in self.fleet.range(seq_key("audit/", 0)..end).rev() {
+            let (key, value) = entry.map_err(|e| self.io("read", e))?;
+            let entry: AuditEntry = self.decode(&String::from_utf8_lossy(&key), &value)?;
+            if keep(&entry) {
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(entry);
+            }
+        }
+        Ok((out, false))
+    }
+
+    /// How many entries the audit log holds.
+    pub fn audit_len(&self) -> Result<u64, StoreError> {
+        let counter = self.fleet.get(b"counter/audit").map_err(|e| self.io("read", e))?;
+        counter
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .parse()
+                    .map_err(|e| self.corrupted(format!("counter/audit does not decode: {e}")))
+            })
+            .unwrap_or(Ok(0))
+    }
+
     /// [`Store::desired_generation`] for many devices at once: one
     /// transaction and one flush, whatever the fleet's size.
     pub fn desired_generations(&self, contents: &[(&str, &str)]) -> Result<Vec<u64>, StoreError> {

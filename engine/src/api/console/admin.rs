@@ -549,48 +549,60 @@ pub async fn ack_rewrite(
 pub struct AuditQuery {
     actor: Option<String>,
     action: Option<String>,
-    offset: Option<usize>,
+    /// Show entries older than this sequence number (the "older" link).
+    before: Option<u64>,
     limit: Option<usize>,
     format: Option<String>,
 }
 
 /// The audit log, newest first: who did what and when, as commit authors,
-/// admins, users and devices.
+/// admins, users and devices. Pages by sequence number (`before`), so a
+/// page costs the page however long the log grows; CSV exports every
+/// entry the filters keep.
 pub async fn audit(
     State(state): State<Arc<ApiState>>,
     AdminSession(session): AdminSession,
     Query(query): Query<AuditQuery>,
 ) -> Response {
-    let entries = match state.engine.store.audit(0, usize::MAX) {
-        Ok(entries) => entries,
-        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
-    };
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let (actor, action) = (text(&query.actor), text(&query.action));
-    let mut kept: Vec<_> = entries
-        .into_iter()
-        .filter(|e| actor.is_empty() || e.actor.contains(&actor))
-        .filter(|e| action.is_empty() || e.action.starts_with(&action))
-        .collect();
-    kept.reverse();
-    if query.format.as_deref() == Some("csv") {
-        return crate::api::audit_csv(&kept);
+    let keep = |e: &crate::store::fleet::AuditEntry| {
+        (actor.is_empty() || e.actor.contains(&actor)) && (action.is_empty() || e.action.starts_with(&action))
+    };
+    let csv = query.format.as_deref() == Some("csv");
+    let limit = if csv { usize::MAX } else { query.limit.unwrap_or(100).clamp(1, MAX_PAGE) };
+    let (entries, older) = match state.engine.store.audit_newest(query.before, limit, keep) {
+        Ok(page) => page,
+        Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
+    };
+    if csv {
+        return crate::api::audit_csv(&entries);
     }
-    let total = kept.len();
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let offset = query.offset.unwrap_or(0);
+    let total = state.engine.store.audit_len().unwrap_or(0);
     let pairs = vec![("actor", actor.clone()), ("action", action.clone())];
+    let link = |extra: Vec<(&'static str, String)>| {
+        format!("/console/audit{}", page::query_string(&[pairs.clone(), extra].concat()))
+    };
     let body = html! {
         form.filters method="get" action="/console/audit" {
             label { "Who " input type="text" name="actor" value=(actor) placeholder="commit:alice, admin, user:…, device:…"; }
             label { "What " input type="text" name="action" value=(action) placeholder="approval., revision., agent."; }
             button type="submit" { "Filter" }
-            a href=(format!("/console/audit{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
+            a href=(link(vec![("format", "csv".into())])) { "Export CSV" }
         }
-        (pager("/console/audit", &pairs, offset, limit, total))
+        p.pager {
+            @if entries.is_empty() { "Nothing to show. " } @else {
+                "Entries " span.from { (entries[0].seq) } "–" span.to { (entries[entries.len() - 1].seq) } " of "
+                span.total { (total) } " in the log. "
+            }
+            @if query.before.is_some() { a rel="first" href=(link(Vec::new())) { "← newest" } " " }
+            @if let (true, Some(last)) = (older, entries.last()) {
+                a rel="next" href=(link(vec![("before", last.seq.to_string())])) { "older →" }
+            }
+        }
         table #audit {
             thead { tr { th.num { "#" } th { "When" } th { "Who" } th { "What" } th { "Detail" } } }
-            tbody { @for e in kept.iter().skip(offset).take(limit) {
+            tbody { @for e in &entries {
                 tr { td.num { (e.seq) } td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } } td { code { (e.detail.to_string()) } } }
             } }
         }
