@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use patchward::clock::SystemClock;
 use patchward::daemon::config::{Limits, ServeConfig};
 
+mod fleet;
 #[path = "../tests/support/mod.rs"]
 mod support;
 use support::example_policy_repository;
@@ -68,50 +69,18 @@ async fn run(devices: usize, runs: usize) {
 
     let started = Instant::now();
     let concurrency = 64;
-    let platforms = ["windows-11-23h2", "debian-12"];
     futures_util::future::join_all((0..concurrency).map(|worker| {
         let (http, base, token) = (http.clone(), base.clone(), token.clone());
         async move {
             for index in (worker..devices).step_by(concurrency) {
-                let platform = platforms[index % 2];
-                let os = if index % 2 == 0 { "windows" } else { "linux" };
-                let facts = serde_json::json!({"hostname": format!("load-{index:05}"), "os": os,
-                    "platform": platform, "arch": "x86_64", "language": "en-US",
-                    "labels": {"ring": if index % 10 == 0 { "pilot" } else { "production" }},
-                    "ip": format!("10.20.{}.{}", (index / 250) % 250, index % 250 + 1)});
-                let reply = http
-                    .post(format!("{base}/api/v1/enroll"))
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(serde_json::json!({"facts": facts}).to_string())
-                    .send()
-                    .await
-                    .unwrap();
-                let reply = json(reply).await;
-                let credential = reply["credential"].as_str().unwrap().to_owned();
-                let body = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
-                let put = http
-                    .put(format!("{base}/api/v1/device/inventory"))
-                    .bearer_auth(&credential)
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(put.status().is_success());
+                let credential = fleet::enroll(&http, &base, &token, &fleet::device_facts(index)).await;
                 if index % 2 == 0 {
                     // Half the fleet reports an install: the time view has rows.
                     let events = serde_json::json!({"events": [{"seq": 1, "at": jiff::Timestamp::now().to_string(),
                         "kind": "report", "patch": "KB5031455", "status": "succeeded", "action": "install",
                         "policy": "workstation-idle"}]});
-                    let sent = http
-                        .post(format!("{base}/api/v1/device/events"))
-                        .bearer_auth(&credential)
-                        .header("content-type", "application/json")
-                        .body(events.to_string())
-                        .send()
-                        .await
-                        .unwrap();
+                    let sent =
+                        fleet::send(http.post(format!("{base}/api/v1/device/events")), &credential, events).await;
                     assert!(sent.status().is_success());
                 }
             }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use patchward::clock::SystemClock;
 use patchward::daemon::config::{Limits, ServeConfig};
 
+mod fleet;
 #[path = "../tests/support/mod.rs"]
 mod support;
 use support::{example_policy_repository, git};
@@ -137,42 +138,12 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
 
     // Enroll and upload inventories, `concurrency` at a time.
     let started = Instant::now();
-    let platforms = ["windows-11-23h2", "debian-12"];
     let enrolled: Vec<Agent> = futures_util::future::join_all((0..concurrency).map(|worker| {
-        let http = http.clone();
-        let base = base.clone();
-        let token = token.clone();
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
         async move {
             let mut mine = Vec::new();
             for index in (worker..agents).step_by(concurrency) {
-                let platform = platforms[index % 2];
-                let os = if index % 2 == 0 { "windows" } else { "linux" };
-                let facts = serde_json::json!({"hostname": format!("load-{index:05}"), "os": os,
-                    "platform": platform, "arch": "x86_64", "language": "en-US",
-                    "ip": format!("10.20.{}.{}", (index / 250) % 250, index % 250 + 1)});
-                let reply: serde_json::Value = http
-                    .post(format!("{base}/api/v1/enroll"))
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(serde_json::json!({"facts": facts}).to_string())
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .map(|b| serde_json::from_slice(&b).unwrap())
-                    .unwrap();
-                let credential = reply["credential"].as_str().unwrap().to_owned();
-                let body = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
-                let put = http
-                    .put(format!("{base}/api/v1/device/inventory"))
-                    .bearer_auth(&credential)
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await
-                    .unwrap();
-                assert!(put.status().is_success());
+                let credential = fleet::enroll(&http, &base, &token, &fleet::device_facts(index)).await;
                 mine.push(Agent { credential, etag: std::sync::Mutex::new(None), converged_ms: AtomicU64::new(0) });
             }
             mine

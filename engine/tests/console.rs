@@ -166,12 +166,16 @@ impl Console {
     }
 
     async fn api(&self, path: &str, token: &str) -> serde_json::Value {
+        self.api_reply(path, token).await.json()
+    }
+
+    async fn api_reply(&self, path: &str, token: &str) -> Reply {
         let request = Request::builder()
             .uri(path)
             .header(header::AUTHORIZATION, format!("Bearer {token}"))
             .body(Body::empty())
             .unwrap();
-        self.send(request).await.json()
+        self.send(request).await
     }
 
     /// Signs in with `token`: the session cookie (`name=value`) and where
@@ -360,12 +364,8 @@ async fn a_user_installs_self_service_software_from_the_portal_and_nothing_else(
 
     // The agent is told the same: its policy, as sent, offers it on demand.
     let credential = &console.credentials.iter().find(|(host, _)| host == "ws-0042").unwrap().1;
-    let request = Request::builder()
-        .uri("/api/v1/device/desired-state")
-        .header(header::AUTHORIZATION, format!("Bearer {credential}"))
-        .body(Body::empty())
-        .unwrap();
-    let envelope: patchward_api::dsse::Envelope = serde_json::from_str(&console.send(request).await.text).unwrap();
+    let reply = console.api_reply("/api/v1/device/desired-state", credential).await;
+    let envelope: patchward_api::dsse::Envelope = serde_json::from_str(&reply.text).unwrap();
     let desired: patchward_api::desired::DesiredState = {
         use base64::Engine as _;
         serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(&envelope.payload).unwrap()).unwrap()
@@ -501,15 +501,7 @@ async fn the_compliance_and_device_views_show_the_admin_apis_figures() {
     assert!(page_text.contains(&format!("data-compliance=\"{}\"", device["compliance"].as_str().unwrap())));
     // CSV export is the API's.
     let csv = console.send(page("/console/devices/ws-0042?format=csv", Some(&cookie))).await;
-    let api_csv = console
-        .send(
-            Request::builder()
-                .uri("/api/v1/devices?format=csv")
-                .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
+    let api_csv = console.api_reply("/api/v1/devices?format=csv", ADMIN).await;
     for line in csv.text.lines().skip(1) {
         assert!(api_csv.text.contains(line), "{line}");
     }
@@ -517,4 +509,30 @@ async fn the_compliance_and_device_views_show_the_admin_apis_figures() {
     let paged = console.send(page("/console/devices?limit=1&offset=1", Some(&cookie))).await;
     assert!(paged.text.contains("data-device=\"ws-0077\"") && !paged.text.contains("data-device=\"ws-0042\""));
     assert!(paged.text.contains("rel=\"prev\""));
+
+    // Filters and sorting: the same devices, in the same order, and the
+    // same total as the API's answer to the same query.
+    for query in [
+        "severity=critical",
+        "category=software",
+        "status=due&sort=pending&order=desc",
+        "compliance=pending",
+        "q=0077",
+        "policy=workstation-idle&sort=id&order=desc",
+        "severity=none-such",
+        "sort=id&order=desc&limit=1&offset=1",
+    ] {
+        let api = console.api(&format!("/api/v1/devices?{query}"), ADMIN).await;
+        let api_ids: Vec<&str> = api["devices"].as_array().unwrap().iter().map(|d| d["id"].as_str().unwrap()).collect();
+        let view = console.send(page(&format!("/console/devices?{query}"), Some(&cookie))).await;
+        let view_ids: Vec<&str> =
+            view.text.split("data-device=\"").skip(1).map(|rest| rest.split('"').next().unwrap()).collect();
+        assert_eq!(view_ids, api_ids, "{query}");
+        if api["total"] != 0 {
+            assert!(view.text.contains(&format!("class=\"total\">{}<", api["total"])), "{query}: {api}");
+        }
+    }
+    let typo = console.api_reply("/api/v1/devices?severty=critical", ADMIN).await;
+    assert_eq!(typo.status, StatusCode::BAD_REQUEST);
+    assert!(typo.text.contains("unknown parameter `severty`"), "{}", typo.text);
 }

@@ -469,12 +469,6 @@ async fn create_token(
 #[serde(deny_unknown_fields)]
 struct ViewQuery {
     format: Option<String>,
-    severity: Option<String>,
-    category: Option<String>,
-    policy: Option<String>,
-    status: Option<String>,
-    offset: Option<usize>,
-    limit: Option<usize>,
 }
 
 fn wants_csv(format: &Option<String>) -> Result<bool, ApiError> {
@@ -510,52 +504,46 @@ fn plan_or_unavailable(state: &ApiState) -> Result<crate::daemon::PlanView, ApiE
     state.engine.plan_view().ok_or_else(|| ApiError::unavailable("no valid policy revision is in force yet"))
 }
 
-/// Every device's items (filtered, paged), as JSON or CSV.
+/// The devices the filter keeps (as the console's list: the same query,
+/// order and figures), paged, with their items that pass it; or every such
+/// item as CSV.
 async fn devices(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Query(query): Query<ViewQuery>,
+    Query(query): Query<views::DeviceQuery>,
 ) -> Result<Response, ApiError> {
+    if let Some(name) = query.unknown.keys().next() {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter `{name}`: q, severity, category, policy, status, compliance, sort, order, offset, \
+             limit or format"
+        )));
+    }
     let csv = wants_csv(&query.format)?;
     let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
     let now = state.engine.clock.now();
     let records = state.engine.store.devices().map_err(ApiError::store)?;
-    let plans = views::device_plans(&plan, &replanned);
-    let by_id: std::collections::HashMap<&str, &crate::plan::DevicePlan> =
-        plans.iter().map(|p| (p.id.as_str(), *p)).collect();
-    let keep = |row: &views::ItemRow| {
-        query.severity.as_ref().is_none_or(|s| &row.severity == s)
-            && query.category.as_ref().is_none_or(|c| &row.category == c)
-            && query.policy.as_ref().is_none_or(|p| &row.policy == p)
-            && query.status.as_ref().is_none_or(|s| &row.status == s)
-    };
-    let offset = query.offset.unwrap_or(0);
-    let limit = query.limit.unwrap_or(100).min(10_000);
+    let lines = views::device_lines(&in_force, &plan, &replanned, records, &query.filter, now);
     if csv {
-        let rows: Vec<views::ItemRow> = records
-            .iter()
-            .filter_map(|r| by_id.get(r.id.as_str()))
-            .flat_map(|p| views::item_rows(&in_force, &plan, p, now))
-            .filter(keep)
-            .collect();
+        let rows: Vec<&views::ItemRow> = lines.iter().flat_map(|l| &l.rows).collect();
         return Ok(csv_response(views::to_csv(ITEM_COLUMNS, &rows)));
     }
-    let total = records.len();
-    let page: Vec<serde_json::Value> = records
+    let (total, offset) = (lines.len(), query.offset.unwrap_or(0));
+    let limit = query.limit.unwrap_or(100).min(10_000);
+    let page: Vec<serde_json::Value> = lines
         .into_iter()
         .skip(offset)
         .take(limit)
-        .map(|record| {
-            let rows = by_id.get(record.id.as_str()).map(|p| views::item_rows(&in_force, &plan, p, now));
-            let rows: Vec<views::ItemRow> = rows.unwrap_or_default().into_iter().filter(keep).collect();
-            device_json(record, rows)
-        })
+        .map(|line| device_json(line.record, line.rows, line.compliance))
         .collect();
     Ok(Json(serde_json::json!({"total": total, "offset": offset, "devices": page})).into_response())
 }
 
-fn device_json(record: crate::store::fleet::DeviceRecord, rows: Vec<views::ItemRow>) -> serde_json::Value {
-    let compliance = views::compliance_of(&rows);
+/// `compliance` is over all the device's items, `rows` those listed.
+fn device_json(
+    record: crate::store::fleet::DeviceRecord,
+    rows: Vec<views::ItemRow>,
+    compliance: views::Compliance,
+) -> serde_json::Value {
     serde_json::json!({
         "id": record.id,
         "facts": record.facts,
@@ -585,7 +573,8 @@ async fn device(
     if csv {
         return Ok(csv_response(views::to_csv(ITEM_COLUMNS, &rows)));
     }
-    Ok(Json(device_json(record, rows)).into_response())
+    let compliance = views::compliance_of(&rows);
+    Ok(Json(device_json(record, rows, compliance)).into_response())
 }
 
 fn device_rows(state: &ApiState, id: &str) -> Result<Vec<views::ItemRow>, ApiError> {

@@ -5,10 +5,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::InForce;
 use crate::plan::{DevicePlan, ItemStatus, Plan};
+use crate::store::fleet::DeviceRecord;
 
 /// One item of a device, as an admin reads it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -51,6 +52,147 @@ pub enum Compliance {
     Pending,
     /// An item past its deadline and not installed.
     NonCompliant,
+}
+
+impl Compliance {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Compliance::Compliant => "compliant",
+            Compliance::Pending => "pending",
+            Compliance::NonCompliant => "non-compliant",
+        }
+    }
+}
+
+/// The device list's query, as the admin API and the console take it:
+/// the filters and sort, then the page and the format.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct DeviceQuery {
+    #[serde(flatten)]
+    pub filter: DeviceFilter,
+    pub offset: Option<usize>,
+    pub limit: Option<usize>,
+    pub format: Option<String>,
+    /// Parameters it does not know (the API refuses them, naming them).
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, String>,
+}
+
+/// Which devices the list keeps, and in which order. Empty fields are
+/// unset, as an HTML form sends them.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct DeviceFilter {
+    /// Part of the id or the hostname, any case.
+    pub q: Option<String>,
+    pub severity: Option<String>,
+    pub category: Option<String>,
+    pub policy: Option<String>,
+    /// An item's status.
+    pub status: Option<String>,
+    /// compliant, pending or non-compliant.
+    pub compliance: Option<String>,
+    /// id (the default), platform, compliance, pending or lastSeen.
+    pub sort: Option<String>,
+    /// asc (the default) or desc.
+    pub order: Option<String>,
+}
+
+impl DeviceFilter {
+    /// The filter as query pairs, for links that keep it.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        vec![
+            ("q", text(&self.q)),
+            ("severity", text(&self.severity)),
+            ("category", text(&self.category)),
+            ("policy", text(&self.policy)),
+            ("status", text(&self.status)),
+            ("compliance", text(&self.compliance)),
+            ("sort", text(&self.sort)),
+            ("order", text(&self.order)),
+        ]
+    }
+
+    pub fn keeps_row(&self, row: &ItemRow) -> bool {
+        let is = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f.is_empty() || f == value);
+        is(&self.severity, &row.severity)
+            && is(&self.category, &row.category)
+            && is(&self.policy, &row.policy)
+            && is(&self.status, &row.status)
+    }
+
+    /// Whether an item filter is set: then a device is listed only if one
+    /// of its items passes it, with those items.
+    pub fn filters_items(&self) -> bool {
+        [&self.severity, &self.category, &self.policy, &self.status]
+            .iter()
+            .any(|f| f.as_deref().is_some_and(|f| !f.is_empty()))
+    }
+
+    pub fn sort_key(&self) -> String {
+        self.sort.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "id".into())
+    }
+
+    pub fn descending(&self) -> bool {
+        self.order.as_deref() == Some("desc")
+    }
+}
+
+/// A listed device: its record, its items that pass the filter, and where
+/// it stands over all its items.
+pub struct DeviceLine {
+    pub record: DeviceRecord,
+    pub rows: Vec<ItemRow>,
+    pub compliance: Compliance,
+}
+
+/// The enrolled devices (`records`) that `filter` keeps, in its order.
+pub fn device_lines(
+    in_force: &InForce,
+    plan: &Plan,
+    replanned: &HashMap<String, Arc<DevicePlan>>,
+    records: Vec<DeviceRecord>,
+    filter: &DeviceFilter,
+    now: jiff::Timestamp,
+) -> Vec<DeviceLine> {
+    let plans = device_plans(plan, replanned);
+    let by_id: HashMap<&str, &DevicePlan> = plans.iter().map(|p| (p.id.as_str(), *p)).collect();
+    let needle = filter.q.as_deref().unwrap_or("").to_lowercase();
+    let compliance_filter = filter.compliance.as_deref().filter(|c| !c.is_empty());
+    let mut lines: Vec<DeviceLine> = records
+        .into_iter()
+        .filter(|r| {
+            needle.is_empty()
+                || r.id.to_lowercase().contains(&needle)
+                || r.facts.hostname.as_deref().is_some_and(|h| h.to_lowercase().contains(&needle))
+        })
+        .filter_map(|record| {
+            let all = by_id.get(record.id.as_str()).map(|p| item_rows(in_force, plan, p, now)).unwrap_or_default();
+            let compliance = compliance_of(&all);
+            if compliance_filter.is_some_and(|c| c != compliance.as_str()) {
+                return None;
+            }
+            let rows: Vec<ItemRow> = all.into_iter().filter(|r| filter.keeps_row(r)).collect();
+            if filter.filters_items() && rows.is_empty() {
+                return None;
+            }
+            Some(DeviceLine { record, rows, compliance })
+        })
+        .collect();
+    let (sort, descending) = (filter.sort_key(), filter.descending());
+    lines.sort_by(|a, b| {
+        let pending = |l: &DeviceLine| l.rows.iter().filter(|r| r.pending()).count();
+        let order = match sort.as_str() {
+            "lastSeen" => a.record.last_seen.cmp(&b.record.last_seen),
+            "compliance" => a.compliance.cmp(&b.compliance),
+            "pending" => pending(a).cmp(&pending(b)),
+            "platform" => a.record.facts.platform.cmp(&b.record.facts.platform),
+            _ => std::cmp::Ordering::Equal,
+        }
+        .then_with(|| a.record.id.cmp(&b.record.id));
+        if descending { order.reverse() } else { order }
+    });
+    lines
 }
 
 /// The devices' plans as served: the full plan's, with those planned since

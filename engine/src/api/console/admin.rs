@@ -2,7 +2,7 @@
 //! string, answers CSV with `format=csv`, and counts with the same
 //! functions as the admin API.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Form;
@@ -15,9 +15,8 @@ use serde::Deserialize;
 use super::page::{self, Flash, layout, pager, post_form, select, sort_header, when, when_opt};
 use super::{AdminSession, check_csrf, error_page, html_page};
 use crate::api::{ApiState, csv_response, plan_or_unavailable};
-use crate::daemon::views::{self, Compliance, ItemRow};
+use crate::daemon::views::{self, ItemRow};
 use crate::plan::{Listed, Plan};
-use crate::store::fleet::DeviceRecord;
 
 /// The largest page a view shows; CSV exports are not paged.
 const MAX_PAGE: usize = 500;
@@ -34,14 +33,6 @@ fn no_policy(session: &super::Session) -> Response {
 
 fn flash_of(done: &Option<String>, error: &Option<String>) -> Option<Flash> {
     error.as_ref().map(Flash::error).or_else(|| done.as_ref().map(Flash::ok))
-}
-
-fn compliance_word(compliance: Compliance) -> &'static str {
-    match compliance {
-        Compliance::Compliant => "compliant",
-        Compliance::Pending => "pending",
-        Compliance::NonCompliant => "non-compliant",
-    }
 }
 
 #[derive(Deserialize, Default)]
@@ -112,67 +103,13 @@ pub async fn compliance(
     )
 }
 
-#[derive(Deserialize, Default)]
-pub struct DevicesQuery {
-    q: Option<String>,
-    severity: Option<String>,
-    category: Option<String>,
-    policy: Option<String>,
-    status: Option<String>,
-    compliance: Option<String>,
-    sort: Option<String>,
-    order: Option<String>,
-    offset: Option<usize>,
-    limit: Option<usize>,
-    format: Option<String>,
-}
-
-impl DevicesQuery {
-    fn pairs(&self) -> Vec<(&'static str, String)> {
-        let text = |v: &Option<String>| v.clone().unwrap_or_default();
-        vec![
-            ("q", text(&self.q)),
-            ("severity", text(&self.severity)),
-            ("category", text(&self.category)),
-            ("policy", text(&self.policy)),
-            ("status", text(&self.status)),
-            ("compliance", text(&self.compliance)),
-            ("sort", text(&self.sort)),
-            ("order", text(&self.order)),
-        ]
-    }
-
-    fn keeps_row(&self, row: &ItemRow) -> bool {
-        let is = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f.is_empty() || f == value);
-        is(&self.severity, &row.severity)
-            && is(&self.category, &row.category)
-            && is(&self.policy, &row.policy)
-            && is(&self.status, &row.status)
-    }
-
-    /// Whether an item filter is set: then a device shows only if one of
-    /// its items passes it.
-    fn filters_items(&self) -> bool {
-        [&self.severity, &self.category, &self.policy, &self.status]
-            .iter()
-            .any(|f| f.as_deref().is_some_and(|f| !f.is_empty()))
-    }
-}
-
-/// One device in the list.
-struct DeviceLine {
-    record: DeviceRecord,
-    rows: Vec<ItemRow>,
-    compliance: Compliance,
-}
-
 /// The devices, filtered by their id and by their items' severity,
 /// category, policy and status, sorted, and paged; CSV gives every item of
 /// every device the filters keep.
 pub async fn devices(
     State(state): State<Arc<ApiState>>,
     AdminSession(session): AdminSession,
-    Query(query): Query<DevicesQuery>,
+    Query(query): Query<views::DeviceQuery>,
 ) -> Response {
     let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
     let now = state.engine.clock.now();
@@ -180,52 +117,16 @@ pub async fn devices(
         Ok(records) => records,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
     };
-    let plans = views::device_plans(&plan, &replanned);
-    let by_id: HashMap<&str, &crate::plan::DevicePlan> = plans.iter().map(|p| (p.id.as_str(), *p)).collect();
-    let needle = query.q.as_deref().unwrap_or("").to_lowercase();
-    let mut lines: Vec<DeviceLine> = records
-        .into_iter()
-        .filter(|r| {
-            needle.is_empty()
-                || r.id.to_lowercase().contains(&needle)
-                || r.facts.hostname.as_deref().is_some_and(|h| h.to_lowercase().contains(&needle))
-        })
-        .filter_map(|record| {
-            let all =
-                by_id.get(record.id.as_str()).map(|p| views::item_rows(&in_force, &plan, p, now)).unwrap_or_default();
-            let compliance = views::compliance_of(&all);
-            if query.compliance.as_deref().is_some_and(|c| !c.is_empty() && c != compliance_word(compliance)) {
-                return None;
-            }
-            let rows: Vec<ItemRow> = all.into_iter().filter(|r| query.keeps_row(r)).collect();
-            if query.filters_items() && rows.is_empty() {
-                return None;
-            }
-            Some(DeviceLine { record, rows, compliance })
-        })
-        .collect();
+    let lines = views::device_lines(&in_force, &plan, &replanned, records, &query.filter, now);
     if query.format.as_deref() == Some("csv") {
         let rows: Vec<&ItemRow> = lines.iter().flat_map(|l| &l.rows).collect();
         return csv_response(views::to_csv(crate::api::ITEM_COLUMNS, &rows));
     }
-    let sort = query.sort.clone().unwrap_or_else(|| "id".into());
-    let descending = query.order.as_deref() == Some("desc");
-    lines.sort_by(|a, b| {
-        let pending = |l: &DeviceLine| l.rows.iter().filter(|r| r.pending()).count();
-        let order = match sort.as_str() {
-            "lastSeen" => a.record.last_seen.cmp(&b.record.last_seen),
-            "compliance" => a.compliance.cmp(&b.compliance),
-            "pending" => pending(a).cmp(&pending(b)),
-            "platform" => a.record.facts.platform.cmp(&b.record.facts.platform),
-            _ => std::cmp::Ordering::Equal,
-        }
-        .then_with(|| a.record.id.cmp(&b.record.id));
-        if descending { order.reverse() } else { order }
-    });
+    let (sort, descending) = (query.filter.sort_key(), query.filter.descending());
     let total = lines.len();
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let offset = query.offset.unwrap_or(0).min(total.saturating_sub(1) / limit * limit);
-    let pairs = query.pairs();
+    let pairs = query.filter.pairs();
     // The severities and categories an item can have: its patch's, from
     // the catalog in force (not from the items again), and software's.
     let choices = |pick: fn(&crate::store::CatalogPatch) -> String, software: &str| -> Vec<String> {
@@ -239,12 +140,12 @@ pub async fn devices(
     let header = |label: &str, key: &str| sort_header("/console/devices", &pairs, label, key, &sort, descending);
     let body = html! {
         form.filters method="get" action="/console/devices" {
-            label { "Device " input type="text" name="q" value=(text(&query.q)) placeholder="id or hostname"; }
-            (select("severity", "Severity", &choices(|p| p.severity.as_str().to_owned(), views::SOFTWARE_SEVERITY), &text(&query.severity)))
-            (select("category", "Category", &choices(|p| p.patch.category.as_str().to_owned(), views::SOFTWARE_CATEGORY), &text(&query.category)))
-            (select("policy", "Policy", &plan.policy_names, &text(&query.policy)))
-            (select("status", "Item status", &["installed", "due", "scheduled", "blocked", "removed"].map(String::from), &text(&query.status)))
-            (select("compliance", "Compliance", &["compliant", "pending", "non-compliant"].map(String::from), &text(&query.compliance)))
+            label { "Device " input type="text" name="q" value=(text(&query.filter.q)) placeholder="id or hostname"; }
+            (select("severity", "Severity", &choices(|p| p.severity.as_str().to_owned(), views::SOFTWARE_SEVERITY), &text(&query.filter.severity)))
+            (select("category", "Category", &choices(|p| p.patch.category.as_str().to_owned(), views::SOFTWARE_CATEGORY), &text(&query.filter.category)))
+            (select("policy", "Policy", &plan.policy_names, &text(&query.filter.policy)))
+            (select("status", "Item status", &["installed", "due", "scheduled", "blocked", "removed"].map(String::from), &text(&query.filter.status)))
+            (select("compliance", "Compliance", &["compliant", "pending", "non-compliant"].map(String::from), &text(&query.filter.compliance)))
             button type="submit" { "Filter" }
             a href=(format!("/console/devices{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
         }
@@ -261,7 +162,7 @@ pub async fn devices(
                         td { a href=(format!("/console/devices/{}", line.record.id)) { (line.record.id) } }
                         td { (line.record.facts.platform.as_deref().unwrap_or("—")) }
                         td { (line.record.facts.ip.as_deref().unwrap_or("—")) }
-                        td class=(format!("compliance-{}", compliance_word(line.compliance))) { (compliance_word(line.compliance)) }
+                        td class=(format!("compliance-{}", line.compliance.as_str())) { (line.compliance.as_str()) }
                         td.num { (line.rows.iter().filter(|r| r.pending()).count()) }
                         td.num { (line.rows.len()) }
                         td { (when(line.record.last_seen)) }
@@ -308,7 +209,7 @@ pub async fn device(
     State(state): State<Arc<ApiState>>,
     AdminSession(session): AdminSession,
     Path(id): Path<String>,
-    Query(query): Query<DevicesQuery>,
+    Query(query): Query<views::DeviceQuery>,
 ) -> Response {
     let record = match state.engine.store.device(&id) {
         Ok(Some(record)) => record,
@@ -327,7 +228,7 @@ pub async fn device(
     let fact = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
     let last_report = record.reports.iter().max_by_key(|r| r.at);
     let body = html! {
-        p { "Compliance: " strong #compliance class=(format!("compliance-{}", compliance_word(compliance))) data-compliance=(compliance_word(compliance)) { (compliance_word(compliance)) }
+        p { "Compliance: " strong #compliance class=(format!("compliance-{}", compliance.as_str())) data-compliance=(compliance.as_str()) { (compliance.as_str()) }
             " · " a href=(format!("/console/devices/{id}?format=csv")) { "Export CSV" } }
         h2 { "Facts" }
         dl.facts {
