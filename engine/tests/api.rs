@@ -2,29 +2,24 @@
 //! enrollment, inventory, the signed desired state with ETag and 304,
 //! events recorded once, and the authentication matrix (T27, T28 in part).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use patchward::api::{ApiState, router};
-use patchward::catalog::coverage::CoverageSet;
 use patchward::clock::FakeClock;
 use patchward::daemon::config::Limits;
 use patchward::daemon::media::BlobStore;
-use patchward::daemon::{Engine, EngineSettings, InForce};
-use patchward::plan::{CompiledPolicy, PlanCatalog};
-use patchward::policy::{PolicyLimits, PolicySource, load_policy};
+use patchward::daemon::{Engine, EngineSettings};
 use patchward::store::Store;
 use patchward::store::fleet::{AccessToken, EnrollmentToken, Role};
 use tower::ServiceExt as _;
 
-const ADMIN: &str = "pwa_admin-token-for-tests-0123456789";
+mod support;
+use support::{example_in_force, workspace_root as root};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
+const ADMIN: &str = "pwa_admin-token-for-tests-0123456789";
 
 fn state(dir: &std::path::Path, in_force: bool) -> Arc<ApiState> {
     let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
@@ -40,15 +35,7 @@ fn state(dir: &std::path::Path, in_force: bool) -> Arc<ApiState> {
             &AccessToken { role: Role::Admin, device: None, expires_at: None, created_at: now, revoked: false },
         )
         .unwrap();
-    let in_force = in_force.then(|| {
-        let load = load_policy(&PolicySource::Folder(root().join("policies")), &PolicyLimits::default()).unwrap();
-        let policy = CompiledPolicy::compile(load.policy.unwrap(), Some("c0ffee".repeat(6) + "c0ff")).unwrap();
-        let feed = std::fs::read(root().join("examples/plan/feed.json")).unwrap();
-        let (records, _) =
-            patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
-        let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
-        InForce { policy: Arc::new(policy), catalog, catalog_revision: 3, commit: None }
-    });
+    let in_force = in_force.then(|| example_in_force(&root().join("policies"), now));
     let settings =
         EngineSettings { desired_ttl: jiff::SignedDuration::from_hours(24 * 7), ..EngineSettings::default() };
     let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);

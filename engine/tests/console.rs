@@ -4,33 +4,25 @@
 //! against the admin API's JSON. The browser drives the same pages in
 //! `tests/tests/console_browser.rs`.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt as _;
 use patchward::api::{ApiState, router};
-use patchward::catalog::coverage::CoverageSet;
 use patchward::clock::FakeClock;
 use patchward::daemon::config::Limits;
 use patchward::daemon::media::BlobStore;
-use patchward::daemon::{Engine, EngineSettings, InForce};
-use patchward::plan::{CompiledPolicy, PlanCatalog};
-use patchward::policy::{PolicyLimits, PolicySource, load_policy};
+use patchward::daemon::{Engine, EngineSettings};
 use patchward::store::Store;
 use patchward::store::fleet::{AccessToken, EnrollmentToken, Role};
 use tower::ServiceExt as _;
 
 mod support;
-use support::copy_dir;
+use support::{copy_dir, example_in_force, workspace_root as root};
 
 const ADMIN: &str = "pwa_console-admin-token-0123456789";
 const USER: &str = "pwu_console-user-token-0123456789";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
-}
 
 struct Console {
     state: Arc<ApiState>,
@@ -79,13 +71,7 @@ async fn console(dir: &std::path::Path) -> Console {
         ),
     )
     .unwrap();
-    let load = load_policy(&PolicySource::Folder(policies), &PolicyLimits::default()).unwrap();
-    let policy = CompiledPolicy::compile(load.policy.unwrap(), Some("c0ffee".repeat(6) + "c0ff")).unwrap();
-    let feed = std::fs::read(root().join("examples/plan/feed.json")).unwrap();
-    let (records, _) =
-        patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
-    let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
-    let in_force = InForce { policy: Arc::new(policy), catalog, catalog_revision: 3, commit: None };
+    let in_force = example_in_force(&policies, now);
     let clock = Arc::new(FakeClock::new(now));
     let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let engine = Arc::new(Engine::new(store, key, clock.clone(), EngineSettings::default()));

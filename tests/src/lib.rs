@@ -255,3 +255,16 @@ fn serve_connection(
         }
     }
 }
+
+/// Waits for `check` to hold: polls every 50 ms, at most 400 times, then
+/// fails naming `what`. A bounded wait on a condition (a process's answer,
+/// a page's content), never time passing for its own sake.
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
+    for _ in 0..400 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}

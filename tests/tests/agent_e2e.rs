@@ -13,10 +13,10 @@
 
 mod agent_support;
 
-use agent_support::{AgentProcess, Office, T0, admin_get, approve, installed_version, sandbox, until};
+use agent_support::{AgentProcess, Office, T0, admin_get, approve, installed_version, sandbox};
 use patchward::clock::Clock;
 use patchward_agent::install::deb::DebSpec;
-use patchward_tests::{HttpServer, Reply, git};
+use patchward_tests::{HttpServer, Reply, git, until};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_rolls_out_to_pilot_then_production_and_tampered_mirror_bytes_never_install() {

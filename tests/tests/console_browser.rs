@@ -10,25 +10,14 @@
 mod browser_support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use browser_support::{Browser, Driver};
 use patchward::clock::{Clock, FakeClock};
 use patchward::daemon::config::ServeConfig;
-use patchward_tests::{copy_tree, workspace_root};
+use patchward_tests::{copy_tree, until, workspace_root};
 use serde_json::{Value, json};
 
 const T0: &str = "2026-11-24T12:00:00Z";
-
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    for _ in 0..400 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 struct Fleet {
     base: String,

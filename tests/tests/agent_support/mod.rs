@@ -332,18 +332,6 @@ pub async fn admin_get(base: &str, admin: &str, path: &str) -> serde_json::Value
     serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
 }
 
-/// Waits for the engine's own work (a reconcile, a catalog sync, the media
-/// master): a condition on real tasks, bounded, never time passing.
-pub async fn until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
-    for _ in 0..400 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// The blocking twin of [`until`], for conditions on processes and files:
 /// polls every 5 ms for at most `limit`.
 pub fn poll_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
