@@ -397,6 +397,40 @@ async fn a_user_installs_self_service_software_from_the_portal_and_nothing_else(
     assert_eq!(installs[0]["detail"]["item"], "7zip@24.08");
 }
 
+/// The software library: each assignment's devices by status, as the API
+/// counts them, drilling down to exactly those devices.
+#[tokio::test]
+async fn the_software_view_counts_each_assignments_devices_as_the_api_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let (cookie, _) = console.sign_in(ADMIN).await;
+    let api = console.api("/api/v1/software", ADMIN).await;
+    let assignment = &api["assignments"][0];
+    assert_eq!(assignment["name"], "7zip-on-windows-workstations", "{api}");
+    assert_eq!((&assignment["devices"]["due"], &assignment["devices"]["installed"]), (&2.into(), &0.into()));
+    let version = &api["packages"].as_array().unwrap().iter().find(|p| p["name"] == "7zip").unwrap()["versions"];
+    assert!(version.as_array().unwrap().iter().any(|v| v["version"] == "24.08"
+        && v["assignments"] == serde_json::json!(["7zip-on-windows-workstations"])));
+
+    let view = console.send(page("/console/software", Some(&cookie))).await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text);
+    let row = view.text.split("data-assignment=\"7zip-on-windows-workstations\"").nth(1).unwrap();
+    let row = row.split("</tr>").next().unwrap();
+    let due_cell = row.split("class=\"num due\">").nth(1).unwrap();
+    let marker = "href=\"";
+    let href =
+        due_cell[due_cell.find(marker).unwrap() + marker.len()..].split('"').next().unwrap().replace("&amp;", "&");
+    assert!(due_cell.contains(&format!(">{}<", assignment["devices"]["due"])), "{row}");
+    assert_eq!(href, "/console/devices?patch=7zip%4024.08&status=due");
+    let listed = console.send(page(&href, Some(&cookie))).await;
+    let api_listed = console.api("/api/v1/devices?patch=7zip%4024.08&status=due", ADMIN).await;
+    assert_eq!(api_listed["total"], assignment["devices"]["due"]);
+    assert_eq!(listed.text.matches("data-device=\"").count(), 2);
+    for device in api_listed["devices"].as_array().unwrap() {
+        assert_eq!(device["items"].as_array().unwrap().len(), 1, "only the one item: {device}");
+    }
+}
+
 /// The audit view pages newest first by sequence number: following
 /// "older" from the first page walks the whole log once, in order, with
 /// the API's entries, and a filter pages the same way.

@@ -238,6 +238,18 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
     }
     browser.screenshot(&shots, "rollouts").await;
 
+    // The software library: each assignment's devices by status.
+    browser.go(&format!("{base}/console/software")).await;
+    let software = fleet.api("/api/v1/software", &fleet.admin).await;
+    for assignment in software["assignments"].as_array().unwrap() {
+        let name = assignment["name"].as_str().unwrap();
+        let cells = browser.find_all(&format!("#assignments tr[data-assignment='{name}'] td")).await;
+        for (column, field) in [(7, "installed"), (8, "due"), (9, "removed")] {
+            assert_eq!(cells[column].text().await, assignment["devices"][field].to_string(), "{name} {field}");
+        }
+    }
+    browser.screenshot(&shots, "software").await;
+
     // The catalog, and "show matching patches" for a rule.
     browser.go(&format!("{base}/console/catalog")).await;
     let catalog = fleet.api("/api/v1/catalog", &fleet.admin).await;
@@ -321,6 +333,14 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
     assert_eq!(snoozed["snoozesLeft"].as_u64().unwrap(), item["snoozesLeft"].as_u64().unwrap() - 1);
     assert!(after["requests"].as_array().unwrap().iter().any(|r| r["item"] == patch && r["kind"] == "snooze"));
     browser.screenshot(&shots, "portal-snoozed").await;
+    // Software offered on demand: the user installs it now.
+    browser.find("#pending tr[data-patch='7zip@24.08'] form[action='/portal/install'] button").await.click().await;
+    browser.wait_for_text(".flash.ok", "will be installed at the agent's next pass").await;
+    let requested = fleet.api("/api/v1/user/device", &fleet.user).await;
+    assert!(
+        requested["requests"].as_array().unwrap().iter().any(|r| r["item"] == "7zip@24.08" && r["kind"] == "install"),
+        "{requested}"
+    );
     browser.go(&format!("{base}/console/devices/ws-0077")).await;
     let refused = browser.text("main").await;
     assert!(refused.contains("for admins") && !refused.contains("KB"), "{refused}");

@@ -77,6 +77,7 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/api/v1/compliance", get(compliance))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/rollouts", get(rollouts))
+        .route("/api/v1/software", get(software))
         .route("/api/v1/catalog", get(catalog))
         .route("/api/v1/installed", get(installed))
         .route("/api/v1/review", get(review))
@@ -514,7 +515,7 @@ async fn devices(
 ) -> Result<Response, ApiError> {
     if let Some(name) = query.unknown.keys().next() {
         return Err(ApiError::bad_request(format!(
-            "unknown parameter `{name}`: q, severity, category, policy, status, compliance, sort, order, offset, \
+            "unknown parameter `{name}`: q, patch, severity, category, policy, status, compliance, sort, order, offset, \
              limit or format"
         )));
     }
@@ -656,6 +657,13 @@ async fn rollouts(State(state): State<Arc<ApiState>>, _admin: Admin) -> Result<R
         serde_json::json!({"rollouts": views::rollouts(&in_force, &plan, &views::device_plans(&plan, &replanned))}),
     )
     .into_response())
+}
+
+/// The software library: packages and their versions, and each
+/// assignment's devices by status.
+async fn software(State(state): State<Arc<ApiState>>, _admin: Admin) -> Result<Response, ApiError> {
+    let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
+    Ok(Json(views::software(&in_force, &plan, &views::device_plans(&plan, &replanned))).into_response())
 }
 
 /// The stored catalog with the engine's fields and the rules matching each

@@ -84,6 +84,8 @@ pub struct DeviceQuery {
 pub struct DeviceFilter {
     /// Part of the id or the hostname, any case.
     pub q: Option<String>,
+    /// An item's id: a patch, or software as `package@version`.
+    pub patch: Option<String>,
     pub severity: Option<String>,
     pub category: Option<String>,
     pub policy: Option<String>,
@@ -103,6 +105,7 @@ impl DeviceFilter {
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
         vec![
             ("q", text(&self.q)),
+            ("patch", text(&self.patch)),
             ("severity", text(&self.severity)),
             ("category", text(&self.category)),
             ("policy", text(&self.policy)),
@@ -115,7 +118,8 @@ impl DeviceFilter {
 
     pub fn keeps_row(&self, row: &ItemRow) -> bool {
         let is = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f.is_empty() || f == value);
-        is(&self.severity, &row.severity)
+        is(&self.patch, &row.patch)
+            && is(&self.severity, &row.severity)
             && is(&self.category, &row.category)
             && is(&self.policy, &row.policy)
             && is(&self.status, &row.status)
@@ -124,7 +128,7 @@ impl DeviceFilter {
     /// Whether an item filter is set: then a device is listed only if one
     /// of its items passes it, with those items.
     pub fn filters_items(&self) -> bool {
-        [&self.severity, &self.category, &self.policy, &self.status]
+        [&self.patch, &self.severity, &self.category, &self.policy, &self.status]
             .iter()
             .any(|f| f.as_deref().is_some_and(|f| !f.is_empty()))
     }
@@ -307,14 +311,18 @@ pub struct Counts {
 
 impl Counts {
     fn add(&mut self, row: &ItemRow) {
-        match row.status.as_str() {
+        self.add_status(&row.status, row.overdue);
+    }
+
+    fn add_status(&mut self, status: &str, overdue: bool) {
+        match status {
             "installed" => self.installed += 1,
             "due" => self.due += 1,
             "scheduled" => self.scheduled += 1,
             "blocked" => self.blocked += 1,
             _ => self.removed += 1,
         }
-        self.overdue += usize::from(row.overdue);
+        self.overdue += usize::from(overdue);
     }
 }
 
@@ -571,6 +579,110 @@ impl CatalogFilter {
 }
 
 /// One install (or removal) a device reported, for the time view.
+/// The software library: each SoftwarePackage with its versions, and each
+/// SoftwareAssignment with where it stands across the devices it reaches.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SoftwareLibrary {
+    pub packages: Vec<PackageRow>,
+    pub assignments: Vec<AssignmentRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageRow {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub vendor: Option<String>,
+    pub versions: Vec<PackageVersionRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageVersionRow {
+    pub version: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub sha256: String,
+    pub size: Option<u64>,
+    /// The assignments that deploy (or remove) this version.
+    pub assignments: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssignmentRow {
+    pub name: String,
+    pub package: String,
+    pub version: String,
+    /// present or absent.
+    pub state: String,
+    pub scopes: Vec<String>,
+    pub policy: String,
+    pub self_service: bool,
+    /// The devices it reaches, by their item's status.
+    pub devices: Counts,
+}
+
+pub fn software(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan]) -> SoftwareLibrary {
+    let policy = &in_force.policy;
+    let mut counts = vec![Counts::default(); policy.assignments.len()];
+    for device in devices {
+        for item in &device.software {
+            counts[item.assignment as usize].add_status(item.status.as_str(), false);
+        }
+    }
+    let assignments: Vec<AssignmentRow> = policy
+        .assignments
+        .iter()
+        .zip(counts)
+        .map(|(a, devices)| AssignmentRow {
+            name: a.name.clone(),
+            package: a.package.clone(),
+            version: a.version.clone(),
+            state: match a.state {
+                crate::policy::model::AssignmentState::Present => "present",
+                crate::policy::model::AssignmentState::Absent => "absent",
+            }
+            .to_owned(),
+            scopes: a.scopes.iter().map(|s| plan.scope_names[*s].clone()).collect(),
+            policy: plan.policy_names[a.policy].clone(),
+            self_service: a.self_service,
+            devices,
+        })
+        .collect();
+    let packages = policy
+        .policy
+        .packages
+        .iter()
+        .map(|(name, doc)| PackageRow {
+            name: name.clone(),
+            display_name: doc.spec.display_name.clone(),
+            vendor: doc.spec.vendor.clone(),
+            versions: doc
+                .spec
+                .versions
+                .iter()
+                .map(|v| {
+                    let version = &v.value.version.value;
+                    PackageVersionRow {
+                        version: version.clone(),
+                        kind: v.value.kind.as_str().to_owned(),
+                        sha256: v.value.sha256.value.clone(),
+                        size: v.value.size,
+                        assignments: assignments
+                            .iter()
+                            .filter(|a| &a.package == name && &a.version == version)
+                            .map(|a| a.name.clone())
+                            .collect(),
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    SoftwareLibrary { packages, assignments }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstalledRow {

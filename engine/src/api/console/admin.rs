@@ -141,6 +141,7 @@ pub async fn devices(
     let body = html! {
         form.filters method="get" action="/console/devices" {
             label { "Device " input type="text" name="q" value=(text(&query.filter.q)) placeholder="id or hostname"; }
+            label { "Item " input type="text" name="patch" value=(text(&query.filter.patch)) placeholder="KB5032190, 7zip@24.08"; }
             (select("severity", "Severity", &choices(|p| p.severity.as_str().to_owned(), views::SOFTWARE_SEVERITY), &text(&query.filter.severity)))
             (select("category", "Category", &choices(|p| p.patch.category.as_str().to_owned(), views::SOFTWARE_CATEGORY), &text(&query.filter.category)))
             (select("policy", "Policy", &plan.policy_names, &text(&query.filter.policy)))
@@ -605,7 +606,7 @@ pub async fn catalog(
             } }
             tbody { @for row in rows.iter().skip(offset).take(limit) {
                 tr data-patch=(row.id) {
-                    td { code { (row.id) } }
+                    td { a href=(format!("/console/devices{}", page::query_string(&[("patch", row.id.clone())]))) title="the devices it is an item of" { code { (row.id) } } }
                     td { (row.title) @if !row.cves.is_empty() { br; span.muted { (row.cves.join(", ")) } } }
                     td { (row.vendor) " " (row.product) }
                     td { (row.severity) }
@@ -629,6 +630,54 @@ pub struct RangeQuery {
     to: Option<String>,
     offset: Option<usize>,
     format: Option<String>,
+}
+
+/// The software library: each package's versions (type, size, digest, the
+/// assignments that use it), and each assignment's devices by status, with
+/// the devices view one click away. Assigning is policy: it goes in git.
+pub async fn software(State(state): State<Arc<ApiState>>, AdminSession(session): AdminSession) -> Response {
+    let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
+    let library = views::software(&in_force, &plan, &views::device_plans(&plan, &replanned));
+    let devices_of = |a: &views::AssignmentRow, status: &str| {
+        let pairs = [("patch", crate::plan::software_id(&a.package, &a.version)), ("status", status.to_owned())];
+        format!("/console/devices{}", page::query_string(&pairs))
+    };
+    let body = html! {
+        p.muted { "Packages and assignments are policy: add or change them as SoftwarePackage and SoftwareAssignment documents under " code { "policies/software/" } " in git." }
+        h2 { "Assignments (" span #assignment-count { (library.assignments.len()) } ")" }
+        @if library.assignments.is_empty() { p { "No SoftwareAssignment is in force." } }
+        @else {
+            table #assignments {
+                thead { tr {
+                    th { "Assignment" } th { "Package" } th { "Version" } th { "State" } th { "Scopes" } th { "Policy" } th { "On demand" }
+                    th.num { "installed" } th.num { "due" } th.num { "removed" }
+                } }
+                tbody { @for a in &library.assignments {
+                    tr data-assignment=(a.name) {
+                        td { (a.name) } td { code { (a.package) } } td { (a.version) } td { (a.state) }
+                        td { (a.scopes.join(", ")) } td { (a.policy) } td { (if a.self_service { "yes" } else { "no" }) }
+                        td.num.installed { a href=(devices_of(a, "installed")) { (a.devices.installed) } }
+                        td.num.due { a href=(devices_of(a, "due")) { (a.devices.due) } }
+                        td.num.removed { a href=(devices_of(a, "removed")) { (a.devices.removed) } }
+                    }
+                } }
+            }
+        }
+        h2 { "Packages (" span #package-count { (library.packages.len()) } ")" }
+        table #packages {
+            thead { tr { th { "Package" } th { "Vendor" } th { "Version" } th { "Type" } th.num { "Size" } th { "sha256" } th { "Assigned by" } } }
+            tbody { @for package in &library.packages { @for v in &package.versions {
+                tr data-package=(package.name) data-version=(v.version) {
+                    td { code { (package.name) } @if let Some(name) = &package.display_name { " " span.muted { (name) } } }
+                    td { (package.vendor.as_deref().unwrap_or("—")) } td { (v.version) } td { (v.kind) }
+                    td.num { (v.size.map_or_else(|| "—".to_owned(), |s| s.to_string())) }
+                    td { code title=(v.sha256) { (v.sha256.get(..12).unwrap_or(&v.sha256)) "…" } }
+                    td { (if v.assignments.is_empty() { "—".to_owned() } else { v.assignments.join(", ") }) }
+                }
+            } } }
+        }
+    };
+    html_page(StatusCode::OK, layout("Software", Some(&session), "/console/software", None, body))
 }
 
 /// What was installed (or removed) in a date range.

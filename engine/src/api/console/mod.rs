@@ -43,6 +43,7 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/console/devices/{id}", get(admin::device))
         .route("/console/review", get(admin::review))
         .route("/console/rollouts", get(admin::rollouts))
+        .route("/console/software", get(admin::software))
         .route("/console/catalog", get(admin::catalog))
         .route("/console/installed", get(admin::installed))
         .route("/console/status", get(admin::status))

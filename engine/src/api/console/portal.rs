@@ -39,7 +39,7 @@ pub async fn portal(
         @if pending.is_empty() { p { "Nothing is pending: this device is up to date." } }
         @else {
             table #pending {
-                thead { tr { th { "Patch" } th { "Title" } th { "Severity" } th { "Status" } th { "Deadline" } th.num { "Snoozes left" } th { "" } } }
+                thead { tr { th { "Item" } th { "Title" } th { "Severity" } th { "Status" } th { "Deadline" } th.num { "Snoozes left" } th { "" } } }
                 tbody {
                     @for row in &pending {
                         @let spec = &in_force.policy.policy.deployment_policies[&row.policy].spec;
