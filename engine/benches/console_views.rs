@@ -120,13 +120,18 @@ async fn run(devices: usize, runs: usize) {
         ("/console/devices?severity=critical&sort=pending&order=desc", &admin_cookie),
         ("/console/devices?offset=9950", &admin_cookie),
         ("/console/devices/load-04242", &admin_cookie),
+        ("/console/devices?patch=7zip%4024.08&status=due", &admin_cookie),
         ("/console/rollouts", &admin_cookie),
+        ("/console/software", &admin_cookie),
         ("/console/catalog", &admin_cookie),
         ("/console/catalog?rule=critical-security", &admin_cookie),
         ("/console/installed", &admin_cookie),
         ("/console/review", &admin_cookie),
         ("/console/status", &admin_cookie),
         ("/console/audit", &admin_cookie),
+        ("/console/audit?before=5000", &admin_cookie),
+        // A filter few entries pass reads the log back to its start.
+        ("/console/audit?actor=commit%3A", &admin_cookie),
         ("/portal", &user_cookie),
     ];
     println!("{:<60} {:>9} {:>9} {:>9} {:>9}", "view", "min ms", "median ms", "max ms", "bytes");
