@@ -651,19 +651,90 @@ pub(crate) fn audit_csv(entries: &[crate::store::fleet::AuditEntry]) -> Response
 
 /// Every approving rule's rollout of every patch it decides, stage by
 /// stage, with each gate's counts.
-async fn rollouts(State(state): State<Arc<ApiState>>, _admin: Admin) -> Result<Response, ApiError> {
+async fn rollouts(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    Query(query): Query<RolloutQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
     let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
-    Ok(Json(
-        serde_json::json!({"rollouts": views::rollouts(&in_force, &plan, &views::device_plans(&plan, &replanned))}),
-    )
-    .into_response())
+    let rollouts = rollout_rows(&in_force, &plan, &replanned, &query.filter, &query.order);
+    if csv {
+        return Ok(csv_response(views::to_csv(views::ROLLOUT_COLUMNS, &views::rollout_csv_rows(&rollouts))));
+    }
+    let (total, offset) = (rollouts.len(), query.offset.unwrap_or(0));
+    let page: Vec<_> = rollouts.into_iter().skip(offset).take(query.limit.unwrap_or(usize::MAX)).collect();
+    Ok(Json(serde_json::json!({"total": total, "offset": offset, "rollouts": page})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutQuery {
+    #[serde(flatten)]
+    filter: views::RolloutFilter,
+    #[serde(flatten)]
+    order: views::SortOrder,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+/// The rollouts `filter` keeps, in `order`: the API's and the console's.
+pub(crate) fn rollout_rows(
+    in_force: &crate::daemon::InForce,
+    plan: &crate::plan::Plan,
+    replanned: &std::collections::HashMap<String, Arc<crate::plan::DevicePlan>>,
+    filter: &views::RolloutFilter,
+    order: &views::SortOrder,
+) -> Vec<views::Rollout> {
+    let rollouts = views::rollouts(in_force, plan, &views::device_plans(plan, replanned));
+    order.apply(rollouts.into_iter().filter(|r| filter.keeps(r)).collect())
 }
 
 /// The software library: packages and their versions, and each
 /// assignment's devices by status.
-async fn software(State(state): State<Arc<ApiState>>, _admin: Admin) -> Result<Response, ApiError> {
-    let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
-    Ok(Json(views::software(&in_force, &plan, &views::device_plans(&plan, &replanned))).into_response())
+async fn software(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    Query(query): Query<SoftwareQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
+    let library = software_library(&state, &query.order)?;
+    if csv {
+        return Ok(assignments_csv(&library.assignments));
+    }
+    Ok(Json(library).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoftwareQuery {
+    #[serde(flatten)]
+    order: views::SortOrder,
+    format: Option<String>,
+}
+
+/// The software library with its assignments in `order`.
+pub(crate) fn software_library(state: &ApiState, order: &views::SortOrder) -> Result<views::SoftwareLibrary, ApiError> {
+    let (in_force, plan, replanned) = plan_or_unavailable(state)?;
+    let mut library = views::software(&in_force, &plan, &views::device_plans(&plan, &replanned));
+    library.assignments = order.apply(library.assignments);
+    Ok(library)
+}
+
+/// The assignments as CSV, one line each with its devices' counts.
+pub(crate) fn assignments_csv(assignments: &[views::AssignmentRow]) -> Response {
+    let rows: Vec<serde_json::Value> = assignments
+        .iter()
+        .map(|a| {
+            serde_json::json!({"name": a.name, "package": a.package, "version": a.version, "state": a.state,
+                "scopes": a.scopes.join(" "), "policy": a.policy, "selfService": a.self_service,
+                "installed": a.devices.installed, "due": a.devices.due, "removed": a.devices.removed})
+        })
+        .collect();
+    let columns =
+        ["name", "package", "version", "state", "scopes", "policy", "selfService", "installed", "due", "removed"];
+    csv_response(views::to_csv(&columns, &rows))
 }
 
 /// The stored catalog with the engine's fields and the rules matching each
@@ -687,6 +758,8 @@ pub(crate) fn catalog_rows(
 struct CatalogQuery {
     #[serde(flatten)]
     filter: views::CatalogFilter,
+    #[serde(flatten)]
+    order: views::SortOrder,
     format: Option<String>,
 }
 
@@ -713,18 +786,26 @@ async fn catalog(
     Query(query): Query<CatalogQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
-    let rows = catalog_rows(&state, &query.filter)?;
+    let rows = query.order.apply(catalog_rows(&state, &query.filter)?);
     if csv {
         return Ok(csv_response(views::to_csv(CATALOG_COLUMNS, &rows)));
     }
     Ok(Json(serde_json::json!({"total": rows.len(), "patches": rows})).into_response())
 }
 
+pub(crate) const INSTALLED_COLUMNS: &[&str] = &["at", "device", "patch", "action", "policy"];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RangeQuery {
     from: Option<String>,
     to: Option<String>,
+    #[serde(flatten)]
+    filter: views::InstalledFilter,
+    #[serde(flatten)]
+    order: views::SortOrder,
+    offset: Option<usize>,
+    limit: Option<usize>,
     format: Option<String>,
 }
 
@@ -768,24 +849,46 @@ async fn installed(
     let csv = wants_csv(&query.format)?;
     let (from, to) = time_range(query.from.as_deref(), query.to.as_deref(), state.engine.clock.now())?;
     let records = state.engine.store.devices().map_err(ApiError::store)?;
-    let rows = views::installed_between(&records, from, to);
+    let rows: Vec<_> =
+        views::installed_between(&records, from, to).into_iter().filter(|r| query.filter.keeps(r)).collect();
+    let rows = query.order.apply(rows);
     if csv {
-        return Ok(csv_response(views::to_csv(&["at", "device", "patch", "action", "policy"], &rows)));
+        return Ok(csv_response(views::to_csv(INSTALLED_COLUMNS, &rows)));
     }
-    Ok(Json(serde_json::json!({"from": from, "to": to, "total": rows.len(), "installed": rows})).into_response())
+    let (total, offset) = (rows.len(), query.offset.unwrap_or(0));
+    let page: Vec<_> = rows.into_iter().skip(offset).take(query.limit.unwrap_or(usize::MAX)).collect();
+    Ok(Json(serde_json::json!({"from": from, "to": to, "total": total, "offset": offset, "installed": page}))
+        .into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewQuery {
+    #[serde(flatten)]
+    filter: views::ReviewFilter,
+    #[serde(flatten)]
+    order: views::SortOrder,
+    format: Option<String>,
+}
+
+pub(crate) const REVIEW_COLUMNS: &[&str] = &["list", "patch", "title", "severity", "released", "rule"];
+
 /// The review queue and the held list (each patch with the rule that put
-/// it there).
-async fn review(State(state): State<Arc<ApiState>>, _admin: Admin) -> Result<Response, ApiError> {
-    let (_, plan, _) = plan_or_unavailable(&state)?;
-    let list = |listed: &[crate::plan::Listed]| -> Vec<serde_json::Value> {
-        listed
-            .iter()
-            .map(|l| serde_json::json!({"patch": plan.patches[l.patch as usize], "rule": plan.rules[l.rule as usize].name}))
-            .collect()
-    };
-    Ok(Json(serde_json::json!({"reviewQueue": list(&plan.review_queue), "held": list(&plan.held)})).into_response())
+/// it there), filtered and sorted; CSV has both, with a `list` column.
+async fn review(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    Query(query): Query<ReviewQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
+    let (in_force, plan, _) = plan_or_unavailable(&state)?;
+    let rows: Vec<_> = views::review_rows(&in_force, &plan).into_iter().filter(|r| query.filter.keeps(r)).collect();
+    let rows = query.order.apply(rows);
+    if csv {
+        return Ok(csv_response(views::to_csv(REVIEW_COLUMNS, &rows)));
+    }
+    let (queue, held): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.list == "review");
+    Ok(Json(serde_json::json!({"reviewQueue": queue, "held": held})).into_response())
 }
 
 /// The user's own device: its pending items with their snoozes left, and

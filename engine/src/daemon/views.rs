@@ -578,7 +578,124 @@ impl CatalogFilter {
     }
 }
 
-/// One install (or removal) a device reported, for the time view.
+/// Which rollouts a view keeps.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct RolloutFilter {
+    /// Part of the patch's id or title (any case).
+    pub q: Option<String>,
+    pub rule: Option<String>,
+    pub severity: Option<String>,
+}
+
+impl RolloutFilter {
+    pub fn keeps(&self, rollout: &Rollout) -> bool {
+        let q = self.q.as_deref().unwrap_or("").to_lowercase();
+        let is = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f.is_empty() || f == value);
+        (q.is_empty() || rollout.patch.to_lowercase().contains(&q) || rollout.title.to_lowercase().contains(&q))
+            && is(&self.rule, &rollout.rule)
+            && is(&self.severity, &rollout.severity)
+    }
+
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        vec![("q", text(&self.q)), ("rule", text(&self.rule)), ("severity", text(&self.severity))]
+    }
+}
+
+/// The CSV columns of [`rollout_csv_rows`]: one line per stage.
+pub const ROLLOUT_COLUMNS: &[&str] = &[
+    "rule",
+    "patch",
+    "title",
+    "severity",
+    "stage",
+    "scope",
+    "policy",
+    "notBefore",
+    "deadline",
+    "done",
+    "due",
+    "scheduled",
+    "blocked",
+    "gatePassed",
+    "gateSucceeded",
+    "gateFailed",
+];
+
+pub fn rollout_csv_rows(rollouts: &[Rollout]) -> Vec<serde_json::Value> {
+    rollouts
+        .iter()
+        .flat_map(|r| {
+            r.stages.iter().map(move |s| {
+                serde_json::json!({"rule": r.rule, "patch": r.patch, "title": r.title, "severity": r.severity,
+                    "stage": s.stage, "scope": s.scope, "policy": s.policy, "notBefore": s.not_before.to_string(),
+                    "deadline": s.deadline.map(|d| d.to_string()), "done": s.done, "due": s.due,
+                    "scheduled": s.scheduled, "blocked": s.blocked, "gatePassed": s.gate.as_ref().map(|g| g.passed),
+                    "gateSucceeded": s.gate.as_ref().map(|g| g.succeeded),
+                    "gateFailed": s.gate.as_ref().map(|g| g.failed)})
+            })
+        })
+        .collect()
+}
+
+/// A patch in the review queue or the held list, and the rule that put it
+/// there.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewRow {
+    /// review or held.
+    pub list: &'static str,
+    pub patch: String,
+    pub title: String,
+    pub severity: String,
+    pub released: jiff::Timestamp,
+    pub rule: String,
+}
+
+/// Which review rows a view keeps.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ReviewFilter {
+    /// Part of the patch's id or title, or the rule's name (any case).
+    pub q: Option<String>,
+    pub severity: Option<String>,
+}
+
+impl ReviewFilter {
+    pub fn keeps(&self, row: &ReviewRow) -> bool {
+        let q = self.q.as_deref().unwrap_or("").to_lowercase();
+        (q.is_empty()
+            || row.patch.to_lowercase().contains(&q)
+            || row.title.to_lowercase().contains(&q)
+            || row.rule.to_lowercase().contains(&q))
+            && self.severity.as_deref().is_none_or(|s| s.is_empty() || s == row.severity)
+    }
+
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        vec![("q", self.q.clone().unwrap_or_default()), ("severity", self.severity.clone().unwrap_or_default())]
+    }
+}
+
+/// The review queue, then the held list, as rows.
+pub fn review_rows(in_force: &InForce, plan: &Plan) -> Vec<ReviewRow> {
+    let rows = |list: &'static str, listed: &[crate::plan::Listed]| -> Vec<ReviewRow> {
+        listed
+            .iter()
+            .map(|entry| {
+                let patch = &in_force.catalog.patches[entry.patch as usize];
+                ReviewRow {
+                    list,
+                    patch: plan.patches[entry.patch as usize].clone(),
+                    title: patch.view.record.patch.title.clone(),
+                    severity: patch.view.record.severity.as_str().to_owned(),
+                    released: patch.released(),
+                    rule: plan.rules[entry.rule as usize].name.clone(),
+                }
+            })
+            .collect()
+    };
+    [rows("review", &plan.review_queue), rows("held", &plan.held)].concat()
+}
+
 /// The software library: each SoftwarePackage with its versions, and each
 /// SoftwareAssignment with where it stands across the devices it reaches.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -683,6 +800,7 @@ pub fn software(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan]) -> Sof
     SoftwareLibrary { packages, assignments }
 }
 
+/// One install (or removal) a device reported, for the time view.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstalledRow {
@@ -695,6 +813,27 @@ pub struct InstalledRow {
 
 /// What devices reported installed or removed in `[from, to)`, newest
 /// first: each device's latest successful report per patch.
+/// Which installs the time view keeps, besides its range.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct InstalledFilter {
+    /// Part of the device's id or of the item's (any case).
+    pub q: Option<String>,
+    /// install or uninstall.
+    pub action: Option<String>,
+}
+
+impl InstalledFilter {
+    pub fn keeps(&self, row: &InstalledRow) -> bool {
+        let q = self.q.as_deref().unwrap_or("").to_lowercase();
+        (q.is_empty() || row.device.to_lowercase().contains(&q) || row.patch.to_lowercase().contains(&q))
+            && self.action.as_deref().is_none_or(|a| a.is_empty() || a == row.action)
+    }
+
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        vec![("q", self.q.clone().unwrap_or_default()), ("action", self.action.clone().unwrap_or_default())]
+    }
+}
+
 pub fn installed_between(
     records: &[crate::store::fleet::DeviceRecord],
     from: jiff::Timestamp,
@@ -726,6 +865,65 @@ pub fn installed_between(
 /// Text for one CSV field: quoted when it holds a separator, a quote or a
 /// line break; a leading `=`, `+`, `-` or `@` is defused so that a
 /// spreadsheet does not run it as a formula.
+/// How a list view is sorted: by one of its rows' fields (as serialized,
+/// camelCase), ascending unless `order=desc`. Every list takes it, the
+/// API's and the console's alike.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SortOrder {
+    pub sort: Option<String>,
+    pub order: Option<String>,
+}
+
+impl SortOrder {
+    pub fn key(&self) -> Option<&str> {
+        self.sort.as_deref().filter(|s| !s.is_empty())
+    }
+
+    pub fn descending(&self) -> bool {
+        self.order.as_deref() == Some("desc")
+    }
+
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        vec![("sort", self.sort.clone().unwrap_or_default()), ("order", self.order.clone().unwrap_or_default())]
+    }
+
+    /// `rows` sorted by [`SortOrder::key`] (stable: equal rows keep their
+    /// order; no key, or one the rows lack, keeps it all). Severities sort
+    /// by rank, critical first; numbers by value; missing values last.
+    pub fn apply<T: Serialize>(&self, rows: Vec<T>) -> Vec<T> {
+        let Some(key) = self.key() else { return rows };
+        let mut keyed: Vec<(serde_json::Value, T)> = rows
+            .into_iter()
+            .map(|row| {
+                let value = serde_json::to_value(&row).ok().and_then(|mut v| v.get_mut(key).map(std::mem::take));
+                (value.unwrap_or(serde_json::Value::Null), row)
+            })
+            .collect();
+        let rank = |v: &serde_json::Value| -> Option<usize> {
+            let text = v.as_str()?;
+            let found = crate::catalog::feed::Severity::ALL.iter().position(|s| s.as_str() == text);
+            found.or((text == SOFTWARE_SEVERITY).then_some(crate::catalog::feed::Severity::ALL.len()))
+        };
+        let by_severity = key == "severity";
+        keyed.sort_by(|(a, _), (b, _)| {
+            use serde_json::Value;
+            let order = match (a, b) {
+                (Value::Null, Value::Null) => std::cmp::Ordering::Equal,
+                (Value::Null, _) => return std::cmp::Ordering::Greater,
+                (_, Value::Null) => return std::cmp::Ordering::Less,
+                _ if by_severity => rank(a).cmp(&rank(b)),
+                (Value::Number(x), Value::Number(y)) => x.as_f64().unwrap_or(0.0).total_cmp(&y.as_f64().unwrap_or(0.0)),
+                (Value::String(x), Value::String(y)) => x.cmp(y),
+                (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+                (Value::Array(x), Value::Array(y)) => x.len().cmp(&y.len()),
+                (x, y) => x.to_string().cmp(&y.to_string()),
+            };
+            if self.descending() { order.reverse() } else { order }
+        });
+        keyed.into_iter().map(|(_, row)| row).collect()
+    }
+}
+
 pub fn csv_field(text: &str) -> String {
     let defused = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
     if defused.contains([',', '"', '\n', '\r']) { format!("\"{}\"", defused.replace('"', "\"\"")) } else { defused }
@@ -762,6 +960,35 @@ pub fn to_csv<T: Serialize>(columns: &[&str], rows: &[T]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_sort_by_a_field_with_severities_by_rank_and_missing_values_last() {
+        #[derive(Serialize)]
+        struct Row {
+            id: &'static str,
+            severity: &'static str,
+            cvss: Option<f64>,
+        }
+        let rows = || {
+            vec![
+                Row { id: "b", severity: "low", cvss: Some(3.1) },
+                Row { id: "a", severity: "critical", cvss: None },
+                Row { id: "c", severity: "unrated", cvss: Some(9.8) },
+                Row { id: "d", severity: "high", cvss: Some(10.0) },
+            ]
+        };
+        let ids = |sort: &str, order: &str| -> Vec<&str> {
+            let by = SortOrder { sort: Some(sort.into()), order: Some(order.into()) };
+            by.apply(rows()).iter().map(|r| r.id).collect()
+        };
+        assert_eq!(ids("severity", ""), ["a", "d", "b", "c"]);
+        assert_eq!(ids("severity", "desc"), ["c", "b", "d", "a"]);
+        assert_eq!(ids("cvss", ""), ["b", "c", "d", "a"], "numbers by value, none last");
+        assert_eq!(ids("cvss", "desc"), ["d", "c", "b", "a"], "none last either way");
+        assert_eq!(ids("id", "desc"), ["d", "c", "b", "a"]);
+        assert_eq!(ids("nonesuch", ""), ["b", "a", "c", "d"], "an unknown key keeps the order");
+        assert_eq!(SortOrder::default().apply(rows()).iter().map(|r| r.id).collect::<Vec<_>>(), ["b", "a", "c", "d"]);
+    }
 
     #[test]
     fn csv_quotes_and_defuses_formulas() {

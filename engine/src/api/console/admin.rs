@@ -16,7 +16,6 @@ use super::page::{self, Flash, layout, pager, post_form, select, sort_header, wh
 use super::{AdminSession, check_csrf, error_page, html_page};
 use crate::api::{ApiState, csv_response, plan_or_unavailable};
 use crate::daemon::views::{self, ItemRow};
-use crate::plan::{Listed, Plan};
 
 /// The largest page a view shows; CSV exports are not paged.
 const MAX_PAGE: usize = 500;
@@ -282,52 +281,77 @@ fn hold_yaml(patch: &str) -> String {
     )
 }
 
-fn listed_table(
-    plan: &Plan,
-    in_force: &crate::daemon::InForce,
-    listed: &[Listed],
-    id: &str,
-    policy: &str,
-    actions: bool,
-) -> Markup {
-    html! {
-        table #(id) {
-            thead { tr { th { "Patch" } th { "Title" } th { "Severity" } th { "Released" } th { "Rule" } @if actions { th { "To act on it, commit" } } } }
-            tbody {
-                @for entry in listed {
-                    @let patch = &plan.patches[entry.patch as usize];
-                    @let record = &in_force.catalog.patches[entry.patch as usize].view.record;
+#[derive(Deserialize, Default)]
+pub struct ReviewQuery {
+    #[serde(flatten)]
+    filter: views::ReviewFilter,
+    #[serde(flatten)]
+    order: views::SortOrder,
+    offset: Option<usize>,
+    #[serde(rename = "heldOffset")]
+    held_offset: Option<usize>,
+    format: Option<String>,
+}
+
+/// The review queue and the held list, filtered, sorted, each paged on its
+/// own. Deciding a patch is a commit: each queued patch shows the YAML to
+/// commit, and where.
+pub async fn review(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<ReviewQuery>,
+) -> Response {
+    let Ok((in_force, plan, _)) = plan_or_unavailable(&state) else { return no_policy(&session) };
+    let rows: Vec<_> = views::review_rows(&in_force, &plan).into_iter().filter(|r| query.filter.keeps(r)).collect();
+    let rows = query.order.apply(rows);
+    if query.format.as_deref() == Some("csv") {
+        return csv_response(views::to_csv(crate::api::REVIEW_COLUMNS, &rows));
+    }
+    let (queue, held): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.list == "review");
+    let policy = plan.policy_names.first().cloned().unwrap_or_else(|| "POLICY".into());
+    let pairs = [query.filter.pairs(), query.order.pairs()].concat();
+    let header = |label: &str, key: &str| {
+        sort_header("/console/review", &pairs, label, key, query.order.key().unwrap_or(""), query.order.descending())
+    };
+    let severities = ["critical", "high", "medium", "low", "informational"].map(String::from);
+    let table = |id: &str, rows: &[views::ReviewRow], offset: usize, actions: bool| {
+        html! {
+            table #(id) {
+                thead { tr {
+                    (header("Patch", "patch")) (header("Title", "title")) (header("Severity", "severity"))
+                    (header("Released", "released")) (header("Rule", "rule")) @if actions { th { "To act on it, commit" } }
+                } }
+                tbody { @for row in rows.iter().skip(offset).take(DEFAULT_PAGE) {
+                    @let patch = &row.patch;
                     tr data-patch=(patch) {
-                        td { code { (patch) } }
-                        td { (record.patch.title) }
-                        td { (record.severity.as_str()) }
-                        td { (when(in_force.catalog.patches[entry.patch as usize].released())) }
-                        td { (plan.rules[entry.rule as usize].name) }
+                        td { code { (patch) } } td { (row.title) } td { (row.severity) } td { (when(row.released)) } td { (row.rule) }
                         @if actions {
                             td {
-                                details { summary { "Approve" } (page::yaml_to_commit(&format!("approvals/approve-{}.yaml", patch.to_lowercase()), &approval_yaml(patch, policy))) }
+                                details { summary { "Approve" } (page::yaml_to_commit(&format!("approvals/approve-{}.yaml", patch.to_lowercase()), &approval_yaml(patch, &policy))) }
                                 details { summary { "Exclude" } (page::yaml_to_commit(&format!("exclusions/exclude-{}.yaml", patch.to_lowercase()), &exclusion_yaml(patch))) }
                                 details { summary { "Hold" } (page::yaml_to_commit(&format!("rules/hold-{}.yaml", patch.to_lowercase()), &hold_yaml(patch))) }
                             }
                         }
                     }
-                }
+                } }
             }
         }
-    }
-}
-
-/// The review queue and the held list. Deciding a patch is a commit: each
-/// shows the YAML to commit, and where.
-pub async fn review(State(state): State<Arc<ApiState>>, AdminSession(session): AdminSession) -> Response {
-    let Ok((in_force, plan, _)) = plan_or_unavailable(&state) else { return no_policy(&session) };
-    let policy = plan.policy_names.first().cloned().unwrap_or_else(|| "POLICY".into());
+    };
+    let (offset, held_offset) = (query.offset.unwrap_or(0), query.held_offset.unwrap_or(0));
     let body = html! {
         p { "The console never changes policy. To decide a patch, commit the YAML shown to the policy repository and merge it through review; the engine applies it on its next sync." }
-        h2 { "Review queue (" span #review-count { (plan.review_queue.len()) } ")" }
-        (listed_table(&plan, &in_force, &plan.review_queue, "review-queue", &policy, true))
-        h2 { "Held (" span #held-count { (plan.held.len()) } ")" }
-        (listed_table(&plan, &in_force, &plan.held, "held", &policy, false))
+        form.filters method="get" action="/console/review" {
+            label { "Search " input type="text" name="q" value=(query.filter.q.clone().unwrap_or_default()) placeholder="patch, title, rule"; }
+            (select("severity", "Severity", &severities, &query.filter.severity.clone().unwrap_or_default()))
+            button type="submit" { "Filter" }
+            a href=(format!("/console/review{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
+        }
+        h2 { "Review queue (" span #review-count { (queue.len()) } ")" }
+        (page::pager_by("/console/review", &[pairs.clone(), vec![("heldOffset", held_offset.to_string())]].concat(), "offset", offset, DEFAULT_PAGE, queue.len()))
+        (table("review-queue", &queue, offset, true))
+        h2 { "Held (" span #held-count { (held.len()) } ")" }
+        (page::pager_by("/console/review", &[pairs.clone(), vec![("offset", offset.to_string())]].concat(), "heldOffset", held_offset, DEFAULT_PAGE, held.len()))
+        (table("held", &held, held_offset, false))
         p.muted { "A held patch is released by removing or changing the rule that holds it." }
     };
     html_page(StatusCode::OK, layout("Review queue", Some(&session), "/console/review", None, body))
@@ -515,12 +539,44 @@ pub async fn audit(
 /// Each approving rule's rollout of each patch: its stages (pilot, then
 /// production), how many devices are done, due, scheduled or blocked in
 /// each, and each gate with its counts.
-pub async fn rollouts(State(state): State<Arc<ApiState>>, AdminSession(session): AdminSession) -> Response {
+#[derive(Deserialize, Default)]
+pub struct RolloutQuery {
+    #[serde(flatten)]
+    filter: views::RolloutFilter,
+    #[serde(flatten)]
+    order: views::SortOrder,
+    offset: Option<usize>,
+    format: Option<String>,
+}
+
+pub async fn rollouts(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<RolloutQuery>,
+) -> Response {
     let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
-    let rollouts = views::rollouts(&in_force, &plan, &views::device_plans(&plan, &replanned));
+    let rollouts = crate::api::rollout_rows(&in_force, &plan, &replanned, &query.filter, &query.order);
+    if query.format.as_deref() == Some("csv") {
+        return csv_response(views::to_csv(views::ROLLOUT_COLUMNS, &views::rollout_csv_rows(&rollouts)));
+    }
+    let pairs = [query.filter.pairs(), query.order.pairs()].concat();
+    let offset = query.offset.unwrap_or(0);
+    const ROLLOUTS_PER_PAGE: usize = 20;
+    let rule_names: Vec<String> = plan.rules.iter().map(|r| r.name.clone()).collect();
+    let sorts = ["rule", "patch", "severity", "title"].map(String::from);
     let body = html! {
-        p.muted { (rollouts.len()) " rollouts. A stage's counts are the devices whose item comes from that stage." }
-        @for rollout in &rollouts {
+        form.filters method="get" action="/console/rollouts" {
+            label { "Patch " input type="text" name="q" value=(query.filter.q.clone().unwrap_or_default()) placeholder="id or title"; }
+            (select("rule", "Rule", &rule_names, &query.filter.rule.clone().unwrap_or_default()))
+            (select("severity", "Severity", &["critical", "high", "medium", "low", "informational"].map(String::from), &query.filter.severity.clone().unwrap_or_default()))
+            (select("sort", "Sort by", &sorts, query.order.key().unwrap_or("")))
+            (select("order", "Order", &["asc", "desc"].map(String::from), &query.order.order.clone().unwrap_or_default()))
+            button type="submit" { "Filter" }
+            a href=(format!("/console/rollouts{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
+        }
+        p.muted { span #rollout-count { (rollouts.len()) } " rollouts. A stage's counts are the devices whose item comes from that stage." }
+        (pager("/console/rollouts", &pairs, offset, ROLLOUTS_PER_PAGE, rollouts.len()))
+        @for rollout in rollouts.iter().skip(offset).take(ROLLOUTS_PER_PAGE) {
             section.rollout data-rule=(rollout.rule) data-patch=(rollout.patch) {
                 h2 { code { (rollout.patch) } " — " (rollout.title) " " span.muted { "(" (rollout.severity) ", rule " (rollout.rule) ")" } }
                 @if rollout.stages.is_empty() {
@@ -557,6 +613,8 @@ pub async fn rollouts(State(state): State<Arc<ApiState>>, AdminSession(session):
 pub struct CatalogQuery {
     #[serde(flatten)]
     filter: views::CatalogFilter,
+    #[serde(flatten)]
+    order: views::SortOrder,
     offset: Option<usize>,
     limit: Option<usize>,
     format: Option<String>,
@@ -571,7 +629,7 @@ pub async fn catalog(
 ) -> Response {
     let Ok((_, plan, _)) = plan_or_unavailable(&state) else { return no_policy(&session) };
     let rows = match crate::api::catalog_rows(&state, &query.filter) {
-        Ok(rows) => rows,
+        Ok(rows) => query.order.apply(rows),
         Err(e) => return error_page(e.status, Some(&session), &e.message),
     };
     if query.format.as_deref() == Some("csv") {
@@ -579,12 +637,19 @@ pub async fn catalog(
     }
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let filter = &query.filter;
-    let pairs = vec![
-        ("q", text(&filter.q)),
-        ("severity", text(&filter.severity)),
-        ("rule", text(&filter.rule)),
-        ("state", text(&filter.state)),
-    ];
+    let pairs = [
+        vec![
+            ("q", text(&filter.q)),
+            ("severity", text(&filter.severity)),
+            ("rule", text(&filter.rule)),
+            ("state", text(&filter.state)),
+        ],
+        query.order.pairs(),
+    ]
+    .concat();
+    let header = |label: &str, key: &str| {
+        sort_header("/console/catalog", &pairs, label, key, query.order.key().unwrap_or(""), query.order.descending())
+    };
     let total = rows.len();
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let offset = query.offset.unwrap_or(0);
@@ -601,7 +666,8 @@ pub async fn catalog(
         (pager("/console/catalog", &pairs, offset, limit, total))
         table #catalog {
             thead { tr {
-                th { "Patch" } th { "Title" } th { "Product" } th { "Severity" } th.num { "CVSS" } th { "Released" }
+                (header("Patch", "id")) (header("Title", "title")) (header("Product", "product")) (header("Severity", "severity"))
+                (header("CVSS", "cvss")) (header("Released", "released"))
                 th { "Supersedes" } th { "Superseded by" } th { "State" } th { "Matching rules" }
             } }
             tbody { @for row in rows.iter().skip(offset).take(limit) {
@@ -628,6 +694,10 @@ pub async fn catalog(
 pub struct RangeQuery {
     from: Option<String>,
     to: Option<String>,
+    #[serde(flatten)]
+    filter: views::InstalledFilter,
+    #[serde(flatten)]
+    order: views::SortOrder,
     offset: Option<usize>,
     format: Option<String>,
 }
@@ -635,21 +705,39 @@ pub struct RangeQuery {
 /// The software library: each package's versions (type, size, digest, the
 /// assignments that use it), and each assignment's devices by status, with
 /// the devices view one click away. Assigning is policy: it goes in git.
-pub async fn software(State(state): State<Arc<ApiState>>, AdminSession(session): AdminSession) -> Response {
-    let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
-    let library = views::software(&in_force, &plan, &views::device_plans(&plan, &replanned));
+#[derive(Deserialize, Default)]
+pub struct SoftwareQuery {
+    #[serde(flatten)]
+    order: views::SortOrder,
+    format: Option<String>,
+}
+
+pub async fn software(
+    State(state): State<Arc<ApiState>>,
+    AdminSession(session): AdminSession,
+    Query(query): Query<SoftwareQuery>,
+) -> Response {
+    let Ok(library) = crate::api::software_library(&state, &query.order) else { return no_policy(&session) };
+    if query.format.as_deref() == Some("csv") {
+        return crate::api::assignments_csv(&library.assignments);
+    }
+    let pairs = query.order.pairs();
+    let header = |label: &str, key: &str| {
+        sort_header("/console/software", &pairs, label, key, query.order.key().unwrap_or(""), query.order.descending())
+    };
     let devices_of = |a: &views::AssignmentRow, status: &str| {
         let pairs = [("patch", crate::plan::software_id(&a.package, &a.version)), ("status", status.to_owned())];
         format!("/console/devices{}", page::query_string(&pairs))
     };
     let body = html! {
         p.muted { "Packages and assignments are policy: add or change them as SoftwarePackage and SoftwareAssignment documents under " code { "policies/software/" } " in git." }
-        h2 { "Assignments (" span #assignment-count { (library.assignments.len()) } ")" }
+        h2 { "Assignments (" span #assignment-count { (library.assignments.len()) } ") " a href=(format!("/console/software{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" } }
         @if library.assignments.is_empty() { p { "No SoftwareAssignment is in force." } }
         @else {
             table #assignments {
                 thead { tr {
-                    th { "Assignment" } th { "Package" } th { "Version" } th { "State" } th { "Scopes" } th { "Policy" } th { "On demand" }
+                    (header("Assignment", "name")) (header("Package", "package")) (header("Version", "version")) (header("State", "state"))
+                    th { "Scopes" } (header("Policy", "policy")) (header("On demand", "selfService"))
                     th.num { "installed" } th.num { "due" } th.num { "removed" }
                 } }
                 tbody { @for a in &library.assignments {
@@ -695,11 +783,17 @@ pub async fn installed(
         Ok(records) => records,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
     };
-    let rows = views::installed_between(&records, from, to);
+    let rows: Vec<_> =
+        views::installed_between(&records, from, to).into_iter().filter(|r| query.filter.keeps(r)).collect();
+    let rows = query.order.apply(rows);
     if query.format.as_deref() == Some("csv") {
-        return csv_response(views::to_csv(&["at", "device", "patch", "action", "policy"], &rows));
+        return csv_response(views::to_csv(crate::api::INSTALLED_COLUMNS, &rows));
     }
-    let pairs = vec![("from", from.to_string()), ("to", to.to_string())];
+    let pairs =
+        [vec![("from", from.to_string()), ("to", to.to_string())], query.filter.pairs(), query.order.pairs()].concat();
+    let header = |label: &str, key: &str| {
+        sort_header("/console/installed", &pairs, label, key, query.order.key().unwrap_or(""), query.order.descending())
+    };
     let offset = query.offset.unwrap_or(0);
     let mut by_patch: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
     for row in &rows {
@@ -709,6 +803,8 @@ pub async fn installed(
         form.filters method="get" action="/console/installed" {
             label { "From " input type="date" name="from" value=(from.strftime("%Y-%m-%d").to_string()); }
             label { "To " input type="date" name="to" value=(to.strftime("%Y-%m-%d").to_string()); }
+            label { "Device or item " input type="text" name="q" value=(query.filter.q.clone().unwrap_or_default()); }
+            (select("action", "Action", &["install", "uninstall"].map(String::from), &query.filter.action.clone().unwrap_or_default()))
             button type="submit" { "Show" }
             a href=(format!("/console/installed{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
         }
@@ -719,9 +815,9 @@ pub async fn installed(
         }
         (pager("/console/installed", &pairs, offset, DEFAULT_PAGE, rows.len()))
         table #installed {
-            thead { tr { th { "When" } th { "Device" } th { "Patch" } th { "Action" } th { "Policy" } } }
+            thead { tr { (header("When", "at")) (header("Device", "device")) (header("Item", "patch")) (header("Action", "action")) (header("Policy", "policy")) } }
             tbody { @for row in rows.iter().skip(offset).take(DEFAULT_PAGE) {
-                tr { td { (when(row.at)) } td { a href=(format!("/console/devices/{}", row.device)) { (row.device) } }
+                tr data-device=(row.device) { td { (when(row.at)) } td { a href=(format!("/console/devices/{}", row.device)) { (row.device) } }
                      td { code { (row.patch) } } td { (row.action) } td { (row.policy.as_deref().unwrap_or("—")) } }
             } }
         }

@@ -113,9 +113,22 @@ pub fn query_string(pairs: &[(&str, String)]) -> String {
 
 /// "Showing 51–100 of 812", with links to the previous and next pages.
 pub fn pager(base: &str, pairs: &[(&str, String)], offset: usize, limit: usize, total: usize) -> Markup {
+    pager_by(base, pairs, "offset", offset, limit, total)
+}
+
+/// [`pager`] for a page whose offset is the query parameter `param` (a
+/// page with two paged lists).
+pub fn pager_by(
+    base: &str,
+    pairs: &[(&str, String)],
+    param: &str,
+    offset: usize,
+    limit: usize,
+    total: usize,
+) -> Markup {
     let link = |offset: usize| {
         let mut pairs = pairs.to_vec();
-        pairs.push(("offset", offset.to_string()));
+        pairs.push((param, offset.to_string()));
         format!("{base}{}", query_string(&pairs))
     };
     let shown_to = (offset + limit).min(total);
