@@ -348,10 +348,10 @@ pub async fn review(
         }
         h2 { "Review queue (" span #review-count { (queue.len()) } ")" }
         (page::pager_by("/console/review", &[pairs.clone(), vec![("heldOffset", held_offset.to_string())]].concat(), "offset", offset, DEFAULT_PAGE, queue.len()))
-        (table("review-queue", &queue, offset, true))
+        @if !queue.is_empty() { (table("review-queue", &queue, offset, true)) }
         h2 { "Held (" span #held-count { (held.len()) } ")" }
         (page::pager_by("/console/review", &[pairs.clone(), vec![("offset", offset.to_string())]].concat(), "heldOffset", held_offset, DEFAULT_PAGE, held.len()))
-        (table("held", &held, held_offset, false))
+        @if !held.is_empty() { (table("held", &held, held_offset, false)) }
         p.muted { "A held patch is released by removing or changing the rule that holds it." }
     };
     html_page(StatusCode::OK, layout("Review queue", Some(&session), "/console/review", None, body))
