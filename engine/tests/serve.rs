@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use patchward::clock::FakeClock;
+use patchward::clock::{Clock as _, FakeClock};
 use patchward::daemon::config::{Limits, ServeConfig};
 use patchward::daemon::serve::{Running, start};
 
@@ -81,6 +81,11 @@ fn hub_signature(secret: &[u8], body: &[u8]) -> String {
 }
 
 async fn engine(dir: &Path, repo: &Path, limits: Limits) -> (Running, Client, String) {
+    let (running, client, admin, _) = engine_with_clock(dir, repo, limits).await;
+    (running, client, admin)
+}
+
+async fn engine_with_clock(dir: &Path, repo: &Path, limits: Limits) -> (Running, Client, String, Arc<FakeClock>) {
     std::fs::write(dir.join("webhook-secret"), "s3cret-for-webhooks\n").unwrap();
     let config = ServeConfig {
         data: dir.join("data"),
@@ -94,7 +99,7 @@ async fn engine(dir: &Path, repo: &Path, limits: Limits) -> (Running, Client, St
         ..ServeConfig::default()
     };
     let clock = Arc::new(FakeClock::new("2026-11-24T12:00:00Z".parse().unwrap()));
-    let running = start(config, clock).await.unwrap();
+    let running = start(config, clock.clone()).await.unwrap();
     let admin = std::fs::read_to_string(&running.admin_token_file).unwrap().trim().to_owned();
     let client = Client { http: reqwest::Client::new(), base: format!("http://{}", running.api) };
     // Ready once the first pass applied the repository.
@@ -104,7 +109,7 @@ async fn engine(dir: &Path, repo: &Path, limits: Limits) -> (Running, Client, St
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    (running, client, admin)
+    (running, client, admin, clock)
 }
 
 async fn webhook(client: &Client) {
@@ -133,6 +138,69 @@ async fn status_until(client: &Client, admin: &str, check: impl Fn(&serde_json::
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("the status never got there: {last:#}");
+}
+
+/// Reports open a gate as soon as the engine's report re-plan is due (10 s
+/// after the last plan), not at the reconciler's next poll (an hour here):
+/// the pilot's three successes pass production's gate with no webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_open_a_gate_without_waiting_for_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    let first = policy_repository(&repo);
+    let (running, client, admin, clock) = engine_with_clock(dir.path(), &repo, Limits::default()).await;
+    status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    let token = client
+        .send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment", "uses": 3})))
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut pilots = Vec::new();
+    for n in 1..=3 {
+        let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
+            "language": "en-US", "hostname": format!("pilot-{n}"), "labels": {"ring": "pilot"}});
+        let enrolled =
+            client.send("POST", "/api/v1/enroll", Some(&token), Some(serde_json::json!({"facts": facts}))).await;
+        let credential = enrolled.json()["credential"].as_str().unwrap().to_owned();
+        let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+        assert_eq!(
+            client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await.status,
+            200
+        );
+        pilots.push(credential);
+    }
+    let gate = |rollouts: &serde_json::Value| -> serde_json::Value {
+        let rollout = rollouts["rollouts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["rule"] == "critical-security" && r["patch"] == "KB5032190")
+            .unwrap_or_else(|| panic!("{rollouts}"));
+        rollout["stages"][1]["gate"].clone()
+    };
+    let before = client.send("GET", "/api/v1/rollouts", Some(&admin), None).await.json();
+    assert_eq!((&gate(&before)["passed"], &gate(&before)["succeeded"]), (&false.into(), &0.into()), "{before}");
+
+    // Each report, once 10 s passed since the last plan, is counted at once.
+    for (n, credential) in pilots.iter().enumerate() {
+        clock.advance(jiff::SignedDuration::from_secs(11));
+        let events = serde_json::json!({"events": [{"seq": 1, "at": clock.now().to_string(), "kind": "report",
+            "patch": "KB5032190", "status": "succeeded", "action": "install", "policy": "emergency"}]});
+        let sent = client.send("POST", "/api/v1/device/events", Some(credential), Some(events)).await;
+        assert_eq!(sent.status, 200, "{}", sent.text);
+        let mut last = serde_json::Value::Null;
+        for _ in 0..200 {
+            last = gate(&client.send("GET", "/api/v1/rollouts", Some(&admin), None).await.json());
+            if last["succeeded"] == n + 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!((&last["succeeded"], &last["passed"]), (&(n + 1).into(), &(n == 2).into()), "{last}");
+    }
+    running.shutdown().await;
 }
 
 fn condition(status: &serde_json::Value, kind: &str) -> (bool, String) {

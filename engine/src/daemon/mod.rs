@@ -114,6 +114,8 @@ pub struct Engine {
     acknowledgements: Mutex<()>,
     /// Wakes the reconciler (`POST /api/v1/sync`).
     pub sync_requests: tokio::sync::Notify,
+    /// Wakes the report re-planner ([`Engine::note_reports`]).
+    pub reports_arrived: tokio::sync::Notify,
     /// Set on shutdown: long polls answer at once.
     stopping: AtomicBool,
 }
@@ -210,6 +212,7 @@ impl Engine {
             reports_changed: AtomicBool::new(false),
             acknowledgements: Mutex::new(()),
             sync_requests: tokio::sync::Notify::new(),
+            reports_arrived: tokio::sync::Notify::new(),
             stopping: AtomicBool::new(false),
         }
     }
@@ -531,6 +534,17 @@ impl Engine {
     /// plans the fleet.
     pub fn note_reports(&self) {
         self.reports_changed.store(true, Ordering::SeqCst);
+        self.reports_arrived.notify_one();
+    }
+
+    /// When reports that arrived since the last full plan make one due
+    /// (`report_replan` after that plan), if any did.
+    pub fn report_replan_at(&self) -> Option<jiff::Timestamp> {
+        if !self.reports_changed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let served = self.served.read().unwrap_or_else(|p| p.into_inner());
+        served.planned_at?.checked_add(self.settings.report_replan).ok()
     }
 
     /// Whether a full plan is due at `now`: reports arrived (at most one

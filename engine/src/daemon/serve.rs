@@ -137,6 +137,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let tasks = vec![
         tokio::spawn(reconcile_loop(reconciler, engine.clone(), stopped.clone())),
         tokio::spawn(media_loop(engine.clone(), blobs, stopped.clone())),
+        tokio::spawn(report_replan_loop(engine.clone(), stopped.clone())),
         tokio::spawn(catalog_loop(catalog_sync, engine.clone(), stopped.clone())),
         tokio::spawn(serve_connections(api_listener, app, limits.clone(), stopped.clone())),
         tokio::spawn(serve_connections(metrics_listener, metrics_app, limits, stopped)),
@@ -199,6 +200,38 @@ async fn reconcile_loop(reconciler: Reconciler, engine: Arc<Engine>, mut stopped
         }
     }
 }
+
+/// Plans the fleet again once reports arrived (a gate may pass), no sooner
+/// than `report_replan` after the last plan, instead of at the
+/// reconciler's next pass (the poll interval: a minute by default).
+async fn report_replan_loop(engine: Arc<Engine>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = engine.reports_arrived.notified() => {}
+            _ = stopped.changed() => return,
+        }
+        while let Some(at) = engine.report_replan_at() {
+            let wait = at.duration_since(engine.clock.now());
+            let wait = std::time::Duration::try_from(wait).unwrap_or_default().min(REPORT_REPLAN_POLL);
+            // A report that arrives meanwhile looks at the clock again.
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = engine.reports_arrived.notified() => {}
+                _ = stopped.changed() => return,
+            }
+            let planner = engine.clone();
+            match tokio::task::spawn_blocking(move || planner.replan_if_due()).await {
+                Ok(Err(e)) => eprintln!("patchward: plan after reports: {e}"),
+                Err(_) => eprintln!("patchward: a plan after reports panicked"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// How long the report re-planner sleeps at most before it looks at the
+/// clock again (a clock that jumps is seen within this).
+const REPORT_REPLAN_POLL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Syncs the catalog sources on their intervals, and at once after what is
 /// in force changed (a new policy may name new sources).
