@@ -38,6 +38,17 @@ use crate::observe::{Clock, CommandRunner};
 use crate::outbox::{NewEvent, Outbox};
 use crate::state::{StateDir, StateError};
 use crate::trust::{self, Trusted};
+
+/// How long an item is put off when it cannot be done yet (the dpkg lock is
+/// held, the package is not on any source yet).
+const RETRY_LATER: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
+
+/// Why a package did not download.
+enum DownloadProblem {
+    /// No source has it yet (every one answered 404): try again later.
+    NotYetAvailable(String),
+    Failed(String),
+}
 use crate::windows::WindowsProbe;
 
 /// The device's identity, from enrollment (`identity.json`, 0600).
@@ -637,12 +648,13 @@ impl Agent {
         state: &DesiredState,
         item: &str,
         package: &patchward_api::desired::DesiredPackage,
-    ) -> Result<crate::cache::CachedBlob, String> {
+    ) -> Result<crate::cache::CachedBlob, DownloadProblem> {
         let now = self.now();
-        let digest = Sha256Digest::parse(&package.sha256).map_err(|e| format!("{item}: {e}"))?;
+        let digest =
+            Sha256Digest::parse(&package.sha256).map_err(|e| DownloadProblem::Failed(format!("{item}: {e}")))?;
         lock(&self.books)
             .record(item, state.generation, Step::Downloading { sha256: digest }, None, now)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| DownloadProblem::Failed(e.to_string()))?;
         let bearer = Bearer::new(&self.identity.credential);
         let sources = sources_for(&state.mirrors, &self.identity.server, &bearer, &digest);
         let limits = Limits { max_bandwidth_kbps: state.max_bandwidth_kbps, ..self.limits.clone() };
@@ -650,11 +662,43 @@ impl Agent {
             Ok(blob) => {
                 lock(&self.books)
                     .record(item, state.generation, Step::Downloaded { sha256: digest }, None, self.now())
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| DownloadProblem::Failed(e.to_string()))?;
                 Ok(blob)
             }
-            Err(e) => Err(e.to_string()),
+            // Every source answered 404: the engine's media master has not
+            // fetched it yet, and no mirror holds it. Nothing is wrong with
+            // the device; counting it a failed install would fail gates.
+            Err(e @ crate::download::DownloadError::AllSourcesFailed { .. })
+                if e.failures().iter().all(|f| f.failure == crate::download::Failure::Status { status: 404 }) =>
+            {
+                Err(DownloadProblem::NotYetAvailable(e.to_string()))
+            }
+            Err(e) => Err(DownloadProblem::Failed(e.to_string())),
         }
+    }
+
+    /// Puts `item` off for [`RETRY_LATER`]: journaled and reported as a
+    /// step, counted as an attempt (so it ends), never as a failure.
+    fn retry_later(
+        &self,
+        state: &DesiredState,
+        item: &str,
+        reason: &str,
+        report: &mut PassReport,
+    ) -> Result<bool, AgentError> {
+        let until = self.now().checked_add(RETRY_LATER).unwrap_or(self.now());
+        let mut books = lock(&self.books);
+        if let Some(local) = books.memory.items.get_mut(item) {
+            local.install_attempts += 1;
+            local.retry_not_before = Some(until);
+        }
+        let event = NewEvent::new(EventKind::Step, self.now())
+            .patch(item)
+            .generation(state.generation)
+            .message(format!("retry later: {reason}"));
+        books.record(item, state.generation, Step::RetryLater { until }, Some(event), self.now())?;
+        report.wake_at = Some(report.wake_at.map_or(until, |w| w.min(until)));
+        Ok(false)
     }
 
     fn fail(
@@ -701,7 +745,8 @@ impl Agent {
             };
             let blob = match self.download(state, item, package).await {
                 Ok(blob) => blob,
-                Err(reason) => return self.fail(state, item, reason, None, report),
+                Err(DownloadProblem::NotYetAvailable(reason)) => return self.retry_later(state, item, &reason, report),
+                Err(DownloadProblem::Failed(reason)) => return self.fail(state, item, reason, None, report),
             };
             // G1: the bytes handed over are re-hashed right now.
             let staged = match VerifiedPackage::stage(&blob, kind, &self.staging) {
@@ -722,21 +767,7 @@ impl Agent {
             };
             drop(staged);
             match &outcome {
-                Outcome::RetryLater { reason } => {
-                    let until = self.now().checked_add(jiff::SignedDuration::from_mins(5)).unwrap_or(self.now());
-                    let mut books = lock(&self.books);
-                    if let Some(local) = books.memory.items.get_mut(item) {
-                        local.install_attempts += 1;
-                        local.retry_not_before = Some(until);
-                    }
-                    let event = NewEvent::new(EventKind::Step, self.now())
-                        .patch(item)
-                        .generation(state.generation)
-                        .message(format!("retry later: {reason}"));
-                    books.record(item, state.generation, Step::RetryLater { until }, Some(event), self.now())?;
-                    report.wake_at = Some(report.wake_at.map_or(until, |w| w.min(until)));
-                    return Ok(false);
-                }
+                Outcome::RetryLater { reason } => return self.retry_later(state, item, reason, report),
                 Outcome::Failed { exit, stderr_tail } => {
                     let reason = format!("the installer failed ({exit:?}): {}", stderr_tail.trim());
                     return self.fail(state, item, reason, Some(&outcome), report);

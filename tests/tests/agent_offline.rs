@@ -200,3 +200,43 @@ fn t38_a_clock_set_back_past_the_expiry_never_makes_the_state_fresh_again() {
     agent.run(&["run", "--once"]);
     assert_eq!(installed(&agent.root, "pw-late").as_deref(), Some("1.0"), "a fresh state acts inside its window");
 }
+
+/// A package that no source holds yet (the engine's media master has not
+/// fetched it, no mirror has it: every source answers 404) is put off and
+/// tried again, never reported failed: a failure would count against the
+/// rollout's gate for something that is not the device's fault.
+#[test]
+fn a_package_no_source_has_yet_is_retried_later_and_never_reported_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = FakeEngine::start();
+    let package = deb(dir.path(), "pw-soon");
+    let state = desired_state(3, "2026-11-25T12:00:00Z", vec![deb_item("PW-SOON", "pw-soon", "1.0", &package, vec![])]);
+    engine.serve(&state);
+    let agent = agent_on(dir.path(), &engine);
+    agent.run(&["run", "--once"]);
+    assert_eq!(installed(&agent.root, "pw-soon"), None);
+    assert_eq!(agent.steps("PW-SOON").last().map(String::as_str), Some("retry-later"), "{:?}", agent.steps("PW-SOON"));
+    let failed = |engine: &FakeEngine| {
+        engine
+            .recorded()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Report && e.status == Some(patchward_api::ReportStatus::Failed))
+            .count()
+    };
+    assert_eq!(failed(&engine), 0, "{:?}", engine.recorded());
+    assert!(
+        engine.recorded().iter().any(|e| e.message.as_deref().unwrap_or_default().contains("HTTP 404")),
+        "the step says why: {:?}",
+        engine.recorded()
+    );
+
+    // The engine has fetched it: the next try, after the back-off, installs.
+    engine.book.lock().unwrap().blobs.insert(sha256_hex(&package), package.clone());
+    agent.run(&["run", "--once"]);
+    assert_eq!(installed(&agent.root, "pw-soon"), None, "not before the back-off ends");
+    agent.advance(jiff::SignedDuration::from_mins(6));
+    agent.run(&["run", "--once"]);
+    assert_eq!(installed(&agent.root, "pw-soon").as_deref(), Some("1.0"));
+    assert_eq!(engine.successes("PW-SOON").len(), 1);
+    assert_eq!(failed(&engine), 0);
+}

@@ -505,7 +505,9 @@ impl RawServer {
         if let Some(accept) = self.accept.take() {
             accept.join().unwrap();
         }
-        assert!(TcpStream::connect(self.addr).is_err(), "the port is closed");
+        // Bounded, not once: a connect to a closed port in the ephemeral
+        // range can pick that very port as its own and connect to itself.
+        poll_until("the port to refuse connections", Duration::from_secs(5), || TcpStream::connect(self.addr).is_err());
     }
 
     /// Listens again on the same port.
