@@ -203,6 +203,61 @@ async fn reports_open_a_gate_without_waiting_for_the_next_poll() {
     running.shutdown().await;
 }
 
+/// The media master fetches the installer of software assigned to a
+/// device that lacks it, checks its sha256, and serves it to the device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_media_master_fetches_assigned_software_for_the_devices_that_lack_it() {
+    let installer: &'static [u8] = b"an installer's bytes, as the vendor publishes them\n";
+    let digest = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(installer))
+    };
+    let vendor = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let vendor_url = format!("http://{}/7z2408-x64.msi", vendor.local_addr().unwrap());
+    let app = axum::Router::new().route("/7z2408-x64.msi", axum::routing::get(move || async move { installer }));
+    tokio::spawn(async move { axum::serve(vendor, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    policy_repository(&repo);
+    let path = repo.join("software/7zip.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace("https://packages.example.com/7zip/7z2408-x64.msi", &vendor_url)
+        .replace("2aaf3f3ec0b2a1b2ed5e6a80d9b9d1a1e6c3f3b4a5d6e7f8091a2b3c4d5e6f70", &digest)
+        .replace("size: 1601536", &format!("size: {}", installer.len()));
+    assert!(text.contains(&digest));
+    std::fs::write(&path, text).unwrap();
+    git(&repo, &["commit", "-qam", "7-Zip 24.08 from the vendor on loopback"]);
+    let commit = git(&repo, &["rev-parse", "HEAD"]);
+    let (running, client, admin) = engine(dir.path(), &repo, Limits::default()).await;
+    status_until(&client, &admin, |s| s["applied"]["revision"] == commit.as_str()).await;
+
+    let token =
+        client.send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment"}))).await;
+    let token = token.json()["token"].as_str().unwrap().to_owned();
+    let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
+        "language": "en-US", "hostname": "ws-0099"});
+    let enrolled = client.send("POST", "/api/v1/enroll", Some(&token), Some(serde_json::json!({"facts": facts}))).await;
+    let credential = enrolled.json()["credential"].as_str().unwrap().to_owned();
+    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+    assert_eq!(client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await.status, 200);
+
+    let blob = format!("/api/v1/blobs/{digest}");
+    let mut last = 0;
+    for _ in 0..200 {
+        let reply = client.send("GET", &blob, Some(&credential), None).await;
+        last = reply.status;
+        if last == 200 {
+            assert_eq!(reply.text.as_bytes(), installer);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, 200, "the media master never stored the installer");
+    running.shutdown().await;
+}
+
 fn condition(status: &serde_json::Value, kind: &str) -> (bool, String) {
     let found = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap();
     (found["status"].as_bool().unwrap(), found["reason"].as_str().unwrap().to_owned())

@@ -147,9 +147,13 @@ pub struct Wanted {
 
 /// The packages `policy` says to fetch ahead: those of patches planned
 /// for some device that lacks them (`approved-not-installed`), or of every
-/// active patch some device lacks (`all-not-installed`). Pure.
+/// active patch some device lacks (`all-not-installed`); and in both, the
+/// installers of software assigned to a device that lacks it (a version
+/// without a declared size is left out: no agent could take it either).
+/// Pure.
 pub fn wanted(
     plan: &crate::plan::Plan,
+    compiled: &crate::plan::CompiledPolicy,
     catalog: &crate::plan::PlanCatalog,
     devices: &[&crate::plan::DevicePlan],
     policy: DownloadPolicy,
@@ -175,6 +179,22 @@ pub fn wanted(
     if policy == DownloadPolicy::AllNotInstalled {
         for patch in 0..catalog.len() as u32 {
             add(patch);
+        }
+    }
+    for item in devices.iter().flat_map(|d| &d.software) {
+        if item.action != crate::policy::model::ItemAction::Install || item.status == crate::plan::ItemStatus::Installed
+        {
+            continue;
+        }
+        let assignment = &compiled.assignments[item.assignment as usize];
+        let Some(package) = compiled.policy.packages.get(&assignment.package) else { continue };
+        let version = package.spec.versions.iter().map(|v| &v.value).find(|v| v.version.value == assignment.version);
+        if let Some((version, size)) = version.and_then(|v| Some((v, v.size?))) {
+            out.entry(version.sha256.value.clone()).or_insert_with(|| Wanted {
+                sha256: version.sha256.value.clone(),
+                url: version.url.value.clone(),
+                size,
+            });
         }
     }
     out.into_values().collect()

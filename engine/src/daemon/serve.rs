@@ -290,7 +290,7 @@ async fn fetch_media(
     let Some((in_force, plan, replanned)) = engine.plan_view() else { return };
     let download = in_force.policy.policy.settings.as_ref().map(|s| s.spec.download).unwrap_or_default();
     let devices = super::views::device_plans(&plan, &replanned);
-    let wanted = super::media::wanted(&plan, &in_force.catalog, &devices, download);
+    let wanted = super::media::wanted(&plan, &in_force.policy, &in_force.catalog, &devices, download);
     for package in wanted {
         let now = engine.clock.now();
         if blobs.path(&package.sha256).is_some() || failed.get(&package.sha256).is_some_and(|at| now < *at) {
