@@ -112,6 +112,18 @@ async fn engine_with_clock(dir: &Path, repo: &Path, limits: Limits) -> (Running,
     (running, client, admin, clock)
 }
 
+/// Enrolls a device with `facts` through `token` and uploads its first,
+/// empty inventory, as an agent's first pass does: its credential.
+async fn enroll_device(client: &Client, token: &str, facts: &serde_json::Value) -> String {
+    let enrolled = client.send("POST", "/api/v1/enroll", Some(token), Some(serde_json::json!({"facts": facts}))).await;
+    assert_eq!(enrolled.status, 200, "{}", enrolled.text);
+    let credential = enrolled.json()["credential"].as_str().unwrap().to_owned();
+    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+    let put = client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    credential
+}
+
 async fn webhook(client: &Client) {
     let body = br#"{"ref":"refs/heads/main"}"#;
     let signature = hub_signature(b"s3cret-for-webhooks", body);
@@ -161,14 +173,7 @@ async fn reports_open_a_gate_without_waiting_for_the_next_poll() {
     for n in 1..=3 {
         let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
             "language": "en-US", "hostname": format!("pilot-{n}"), "labels": {"ring": "pilot"}});
-        let enrolled =
-            client.send("POST", "/api/v1/enroll", Some(&token), Some(serde_json::json!({"facts": facts}))).await;
-        let credential = enrolled.json()["credential"].as_str().unwrap().to_owned();
-        let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
-        assert_eq!(
-            client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await.status,
-            200
-        );
+        let credential = enroll_device(&client, &token, &facts).await;
         pilots.push(credential);
     }
     let gate = |rollouts: &serde_json::Value| -> serde_json::Value {
@@ -238,10 +243,7 @@ async fn the_media_master_fetches_assigned_software_for_the_devices_that_lack_it
     let token = token.json()["token"].as_str().unwrap().to_owned();
     let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
         "language": "en-US", "hostname": "ws-0099"});
-    let enrolled = client.send("POST", "/api/v1/enroll", Some(&token), Some(serde_json::json!({"facts": facts}))).await;
-    let credential = enrolled.json()["credential"].as_str().unwrap().to_owned();
-    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
-    assert_eq!(client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await.status, 200);
+    let credential = enroll_device(&client, &token, &facts).await;
 
     let blob = format!("/api/v1/blobs/{digest}");
     let mut last = 0;
@@ -282,12 +284,7 @@ async fn a_commit_reaches_an_enrolled_agent_within_seconds_of_the_webhook() {
     let token = token.json()["token"].as_str().unwrap().to_owned();
     let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
         "language": "en-US", "hostname": "ws-0042", "ip": "10.20.1.42"});
-    let enrolled = client.send("POST", "/api/v1/enroll", Some(&token), Some(serde_json::json!({"facts": facts}))).await;
-    assert_eq!(enrolled.status, 200, "{}", enrolled.text);
-    let credential = enrolled.json()["credential"].as_str().unwrap().to_owned();
-    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
-    let put = client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await;
-    assert_eq!(put.status, 200, "{}", put.text);
+    let credential = enroll_device(&client, &token, &facts).await;
     let desired = client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
     assert_eq!(desired.status, 200, "{}", desired.text);
     assert!(desired_items(&desired).contains(&"KB5032190".to_owned()), "{:?}", desired_items(&desired));
