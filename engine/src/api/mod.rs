@@ -29,7 +29,7 @@ use limits::{BoundedJson, RateLimiter};
 use crate::daemon::config::Limits;
 use crate::daemon::media::BlobStore;
 use crate::daemon::views;
-use crate::daemon::{Engine, ServedDesired, UserRequest};
+use crate::daemon::{Engine, ServedDesired, UserRequest, UserRequestKind};
 use crate::store::fleet::{AccessToken, EnrollmentToken, Role};
 
 pub struct ApiState {
@@ -284,15 +284,15 @@ async fn events(
 /// (with `detail.until`) or an `install-request`.
 fn user_request_of(event: &serde_json::Value, received: jiff::Timestamp) -> Option<UserRequest> {
     let kind = match event.get("kind")?.as_str()? {
-        "snooze" => "snooze",
-        "install-request" => "install",
+        "snooze" => UserRequestKind::Snooze,
+        "install-request" => UserRequestKind::Install,
         _ => return None,
     };
     let item = event.get("patch")?.as_str()?.to_owned();
     let time = |value: Option<&serde_json::Value>| value.and_then(|v| v.as_str()).and_then(|v| v.parse().ok());
     let at = time(event.get("at")).unwrap_or(received);
     let until = time(event.get("detail").and_then(|d| d.get("until")));
-    Some(UserRequest { item, kind: kind.to_owned(), at, until })
+    Some(UserRequest { item, kind, at, until })
 }
 
 /// Package bytes by sha256, for agents and admins. Only a 64-hex digest
@@ -930,7 +930,7 @@ async fn user_snooze(
     UserDevice(id): UserDevice,
     BoundedJson(request): BoundedJson<ItemRequest>,
 ) -> Result<Response, ApiError> {
-    user_request(&state, &id, &request.item, "snooze")
+    user_request(&state, &id, &request.item, UserRequestKind::Snooze)
 }
 
 async fn user_install(
@@ -938,10 +938,10 @@ async fn user_install(
     UserDevice(id): UserDevice,
     BoundedJson(request): BoundedJson<ItemRequest>,
 ) -> Result<Response, ApiError> {
-    user_request(&state, &id, &request.item, "install")
+    user_request(&state, &id, &request.item, UserRequestKind::Install)
 }
 
-fn user_request(state: &ApiState, device: &str, item: &str, kind: &'static str) -> Result<Response, ApiError> {
+fn user_request(state: &ApiState, device: &str, item: &str, kind: UserRequestKind) -> Result<Response, ApiError> {
     take_user_request(state, device, item, kind, &format!("user:{device}"))?;
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"accepted": kind, "item": item}))).into_response())
 }
@@ -954,7 +954,7 @@ pub(crate) fn take_user_request(
     state: &ApiState,
     device: &str,
     item: &str,
-    kind: &'static str,
+    kind: UserRequestKind,
     actor: &str,
 ) -> Result<UserRequest, ApiError> {
     let (in_force, ..) = plan_or_unavailable(state)?;
@@ -966,7 +966,7 @@ pub(crate) fn take_user_request(
     let spec = &in_force.policy.policy.deployment_policies[&row.policy].spec;
     let requests = state.engine.user_requests(device).map_err(ApiError::store)?;
     match kind {
-        "snooze" => {
+        UserRequestKind::Snooze => {
             if spec.admin_only {
                 return Err(ApiError::forbidden(format!("policy {} is admin-only: no snoozes", row.policy)));
             }
@@ -978,7 +978,7 @@ pub(crate) fn take_user_request(
                 return Err(ApiError::conflict(format!("{item} is past its deadline: it is mandatory now")));
             }
         }
-        _ => {
+        UserRequestKind::Install => {
             if !row.self_service {
                 return Err(ApiError::forbidden(format!(
                     "{item} is not self-service: neither policy {} nor an assignment offers it on demand",
@@ -988,16 +988,16 @@ pub(crate) fn take_user_request(
         }
     }
     let now = state.engine.clock.now();
-    let until = (kind == "snooze").then(|| {
+    let until = (kind == UserRequestKind::Snooze).then(|| {
         let snooze_for = spec.prompt.as_ref().map_or(4 * 3600, |p| p.value.snooze_for.value.as_secs());
         now.checked_add(jiff::SignedDuration::from_secs(snooze_for as i64)).unwrap_or(now)
     });
-    let request = UserRequest { item: item.to_owned(), kind: kind.to_owned(), at: now, until };
+    let request = UserRequest { item: item.to_owned(), kind, at: now, until };
     state.engine.add_user_request(device, request.clone()).map_err(ApiError::store)?;
     let _ = state.engine.store.append_audit(
         now,
         actor,
-        &format!("user.{kind}"),
+        &format!("user.{}", kind.as_str()),
         serde_json::json!({"item": item, "policy": row.policy, "device": device}),
     );
     Ok(request)

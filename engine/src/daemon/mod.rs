@@ -616,12 +616,30 @@ const ACKNOWLEDGED: &str = "acknowledged-rewrites";
 #[serde(rename_all = "camelCase")]
 pub struct UserRequest {
     pub item: String,
-    /// `snooze` or `install`.
-    pub kind: String,
+    pub kind: UserRequestKind,
     pub at: jiff::Timestamp,
     /// For a snooze: until when the item is put off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<jiff::Timestamp>,
+}
+
+/// What a device's user may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserRequestKind {
+    /// Put the item off (within the policy's `maxSnoozes`).
+    Snooze,
+    /// Install it now (where `selfService` allows).
+    Install,
+}
+
+impl UserRequestKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            UserRequestKind::Snooze => "snooze",
+            UserRequestKind::Install => "install",
+        }
+    }
 }
 
 /// What the agent is told of its user's requests for `item`: how many
@@ -631,11 +649,11 @@ pub fn relayed_request(requests: &[UserRequest], item: &str) -> Option<patchward
     if mine.is_empty() {
         return None;
     }
-    let snoozes = || mine.iter().filter(|r| r.kind == "snooze");
+    let snoozes = || mine.iter().filter(|r| r.kind == UserRequestKind::Snooze);
     Some(patchward_api::deployment::UserRequest {
         snoozes_used: snoozes().count() as u32,
         snoozed_until: snoozes().filter_map(|r| r.until).max(),
-        install_requested_at: mine.iter().filter(|r| r.kind == "install").map(|r| r.at).max(),
+        install_requested_at: mine.iter().filter(|r| r.kind == UserRequestKind::Install).map(|r| r.at).max(),
     })
 }
 
@@ -648,7 +666,7 @@ impl UserRequest {
         item: &str,
     ) -> (u32, u32) {
         let allowed = if spec.admin_only { 0 } else { spec.prompt.as_ref().map_or(0, |p| p.value.max_snoozes) };
-        let used = requests.iter().filter(|r| r.item == item && r.kind == "snooze").count() as u32;
+        let used = requests.iter().filter(|r| r.item == item && r.kind == UserRequestKind::Snooze).count() as u32;
         (allowed, used)
     }
 }

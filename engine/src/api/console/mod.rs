@@ -51,8 +51,7 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/console/ack-rewrite", post(admin::ack_rewrite))
         .route("/console/audit", get(admin::audit))
         .route("/portal", get(portal::portal))
-        .route("/portal/snooze", post(portal::snooze))
-        .route("/portal/install", post(portal::install))
+        .route("/portal/{kind}", post(portal::request))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
@@ -15,7 +15,7 @@ use super::admin::FlashQuery;
 use super::page::{self, Flash, layout, post_form, when, when_opt};
 use super::{UserSession, check_csrf, error_page, html_page};
 use crate::api::{ApiState, device_rows, plan_or_unavailable, take_user_request};
-use crate::daemon::UserRequest;
+use crate::daemon::{UserRequest, UserRequestKind};
 
 pub async fn portal(
     State(state): State<Arc<ApiState>>,
@@ -96,13 +96,15 @@ pub struct ItemForm {
     item: String,
 }
 
-async fn request(
-    state: Arc<ApiState>,
-    session: super::Session,
-    device: String,
+/// A snooze or an install-now from the portal (`POST /portal/snooze`,
+/// `/portal/install`): the user API's rules (`take_user_request`), then
+/// back to the portal with what happened.
+pub async fn request(
+    State(state): State<Arc<ApiState>>,
+    UserSession(session, device): UserSession,
+    Path(kind): Path<UserRequestKind>,
     headers: HeaderMap,
-    form: ItemForm,
-    kind: &'static str,
+    Form(form): Form<ItemForm>,
 ) -> Response {
     if let Err(refusal) = check_csrf(&session, &form.csrf, &headers) {
         return refusal.into_response();
@@ -120,22 +122,4 @@ async fn request(
         }
         Err(e) => back("error", e.message),
     }
-}
-
-pub async fn snooze(
-    State(state): State<Arc<ApiState>>,
-    UserSession(session, device): UserSession,
-    headers: HeaderMap,
-    Form(form): Form<ItemForm>,
-) -> Response {
-    request(state, session, device, headers, form, "snooze").await
-}
-
-pub async fn install(
-    State(state): State<Arc<ApiState>>,
-    UserSession(session, device): UserSession,
-    headers: HeaderMap,
-    Form(form): Form<ItemForm>,
-) -> Response {
-    request(state, session, device, headers, form, "install").await
 }
