@@ -1,4 +1,5 @@
-//! The one error type of the API: a status and `{error, message}`.
+//! The one error type of the API: a status and `{error, message}`; and
+//! `ApiQuery`, the query-string extractor whose refusals are one.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -69,5 +70,24 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
+    }
+}
+
+/// A query string decoded into `T`, or refused as a 400 [`ApiError`] that
+/// says why (an unknown parameter by its name), like every other refusal
+/// of the API: axum's own `Query` answers in plain text.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::try_from_uri(&parts.uri) {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            // Serde says "field"; in a query string it is a parameter.
+            Err(rejection) => {
+                Err(ApiError::bad_request(rejection.body_text().replace("unknown field", "unknown parameter")))
+            }
+        }
     }
 }

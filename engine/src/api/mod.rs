@@ -15,7 +15,7 @@ pub mod limits;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{Admin, AgentDevice, UserDevice};
 pub use error::ApiError;
+use error::ApiQuery;
 use limits::{BoundedJson, RateLimiter};
 
 use crate::daemon::config::Limits;
@@ -195,7 +196,7 @@ async fn current_desired(state: &Arc<ApiState>, device: &str) -> Result<Arc<Serv
 async fn desired(
     State(state): State<Arc<ApiState>>,
     AgentDevice(device): AgentDevice,
-    Query(query): Query<WaitQuery>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut changes = state.engine.subscribe();
@@ -505,20 +506,26 @@ fn plan_or_unavailable(state: &ApiState) -> Result<crate::daemon::PlanView, ApiE
     state.engine.plan_view().ok_or_else(|| ApiError::unavailable("no valid policy revision is in force yet"))
 }
 
+/// The device list's query: the console's filters and sort, then the page
+/// and the format.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicesQuery {
+    #[serde(flatten)]
+    filter: views::DeviceFilter,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
 /// The devices the filter keeps (as the console's list: the same query,
 /// order and figures), paged, with their items that pass it; or every such
 /// item as CSV.
 async fn devices(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Query(query): Query<views::DeviceQuery>,
+    ApiQuery(query): ApiQuery<DevicesQuery>,
 ) -> Result<Response, ApiError> {
-    if let Some(name) = query.unknown.keys().next() {
-        return Err(ApiError::bad_request(format!(
-            "unknown parameter `{name}`: q, patch, severity, category, policy, status, compliance, sort, order, offset, \
-             limit or format"
-        )));
-    }
     let csv = wants_csv(&query.format)?;
     let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
     let now = state.engine.clock.now();
@@ -561,7 +568,7 @@ async fn device(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
     Path(id): Path<String>,
-    Query(query): Query<ViewQuery>,
+    ApiQuery(query): ApiQuery<ViewQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let record = state
@@ -588,7 +595,7 @@ fn device_rows(state: &ApiState, id: &str) -> Result<Vec<views::ItemRow>, ApiErr
 async fn compliance(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Query(query): Query<ViewQuery>,
+    ApiQuery(query): ApiQuery<ViewQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
@@ -623,7 +630,7 @@ struct AuditQuery {
 async fn audit(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Query(query): Query<AuditQuery>,
+    ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let entries = state
@@ -654,7 +661,7 @@ pub(crate) fn audit_csv(entries: &[crate::store::fleet::AuditEntry]) -> Response
 async fn rollouts(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Query(query): Query<RolloutQuery>,
+    ApiQuery(query): ApiQuery<RolloutQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
@@ -696,7 +703,7 @@ pub(crate) fn rollout_rows(
 async fn software(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Query(query): Query<SoftwareQuery>,
+    ApiQuery(query): ApiQuery<SoftwareQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let library = software_library(&state, &query.order)?;
@@ -783,7 +790,7 @@ const CATALOG_COLUMNS: &[&str] = &[
 async fn catalog(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Query(query): Query<CatalogQuery>,
+    ApiQuery(query): ApiQuery<CatalogQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let rows = query.order.apply(catalog_rows(&state, &query.filter)?);
@@ -844,7 +851,7 @@ pub(crate) fn time_range(
 async fn installed(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Query(query): Query<RangeQuery>,
+    ApiQuery(query): ApiQuery<RangeQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let (from, to) = time_range(query.from.as_deref(), query.to.as_deref(), state.engine.clock.now())?;
@@ -878,7 +885,7 @@ pub(crate) const REVIEW_COLUMNS: &[&str] = &["list", "patch", "title", "severity
 async fn review(
     State(state): State<Arc<ApiState>>,
     _admin: Admin,
-    Query(query): Query<ReviewQuery>,
+    ApiQuery(query): ApiQuery<ReviewQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let (in_force, plan, _) = plan_or_unavailable(&state)?;

@@ -64,20 +64,6 @@ impl Compliance {
     }
 }
 
-/// The device list's query, as the admin API and the console take it:
-/// the filters and sort, then the page and the format.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct DeviceQuery {
-    #[serde(flatten)]
-    pub filter: DeviceFilter,
-    pub offset: Option<usize>,
-    pub limit: Option<usize>,
-    pub format: Option<String>,
-    /// Parameters it does not know (the API refuses them, naming them).
-    #[serde(flatten)]
-    pub unknown: BTreeMap<String, String>,
-}
-
 /// Which devices the list keeps, and in which order. Empty fields are
 /// unset, as an HTML form sends them.
 #[derive(Clone, Debug, Default, Deserialize)]

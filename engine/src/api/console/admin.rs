@@ -102,13 +102,24 @@ pub async fn compliance(
     )
 }
 
+/// The device list's query: the filters and sort, then the page and the
+/// format.
+#[derive(Deserialize, Default)]
+pub struct DevicesQuery {
+    #[serde(flatten)]
+    filter: views::DeviceFilter,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
 /// The devices, filtered by their id and by their items' severity,
 /// category, policy and status, sorted, and paged; CSV gives every item of
 /// every device the filters keep.
 pub async fn devices(
     State(state): State<Arc<ApiState>>,
     AdminSession(session): AdminSession,
-    Query(query): Query<views::DeviceQuery>,
+    Query(query): Query<DevicesQuery>,
 ) -> Response {
     let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
     let now = state.engine.clock.now();
@@ -209,7 +220,7 @@ pub async fn device(
     State(state): State<Arc<ApiState>>,
     AdminSession(session): AdminSession,
     Path(id): Path<String>,
-    Query(query): Query<views::DeviceQuery>,
+    Query(query): Query<DevicesQuery>,
 ) -> Response {
     let record = match state.engine.store.device(&id) {
         Ok(Some(record)) => record,
