@@ -42,6 +42,23 @@ impl ItemRow {
     }
 }
 
+/// A list filter's choice: `None` when unset or empty (as an HTML form
+/// sends "any").
+fn chosen(filter: &Option<String>) -> Option<&str> {
+    filter.as_deref().filter(|f| !f.is_empty())
+}
+
+/// Whether `value` passes an equality filter: unset, or equal.
+fn passes(filter: &Option<String>, value: &str) -> bool {
+    chosen(filter).is_none_or(|f| f == value)
+}
+
+/// Whether a search passes: unset, or a part of one of `fields`, any case.
+fn mentions<'a>(query: &Option<String>, fields: impl IntoIterator<Item = &'a str>) -> bool {
+    let Some(query) = chosen(query).map(str::to_lowercase) else { return true };
+    fields.into_iter().any(|field| field.to_lowercase().contains(&query))
+}
+
 /// Where a device stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -103,20 +120,19 @@ impl DeviceFilter {
     }
 
     pub fn keeps_row(&self, row: &ItemRow) -> bool {
-        let is = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f.is_empty() || f == value);
-        is(&self.patch, &row.patch)
-            && is(&self.severity, &row.severity)
-            && is(&self.category, &row.category)
-            && is(&self.policy, &row.policy)
-            && is(&self.status, &row.status)
+        passes(&self.patch, &row.patch)
+            && passes(&self.severity, &row.severity)
+            && passes(&self.category, &row.category)
+            && passes(&self.policy, &row.policy)
+            && passes(&self.status, &row.status)
     }
 
     /// Whether an item filter is set: then a device is listed only if one
     /// of its items passes it, with those items.
     pub fn filters_items(&self) -> bool {
         [&self.patch, &self.severity, &self.category, &self.policy, &self.status]
-            .iter()
-            .any(|f| f.as_deref().is_some_and(|f| !f.is_empty()))
+            .into_iter()
+            .any(|f| chosen(f).is_some())
     }
 
     pub fn sort_key(&self) -> String {
@@ -147,19 +163,13 @@ pub fn device_lines(
 ) -> Vec<DeviceLine> {
     let plans = device_plans(plan, replanned);
     let by_id: HashMap<&str, &DevicePlan> = plans.iter().map(|p| (p.id.as_str(), *p)).collect();
-    let needle = filter.q.as_deref().unwrap_or("").to_lowercase();
-    let compliance_filter = filter.compliance.as_deref().filter(|c| !c.is_empty());
     let mut lines: Vec<DeviceLine> = records
         .into_iter()
-        .filter(|r| {
-            needle.is_empty()
-                || r.id.to_lowercase().contains(&needle)
-                || r.facts.hostname.as_deref().is_some_and(|h| h.to_lowercase().contains(&needle))
-        })
+        .filter(|r| mentions(&filter.q, std::iter::once(r.id.as_str()).chain(r.facts.hostname.as_deref())))
         .filter_map(|record| {
             let all = by_id.get(record.id.as_str()).map(|p| item_rows(in_force, plan, p, now)).unwrap_or_default();
             let compliance = compliance_of(&all);
-            if compliance_filter.is_some_and(|c| c != compliance.as_str()) {
+            if !passes(&filter.compliance, compliance.as_str()) {
                 return None;
             }
             let rows: Vec<ItemRow> = all.into_iter().filter(|r| filter.keeps_row(r)).collect();
@@ -544,18 +554,11 @@ pub struct CatalogFilter {
 
 impl CatalogFilter {
     pub fn keeps(&self, row: &CatalogRow) -> bool {
-        fn set(v: &Option<String>) -> Option<&str> {
-            v.as_deref().filter(|v| !v.is_empty())
-        }
-        let text = set(&self.q).map(str::to_lowercase);
-        text.is_none_or(|q| {
-            row.id.to_lowercase().contains(&q)
-                || row.title.to_lowercase().contains(&q)
-                || row.product.to_lowercase().contains(&q)
-                || row.cves.iter().any(|c| c.to_lowercase().contains(&q))
-        }) && set(&self.severity).is_none_or(|s| row.severity == s)
-            && set(&self.rule).is_none_or(|r| row.matched_by.iter().any(|m| m == r))
-            && set(&self.state).is_none_or(|state| match state {
+        let text = [row.id.as_str(), &row.title, &row.product].into_iter().chain(row.cves.iter().map(String::as_str));
+        mentions(&self.q, text)
+            && passes(&self.severity, &row.severity)
+            && chosen(&self.rule).is_none_or(|r| row.matched_by.iter().any(|m| m == r))
+            && chosen(&self.state).is_none_or(|state| match state {
                 "active" => row.active,
                 "obsolete" => row.obsolete_since.is_some(),
                 "inactive" => !row.active && row.obsolete_since.is_none(),
@@ -575,11 +578,9 @@ pub struct RolloutFilter {
 
 impl RolloutFilter {
     pub fn keeps(&self, rollout: &Rollout) -> bool {
-        let q = self.q.as_deref().unwrap_or("").to_lowercase();
-        let is = |filter: &Option<String>, value: &str| filter.as_deref().is_none_or(|f| f.is_empty() || f == value);
-        (q.is_empty() || rollout.patch.to_lowercase().contains(&q) || rollout.title.to_lowercase().contains(&q))
-            && is(&self.rule, &rollout.rule)
-            && is(&self.severity, &rollout.severity)
+        mentions(&self.q, [rollout.patch.as_str(), &rollout.title])
+            && passes(&self.rule, &rollout.rule)
+            && passes(&self.severity, &rollout.severity)
     }
 
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
@@ -648,12 +649,7 @@ pub struct ReviewFilter {
 
 impl ReviewFilter {
     pub fn keeps(&self, row: &ReviewRow) -> bool {
-        let q = self.q.as_deref().unwrap_or("").to_lowercase();
-        (q.is_empty()
-            || row.patch.to_lowercase().contains(&q)
-            || row.title.to_lowercase().contains(&q)
-            || row.rule.to_lowercase().contains(&q))
-            && self.severity.as_deref().is_none_or(|s| s.is_empty() || s == row.severity)
+        mentions(&self.q, [row.patch.as_str(), &row.title, &row.rule]) && passes(&self.severity, &row.severity)
     }
 
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
@@ -810,9 +806,7 @@ pub struct InstalledFilter {
 
 impl InstalledFilter {
     pub fn keeps(&self, row: &InstalledRow) -> bool {
-        let q = self.q.as_deref().unwrap_or("").to_lowercase();
-        (q.is_empty() || row.device.to_lowercase().contains(&q) || row.patch.to_lowercase().contains(&q))
-            && self.action.as_deref().is_none_or(|a| a.is_empty() || a == row.action)
+        mentions(&self.q, [row.device.as_str(), &row.patch]) && passes(&self.action, &row.action)
     }
 
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
