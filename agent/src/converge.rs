@@ -16,6 +16,13 @@
 //! succeeded, anything else is journaled `failed` (interrupted) and counts
 //! as an attempt, so the item is decided again and never reported
 //! installed without detection saying so (T22).
+//!
+//! Not applicable (DESIGN, "Detection follows from the fixes"): an item
+//! whose package fixes name nothing installed on this device (or none for
+//! its platform) is not decided at all. Nothing is installed or removed,
+//! no outcome is reported (so no gate counts it, and it never fails), and
+//! one `step` event says it does not apply; it is reported again only if
+//! it applied in between. The user's status shows it as nothing to do.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,7 +37,7 @@ use patchward_api::events::EventKind;
 use crate::cache::{Cache, Sha256Digest};
 use crate::client::{Credential, EngineClient, Fetched};
 use crate::decide::{self, Decision, Item, LocalItemState, Observations, RestartBaseline};
-use crate::detect::{DetectionResult, detect, package_to_remove};
+use crate::detect::{DetectedBy, DetectionResult, DeviceView, detect_item, detected_by, package_to_remove};
 use crate::download::{Bearer, Downloader, Limits, sources_for};
 use crate::install::{Installer, Outcome, PackageType, Removal, VerifiedPackage};
 use crate::journal::{Journal, Step};
@@ -79,6 +86,10 @@ pub struct Memory {
     /// The last give-up reason reported per item (reported once each).
     #[serde(default)]
     pub gave_up: BTreeMap<String, String>,
+    /// The items reported not applicable to this device, so each is
+    /// reported once (again only after it applied in between).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub not_applicable: std::collections::BTreeSet<String>,
 }
 
 /// What the agent needs of the machine: its edges.
@@ -316,7 +327,7 @@ impl Agent {
                 d.items
                     .iter()
                     .filter(|i| i.action == Action::Install)
-                    .filter(|i| self.detection(i, &base) == DetectionResult::Present)
+                    .filter(|i| self.detection(i, &base, &facts.facts) == DetectionResult::Present)
                     .map(|i| i.patch.clone())
                     .collect()
             })
@@ -325,11 +336,16 @@ impl Agent {
         (facts.facts, report.inventory(patches))
     }
 
-    fn detection(&self, item: &DesiredItem, inventory: &patchward_api::Inventory) -> DetectionResult {
-        match &item.detect {
-            Some(rules) => detect(rules, &self.platform.root, inventory, self.platform.windows.as_ref()),
-            None => DetectionResult::Unknown("the item has no detection rules".into()),
-        }
+    /// The item's detection on this device (its rules, or its fixes over
+    /// the inventory and the `platform` fact: `detect`'s module docs).
+    fn detection(
+        &self,
+        item: &DesiredItem,
+        inventory: &patchward_api::Inventory,
+        facts: &patchward_api::Facts,
+    ) -> DetectionResult {
+        let device = DeviceView { root: &self.platform.root, inventory, platform: facts.platform.as_deref() };
+        detect_item(item, &device, self.platform.windows.as_ref())
     }
 
     fn observations(&self, state: &DesiredState) -> Observations {
@@ -391,7 +407,11 @@ impl Agent {
     }
 
     /// Resolves what a crash left half done (see the module docs).
-    fn recover(&mut self, inventory: &patchward_api::Inventory) -> Result<(), StateError> {
+    fn recover(
+        &mut self,
+        inventory: &patchward_api::Inventory,
+        facts: &patchward_api::Facts,
+    ) -> Result<(), StateError> {
         let now = self.now();
         let unfinished: Vec<(String, u64, Step)> = {
             let books = lock(&self.books);
@@ -411,7 +431,9 @@ impl Agent {
                 continue;
             }
             let removing = matches!(step, Step::Uninstalling);
-            let verdict = items.get(&item).map(|i| self.detection(i, inventory));
+            // Not applicable is neither answer: the interrupted step is
+            // failed and the item decided again.
+            let verdict = items.get(&item).map(|i| self.detection(i, inventory, facts));
             let done = match verdict {
                 Some(DetectionResult::Present) => !removing,
                 Some(DetectionResult::Absent) => removing,
@@ -453,7 +475,7 @@ impl Agent {
         let kept = lock(&self.books).memory.trusted.as_ref().map(|t| t.state.clone());
         let (facts, inventory) = self.collect(kept.as_ref());
         if !self.recovered {
-            self.recover(&inventory)?;
+            self.recover(&inventory, &facts)?;
             self.recovered = true;
         }
         self.upload_if_changed(&facts, &inventory, &mut report).await;
@@ -473,7 +495,9 @@ impl Agent {
             // Items no longer desired are forgotten (their history stays).
             let wanted: std::collections::BTreeSet<&str> =
                 trusted.state.items.iter().map(|i| i.patch.as_str()).collect();
-            lock(&self.books).memory.items.retain(|k, _| wanted.contains(k.as_str()));
+            let mut books = lock(&self.books);
+            books.memory.items.retain(|k, _| wanted.contains(k.as_str()));
+            books.memory.not_applicable.retain(|k| wanted.contains(k.as_str()));
         }
         if changed {
             let kept = lock(&self.books).memory.trusted.as_ref().map(|t| t.state.clone());
@@ -558,7 +582,12 @@ impl Agent {
                 return Ok(false);
             }
         };
-        let detected = self.detection(desired, inventory);
+        let detected = self.detection(desired, inventory, facts);
+        self.note_applicability(desired, generation, &detected, now)?;
+        if detected == DetectionResult::NotApplicable {
+            // Nothing to install and nothing to remove: no decision to take.
+            return Ok(false);
+        }
         let local = {
             let mut books = lock(&self.books);
             let baseline = RestartBaseline {
@@ -619,9 +648,36 @@ impl Agent {
                 report.wake_at = Some(report.wake_at.map_or(snooze.until, |w| w.min(snooze.until)));
                 Ok(false)
             }
-            Decision::InstallNow { reboot, .. } => self.install(state, desired, reboot, report).await,
-            Decision::UninstallNow { .. } => self.uninstall(state, desired, inventory, report),
+            Decision::InstallNow { reboot, .. } => self.install(state, desired, facts, reboot, report).await,
+            Decision::UninstallNow { .. } => self.uninstall(state, desired, inventory, facts, report),
         }
+    }
+
+    /// Reports an item not applicable to this device once (a `step` event:
+    /// no outcome, so no gate counts it), and forgets that once it applies
+    /// again, so that a later "not applicable" is reported anew.
+    fn note_applicability(
+        &self,
+        desired: &DesiredItem,
+        generation: u64,
+        detected: &DetectionResult,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        let mut books = lock(&self.books);
+        if *detected != DetectionResult::NotApplicable {
+            books.memory.not_applicable.remove(&desired.patch);
+            return Ok(());
+        }
+        if !books.memory.not_applicable.insert(desired.patch.clone()) {
+            return Ok(());
+        }
+        let event = NewEvent::new(EventKind::Step, now)
+            .patch(&desired.patch)
+            .generation(generation)
+            .message("not applicable: none of the packages its fixes name is installed here")
+            .detail(serde_json::json!({"detection": "not-applicable"}));
+        books.outbox.push_event(event)?;
+        Ok(())
     }
 
     fn give_up_once(&self, item: &str, generation: u64, reason: String, now: Timestamp) -> Result<(), StateError> {
@@ -730,6 +786,7 @@ impl Agent {
         &self,
         state: &DesiredState,
         desired: &DesiredItem,
+        facts: &patchward_api::Facts,
         reboot: patchward_api::deployment::RebootBehaviour,
         report: &mut PassReport,
     ) -> Result<bool, AgentError> {
@@ -781,12 +838,12 @@ impl Agent {
         }
         lock(&self.books).record(item, state.generation, Step::Verifying, None, self.now())?;
         let after = self.fresh_inventory();
-        match self.detection(desired, &after) {
-            DetectionResult::Present | DetectionResult::Unknown(_) if desired.detect.is_none() => {
-                // Without rules, the installer's word is all there is.
-                self.succeeded(state, item, Step::Installed, "installed (no detection rules)", report)?;
-                Ok(true)
-            }
+        if detected_by(desired, &after) == DetectedBy::Nothing {
+            // Without rules or fixes, the installer's word is all there is.
+            self.succeeded(state, item, Step::Installed, "installed (no detection rules)", report)?;
+            return Ok(true);
+        }
+        match self.detection(desired, &after, facts) {
             DetectionResult::Present => {
                 self.succeeded(state, item, Step::Installed, "installed and detected", report)?;
                 Ok(true)
@@ -863,6 +920,7 @@ impl Agent {
         state: &DesiredState,
         desired: &DesiredItem,
         inventory: &patchward_api::Inventory,
+        facts: &patchward_api::Facts,
         report: &mut PassReport,
     ) -> Result<bool, AgentError> {
         let item = desired.patch.as_str();
@@ -889,7 +947,7 @@ impl Agent {
             Err(e) => return self.fail(state, item, e.to_string(), None, report),
         }
         let after = self.fresh_inventory();
-        match self.detection(desired, &after) {
+        match self.detection(desired, &after, facts) {
             DetectionResult::Absent => {
                 self.succeeded(state, item, Step::Uninstalled, "removed and no longer detected", report)?;
                 Ok(true)
@@ -1024,5 +1082,86 @@ mod tests {
         let refusing = test_agent(dir.path(), &calls, false);
         refusing.restart_for("PW-1", RebootBehaviour::Auto);
         assert_eq!(calls.taken(), ["reboot: PW-1 needs a restart", "inform: Restart needed"]);
+    }
+
+    const BSDUTILS: &str = "Package: bsdutils\nStatus: install ok installed\nArchitecture: amd64\n\
+        Source: util-linux (2.38.1-5+deb12u3)\nVersion: 1:2.38.1-5+deb12u3\n";
+
+    /// A patch without packages, detected by a source fix for `source`.
+    fn fixes_item(patch: &str, source: &str, fixed: &str) -> DesiredItem {
+        serde_json::from_value(serde_json::json!({
+            "patch": patch, "action": "install", "status": "due",
+            "source": {"kind": "rule", "name": "linux", "commit": "c0ffee"}, "stage": null,
+            "policy": {"name": "servers", "mode": "immediate"}, "windows": [],
+            "notBefore": "2026-01-01T00:00:00Z", "deadline": null, "packages": [],
+            "fixes": [{"manager": "dpkg", "package": source, "fixedVersion": fixed, "kind": "source"}]
+        }))
+        .unwrap()
+    }
+
+    fn state_of(items: Vec<DesiredItem>) -> DesiredState {
+        DesiredState {
+            device: "ws-1".into(),
+            generation: 3,
+            policy_revision: "c0ffee".into(),
+            catalog_revision: 1,
+            issued_at: "2026-01-01T00:00:00Z".parse().unwrap(),
+            expires_at: "2099-01-01T00:00:00Z".parse().unwrap(),
+            mirrors: vec![],
+            max_bandwidth_kbps: None,
+            items,
+        }
+    }
+
+    /// Fixes that name nothing installed: not applicable, so no decision,
+    /// no install and no failure, and one `step` event saying so, reported
+    /// again only after the item applied in between. Fixes that hold are
+    /// present: nothing to do, and the patch is listed as installed.
+    #[tokio::test]
+    async fn fixes_decide_detection_and_not_applicable_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let calls = Arc::new(Calls::default());
+        let admindir = dir.path().join("root/var/lib/dpkg");
+        std::fs::create_dir_all(&admindir).unwrap();
+        std::fs::write(admindir.join("status"), BSDUTILS).unwrap();
+        let agent = test_agent(dir.path(), &calls, true);
+        let (nginx, util_linux) =
+            (fixes_item("DSA-1", "nginx", "1.22.1-9+deb12u1"), fixes_item("DSA-2", "util-linux", "2.38.1-5+deb12u3"));
+        let state = state_of(vec![nginx.clone(), util_linux.clone()]);
+        let facts = patchward_api::Facts { platform: Some("debian-12".into()), ..Default::default() };
+        let mut report = PassReport::default();
+        for desired in [&nginx, &nginx, &util_linux] {
+            let inventory = agent.fresh_inventory();
+            let changed = agent
+                .converge_item(&state, desired, &facts, &inventory, &Observations::default(), &mut report)
+                .await
+                .unwrap();
+            assert!(!changed, "{}", desired.patch);
+        }
+        assert!(report.failed.is_empty() && report.installed.is_empty(), "{report:?}");
+        {
+            let books = lock(&agent.books);
+            let events = books.outbox.pending(10);
+            assert_eq!(events.len(), 1, "{events:?}");
+            assert_eq!((events[0].kind, events[0].patch.as_deref()), (EventKind::Step, Some("DSA-1")));
+            assert!(events[0].message.as_deref().is_some_and(|m| m.starts_with("not applicable")), "{events:?}");
+            assert!(books.memory.not_applicable.contains("DSA-1"));
+            assert!(!books.memory.items.contains_key("DSA-1"), "no decision was taken");
+            assert!(books.memory.items["DSA-2"].detected_present);
+        }
+        let (_, inventory) = agent.collect(Some(&state));
+        assert_eq!(inventory.patches, ["DSA-2"]);
+
+        // nginx arrives at the fixed version: present, and forgotten as
+        // not applicable.
+        let nginx_fixed =
+            "\nPackage: nginx\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.22.1-9+deb12u1\n";
+        std::fs::write(admindir.join("status"), format!("{BSDUTILS}{nginx_fixed}")).unwrap();
+        let inventory = agent.fresh_inventory();
+        agent.converge_item(&state, &nginx, &facts, &inventory, &Observations::default(), &mut report).await.unwrap();
+        let books = lock(&agent.books);
+        assert!(books.memory.not_applicable.is_empty());
+        assert!(books.memory.items["DSA-1"].detected_present);
+        assert_eq!(books.outbox.pending(10).len(), 1);
     }
 }

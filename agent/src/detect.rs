@@ -3,12 +3,26 @@
 //! Packages compare with the engine's own version ordering, files hash
 //! under the agent's root, and the Windows rules go through the Windows
 //! edge, which on Linux can only say it does not know.
+//!
+//! An item without `detect` rules but with package fixes for a manager the
+//! device has (one its inventory lists packages of) is detected by the
+//! fixes (DESIGN, "Detection follows from the fixes"), by the very rule the
+//! engine plans with ([`patchward_api::fixes::fix_state`]) over the
+//! device's own inventory and `platform` fact: every affected package at
+//! or above its fixed version is present, any below is absent, and none
+//! installed (or no fix for this platform) is *not applicable*, a result
+//! of its own: there is nothing to install and nothing to remove, and it
+//! is never read as absent. Fixes only for managers the device lacks (rpm
+//! fixes on a Debian host) say nothing here: the item is left to its rules,
+//! as an item without fixes.
 
 use std::fmt;
 use std::io::{self, Read};
 use std::path::{Component, Path};
 
+use patchward_api::desired::DesiredItem;
 use patchward_api::detection::{Detection, DetectionRule, PackageDetection};
+use patchward_api::fixes::{FixState, PackageFix, PackageIndex, fix_state};
 use patchward_api::{Inventory, PackageManager, VersionScheme, version_at_least};
 use sha2::{Digest, Sha256};
 
@@ -19,6 +33,9 @@ use crate::windows::{WindowsProbe, WindowsProbeError};
 pub enum DetectionResult {
     Present,
     Absent,
+    /// The item's package fixes name nothing installed on this device (or
+    /// none is for its platform): nothing to install, nothing to remove.
+    NotApplicable,
     /// The rules could not be checked here; never read as either answer.
     Unknown(String),
 }
@@ -28,8 +45,61 @@ impl fmt::Display for DetectionResult {
         match self {
             DetectionResult::Present => f.write_str("present"),
             DetectionResult::Absent => f.write_str("absent"),
+            DetectionResult::NotApplicable => f.write_str("not applicable"),
             DetectionResult::Unknown(reason) => write!(f, "unknown: {reason}"),
         }
+    }
+}
+
+/// What detection reads of the device.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceView<'a> {
+    /// Where files are looked for.
+    pub root: &'a Path,
+    pub inventory: &'a Inventory,
+    /// The `platform` fact (`debian-12`): which fixes are for this device.
+    pub platform: Option<&'a str>,
+}
+
+/// What an item is detected by, on a device with this inventory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DetectedBy<'a> {
+    Rules(&'a Detection),
+    /// The item's fixes, some of them for a manager the device has.
+    Fixes(&'a [PackageFix]),
+    /// Neither: only an installer's word says anything.
+    Nothing,
+}
+
+/// The rules when the item has them; else its fixes when one is for a
+/// manager the device has; else nothing.
+pub fn detected_by<'a>(item: &'a DesiredItem, inventory: &Inventory) -> DetectedBy<'a> {
+    if let Some(rules) = &item.detect {
+        return DetectedBy::Rules(rules);
+    }
+    let has = |manager: PackageManager| inventory.packages.iter().any(|p| p.manager == manager);
+    if item.fixes.iter().any(|fix| has(fix.manager)) {
+        return DetectedBy::Fixes(&item.fixes);
+    }
+    DetectedBy::Nothing
+}
+
+/// An item's detection on a device: by [`detected_by`].
+pub fn detect_item(item: &DesiredItem, device: &DeviceView<'_>, windows: &dyn WindowsProbe) -> DetectionResult {
+    match detected_by(item, device.inventory) {
+        DetectedBy::Rules(rules) => detect(rules, device.root, device.inventory, windows),
+        DetectedBy::Fixes(fixes) => detect_fixes(fixes, device.platform, device.inventory),
+        DetectedBy::Nothing => DetectionResult::Unknown("the item has no detection rules".into()),
+    }
+}
+
+/// The fixes' verdict on these packages, for a device of `platform`.
+pub fn detect_fixes(fixes: &[PackageFix], platform: Option<&str>, inventory: &Inventory) -> DetectionResult {
+    match fix_state(fixes, platform, &PackageIndex::new(&inventory.packages)) {
+        FixState::Fixed => DetectionResult::Present,
+        FixState::Needed => DetectionResult::Absent,
+        FixState::NotApplicable => DetectionResult::NotApplicable,
+        FixState::NoFixes => DetectionResult::Unknown("the item has no package fixes".into()),
     }
 }
 

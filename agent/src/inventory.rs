@@ -1,7 +1,30 @@
 //! Installed packages, for the engine's applicability (`fixes`) and the
-//! agent's `package` detection: dpkg's status database, parsed here, and
-//! rpm's database, asked through `rpm` itself (its format is a Berkeley DB,
-//! NDB or SQLite file depending on the release: only rpm reads them all).
+//! agent's detection: dpkg's status database, parsed here, and rpm's
+//! database, asked through `rpm` itself (its format is a Berkeley DB, NDB
+//! or SQLite file depending on the release: only rpm reads them all).
+//!
+//! Every package names the source it was built from (DESIGN, "The
+//! inventory names each package's source"), because Debian's and Ubuntu's
+//! advisories name source packages and compare source versions:
+//!
+//! - **dpkg**: the `Source:` field. Absent, the package is its own source
+//!   at its own version; `Source: x` names another source at the binary's
+//!   version; `Source: x (1.2-3)` carries the source's own version, which
+//!   differs from the binary's when the binary has an epoch the source has
+//!   not (`bsdutils 1:2.38.1-5+deb12u3` from `util-linux 2.38.1-5+deb12u3`)
+//!   or is a binNMU (`libfoo1 1.2-3+b1` from `foo 1.2-3`). This is how
+//!   `dpkg-query`'s `${source:Package}` and `${source:Version}` read it.
+//! - **rpm**: `%{SOURCERPM}`, `name-version-release.src.rpm`, split from
+//!   the right (names may hold `-`, versions and releases may not).
+//!   Packages without one (`gpg-pubkey`) say `(none)`. The file name has
+//!   no epoch: the source's is taken to be the binary's (`%{EPOCHNUM}`,
+//!   written only when non-zero), since subpackages inherit the spec's.
+//!
+//! On the wire a source is named only where it differs from the binary's
+//! name, and a source version only where it differs from the binary's
+//! version: absent means "the binary's own", and most packages need neither.
+//! Architecture copies (`libssl3:amd64` and `libssl3:i386`) are separate
+//! entries, each with its `arch` in the manager's own words.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -10,19 +33,50 @@ use patchward_api::{InstalledPackage, Inventory, PackageManager};
 
 use crate::observe::{CommandError, CommandLine, CommandRunner};
 
-/// One installed package, with its architecture (the wire type has none:
-/// the engine matches by name).
+/// One installed package: what the wire's [`InstalledPackage`] says, with
+/// the architecture always known (empty where the manager has none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackageRecord {
     pub manager: PackageManager,
     pub name: String,
     pub version: String,
     pub arch: String,
+    /// The source package, only where it is not `name`.
+    pub source: Option<String>,
+    /// The source's version, only where it is not `version`.
+    pub source_version: Option<String>,
 }
 
 impl PackageRecord {
+    /// A package that is its own source.
+    pub fn new(manager: PackageManager, name: &str, version: &str, arch: &str) -> PackageRecord {
+        PackageRecord {
+            manager,
+            name: name.to_owned(),
+            version: version.to_owned(),
+            arch: arch.to_owned(),
+            source: None,
+            source_version: None,
+        }
+    }
+
+    /// Built from `source` at `source_version`; either is kept only where
+    /// it differs from the binary's own (see the module docs).
+    pub fn built_from(mut self, source: &str, source_version: &str) -> PackageRecord {
+        self.source = (source != self.name).then(|| source.to_owned());
+        self.source_version = (source_version != self.version).then(|| source_version.to_owned());
+        self
+    }
+
     pub fn installed(&self) -> InstalledPackage {
-        InstalledPackage { manager: self.manager, name: self.name.clone(), version: self.version.clone() }
+        InstalledPackage {
+            manager: self.manager,
+            name: self.name.clone(),
+            version: self.version.clone(),
+            arch: (!self.arch.is_empty()).then(|| self.arch.clone()),
+            source: self.source.clone(),
+            source_version: self.source_version.clone(),
+        }
     }
 }
 
@@ -53,41 +107,65 @@ pub fn dpkg_admindir(root: &Path) -> PathBuf {
 /// from the engine's applicability. Half-installed, unpacked-only,
 /// config-files and `reinstreq` stanzas are not installed.
 pub fn parse_dpkg_status(text: &str) -> Vec<PackageRecord> {
-    let mut records = Vec::new();
-    for stanza in text.split("\n\n") {
-        let mut name = None;
-        let mut version = None;
-        let mut arch = None;
-        let mut status = None;
-        for line in stanza.lines() {
-            // Continuation lines (a Description's body, Conffiles) start with space.
-            if line.starts_with([' ', '\t']) {
-                continue;
-            }
-            let Some((field, value)) = line.split_once(':') else { continue };
-            let value = value.trim();
-            // Field names are case-insensitive in deb822.
-            match field.trim().to_ascii_lowercase().as_str() {
-                "package" => name = Some(value),
-                "version" => version = Some(value),
-                "architecture" => arch = Some(value),
-                "status" => status = Some(value),
-                _ => {}
-            }
+    text.split("\n\n").filter_map(parse_dpkg_stanza).collect()
+}
+
+/// The fields of one stanza that the inventory reads.
+#[derive(Default)]
+struct DpkgStanza<'a> {
+    name: Option<&'a str>,
+    version: Option<&'a str>,
+    arch: Option<&'a str>,
+    status: Option<&'a str>,
+    source: Option<&'a str>,
+}
+
+fn parse_dpkg_stanza(stanza: &str) -> Option<PackageRecord> {
+    let mut fields = DpkgStanza::default();
+    for line in stanza.lines() {
+        // Continuation lines (a Description's body, Conffiles) start with space.
+        if line.starts_with([' ', '\t']) {
+            continue;
         }
-        let (Some(name), Some(version), Some(status)) = (name, version, status) else { continue };
-        let words: Vec<&str> = status.split_whitespace().collect();
-        let installed = matches!(words.as_slice(), [_, "ok", "installed" | "triggers-awaited" | "triggers-pending"]);
-        if installed && !name.is_empty() && !version.is_empty() {
-            records.push(PackageRecord {
-                manager: PackageManager::Dpkg,
-                name: name.to_owned(),
-                version: version.to_owned(),
-                arch: arch.unwrap_or("").to_owned(),
-            });
+        let Some((field, value)) = line.split_once(':') else { continue };
+        let value = value.trim();
+        // Field names are case-insensitive in deb822.
+        match field.trim().to_ascii_lowercase().as_str() {
+            "package" => fields.name = Some(value),
+            "version" => fields.version = Some(value),
+            "architecture" => fields.arch = Some(value),
+            "status" => fields.status = Some(value),
+            "source" => fields.source = Some(value),
+            _ => {}
         }
     }
-    records
+    let (Some(name), Some(version), Some(status)) = (fields.name, fields.version, fields.status) else {
+        return None;
+    };
+    let words: Vec<&str> = status.split_whitespace().collect();
+    let installed = matches!(words.as_slice(), [_, "ok", "installed" | "triggers-awaited" | "triggers-pending"]);
+    if !installed || name.is_empty() || version.is_empty() {
+        return None;
+    }
+    let record = PackageRecord::new(PackageManager::Dpkg, name, version, fields.arch.unwrap_or(""));
+    Some(match fields.source.and_then(parse_dpkg_source) {
+        Some((source, source_version)) => record.built_from(source, source_version.unwrap_or(version)),
+        None => record,
+    })
+}
+
+/// dpkg's `Source:` field: `x` or `x (1.2-3)`, the source's name and, when
+/// it differs from the binary's, its version. `None` for an empty field;
+/// a version not closed by `)` is ignored (the name still counts).
+pub fn parse_dpkg_source(field: &str) -> Option<(&str, Option<&str>)> {
+    let field = field.trim();
+    let (name, rest) = field.split_once(char::is_whitespace).unwrap_or((field, ""));
+    if name.is_empty() {
+        return None;
+    }
+    let version =
+        rest.trim().strip_prefix('(').and_then(|v| v.strip_suffix(')')).map(str::trim).filter(|v| !v.is_empty());
+    Some((name, version))
 }
 
 /// Reads `ADMINDIR/status`.
@@ -102,7 +180,7 @@ pub fn read_dpkg_packages(admindir: &Path) -> Result<Vec<PackageRecord>, Invento
 // --- rpm ------------------------------------------------------------------
 
 /// The query format: one line per package, tab-separated.
-pub const RPM_QUERY_FORMAT: &str = "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n";
+pub const RPM_QUERY_FORMAT: &str = "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n";
 
 /// `rpm --root ROOT -qa --qf …`: every installed package.
 pub fn rpm_query_command(root: &Path) -> CommandLine {
@@ -125,29 +203,72 @@ pub fn rpm_query_command(root: &Path) -> CommandLine {
 /// it), and as `1:3.0.7-27.el9` with one. The engine's rpm comparison reads
 /// a missing epoch as 0, so both forms compare the same against any
 /// `fixedVersion`. `gpg-pubkey` entries are imported signing keys, not
-/// packages, and are left out.
+/// packages, and are left out. A line without the source column (an older
+/// query format) is its own source.
 pub fn parse_rpm_query(text: &str) -> Vec<PackageRecord> {
-    text.lines()
-        .filter_map(|line| {
-            let mut columns = line.split('\t');
-            let name = columns.next()?.trim();
-            let evr = columns.next()?.trim();
-            let arch = columns.next().unwrap_or("").trim();
-            if name.is_empty() || name == "gpg-pubkey" {
-                return None;
-            }
-            let (epoch, version_release) = evr.split_once(':')?;
-            if version_release.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            let version = match epoch.trim_start_matches('0') {
-                "" => version_release.to_owned(),
-                epoch => format!("{epoch}:{version_release}"),
-            };
-            let arch = if arch == "(none)" { "" } else { arch };
-            Some(PackageRecord { manager: PackageManager::Rpm, name: name.to_owned(), version, arch: arch.to_owned() })
-        })
-        .collect()
+    text.lines().filter_map(parse_rpm_line).collect()
+}
+
+fn parse_rpm_line(line: &str) -> Option<PackageRecord> {
+    let mut columns = line.split('\t');
+    let name = columns.next()?.trim();
+    let evr = columns.next()?.trim();
+    let arch = columns.next().unwrap_or("").trim();
+    let source_rpm = columns.next().unwrap_or("").trim();
+    if name.is_empty() || name == "gpg-pubkey" {
+        return None;
+    }
+    let (epoch, version_release) = evr.split_once(':')?;
+    if version_release.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let epoch = epoch.trim_start_matches('0');
+    let with_epoch = |version_release: &str| match epoch {
+        "" => version_release.to_owned(),
+        epoch => format!("{epoch}:{version_release}"),
+    };
+    let arch = if arch == "(none)" { "" } else { arch };
+    let record = PackageRecord::new(PackageManager::Rpm, name, &with_epoch(version_release), arch);
+    Some(match parse_source_rpm(source_rpm) {
+        // SOURCERPM's file name has no epoch, but the source has one: the
+        // spec's `Epoch:` is the source rpm's and its subpackages inherit
+        // it (a `%package` section may set its own, which few specs do), so
+        // the binary's epoch is the source's. Without it, a source version
+        // compared against an advisory's `1:3.0.7-28.el9` would always be
+        // below.
+        Some(source) => record.built_from(source.name, &with_epoch(&source.version_release())),
+        None => record,
+    })
+}
+
+/// A source rpm's file name, `name-version-release.src.rpm`, taken apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceRpm<'a> {
+    pub name: &'a str,
+    pub version: &'a str,
+    pub release: &'a str,
+}
+
+impl SourceRpm<'_> {
+    pub fn version_release(&self) -> String {
+        format!("{}-{}", self.version, self.release)
+    }
+}
+
+/// Parses `%{SOURCERPM}`, split from the right: the release and the version
+/// hold no `-`, the name may (`python3-libs-3.9.18-3.el9.src.rpm`). `None`
+/// for `(none)` (a package without a source rpm, as `gpg-pubkey`), an
+/// empty column or a name that is not a source rpm's. `.nosrc.rpm` (a
+/// source package shipped without its sources) counts the same.
+pub fn parse_source_rpm(field: &str) -> Option<SourceRpm<'_>> {
+    let field = field.trim();
+    let stem = field.strip_suffix(".src.rpm").or_else(|| field.strip_suffix(".nosrc.rpm"))?;
+    let (name_version, release) = stem.rsplit_once('-')?;
+    let (name, version) = name_version.rsplit_once('-')?;
+    if name.is_empty() || version.is_empty() || release.is_empty() {
+        return None;
+    }
+    Some(SourceRpm { name, version, release })
 }
 
 /// Asks rpm. `Ok(None)` when rpm is not installed (a Debian host without
@@ -189,17 +310,18 @@ pub struct InventoryReport {
 }
 
 impl InventoryReport {
-    /// The wire form. A name installed for several architectures (dpkg's
-    /// `Multi-Arch: same`) is listed once per distinct version.
+    /// The wire form, sorted by manager, name, architecture and version.
+    /// A name installed for several architectures (dpkg's `Multi-Arch:
+    /// same`) is one entry per architecture: a fix is judged on every copy,
+    /// and one old copy still carries the flaw. Exact duplicates are listed
+    /// once.
     pub fn inventory(&self, patches: Vec<String>) -> Inventory {
-        let mut packages: Vec<InstalledPackage> = Vec::with_capacity(self.records.len());
-        for record in &self.records {
-            let package = record.installed();
-            if !packages.contains(&package) {
-                packages.push(package);
-            }
-        }
-        packages.sort_by(|a, b| (a.manager, &a.name, &a.version).cmp(&(b.manager, &b.name, &b.version)));
+        let mut packages: Vec<InstalledPackage> = self.records.iter().map(PackageRecord::installed).collect();
+        let key = |p: &InstalledPackage| {
+            (p.manager, p.name.clone(), p.arch.clone(), p.version.clone(), p.source.clone(), p.source_version.clone())
+        };
+        packages.sort_by_cached_key(key);
+        packages.dedup();
         Inventory { patches, packages }
     }
 }

@@ -268,6 +268,15 @@ pub struct NextStep {
 }
 
 impl NextStep {
+    /// An item whose package fixes name nothing installed here.
+    pub fn not_applicable() -> NextStep {
+        NextStep {
+            kind: "nothing".to_owned(),
+            text: "not applicable: none of the packages it fixes is installed".to_owned(),
+            until: None,
+        }
+    }
+
     /// The user's view of a decision of [`crate::decide::decide`].
     pub fn from_decision(decision: &Decision) -> NextStep {
         let step = |kind: &str, text: &str, until| NextStep { kind: kind.to_owned(), text: text.to_owned(), until };

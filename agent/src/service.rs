@@ -79,7 +79,11 @@ pub fn status_view(books: &Books, device: Option<&str>, zone: Option<&str>, now:
                         status: desired.status,
                         policy: policy.name.clone(),
                         mode: policy.mode,
-                        next: NextStep::from_decision(&decision),
+                        next: if books.memory.not_applicable.contains(&desired.patch) {
+                            NextStep::not_applicable()
+                        } else {
+                            NextStep::from_decision(&decision)
+                        },
                         deadline: desired.deadline,
                         snoozes_left,
                         can_snooze: decide::decide_snooze(&item, &local, now).is_ok(),

@@ -1,19 +1,23 @@
 //! Detection: package rules by the engine's version ordering (and dpkg's
 //! own), file hashes under a sandbox root, the Windows rules through the
-//! edge, how anyOf combines, and the example feed's rules on the example
-//! fleet's servers.
+//! edge, how anyOf combines, the example feed's rules on the example
+//! fleet's servers, and detection by an item's package fixes (source and
+//! binary fixes, architecture copies, platforms, not applicable).
 
 use std::path::Path;
 
 use patchward_agent::detect::{
-    DetectionResult, PackageToRemove, detect, detect_each, file_sha256_under, package_to_remove,
+    DetectedBy, DetectionResult, DeviceView, PackageToRemove, detect, detect_each, detect_fixes, detect_item,
+    detected_by, file_sha256_under, package_to_remove,
 };
-use patchward_agent::inventory::read_dpkg_packages;
+use patchward_agent::inventory::{PackageRecord, read_dpkg_packages};
 use patchward_agent::windows::{InstalledProgram, NoWindows, WindowsProbe, WindowsProbeError};
+use patchward_api::desired::DesiredItem;
 use patchward_api::detection::{
     Detection, DetectionRule, FileHashDetection, FileVersionDetection, PackageDetection, RegistryDetection,
 };
 use patchward_api::{InstalledPackage, Inventory, PackageManager};
+use serde_json::json;
 
 fn inventory(packages: &[(PackageManager, &str, &str)]) -> Inventory {
     Inventory {
@@ -24,6 +28,9 @@ fn inventory(packages: &[(PackageManager, &str, &str)]) -> Inventory {
                 manager: *manager,
                 name: (*name).into(),
                 version: (*version).into(),
+                arch: None,
+                source: None,
+                source_version: None,
             })
             .collect(),
     }
@@ -266,4 +273,129 @@ fn uninstall_removes_the_installed_package_a_rule_names() {
         Some(PackageToRemove { manager: Rpm, name: "demo-tools".into() })
     );
     assert_eq!(package_to_remove(&any_of(vec![registry_ubr("1")]), &debian), None);
+}
+
+// --- detection by package fixes --------------------------------------------
+
+/// A dpkg package as the inventory reads it: `(name, version, arch, source,
+/// source version)`.
+fn deb(name: &str, version: &str, arch: &str, source: &str, source_version: &str) -> InstalledPackage {
+    PackageRecord::new(PackageManager::Dpkg, name, version, arch).built_from(source, source_version).installed()
+}
+
+/// A Debian 12 host: bsdutils with an epoch its source lacks, a binNMU in
+/// two architecture copies, and libssl3 with an old i386 copy.
+fn debian_host() -> Inventory {
+    Inventory {
+        patches: vec![],
+        packages: vec![
+            deb("bsdutils", "1:2.38.1-5+deb12u3", "amd64", "util-linux", "2.38.1-5+deb12u3"),
+            deb("util-linux", "2.38.1-5+deb12u3", "amd64", "util-linux", "2.38.1-5+deb12u3"),
+            deb("libfoo1", "1.2-3+b1", "amd64", "foo", "1.2-3"),
+            deb("libfoo1", "1.2-3+b1", "i386", "foo", "1.2-3"),
+            deb("libssl3", "3.0.15-1~deb12u1", "amd64", "openssl", "3.0.15-1~deb12u1"),
+            deb("libssl3", "3.0.11-1~deb12u2", "i386", "openssl", "3.0.11-1~deb12u2"),
+        ],
+    }
+}
+
+/// A desired item for a patch without packages, as the engine serves it:
+/// its fixes, and no `detect`.
+fn fixes_item(fixes: serde_json::Value) -> DesiredItem {
+    serde_json::from_value(json!({
+        "patch": "DSA-5999-1", "action": "install", "status": "due",
+        "source": {"kind": "rule", "name": "linux-security", "commit": "c0ffee"}, "stage": null,
+        "policy": {"name": "servers", "mode": "immediate"}, "windows": [],
+        "notBefore": "2026-11-23T00:00:00Z", "deadline": null, "packages": [],
+        "fixes": fixes
+    }))
+    .expect("a desired item with fixes")
+}
+
+fn source_fix(package: &str, fixed: &str) -> serde_json::Value {
+    json!({"manager": "dpkg", "package": package, "fixedVersion": fixed, "kind": "source"})
+}
+
+fn on(inventory: Inventory, platform: Option<&'static str>) -> impl Fn(&DesiredItem) -> DetectionResult {
+    move |item| {
+        let device = DeviceView { root: Path::new(NO_ROOT), inventory: &inventory, platform };
+        detect_item(item, &device, &NoWindows)
+    }
+}
+
+#[test]
+fn source_fixes_compare_source_versions_never_the_binaries() {
+    let detect = on(debian_host(), Some("debian-12"));
+    let item = |package, fixed| fixes_item(json!([source_fix(package, fixed)]));
+    // bsdutils 1:2.38.1-5+deb12u3 comes from util-linux 2.38.1-5+deb12u3:
+    // its epoch does not put it above a later source version.
+    assert_eq!(detect(&item("util-linux", "2.38.1-5+deb12u3")), DetectionResult::Present);
+    assert_eq!(detect(&item("util-linux", "2.38.1-5+deb12u4")), DetectionResult::Absent);
+    // A binNMU (+b1) is its source's version, in either architecture.
+    assert_eq!(detect(&item("foo", "1.2-3")), DetectionResult::Present);
+    assert_eq!(detect(&item("foo", "1.2-3+deb12u1")), DetectionResult::Absent);
+    // One architecture copy below the fix needs the patch.
+    assert_eq!(detect(&item("openssl", "3.0.15-1~deb12u1")), DetectionResult::Absent);
+    // A source nothing installed is built from: not applicable, not absent.
+    assert_eq!(detect(&item("nginx", "1.22.1-9+deb12u1")), DetectionResult::NotApplicable);
+    assert_eq!(DetectionResult::NotApplicable.to_string(), "not applicable");
+}
+
+#[test]
+fn binary_fixes_compare_the_named_binarys_own_version() {
+    let detect = on(debian_host(), Some("debian-12"));
+    let binary = |package: &str, fixed: &str| {
+        fixes_item(json!([{"manager": "dpkg", "package": package, "fixedVersion": fixed}]))
+    };
+    assert_eq!(detect(&binary("bsdutils", "1:2.38.1-5+deb12u3")), DetectionResult::Present);
+    // Without its epoch the fix is below any epoch-1 version.
+    assert_eq!(detect(&binary("bsdutils", "2.38.1-5+deb12u9")), DetectionResult::Present);
+    assert_eq!(detect(&binary("libssl3", "3.0.15-1~deb12u1")), DetectionResult::Absent);
+    assert_eq!(detect(&binary("libfoo1", "1.2-3+b2")), DetectionResult::Absent);
+    // `foo` is a source, not a binary installed here.
+    assert_eq!(detect(&binary("foo", "1.2-3")), DetectionResult::NotApplicable);
+}
+
+#[test]
+fn only_the_fixes_for_the_devices_platform_count() {
+    let host = debian_host();
+    let fixes = json!([
+        {"manager": "dpkg", "package": "util-linux", "fixedVersion": "2.38.1-5+deb12u4",
+         "platform": "debian-13", "kind": "source"},
+        {"manager": "dpkg", "package": "util-linux", "fixedVersion": "2.38.1-5+deb12u3",
+         "platform": "debian-12", "kind": "source"}
+    ]);
+    let item = fixes_item(fixes);
+    assert_eq!(on(host.clone(), Some("debian-12"))(&item), DetectionResult::Present);
+    assert_eq!(on(host.clone(), Some("debian-13"))(&item), DetectionResult::Absent);
+    // No fix for this platform: the patch does not apply here.
+    assert_eq!(on(host.clone(), Some("ubuntu-22.04"))(&item), DetectionResult::NotApplicable);
+    assert_eq!(on(host.clone(), None)(&item), DetectionResult::NotApplicable);
+}
+
+#[test]
+fn rules_come_first_and_fixes_for_another_manager_say_nothing() {
+    let host = debian_host();
+    let detect = on(host.clone(), Some("debian-12"));
+    let rpm_only = fixes_item(json!([{"manager": "rpm", "package": "openssl", "fixedVersion": "1:3.0.7-28.el9"}]));
+    assert_eq!(detected_by(&rpm_only, &host), DetectedBy::Nothing);
+    assert_eq!(detect(&rpm_only), DetectionResult::Unknown("the item has no detection rules".into()));
+    // With a fix for dpkg too, the fixes decide (the rpm one finds nothing).
+    let both = fixes_item(json!([
+        {"manager": "rpm", "package": "openssl", "fixedVersion": "1:3.0.7-28.el9"},
+        source_fix("util-linux", "2.38.1-5+deb12u3")
+    ]));
+    assert!(matches!(detected_by(&both, &host), DetectedBy::Fixes(fixes) if fixes.len() == 2));
+    assert_eq!(detect(&both), DetectionResult::Present);
+    // An item with rules is detected by them, whatever its fixes say.
+    let mut ruled = fixes_item(json!([source_fix("util-linux", "2.38.1-5+deb12u3")]));
+    ruled.detect = Some(any_of(vec![package(PackageManager::Dpkg, "bsdutils", "1:2.38.1-5+deb12u4")]));
+    assert_eq!(detect(&ruled), DetectionResult::Absent);
+    // Neither rules nor fixes: nothing is known.
+    assert_eq!(detected_by(&fixes_item(json!([])), &host), DetectedBy::Nothing);
+    // And the fixes' own verdict without an item.
+    let fixes: Vec<patchward_api::fixes::PackageFix> =
+        serde_json::from_value(json!([source_fix("foo", "1.2-4")])).expect("fixes");
+    assert_eq!(detect_fixes(&fixes, Some("debian-12"), &host), DetectionResult::Absent);
+    assert!(matches!(detect_fixes(&[], None, &host), DetectionResult::Unknown(_)));
 }

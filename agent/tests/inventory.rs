@@ -1,13 +1,18 @@
 //! Inventory: dpkg's status file (samples and this machine's, checked
-//! against dpkg-query), rpm (samples, and a real rpm database built in a
-//! sandbox root), and the Windows edge's command lines and parsers.
+//! against dpkg-query), each package's source (dpkg's `Source:` and rpm's
+//! SOURCERPM: samples, a real dpkg on a sandbox root, a real rpm database),
+//! rpm (samples, and a real rpm database built in a sandbox root), and the
+//! Windows edge's command lines and parsers.
 
 use std::path::Path;
 use std::process::Command;
 
+use patchward_agent::cache::Cache;
+use patchward_agent::install::deb::{DebInstaller, DebSpec, DpkgRoot};
+use patchward_agent::install::{Installer as _, Outcome, PackageType, VerifiedPackage};
 use patchward_agent::inventory::{
-    InventorySources, PackageRecord, collect_inventory, parse_dpkg_status, parse_rpm_query, read_dpkg_packages,
-    read_rpm_packages, rpm_query_command,
+    InventorySources, PackageRecord, SourceRpm, collect_inventory, parse_dpkg_source, parse_dpkg_status,
+    parse_rpm_query, parse_source_rpm, read_dpkg_packages, read_rpm_packages, rpm_query_command,
 };
 use patchward_agent::observe::{CommandLine, ScriptedCommands, SystemCommands};
 use patchward_agent::windows::{
@@ -202,7 +207,13 @@ fn the_rpm_query_is_written_out() {
         rpm_query_command(Path::new("/sandbox")),
         CommandLine::new(
             "rpm",
-            ["--root", "/sandbox", "-qa", "--qf", "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\n"]
+            [
+                "--root",
+                "/sandbox",
+                "-qa",
+                "--qf",
+                "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n"
+            ]
         )
     );
 }
@@ -219,7 +230,10 @@ fn reads_a_real_rpm_database() {
     std::fs::write(
         &spec,
         "Name: pwtest\nVersion: 3.0.7\nRelease: 27.el9\nEpoch: 1\nSummary: t\nLicense: MIT\nBuildArch: noarch\n\
-         %description\nt\n%files\n",
+         %description\nt\n\
+         %package libs\nSummary: t\n%description libs\nt\n\
+         %package -n pwtest-extra\nVersion: 9.9\nSummary: t\n%description -n pwtest-extra\nt\n\
+         %files\n%files libs\n%files -n pwtest-extra\n",
     )
     .expect("write the spec");
     let topdir = dir.path().join("top");
@@ -230,7 +244,8 @@ fn reads_a_real_rpm_database() {
         .status()
         .expect("rpmbuild runs");
     assert!(built.success());
-    let rpm_file = topdir.join("RPMS/noarch/pwtest-3.0.7-27.el9.noarch.rpm");
+    let rpm_files = ["pwtest-3.0.7-27.el9", "pwtest-libs-3.0.7-27.el9", "pwtest-extra-9.9-27.el9"]
+        .map(|nvr| topdir.join(format!("RPMS/noarch/{nvr}.noarch.rpm")));
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).expect("the sandbox root");
 
@@ -241,20 +256,27 @@ fn reads_a_real_rpm_database() {
         .arg("--root")
         .arg(&root)
         .args(["-i", "--justdb", "--nodeps"])
-        .arg(&rpm_file)
+        .args(&rpm_files)
         .output()
         .expect("rpm -i runs");
     assert!(installed.status.success(), "{}", String::from_utf8_lossy(&installed.stderr));
-    let records = read_rpm_packages(&root, &SystemCommands).expect("rpm runs").expect("rpm is installed");
+    let mut records = read_rpm_packages(&root, &SystemCommands).expect("rpm runs").expect("rpm is installed");
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    let rpm = |name: &str, version: &str| PackageRecord::new(PackageManager::Rpm, name, version, "noarch");
+    // SOURCERPM is pwtest-3.0.7-27.el9.src.rpm for all three: the epoch
+    // comes from the binary, so a subpackage at the spec's version needs
+    // no source version, and one at its own version names the source's.
     assert_eq!(
         records,
-        vec![PackageRecord {
-            manager: PackageManager::Rpm,
-            name: "pwtest".into(),
-            version: "1:3.0.7-27.el9".into(),
-            arch: "noarch".into()
-        }]
+        vec![
+            rpm("pwtest", "1:3.0.7-27.el9"),
+            rpm("pwtest-extra", "1:9.9-27.el9").built_from("pwtest", "1:3.0.7-27.el9"),
+            rpm("pwtest-libs", "1:3.0.7-27.el9").built_from("pwtest", "1:3.0.7-27.el9"),
+        ]
     );
+    assert_eq!(records[2].source.as_deref(), Some("pwtest"));
+    assert_eq!(records[2].source_version, None);
+    assert_eq!(records[1].source_version.as_deref(), Some("1:3.0.7-27.el9"));
 }
 
 #[test]
@@ -271,11 +293,11 @@ fn inventory_combines_dpkg_and_rpm_and_survives_either_missing() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     let inventory = report.inventory(vec!["KB5032190".into()]);
     assert_eq!(inventory.patches, vec!["KB5032190".to_owned()]);
-    // libc6's two architectures are one entry; dpkg before rpm, by name.
-    let libc =
-        InstalledPackage { manager: PackageManager::Dpkg, name: "libc6".into(), version: "2.36-9+deb12u7".into() };
-    assert_eq!(inventory.packages.iter().filter(|p| **p == libc).count(), 1);
-    assert_eq!(inventory.packages.len(), 8);
+    // libc6's two architectures are two entries; dpkg before rpm, by name.
+    let libc: Vec<Option<&str>> =
+        inventory.packages.iter().filter(|p| p.name == "libc6").map(|p| p.arch.as_deref()).collect();
+    assert_eq!(libc, [Some("amd64"), Some("i386")]);
+    assert_eq!(inventory.packages.len(), 9);
     assert_eq!(inventory.packages.last().map(|p| (p.manager, p.name.as_str())), Some((PackageManager::Rpm, "bash")));
 
     // No rpm on the host: dpkg alone, no problem.
@@ -294,6 +316,262 @@ fn inventory_combines_dpkg_and_rpm_and_survives_either_missing() {
     let empty = InventorySources { root: dir.path().join("nothing"), dpkg_admindir: None, rpm: false };
     let report = collect_inventory(&empty, &ScriptedCommands::new());
     assert!(report.records.is_empty() && report.problems.is_empty());
+}
+
+// --- sources ----------------------------------------------------------------
+
+#[test]
+fn dpkg_source_fields_name_the_source_and_maybe_its_version() {
+    assert_eq!(parse_dpkg_source("util-linux (2.38.1-5+deb12u3)"), Some(("util-linux", Some("2.38.1-5+deb12u3"))));
+    assert_eq!(parse_dpkg_source("openssl"), Some(("openssl", None)));
+    assert_eq!(parse_dpkg_source("  foo   ( 1.2-3 ) "), Some(("foo", Some("1.2-3"))));
+    // A version dpkg would not have written is left out; the name holds.
+    assert_eq!(parse_dpkg_source("foo (1.2-3"), Some(("foo", None)));
+    assert_eq!(parse_dpkg_source("foo ()"), Some(("foo", None)));
+    assert_eq!(parse_dpkg_source(""), None);
+}
+
+const DPKG_SOURCES: &str = "\
+Package: bsdutils
+Status: install ok installed
+Architecture: amd64
+Source: util-linux (2.38.1-5+deb12u3)
+Version: 1:2.38.1-5+deb12u3
+
+Package: util-linux
+Status: install ok installed
+Architecture: amd64
+Version: 2.38.1-5+deb12u3
+
+Package: libfoo1
+Status: install ok installed
+Architecture: amd64
+Multi-Arch: same
+Source: foo (1.2-3)
+Version: 1.2-3+b1
+
+Package: libfoo1
+Status: install ok installed
+Architecture: i386
+Multi-Arch: same
+Source: foo (1.2-3)
+Version: 1.2-3+b1
+
+Package: libssl3
+Status: install ok installed
+Architecture: amd64
+Source: openssl
+Version: 3.0.15-1~deb12u1
+
+Package: gzip
+Status: install ok installed
+Architecture: amd64
+Source: gzip (1.12-1)
+Version: 1.12-1";
+
+/// `(name, arch, version, source, source version)` as the engine reads
+/// them off the wire (absent: the binary's own).
+fn as_the_engine_reads(packages: &[InstalledPackage]) -> Vec<(String, String, String, String, String)> {
+    packages
+        .iter()
+        .map(|p| {
+            let arch = p.arch.clone().unwrap_or_default();
+            let (source, source_version) = (p.source_name().to_owned(), p.source_version().to_owned());
+            (p.name.clone(), arch, p.version.clone(), source, source_version)
+        })
+        .collect()
+}
+
+fn rows(list: &[(&str, &str, &str, &str, &str)]) -> Vec<(String, String, String, String, String)> {
+    list.iter().map(|(a, b, c, d, e)| ((*a).into(), (*b).into(), (*c).into(), (*d).into(), (*e).into())).collect()
+}
+
+#[test]
+fn dpkg_packages_name_their_source_and_keep_architecture_copies() {
+    let records = parse_dpkg_status(DPKG_SOURCES);
+    let dpkg = |name: &str, version: &str, arch: &str| PackageRecord::new(PackageManager::Dpkg, name, version, arch);
+    assert_eq!(
+        records,
+        vec![
+            dpkg("bsdutils", "1:2.38.1-5+deb12u3", "amd64").built_from("util-linux", "2.38.1-5+deb12u3"),
+            dpkg("util-linux", "2.38.1-5+deb12u3", "amd64"),
+            dpkg("libfoo1", "1.2-3+b1", "amd64").built_from("foo", "1.2-3"),
+            dpkg("libfoo1", "1.2-3+b1", "i386").built_from("foo", "1.2-3"),
+            dpkg("libssl3", "3.0.15-1~deb12u1", "amd64").built_from("openssl", "3.0.15-1~deb12u1"),
+            dpkg("gzip", "1.12-1", "amd64"),
+        ]
+    );
+    // The wire carries only what differs from the binary's own.
+    let wire: Vec<serde_json::Value> =
+        records.iter().map(|r| serde_json::to_value(r.installed()).expect("JSON")).collect();
+    assert_eq!(
+        wire[0],
+        serde_json::json!({"manager": "dpkg", "name": "bsdutils", "version": "1:2.38.1-5+deb12u3",
+                           "arch": "amd64", "source": "util-linux", "sourceVersion": "2.38.1-5+deb12u3"})
+    );
+    assert_eq!(
+        wire[4],
+        serde_json::json!({"manager": "dpkg", "name": "libssl3", "version": "3.0.15-1~deb12u1",
+                           "arch": "amd64", "source": "openssl"})
+    );
+    assert_eq!(wire[5], serde_json::json!({"manager": "dpkg", "name": "gzip", "version": "1.12-1", "arch": "amd64"}));
+    // Both libfoo1 copies reach the engine, sorted by name and architecture.
+    let report = patchward_agent::inventory::InventoryReport { records, problems: vec![] };
+    let inventory = report.inventory(vec![]);
+    assert_eq!(
+        as_the_engine_reads(&inventory.packages),
+        rows(&[
+            ("bsdutils", "amd64", "1:2.38.1-5+deb12u3", "util-linux", "2.38.1-5+deb12u3"),
+            ("gzip", "amd64", "1.12-1", "gzip", "1.12-1"),
+            ("libfoo1", "amd64", "1.2-3+b1", "foo", "1.2-3"),
+            ("libfoo1", "i386", "1.2-3+b1", "foo", "1.2-3"),
+            ("libssl3", "amd64", "3.0.15-1~deb12u1", "openssl", "3.0.15-1~deb12u1"),
+            ("util-linux", "amd64", "2.38.1-5+deb12u3", "util-linux", "2.38.1-5+deb12u3"),
+        ])
+    );
+}
+
+/// dpkg-query's own reading of an admin directory, as the engine should
+/// see it: `(name, arch, version, source, source version)`.
+fn dpkg_query_sources(admindir: &Path) -> Vec<(String, String, String, String, String)> {
+    let output = Command::new("dpkg-query")
+        .arg(format!("--admindir={}", admindir.display()))
+        .args([
+            "-W",
+            "-f",
+            "${db:Status-Status}\t${Package}\t${Architecture}\t${Version}\t${source:Package}\t${source:Version}\n",
+        ])
+        .output()
+        .expect("dpkg-query runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut rows: Vec<_> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let columns: Vec<&str> = line.split('\t').collect();
+            let [status, name, arch, version, source, source_version] = columns.as_slice() else { return None };
+            let installed = ["installed", "triggers-pending", "triggers-awaited"].contains(status);
+            let row = |s: &str| s.to_owned();
+            installed.then(|| (row(name), row(arch), row(version), row(source), row(source_version)))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Packages built with `Source:` fields and architecture copies, installed
+/// by the real dpkg on a sandbox root: the inventory reads each package's
+/// source as dpkg-query does.
+#[test]
+fn sources_read_as_dpkg_query_reads_them_on_a_sandbox_root() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let root = DpkgRoot::sandbox(&dir.path().join("root")).expect("a sandbox root");
+    let installer = DebInstaller::new(root.clone());
+    let native = String::from_utf8(Command::new("dpkg").arg("--print-architecture").output().expect("dpkg").stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned();
+    let foreign = if native == "i386" { "amd64" } else { "i386" };
+    let added = Command::new("dpkg")
+        .args(root.dpkg_argv().iter().skip(1))
+        .args(["--add-architecture", foreign])
+        .output()
+        .expect("dpkg --add-architecture runs");
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let libfoo = |arch: &str| {
+        DebSpec::new("libfoo1", "1.2-3+b1")
+            .architecture(arch)
+            .field("Multi-Arch", "same")
+            .field("Source", "foo (1.2-3)")
+    };
+    let specs = [
+        DebSpec::new("util-linux", "2.38.1-5+deb12u3").architecture(&native),
+        DebSpec::new("bsdutils", "1:2.38.1-5+deb12u3")
+            .architecture(&native)
+            .field("Source", "util-linux (2.38.1-5+deb12u3)"),
+        libfoo(&native),
+        libfoo(foreign),
+        DebSpec::new("libssl3", "3.0.15-1~deb12u1").architecture(&native).field("Source", "openssl"),
+    ];
+    let cache = Cache::open(&dir.path().join("state")).expect("a cache");
+    let out = dir.path().join("build");
+    std::fs::create_dir_all(&out).expect("the build directory");
+    for spec in &specs {
+        let blob = cache.put(&std::fs::read(spec.build(&out).expect("dpkg-deb builds")).expect("read")).expect("put");
+        let staged = VerifiedPackage::stage(&blob, PackageType::Deb, cache.staging_dir()).expect("staged");
+        assert_eq!(installer.install(&staged, &[]).expect("dpkg runs"), Outcome::Succeeded, "{}", spec.name);
+    }
+
+    let records = read_dpkg_packages(&root.admindir()).expect("reads the status file");
+    let report = patchward_agent::inventory::InventoryReport { records, problems: vec![] };
+    let mut ours = as_the_engine_reads(&report.inventory(vec![]).packages);
+    ours.sort();
+    let theirs = dpkg_query_sources(&root.admindir());
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.len(), 5, "both libfoo1 copies are listed: {ours:?}");
+    assert!(ours.contains(&rows(&[("libfoo1", foreign, "1.2-3+b1", "foo", "1.2-3")])[0]));
+    assert!(ours.contains(&rows(&[("bsdutils", &native, "1:2.38.1-5+deb12u3", "util-linux", "2.38.1-5+deb12u3")])[0]));
+}
+
+/// This machine's own dpkg database: every package's source as dpkg-query
+/// reads it.
+#[test]
+fn this_machines_sources_read_as_dpkg_query_reads_them() {
+    let admindir = Path::new("/var/lib/dpkg");
+    if !admindir.join("status").exists() {
+        eprintln!("skipping: no dpkg database at /var/lib/dpkg on this machine");
+        return;
+    }
+    let records = read_dpkg_packages(admindir).expect("reads the status file");
+    let report = patchward_agent::inventory::InventoryReport { records, problems: vec![] };
+    let mut ours = as_the_engine_reads(&report.inventory(vec![]).packages);
+    ours.sort();
+    assert_eq!(ours, dpkg_query_sources(admindir));
+}
+
+#[test]
+fn source_rpms_split_from_the_right() {
+    let parsed = |field| parse_source_rpm(field).map(|s: SourceRpm<'_>| (s.name, s.version, s.release));
+    assert_eq!(parsed("openssl-3.0.7-27.el9.src.rpm"), Some(("openssl", "3.0.7", "27.el9")));
+    assert_eq!(parsed("perl-IO-Socket-SSL-2.073-1.el9.src.rpm"), Some(("perl-IO-Socket-SSL", "2.073", "1.el9")));
+    assert_eq!(parsed("kernel-5.14.0-427.13.1.el9_4.src.rpm"), Some(("kernel", "5.14.0", "427.13.1.el9_4")));
+    assert_eq!(parsed("java-17-openjdk-17.0.9.0.9-2.el9.nosrc.rpm"), Some(("java-17-openjdk", "17.0.9.0.9", "2.el9")));
+    assert_eq!(parsed("(none)"), None);
+    assert_eq!(parsed(""), None);
+    assert_eq!(parsed("openssl-3.0.7.src.rpm"), None);
+    assert_eq!(parsed("openssl-3.0.7-27.el9.x86_64.rpm"), None);
+}
+
+const RPM_QA_SOURCES: &str = "openssl-libs\t1:3.0.7-27.el9\tx86_64\topenssl-3.0.7-27.el9.src.rpm\n\
+openssl-libs\t1:3.0.7-27.el9\ti686\topenssl-3.0.7-27.el9.src.rpm\n\
+bash\t0:5.1.8-9.el9\tx86_64\tbash-5.1.8-9.el9.src.rpm\n\
+python3-libs\t0:3.9.18-3.el9\tx86_64\tpython3.9-3.9.18-3.el9.src.rpm\n\
+perl-Errno\t0:1.30-481.el9\tx86_64\tperl-5.32.1-481.el9.src.rpm\n\
+gpg-pubkey\t0:fd431d51-4ae0493b\t(none)\t(none)\n\
+local-thing\t0:1.0-1\tx86_64\t(none)\n";
+
+#[test]
+fn rpm_lines_name_their_source_rpm_with_the_binarys_epoch() {
+    let records = parse_rpm_query(RPM_QA_SOURCES);
+    let rpm = |name: &str, version: &str, arch: &str| PackageRecord::new(PackageManager::Rpm, name, version, arch);
+    assert_eq!(
+        records,
+        vec![
+            // SOURCERPM has no epoch; the source's is the binary's 1.
+            rpm("openssl-libs", "1:3.0.7-27.el9", "x86_64").built_from("openssl", "1:3.0.7-27.el9"),
+            rpm("openssl-libs", "1:3.0.7-27.el9", "i686").built_from("openssl", "1:3.0.7-27.el9"),
+            rpm("bash", "5.1.8-9.el9", "x86_64"),
+            rpm("python3-libs", "3.9.18-3.el9", "x86_64").built_from("python3.9", "3.9.18-3.el9"),
+            rpm("perl-Errno", "1.30-481.el9", "x86_64").built_from("perl", "5.32.1-481.el9"),
+            rpm("local-thing", "1.0-1", "x86_64"),
+        ]
+    );
+    assert_eq!(records[0].source.as_deref(), Some("openssl"));
+    assert_eq!(records[0].source_version, None);
+    assert_eq!(records[4].source_version.as_deref(), Some("5.32.1-481.el9"));
+    let inventory = patchward_agent::inventory::InventoryReport { records, problems: vec![] }.inventory(vec![]);
+    let arches: Vec<_> =
+        inventory.packages.iter().filter(|p| p.name == "openssl-libs").map(|p| p.arch.clone()).collect();
+    assert_eq!(arches, [Some("i686".to_owned()), Some("x86_64".to_owned())]);
 }
 
 // --- the Windows edge, as data ------------------------------------------

@@ -243,6 +243,7 @@ fn main() {
         summary.blocked,
         computed.grants.iter().map(Vec::len).sum::<usize>()
     );
+    println!("   {} exposure rows", computed.devices.iter().map(|d| d.exposure.len()).sum::<usize>());
     println!(
         "   heap: {:.0} MiB live before (policy, catalog, fleet), {:.0} MiB at the peak of the plan (+{:.0} MiB), the plan itself {:.0} MiB; process peak RSS {:.0} MiB",
         mib(before),

@@ -132,11 +132,12 @@ fn the_osv_sample_becomes_a_patch_per_record_with_platform_fixes() {
     let curl = find(&list, "DSA-5901-1").to_json();
     assert_eq!(curl["cves"], serde_json::json!(["CVE-2026-5101", "CVE-2026-5102"]));
     assert_eq!((curl["cvss"]["score"].as_f64(), curl["severity"].as_str()), (Some(8.8), Some("high")));
+    // Debian's advisories name source packages.
     assert_eq!(
         curl["fixes"],
         serde_json::json!([
-            {"manager": "dpkg", "package": "curl", "fixedVersion": "7.88.1-10+deb12u9", "platform": "debian-12"},
-            {"manager": "dpkg", "package": "curl", "fixedVersion": "7.74.0-1.3+deb11u15", "platform": "debian-11"}
+            {"manager": "dpkg", "package": "curl", "fixedVersion": "7.88.1-10+deb12u9", "platform": "debian-12", "kind": "source"},
+            {"manager": "dpkg", "package": "curl", "fixedVersion": "7.74.0-1.3+deb11u15", "platform": "debian-11", "kind": "source"}
         ])
     );
     assert_eq!(curl["applicability"]["platforms"], serde_json::json!(["debian-11", "debian-12"]));

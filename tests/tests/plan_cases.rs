@@ -16,6 +16,8 @@
 //! - `matched`: per rule, the patches its match selects;
 //! - `gates`: `{patch, stage, succeeded, failed, passed}` each;
 //! - `software`: per device, every software item (fields given compared);
+//! - `exposure`: every device that has exposure, each with exactly these
+//!   patches (by patch id); each row's fields given are compared;
 //! - `diagnostics`: each text appears in some `path:line:col: severity: message`.
 
 use std::collections::BTreeMap;
@@ -55,6 +57,8 @@ struct Expect {
     gates: Option<Vec<BTreeMap<String, Value>>>,
     /// Per device, its software items: `{package, version, action, status}`.
     software: Option<BTreeMap<String, Vec<BTreeMap<String, Value>>>>,
+    /// Per device, its exposure rows: `{patch, decision, ...}`.
+    exposure: Option<BTreeMap<String, Vec<BTreeMap<String, Value>>>>,
     diagnostics: Option<Vec<String>>,
 }
 
@@ -165,6 +169,26 @@ fn check(path: &Path, case: &Case, plan: &Value) -> Vec<String> {
                         item[field].clone()
                     };
                     expect_eq(format!("{id} {} {field}", want["patch"]), got, value.clone());
+                }
+            }
+        }
+    }
+    if let Some(expected) = &e.exposure {
+        let exposed: Vec<&String> =
+            devices.iter().filter(|(_, d)| !d["exposure"].as_array().unwrap().is_empty()).map(|(id, _)| id).collect();
+        expect_eq("devices with exposure".into(), json!(exposed), json!(expected.keys().collect::<Vec<_>>()));
+        for (id, rows) in expected {
+            let Some(device) = devices.get(id) else { continue };
+            let actual = device["exposure"].as_array().unwrap();
+            for row in actual {
+                expect_eq(format!("{id} exposure row's device"), row["device"].clone(), json!(id));
+            }
+            let patches: Vec<&Value> = actual.iter().map(|r| &r["patch"]).collect();
+            let wanted: Vec<&Value> = rows.iter().map(|r| &r["patch"]).collect();
+            expect_eq(format!("{id} exposure"), json!(patches), json!(wanted));
+            for (row, want) in actual.iter().zip(rows) {
+                for (field, value) in want {
+                    expect_eq(format!("{id} exposure {} {field}", want["patch"]), row[field].clone(), value.clone());
                 }
             }
         }

@@ -305,6 +305,10 @@ pub struct DebSpec {
     pub files: Vec<(PathBuf, Vec<u8>)>,
     /// Maintainer scripts by name (`postinst`, `prerm`, …), shell text.
     pub scripts: Vec<(String, String)>,
+    /// `all` unless set: an architecture copy needs its own (`amd64`).
+    pub architecture: String,
+    /// More control fields, in order (`Source`, `Multi-Arch`).
+    pub fields: Vec<(String, String)>,
 }
 
 impl DebSpec {
@@ -315,7 +319,20 @@ impl DebSpec {
             version: version.into(),
             files: vec![(file, version.as_bytes().to_vec())],
             scripts: vec![],
+            architecture: "all".into(),
+            fields: vec![],
         }
+    }
+
+    pub fn architecture(mut self, architecture: &str) -> DebSpec {
+        self.architecture = architecture.into();
+        self
+    }
+
+    /// Adds the control field `name: value`.
+    pub fn field(mut self, name: &str, value: &str) -> DebSpec {
+        self.fields.push((name.into(), value.into()));
+        self
     }
 
     pub fn script(mut self, name: &str, body: &str) -> DebSpec {
@@ -323,17 +340,27 @@ impl DebSpec {
         self
     }
 
-    /// Builds `OUT_DIR/NAME_VERSION_all.deb` and returns its path.
+    /// The `DEBIAN/control` file.
+    fn control(&self) -> String {
+        let mut control = format!(
+            "Package: {}\nVersion: {}\nArchitecture: {}\nMaintainer: patchward <noreply@patchward.invalid>\n",
+            self.name, self.version, self.architecture
+        );
+        for (name, value) in &self.fields {
+            control.push_str(&format!("{name}: {value}\n"));
+        }
+        control.push_str(&format!("Description: patchward test package {}\n", self.name));
+        control
+    }
+
+    /// Builds `OUT_DIR/NAME_VERSION_ARCH.deb` and returns its path.
     pub fn build(&self, out_dir: &Path) -> Result<PathBuf, InstallError> {
         check_package_name(&self.name)?;
-        let tree = out_dir.join(format!("{}_{}.tree", self.name, self.version));
+        let stem = format!("{}_{}_{}", self.name, self.version, self.architecture);
+        let tree = out_dir.join(format!("{stem}.tree"));
         let control_dir = tree.join("DEBIAN");
         std::fs::create_dir_all(&control_dir).map_err(io_error("failed to create directory", &control_dir))?;
-        let control = format!(
-            "Package: {}\nVersion: {}\nArchitecture: all\nMaintainer: patchward <noreply@patchward.invalid>\nDescription: patchward test package {}\n",
-            self.name, self.version, self.name
-        );
-        write(&control_dir.join("control"), control.as_bytes(), 0o644)?;
+        write(&control_dir.join("control"), self.control().as_bytes(), 0o644)?;
         for (name, body) in &self.scripts {
             write(&control_dir.join(name), body.as_bytes(), 0o755)?;
         }
@@ -344,7 +371,7 @@ impl DebSpec {
             }
             write(&target, bytes, 0o644)?;
         }
-        let deb = out_dir.join(format!("{}_{}_all.deb", self.name, self.version));
+        let deb = out_dir.join(format!("{stem}.deb"));
         let argv: Vec<OsString> = vec![
             "dpkg-deb".into(),
             "--root-owner-group".into(),

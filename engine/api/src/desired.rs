@@ -1,12 +1,15 @@
 //! The desired state of one device: what the engine serves (signed, in a
 //! DSSE envelope of type [`crate::dsse::DESIRED_STATE_TYPE`]) and what the
 //! agent converges to. DESIGN fixes its fields.
+//!
+//! Within v1 fields are only added, and optional, so these types accept
+//! fields they do not know (DESIGN, "Compatibility between releases").
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct DesiredState {
     pub device: String,
     /// Increases with every change to this device's state; an agent refuses
@@ -28,7 +31,7 @@ pub struct DesiredState {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct DesiredItem {
     /// A catalog patch id, or `package@version` for software.
     pub patch: String,
@@ -52,6 +55,11 @@ pub struct DesiredItem {
     /// with it, and an uninstall learns from it what to remove.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detect: Option<crate::detection::Detection>,
+    /// The patch's package fixes, when it has no packages to download: the
+    /// agent detects the item by them where `detect` is absent, and
+    /// installs them from the device's own repositories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixes: Vec<crate::fixes::PackageFix>,
     /// For a `scheduled-prompt` policy, the policy that applies outside its
     /// prompting hours: `{policy, windows, fallback}`, resolved like the
     /// item's own (and its own fallback in turn).
@@ -65,7 +73,7 @@ pub struct DesiredItem {
 
 /// A deployment policy resolved for the agent, as the item carries its own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ResolvedFallback {
     pub policy: serde_json::Value,
     pub windows: Vec<serde_json::Value>,
@@ -91,7 +99,7 @@ pub enum Status {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ItemSource {
     /// `rule`, `approval` or `assignment`.
     pub kind: String,
@@ -100,7 +108,7 @@ pub struct ItemSource {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct DesiredPackage {
     #[serde(rename = "type")]
     pub kind: String,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::PackageManager;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Detection {
     pub any_of: Vec<DetectionRule>,
 }
@@ -30,7 +30,7 @@ pub enum DetectionRule {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PackageDetection {
     pub manager: PackageManager,
     pub name: String,
@@ -38,14 +38,14 @@ pub struct PackageDetection {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct FileVersionDetection {
     pub path: String,
     pub at_least: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct RegistryDetection {
     pub key: String,
     pub value: String,
@@ -53,7 +53,7 @@ pub struct RegistryDetection {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct FileHashDetection {
     pub path: String,
     /// 64 hex digits.

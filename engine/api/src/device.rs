@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /api/v1/enroll`, with the enrollment token as the bearer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct EnrollRequest {
     #[serde(default)]
     pub facts: crate::Facts,
@@ -15,7 +15,7 @@ pub struct EnrollRequest {
 /// The device's identity: its id, its credential (shown once; the engine
 /// keeps only a hash), and the key its desired states are signed with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct EnrollResponse {
     pub device_id: String,
     pub credential: String,
@@ -25,7 +25,7 @@ pub struct EnrollResponse {
 
 /// `PUT /api/v1/device/inventory`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct InventoryUpload {
     #[serde(default)]
     pub facts: crate::Facts,
@@ -36,7 +36,7 @@ pub struct InventoryUpload {
 /// The generation of the desired state planned from the upload (none while
 /// no policy is in force).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct InventoryAccepted {
     pub generation: Option<u64>,
 }

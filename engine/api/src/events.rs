@@ -8,21 +8,21 @@ use serde::{Deserialize, Serialize};
 
 /// The body of `POST /api/v1/device/events`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct EventBatch {
     pub events: Vec<AgentEvent>,
 }
 
 /// The engine's answer: how many were new, how many it had already.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct EventsRecorded {
     pub recorded: usize,
     pub duplicates: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct AgentEvent {
     /// Per device, from 1, never reused.
     pub seq: u64,

@@ -1,6 +1,10 @@
 //! What the engine knows of a device: its facts, its inventory and what it
 //! reported. The agent uploads these; `patchward plan --fleet` reads a file
 //! of them.
+//!
+//! What an agent uploads accepts fields it does not know: an older engine
+//! ignores what a newer agent adds within v1. The fleet file itself (its
+//! `devices` and each device's keys) stays strict, to catch typos.
 
 use std::collections::BTreeMap;
 
@@ -46,7 +50,7 @@ pub struct Device {
 /// Every fact is optional. `labels` and `groups` default to empty, so a
 /// selector may ask `"ring" in device.labels` of any device.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Facts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
@@ -73,7 +77,7 @@ pub struct Facts {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Inventory {
     /// Ids of the catalog patches installed (KBs, advisories).
     #[serde(default)]
@@ -83,16 +87,28 @@ pub struct Inventory {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct InstalledPackage {
     pub manager: PackageManager,
     pub name: String,
     pub version: String,
+    /// In the manager's own words: `amd64` for dpkg, `x86_64` for rpm.
+    /// Architecture copies of one package are separate entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// The source package it was built from (dpkg's `Source:`, rpm's
+    /// SOURCERPM); absent: the package is its own source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The source's version, where it differs from the binary's (dpkg's
+    /// `Source: x (1.2-3)`); absent: the binary's own version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<String>,
 }
 
 /// What the device said about one patch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     pub patch: String,
     pub status: ReportStatus,

@@ -13,6 +13,7 @@ pub mod device;
 pub mod dsse;
 mod duration;
 pub mod events;
+pub mod fixes;
 mod fleet;
 mod time_of_day;
 mod version;

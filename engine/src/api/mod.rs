@@ -29,8 +29,8 @@ use limits::{BoundedJson, RateLimiter};
 
 use crate::daemon::config::Limits;
 use crate::daemon::media::BlobStore;
-use crate::daemon::views;
 use crate::daemon::{Engine, ServedDesired, UserRequest, UserRequestKind};
+use crate::daemon::{exposure_view, views};
 use crate::store::fleet::{AccessToken, EnrollmentToken, Role};
 
 pub struct ApiState {
@@ -82,6 +82,7 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/api/v1/catalog", get(catalog))
         .route("/api/v1/installed", get(installed))
         .route("/api/v1/review", get(review))
+        .route("/api/v1/exposure", get(exposure))
         .route("/api/v1/user/device", get(user_device))
         .route("/api/v1/user/snooze", post(user_snooze))
         .route("/api/v1/user/install", post(user_install))
@@ -600,7 +601,9 @@ async fn compliance(
     let csv = wants_csv(&query.format)?;
     let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
     let now = state.engine.clock.now();
-    let report = views::compliance(&in_force, &plan, &views::device_plans(&plan, &replanned), now);
+    let devices = views::device_plans(&plan, &replanned);
+    let mut report = views::compliance(&in_force, &plan, &devices, now);
+    report.exposure = Some(exposure_summary(&state, &in_force, &plan, &devices)?);
     if csv {
         let mut rows = Vec::new();
         for (group, map) in
@@ -750,12 +753,14 @@ pub(crate) fn catalog_rows(
     state: &ApiState,
     filter: &views::CatalogFilter,
 ) -> Result<Vec<views::CatalogRow>, ApiError> {
-    let (in_force, plan, _) = plan_or_unavailable(state)?;
+    let (in_force, plan, replanned) = plan_or_unavailable(state)?;
     let records = state.engine.store.catalog_patches().map_err(ApiError::store)?;
     let coverage = crate::catalog::coverage::CoverageSet::of_policy(&in_force.policy.policy);
     let views = crate::catalog::view::views(records, &coverage);
-    let mut rows: Vec<views::CatalogRow> =
-        views::catalog_rows(&views, &plan).into_iter().filter(|r| filter.keeps(r)).collect();
+    let mut rows: Vec<views::CatalogRow> = views::catalog_rows(&views, &plan, &views::device_plans(&plan, &replanned))
+        .into_iter()
+        .filter(|r| filter.keeps(r))
+        .collect();
     rows.sort_by(|a, b| b.released.cmp(&a.released).then_with(|| a.id.cmp(&b.id)));
     Ok(rows)
 }
@@ -785,6 +790,7 @@ const CATALOG_COLUMNS: &[&str] = &[
     "active",
     "obsoleteSince",
     "matchedBy",
+    "missing",
 ];
 
 async fn catalog(
@@ -798,6 +804,86 @@ async fn catalog(
         return Ok(csv_response(views::to_csv(CATALOG_COLUMNS, &rows)));
     }
     Ok(Json(serde_json::json!({"total": rows.len(), "patches": rows})).into_response())
+}
+
+/// What compliance shows of exposure, from the engine's record.
+pub(crate) fn exposure_summary(
+    state: &ApiState,
+    in_force: &crate::daemon::InForce,
+    plan: &crate::plan::Plan,
+    devices: &[&crate::plan::DevicePlan],
+) -> Result<exposure_view::ExposureSummary, ApiError> {
+    let engine = &state.engine;
+    let since = engine.exposure.read(&engine.store).map_err(ApiError::store)?;
+    let tally = engine.store.remediation_tally().map_err(ApiError::store)?;
+    Ok(exposure_view::exposure_summary(in_force, plan, devices, &since, tally, engine.clock.now()))
+}
+
+/// The exposure rows a query keeps: how many, and those of the page
+/// `offset..offset + limit` in the query's order (every one with no limit).
+/// The API's and the console's Exposure view alike. Without a sort only the
+/// page's rows are rendered.
+pub(crate) fn exposure_page(
+    state: &ApiState,
+    filter: &exposure_view::ExposureFilter,
+    order: &views::SortOrder,
+    offset: usize,
+    limit: Option<usize>,
+) -> Result<(usize, Vec<crate::plan::exposure::ExposureRow>), ApiError> {
+    let (in_force, plan, replanned) = plan_or_unavailable(state)?;
+    let engine = &state.engine;
+    let now = engine.clock.now();
+    let since = engine.exposure.read(&engine.store).map_err(ApiError::store)?;
+    let devices = views::device_plans(&plan, &replanned);
+    let picks = exposure_view::select(&in_force, &plan, &devices, filter, &since, now)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let total = picks.len();
+    let end = limit.map_or(total, |l| offset.saturating_add(l).min(total));
+    let rows = if order.key().is_some() {
+        let sorted = order.apply(exposure_view::render(&in_force, &plan, &picks, &since, now));
+        sorted.into_iter().skip(offset).take(end.saturating_sub(offset)).collect()
+    } else {
+        exposure_view::render(&in_force, &plan, picks.get(offset.min(end)..end).unwrap_or(&[]), &since, now)
+    };
+    Ok((total, rows))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExposureQuery {
+    #[serde(flatten)]
+    filter: exposure_view::ExposureFilter,
+    #[serde(flatten)]
+    order: views::SortOrder,
+    offset: Option<usize>,
+    limit: Option<usize>,
+    format: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct ExposureList {
+    total: usize,
+    offset: usize,
+    exposure: Vec<crate::plan::exposure::ExposureRow>,
+}
+
+pub(crate) const EXPOSURE_COLUMNS: &[&str] =
+    &["device", "patch", "title", "cves", "severity", "cvss", "decision", "reason", "since", "target", "overdue"];
+
+/// `GET /api/v1/exposure`: which devices are exposed to what, since when.
+async fn exposure(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    ApiQuery(query): ApiQuery<ExposureQuery>,
+) -> Result<Response, ApiError> {
+    let csv = wants_csv(&query.format)?;
+    if csv {
+        let (_, rows) = exposure_page(&state, &query.filter, &query.order, 0, None)?;
+        return Ok(csv_response(views::to_csv(EXPOSURE_COLUMNS, &rows)));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let (total, page) = exposure_page(&state, &query.filter, &query.order, offset, query.limit)?;
+    Ok(Json(ExposureList { total, offset, exposure: page }).into_response())
 }
 
 pub(crate) const INSTALLED_COLUMNS: &[&str] = &["at", "device", "patch", "action", "policy"];

@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::model::{Category, Detection, PackageManager, Timestamp};
+use crate::policy::model::{Category, Detection, Timestamp};
 
 /// The feed document a vendor publishes in patchward's format.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -74,11 +74,21 @@ pub enum Severity {
     Medium,
     Low,
     Informational,
+    /// A security advisory that carries neither a score nor a vendor
+    /// severity (Debian's DSA records): never silently "informational",
+    /// which means "not a security fix".
+    Unrated,
 }
 
 impl Severity {
-    pub const ALL: [Severity; 5] =
-        [Severity::Critical, Severity::High, Severity::Medium, Severity::Low, Severity::Informational];
+    pub const ALL: [Severity; 6] = [
+        Severity::Critical,
+        Severity::High,
+        Severity::Medium,
+        Severity::Low,
+        Severity::Informational,
+        Severity::Unrated,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -87,6 +97,7 @@ impl Severity {
             Severity::Medium => "medium",
             Severity::Low => "low",
             Severity::Informational => "informational",
+            Severity::Unrated => "unrated",
         }
     }
 
@@ -129,17 +140,9 @@ pub struct Applicability {
     pub languages: Option<Vec<String>>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Fix {
-    pub manager: PackageManager,
-    pub package: String,
-    pub fixed_version: String,
-    /// The platform this fix is for (`ubuntu-22.04`), when one advisory
-    /// fixes several releases with different versions; absent means any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-}
+/// A package fix: the wire type the agent shares, so engine and agent judge
+/// it by one rule (`patchward_api::fixes`).
+pub use patchward_api::fixes::{FixKind, PackageFix as Fix};
 
 /// A product version an advisory names as fixed, when it is not a package
 /// a package manager installs (CSAF `fixed` product versions).
@@ -181,4 +184,7 @@ pub struct ImportedFeed {
     /// None: the format carries no expiry (CSAF, OSV).
     pub expires_at: Option<jiff::Timestamp>,
     pub patches: Vec<Patch>,
+    /// What the importer skipped and why (an OSV record that does not
+    /// parse): reported with the import, which goes ahead without it.
+    pub warnings: Vec<String>,
 }

@@ -11,6 +11,8 @@ pub mod cvss;
 pub mod feed;
 pub mod fetch;
 pub mod import;
+pub mod openpgp;
+pub mod provider;
 pub mod retention;
 pub mod supersedence;
 pub mod sync;
@@ -23,7 +25,8 @@ use sha2::{Digest, Sha256};
 
 use crate::policy::model::{FeedFormat, Retention};
 use crate::store::{
-    CatalogChange, CatalogPatch, EncodedPatch, PatchesDigest, SourceState, Store, StoreError, StoredRecord,
+    CatalogChange, CatalogPatch, CsafProviderState, EncodedPatch, PatchesDigest, SourceState, Store, StoreError,
+    StoredRecord,
 };
 use feed::{ImportedFeed, Severity};
 
@@ -34,6 +37,8 @@ pub enum Refusal {
     Hash { expected: String, actual: String },
     #[error("signature does not verify: {0}")]
     Signature(String),
+    #[error("{document}: checksum does not verify: {reason}")]
+    Checksum { document: String, reason: String },
     #[error("rollback: the feed's revision {offered} is lower than revision {in_force} in force")]
     Rollback { offered: u64, in_force: u64 },
     #[error("revision {revision} is already in force with different content; a changed feed needs a new revision")]
@@ -99,6 +104,9 @@ pub struct ImportRequest<'a> {
     pub retention: Retention,
     pub limits: FeedLimits,
     pub now: jiff::Timestamp,
+    /// A CSAF provider's sync: what it read, recorded in the source's state
+    /// in the same commit. None keeps what the state had.
+    pub csaf_provider: Option<CsafProviderState>,
 }
 
 impl<'a> ImportRequest<'a> {
@@ -119,6 +127,7 @@ impl<'a> ImportRequest<'a> {
             retention: Retention::default(),
             limits: FeedLimits::default(),
             now,
+            csaf_provider: None,
         }
     }
 }
@@ -201,8 +210,19 @@ fn plan_judged(
     request: &ImportRequest,
     digest: String,
 ) -> Result<(CatalogChange, ImportReport), Refusal> {
-    let previous = snapshot.sources.get(request.source);
     let feed = import::parse(request.format, request.bytes, &request.limits)?;
+    plan_parsed(snapshot, request, feed, digest)
+}
+
+/// [`plan_judged`] for a feed already parsed: freeze, rollback, and the
+/// change itself.
+fn plan_parsed(
+    snapshot: &CatalogSnapshot,
+    request: &ImportRequest,
+    feed: ImportedFeed,
+    digest: String,
+) -> Result<(CatalogChange, ImportReport), Refusal> {
+    let previous = snapshot.sources.get(request.source);
     if let Some(expires_at) = feed.expires_at
         && expires_at <= request.now
     {
@@ -286,6 +306,31 @@ fn retention_expired(since: jiff::Timestamp, retention: &Retention, now: jiff::T
     since.checked_add(keep).is_ok_and(|until| until <= now)
 }
 
+/// The records a change keeps for a source: writes only what differs from
+/// the stored bytes, and digests and counts everything it keeps.
+#[derive(Default)]
+struct Kept {
+    change: CatalogChange,
+    digest: PatchesDigest,
+    count: usize,
+    obsolete: BTreeMap<String, jiff::Timestamp>,
+}
+
+impl Kept {
+    fn keep(&mut self, encoded: EncodedPatch, stored: Option<&StoredRecord>) {
+        self.digest.toggle(&encoded.id, &encoded.bytes);
+        self.count += 1;
+        if stored.is_none_or(|s| s.bytes != encoded.bytes) {
+            self.change.put.push(encoded);
+        }
+    }
+
+    /// A stored record kept as it is.
+    fn keep_stored(&mut self, id: &str, stored: &StoredRecord) {
+        self.keep(EncodedPatch { id: id.to_owned(), bytes: stored.bytes.clone() }, Some(stored));
+    }
+}
+
 fn build_change(
     snapshot: &CatalogSnapshot,
     request: &ImportRequest,
@@ -293,7 +338,6 @@ fn build_change(
     digest: String,
     previous: Option<&SourceState>,
 ) -> Result<(CatalogChange, ImportReport), serde_json::Error> {
-    let now = request.now;
     let revision = match (request.mode, previous) {
         (ImportMode::Merge, Some(previous)) => previous.revision.max(feed.revision),
         _ => feed.revision,
@@ -303,27 +347,50 @@ fn build_change(
         revision,
         previous_revision: previous.map(|p| p.revision),
         patches: feed.patches.len(),
+        warnings: feed.warnings,
         ..ImportReport::default()
     };
-    let mut change = CatalogChange::default();
-    let mut patches_digest = PatchesDigest::default();
-    let mut count = 0;
-    let mut obsolete = BTreeMap::new();
-    let mut in_feed = BTreeSet::new();
-    // Writes only what differs from the stored bytes; digests everything.
-    let mut keep = |encoded: EncodedPatch, stored: Option<&StoredRecord>, change: &mut CatalogChange| {
-        patches_digest.toggle(&encoded.id, &encoded.bytes);
-        count += 1;
-        if stored.is_none_or(|s| s.bytes != encoded.bytes) {
-            change.put.push(encoded);
-        }
-    };
+    let mut kept = Kept::default();
+    let in_feed = keep_feed_patches(snapshot, request, feed.patches, &mut kept, &mut report);
+    keep_absent_patches(snapshot, request, &in_feed, &mut kept, &mut report)?;
 
-    let supersedence = supersedence::compute(feed.patches.iter().map(|p| (p.id.as_str(), p.supersedes.as_slice())));
+    report.unchanged = kept.change.put.is_empty() && kept.change.delete.is_empty();
+    let now = request.now;
+    let state = SourceState {
+        name: request.source.to_owned(),
+        revision,
+        generated_at: feed.generated_at,
+        expires_at: feed.expires_at,
+        imported_at: if report.unchanged { previous.map(|p| p.imported_at).unwrap_or(now) } else { now },
+        checked_at: now,
+        etag: request.etag.clone(),
+        last_modified: request.last_modified.clone(),
+        feed_sha256: digest,
+        patch_count: kept.count,
+        patches_digest: kept.digest.to_hex(),
+        obsolete: kept.obsolete,
+        csaf_provider: request.csaf_provider.clone().or_else(|| previous.and_then(|p| p.csaf_provider.clone())),
+    };
+    let mut change = kept.change;
+    change.sources.push(state);
+    Ok((change, report))
+}
+
+/// Keeps the feed's patches (with the engine's fields) and returns their
+/// ids. A patch another source already published is left to it.
+fn keep_feed_patches(
+    snapshot: &CatalogSnapshot,
+    request: &ImportRequest,
+    patches: Vec<feed::Patch>,
+    kept: &mut Kept,
+    report: &mut ImportReport,
+) -> BTreeSet<String> {
+    let supersedence = supersedence::compute(patches.iter().map(|p| (p.id.as_str(), p.supersedes.as_slice())));
     for cycle in &supersedence.cycles {
         report.warnings.push(format!("supersedence cycle: {}", cycle.join(" → ")));
     }
-    for patch in feed.patches {
+    let mut in_feed = BTreeSet::new();
+    for patch in patches {
         in_feed.insert(patch.id.clone());
         let existing = snapshot.records.get(&patch.id);
         if let Some(other) = existing.filter(|e| e.head.source != request.source) {
@@ -334,12 +401,10 @@ fn build_change(
             continue;
         }
         let (score, severity, warning) = effective_severity(&patch);
-        if let Some(warning) = warning {
-            report.warnings.push(warning);
-        }
+        report.warnings.extend(warning);
         let record = CatalogPatch {
             source: request.source.to_owned(),
-            first_seen: existing.map(|e| e.head.first_seen).unwrap_or(now),
+            first_seen: existing.map(|e| e.head.first_seen).unwrap_or(request.now),
             obsolete_since: None,
             score,
             severity,
@@ -351,15 +416,31 @@ fn build_change(
             Some(old) if old.bytes != encoded.bytes => report.updated += 1,
             Some(_) => {}
         }
-        keep(encoded, existing, &mut change);
+        kept.keep(encoded, existing);
     }
+    in_feed
+}
 
-    // Patches of this source the feed no longer lists become obsolete
-    // (once), and are purged when obsolete beyond the retention.
-    for (id, old) in snapshot.records.iter().filter(|(id, r)| r.head.source == request.source && !in_feed.contains(*id))
-    {
+/// The source's patches the feed does not list. A merge keeps them as they
+/// are; a snapshot makes them obsolete (once), and purges them when
+/// obsolete beyond the retention.
+fn keep_absent_patches(
+    snapshot: &CatalogSnapshot,
+    request: &ImportRequest,
+    in_feed: &BTreeSet<String>,
+    kept: &mut Kept,
+    report: &mut ImportReport,
+) -> Result<(), serde_json::Error> {
+    let now = request.now;
+    let absent = snapshot.records.iter().filter(|(id, r)| r.head.source == request.source && !in_feed.contains(*id));
+    for (id, old) in absent {
         if request.mode == ImportMode::Merge {
-            keep(EncodedPatch { id: id.clone(), bytes: old.bytes.clone() }, Some(old), &mut change);
+            // An earlier snapshot's obsolete patch stays obsolete, and
+            // counted as such.
+            if let Some(since) = old.head.obsolete_since {
+                kept.obsolete.insert(id.clone(), since);
+            }
+            kept.keep_stored(id, old);
             continue;
         }
         let since = old.head.obsolete_since.unwrap_or(now);
@@ -368,39 +449,25 @@ fn build_change(
         }
         if retention_expired(since, &request.retention, now) {
             report.purged += 1;
-            change.delete.push(id.clone());
+            kept.change.delete.push(id.clone());
             continue;
         }
-        obsolete.insert(id.clone(), since);
+        kept.obsolete.insert(id.clone(), since);
         if old.head.obsolete_since.is_some() {
-            keep(EncodedPatch { id: id.clone(), bytes: old.bytes.clone() }, Some(old), &mut change);
+            kept.keep_stored(id, old);
         } else {
             let mut record: CatalogPatch = serde_json::from_slice(&old.bytes)?;
             record.obsolete_since = Some(since);
-            keep(EncodedPatch::new(&record), Some(old), &mut change);
+            kept.keep(EncodedPatch::new(&record), Some(old));
         }
     }
-
-    report.unchanged = change.put.is_empty() && change.delete.is_empty();
-    change.sources.push(SourceState {
-        name: request.source.to_owned(),
-        revision,
-        generated_at: feed.generated_at,
-        expires_at: feed.expires_at,
-        imported_at: if report.unchanged { previous.map(|p| p.imported_at).unwrap_or(now) } else { now },
-        checked_at: now,
-        etag: request.etag.clone(),
-        last_modified: request.last_modified.clone(),
-        feed_sha256: digest,
-        patch_count: count,
-        patches_digest: patches_digest.to_hex(),
-        obsolete,
-    });
-    Ok((change, report))
+    Ok(())
 }
 
 /// The severity a patch counts with: the feed's, or derived from its CVSS
-/// vector's base score (computed when the feed gives none).
+/// vector's base score (computed when the feed gives none). A security
+/// patch with neither is `unrated`, never "informational" (not a security
+/// fix).
 fn effective_severity(patch: &feed::Patch) -> (Option<f64>, Severity, Option<String>) {
     let given_score = patch.cvss.as_ref().and_then(|c| c.score);
     let computed = patch.cvss.as_ref().filter(|_| given_score.is_none()).map(|c| cvss::base_score(&c.vector));
@@ -409,7 +476,12 @@ fn effective_severity(patch: &feed::Patch) -> (Option<f64>, Severity, Option<Str
         Some(Err(e)) => (None, Some(format!("patch {}: {e}", patch.id))),
         None => (given_score, None),
     };
-    let severity = patch.severity.or_else(|| score.map(Severity::from_score)).unwrap_or(Severity::Informational);
+    let unscored = if patch.category == crate::policy::model::Category::Security {
+        Severity::Unrated
+    } else {
+        Severity::Informational
+    };
+    let severity = patch.severity.or_else(|| score.map(Severity::from_score)).unwrap_or(unscored);
     (score, severity, warning)
 }
 
@@ -441,6 +513,22 @@ pub fn import(store: &Store, request: &ImportRequest) -> Result<ImportReport, Im
     // The bytes were judged above; hashing and verifying them again would
     // only repeat the answer.
     let (change, report) = plan_judged(&snapshot, request, digest)?;
+    store.commit_catalog(change)?;
+    Ok(report)
+}
+
+/// Imports advisories already fetched, checked and parsed one document at a
+/// time (a CSAF provider's changed documents, see [`provider`]).
+/// `request.bytes` are what the source's state is judged and digested by
+/// (the provider's `changes.csv`); `feed` holds the patches. Checked like
+/// any feed's, and committed in one change like [`import`]'s.
+pub fn import_parsed(store: &Store, request: &ImportRequest, feed: ImportedFeed) -> Result<ImportReport, ImportError> {
+    let sources: BTreeMap<String, SourceState> =
+        store.catalog_sources()?.into_iter().map(|s| (s.name.clone(), s)).collect();
+    let (digest, _) = judge_bytes(&sources, request)?;
+    import::check_patches(request.format, &feed, &request.limits)?;
+    let snapshot = CatalogSnapshot { sources, records: store.catalog_records()? };
+    let (change, report) = plan_parsed(&snapshot, request, feed, digest)?;
     store.commit_catalog(change)?;
     Ok(report)
 }

@@ -158,6 +158,7 @@ enum SeverityArg {
     Medium,
     Low,
     Informational,
+    Unrated,
 }
 
 impl From<SeverityArg> for Severity {
@@ -168,6 +169,7 @@ impl From<SeverityArg> for Severity {
             SeverityArg::Medium => Severity::Medium,
             SeverityArg::Low => Severity::Low,
             SeverityArg::Informational => Severity::Informational,
+            SeverityArg::Unrated => Severity::Unrated,
         }
     }
 }
@@ -278,6 +280,7 @@ fn run_import(args: ImportArgs) -> anyhow::Result<Outcome> {
         retention: retention_of(policy.as_ref()),
         limits: FeedLimits::default(),
         now: now(),
+        csaf_provider: None,
     };
     match import(&store, &request) {
         Ok(report) => {
@@ -346,7 +349,7 @@ fn run_sync(args: SyncArgs, rebuild: bool) -> anyhow::Result<Outcome> {
             }
             Err(SyncError::Import(error)) => outcome = refused(&source.name, error)?,
             Err(SyncError::Store(error)) => return Err(error.into()),
-            Err(error @ SyncError::Fetch(_)) => {
+            Err(error @ (SyncError::Fetch(_) | SyncError::Config(_))) => {
                 eprintln!("{}: sync failed, the catalog is unchanged: {error}", source.name);
                 outcome = Outcome::Problems;
             }

@@ -16,6 +16,8 @@
 //! carries it is served, so generations never go back (G4).
 
 pub mod config;
+pub mod exposure;
+pub mod exposure_view;
 pub mod media;
 pub mod metrics;
 pub mod reconcile;
@@ -118,6 +120,8 @@ pub struct Engine {
     pub reports_arrived: tokio::sync::Notify,
     /// Set on shutdown: long polls answer at once.
     stopping: AtomicBool,
+    /// Since when each device has been exposed to each patch.
+    pub exposure: exposure::ExposureBook,
 }
 
 /// The content of a desired state is what decides its generation; these
@@ -214,6 +218,7 @@ impl Engine {
             sync_requests: tokio::sync::Notify::new(),
             reports_arrived: tokio::sync::Notify::new(),
             stopping: AtomicBool::new(false),
+            exposure: exposure::ExposureBook::default(),
         }
     }
 
@@ -311,6 +316,8 @@ impl Engine {
             now,
         });
         self.store.record_ledger(&computed.ledger_additions)?;
+        let planned: Vec<&DevicePlan> = computed.devices.iter().collect();
+        self.exposure.track(&self.store, &computed, &planned, now)?;
         let previous: HashMap<String, Arc<ServedDesired>> = {
             let served = self.served.read().unwrap_or_else(|p| p.into_inner());
             served.desired.clone()
@@ -494,6 +501,7 @@ impl Engine {
         )
         .pop()
         .expect("one device in, one plan out");
+        self.exposure.track(&self.store, &base, &[&planned], now)?;
         let content = self.content(&base, &in_force, &planned, now);
         let digest = content_digest(&content);
         let generation = self.store.desired_generation(id, &digest)?;

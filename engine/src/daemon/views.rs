@@ -336,6 +336,10 @@ pub struct ComplianceReport {
     pub by_severity: BTreeMap<String, Counts>,
     pub by_category: BTreeMap<String, Counts>,
     pub by_policy: BTreeMap<String, Counts>,
+    /// Beside deployment: the exposure past its remediation target and the
+    /// mean time to remediate. Filled where the engine's record is at hand.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure: Option<super::exposure_view::ExposureSummary>,
 }
 
 pub fn compliance(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan], now: jiff::Timestamp) -> ComplianceReport {
@@ -350,6 +354,7 @@ pub fn compliance(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan], now:
         by_severity: BTreeMap::new(),
         by_category: BTreeMap::new(),
         by_policy: BTreeMap::new(),
+        exposure: None,
     };
     for device in devices {
         let rows = item_rows(in_force, plan, device, now);
@@ -505,10 +510,18 @@ pub struct CatalogRow {
     pub obsolete_since: Option<jiff::Timestamp>,
     /// The rules whose `match` is true for it (whether or not they decide it).
     pub matched_by: Vec<String>,
+    /// How many devices it applies to and do not have it, whatever the
+    /// policy decided (0 for an inactive patch).
+    pub missing: usize,
 }
 
 /// Every stored patch (active or not), with the rules that match it.
-pub fn catalog_rows(views: &[crate::catalog::view::PatchView], plan: &Plan) -> Vec<CatalogRow> {
+pub fn catalog_rows(
+    views: &[crate::catalog::view::PatchView],
+    plan: &Plan,
+    devices: &[&DevicePlan],
+) -> Vec<CatalogRow> {
+    let missing = super::exposure_view::missing_by_patch(plan, devices);
     let mut matched: HashMap<&str, Vec<String>> = HashMap::new();
     for rule in &plan.rules {
         for &patch in &rule.matched {
@@ -534,6 +547,7 @@ pub fn catalog_rows(views: &[crate::catalog::view::PatchView], plan: &Plan) -> V
                 active: view.active,
                 obsolete_since: record.obsolete_since,
                 matched_by: matched.get(record.patch.id.as_str()).cloned().unwrap_or_default(),
+                missing: plan.patches.binary_search(&record.patch.id).map_or(0, |p| missing[p]),
             }
         })
         .collect()

@@ -115,6 +115,11 @@ fn duration(d: patchward_api::Duration) -> jiff::SignedDuration {
 }
 
 impl CompiledPolicy {
+    /// The remediation targets of the policy's Settings, or the defaults.
+    pub fn remediation(&self) -> crate::policy::model::Remediation {
+        self.policy.settings.as_ref().map(|s| s.spec.remediation.clone()).unwrap_or_default()
+    }
+
     /// Compiles a loaded policy; `Err` holds why not: the load's
     /// diagnostics when it did not validate, else the compiler's.
     pub fn from_load(load: crate::policy::PolicyLoad) -> Result<CompiledPolicy, Vec<Diagnostic>> {

@@ -127,6 +127,7 @@ pub fn desired_state(
                     })
                     .collect(),
                 detect: patch.detect.as_ref().and_then(wire_detection),
+                fixes: if patch.packages.is_empty() && planned.reads_fixes { patch.fixes.clone() } else { Vec::new() },
                 fallback,
                 user_request: None,
             }
@@ -167,6 +168,7 @@ pub fn desired_state(
                 })
                 .unwrap_or_default(),
             detect: version.and_then(|v| v.value.detection.as_ref()).and_then(wire_detection),
+            fixes: Vec::new(),
             fallback,
             user_request: None,
         });

@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod compile;
 pub mod desired;
 pub mod diff;
+pub mod exposure;
 mod fields;
 pub mod ledger;
 pub mod report;
@@ -26,7 +27,8 @@ pub mod synthetic;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use patchward_api::{Device, ReportStatus, compare_versions};
+use patchward_api::fixes::{FixState, PackageIndex};
+use patchward_api::{Device, ReportStatus};
 use rayon::prelude::*;
 
 use crate::diagnostics::Diagnostic;
@@ -149,6 +151,80 @@ pub struct DevicePlan {
     pub excluded: Vec<(u32, u32)>,
     /// Software assignments that reach the device.
     pub software: Vec<SoftwareItem>,
+    /// The active patches that apply to the device and are not installed,
+    /// whatever the policy decided, by patch.
+    pub exposure: Vec<Exposure>,
+    /// Whether the device's agent reads an item's `fixes`. Agents that do
+    /// name each package's architecture in their inventory; older ones
+    /// refuse a desired state with fields they do not know, so they are
+    /// never sent one (DESIGN, "Compatibility between releases").
+    pub reads_fixes: bool,
+}
+
+/// What the policy decided about a patch a device is exposed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExposureDecision {
+    /// A grant brings it to the device (it may still be scheduled or blocked).
+    Approved,
+    /// The deciding rule says `review`.
+    Review,
+    /// The deciding rule says `hold`.
+    Held,
+    /// No rule decides it for this device: none matched, one failed, or the
+    /// approving rule's stages do not reach the device's scopes.
+    Unmatched,
+    /// An Exclusion declines it for the device.
+    Excluded,
+    /// A newer patch supersedes it and the deciding rule skips superseded ones.
+    Superseded,
+}
+
+impl ExposureDecision {
+    pub const ALL: [ExposureDecision; 6] = [
+        ExposureDecision::Approved,
+        ExposureDecision::Review,
+        ExposureDecision::Held,
+        ExposureDecision::Unmatched,
+        ExposureDecision::Excluded,
+        ExposureDecision::Superseded,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExposureDecision::Approved => "approved",
+            ExposureDecision::Review => "review",
+            ExposureDecision::Held => "held",
+            ExposureDecision::Unmatched => "unmatched",
+            ExposureDecision::Excluded => "excluded",
+            ExposureDecision::Superseded => "superseded",
+        }
+    }
+}
+
+/// One patch a device is exposed to. Eight bytes, like an item: the why
+/// is rendered from `by` when it is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exposure {
+    pub patch: u32,
+    pub decision: ExposureDecision,
+    /// Approved: the grant's index in `Plan::grants[patch]`; excluded: the
+    /// exclusion's index; otherwise the deciding rule's index in
+    /// `Plan::rules`, or [`Exposure::NOBODY`].
+    pub by: u32,
+}
+
+impl Exposure {
+    pub const NOBODY: u32 = u32::MAX;
+}
+
+/// What the policy decided about a patch, before any device: where an
+/// exposure's decision comes from when no grant or exclusion reaches the
+/// device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: ExposureDecision,
+    pub rule: u32,
 }
 
 /// A SoftwareAssignment on one device.
@@ -224,6 +300,8 @@ pub struct Plan {
     /// Per patch, the exclusions that matched it (by index), whatever
     /// their scopes.
     pub excluded_by: Vec<Vec<u32>>,
+    /// Per patch, what the policy decided before any device (for exposure).
+    pub verdicts: Vec<Verdict>,
     /// By device id.
     pub devices: Vec<DevicePlan>,
     /// Runtime problems (rule errors, selector failures, approvals of
@@ -288,6 +366,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         grants: Vec::new(),
         retractions: retraction_grants(policy),
         excluded_by: Vec::new(),
+        verdicts: verdicts(policy, catalog, &decisions),
         devices: Vec::new(),
         diagnostics: Vec::new(),
         ledger_additions: Vec::new(),
@@ -388,7 +467,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     let in_scope = |device: usize, scope: u32| scope == 0 || membership[scope as usize][device];
     count_gates(&mut plan.gates, &gate_specs, catalog, &devices, &in_scope);
 
-    plan.devices = plan_devices(input, &devices, &grants, &excluded_by, &plan.gates, &membership);
+    plan.devices = plan_devices(input, &devices, &grants, &excluded_by, &plan.gates, &plan.verdicts, &membership);
     plan.grants = grants;
     plan.excluded_by = excluded_by;
 
@@ -442,7 +521,37 @@ pub fn replan_devices(input: &PlanInput, base: &Plan) -> Vec<DevicePlan> {
     // Selector failures were reported by the full plan.
     let mut ignored = Vec::new();
     let membership = scope_membership(input.policy, &devices, &evaluator, &mut ignored);
-    plan_devices(input, &devices, &base.grants, &base.excluded_by, &base.gates, &membership)
+    plan_devices(input, &devices, &base.grants, &base.excluded_by, &base.gates, &base.verdicts, &membership)
+}
+
+/// Each patch's decision before any device: the deciding rule's action
+/// (an approval of a superseded patch a rule skips is `superseded`), or
+/// unmatched.
+fn verdicts(policy: &CompiledPolicy, catalog: &PlanCatalog, decisions: &[Decision]) -> Vec<Verdict> {
+    let unmatched = |rule| Verdict { decision: ExposureDecision::Unmatched, rule };
+    decisions
+        .iter()
+        .enumerate()
+        .map(|(patch, decision)| match *decision {
+            Decision::None => unmatched(Exposure::NOBODY),
+            Decision::Failed(rule) => unmatched(rule),
+            Decision::By(rule) => {
+                let compiled = &policy.rules[rule as usize];
+                let decision = match compiled.action {
+                    RuleAction::Review => ExposureDecision::Review,
+                    RuleAction::Hold => ExposureDecision::Held,
+                    RuleAction::Approve
+                        if compiled.superseded == SupersededHandling::Skip
+                            && !catalog.patches[patch].view.superseded_by.is_empty() =>
+                    {
+                        ExposureDecision::Superseded
+                    }
+                    RuleAction::Approve => ExposureDecision::Approved,
+                };
+                Verdict { decision, rule }
+            }
+        })
+        .collect()
 }
 
 /// One removal grant per deployment policy: due at once, everywhere the
@@ -462,48 +571,60 @@ fn retraction_grants(policy: &CompiledPolicy) -> Vec<Grant> {
         .collect()
 }
 
+/// What every device's planning reads: the plan so far.
+struct Shared<'a> {
+    catalog: &'a PlanCatalog,
+    policy: &'a CompiledPolicy,
+    grants: &'a [Vec<Grant>],
+    excluded_by: &'a [Vec<u32>],
+    gates: &'a [GateOutcome],
+    verdicts: &'a [Verdict],
+    membership: &'a [Vec<bool>],
+    locations: Vec<LocationNet>,
+    now: jiff::Timestamp,
+}
+
 /// Every device's items, in parallel, in the order of `devices`.
+#[allow(clippy::too_many_arguments)]
 fn plan_devices(
     input: &PlanInput,
     devices: &[&Device],
     grants: &[Vec<Grant>],
     excluded_by: &[Vec<u32>],
     gates: &[GateOutcome],
+    verdicts: &[Verdict],
     membership: &[Vec<bool>],
 ) -> Vec<DevicePlan> {
     let catalog = input.catalog;
-    let policy = input.policy;
-    // Which patches can apply to devices of one (platform, arch, language):
-    // only those with a candidate, filtered by their lists once per kind.
-    let reachable: Vec<u32> = (0..catalog.len() as u32).filter(|p| !grants[*p as usize].is_empty()).collect();
+    // Which active patches can apply to devices of one (platform, arch,
+    // language), filtered by their lists once per kind: every one, since a
+    // device's exposure counts patches nothing approved.
     let mut kinds: HashMap<DeviceKind, Vec<u32>> = HashMap::new();
     for device in devices {
         let facts = &device.facts;
         let key = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
         kinds.entry(key).or_insert_with(|| {
-            reachable.iter().copied().filter(|p| applies_by_lists(&catalog.patches[*p as usize], key)).collect()
+            (0..catalog.len() as u32).filter(|p| applies_by_lists(&catalog.patches[*p as usize], key)).collect()
         });
     }
-    let locations = locations(policy);
+    let shared = Shared {
+        catalog,
+        policy: input.policy,
+        grants,
+        excluded_by,
+        gates,
+        verdicts,
+        membership,
+        locations: locations(input.policy),
+        now: input.now,
+    };
     devices
         .par_iter()
         .enumerate()
         .map(|(index, device)| {
             let facts = &device.facts;
             let key = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
-            plan_device(
-                index,
-                device,
-                &kinds[&key],
-                catalog,
-                policy,
-                grants,
-                excluded_by,
-                gates,
-                membership,
-                &locations,
-                input.now,
-            )
+            plan_device(index, device, &kinds[&key], &shared)
         })
         .collect()
 }
@@ -824,38 +945,10 @@ fn applies_by_lists(patch: &PlanPatch, (platform, arch, language): DeviceKind) -
         && meets(&applicability.languages, language)
 }
 
-/// What a patch's package fixes say about a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum FixState {
-    /// The patch has no package fixes: the lists alone decide.
-    NoFixes,
-    /// None of the fixed packages is installed: it does not apply.
-    NotApplicable,
-    /// Some installed package is below its fixed version.
-    Needed,
-    /// Every installed fixed package is at or above its version.
-    Fixed,
-}
-
-fn fix_state(
-    patch: &PlanPatch,
-    device: &Device,
-    packages: &HashMap<(patchward_api::PackageManager, &str), &str>,
-) -> FixState {
-    let fixes = &patch.view.record.patch.fixes;
-    if fixes.is_empty() {
-        return FixState::NoFixes;
-    }
-    let platform = device.facts.platform.as_deref();
-    let mut state = FixState::NotApplicable;
-    for fix in fixes.iter().filter(|f| f.platform.is_none() || f.platform.as_deref() == platform) {
-        let Some(installed) = packages.get(&(fix.manager, fix.package.as_str())) else { continue };
-        if compare_versions(installed, &fix.fixed_version, fix.manager.scheme()).is_lt() {
-            return FixState::Needed;
-        }
-        state = FixState::Fixed;
-    }
-    state
+/// What a patch's package fixes say about a device (DESIGN's rule, shared
+/// with the agent's detection: `patchward_api::fixes`).
+fn fix_state(patch: &PlanPatch, device: &Device, packages: &PackageIndex<'_>) -> FixState {
+    patchward_api::fixes::fix_state(&patch.view.record.patch.fixes, device.facts.platform.as_deref(), packages)
 }
 
 struct LocationNet {
@@ -877,52 +970,37 @@ fn locations(policy: &CompiledPolicy) -> Vec<LocationNet> {
     nets
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan_device(
-    index: usize,
-    device: &Device,
-    patches: &[u32],
-    catalog: &PlanCatalog,
-    policy: &CompiledPolicy,
-    grants: &[Vec<Grant>],
-    excluded_by: &[Vec<u32>],
-    gates: &[GateOutcome],
-    membership: &[Vec<bool>],
-    locations: &[LocationNet],
-    now: jiff::Timestamp,
-) -> DevicePlan {
+fn plan_device(index: usize, device: &Device, patches: &[u32], shared: &Shared) -> DevicePlan {
+    let Shared { catalog, policy, grants, excluded_by, membership, .. } = *shared;
     let in_scope = |scope: u32| membership[scope as usize][index];
     let inventory: HashSet<&str> = device.inventory.patches.iter().map(String::as_str).collect();
-    let packages: HashMap<(patchward_api::PackageManager, &str), &str> =
-        device.inventory.packages.iter().map(|p| ((p.manager, p.name.as_str()), p.version.as_str())).collect();
+    let packages = PackageIndex::new(&device.inventory.packages);
     let mut items = Vec::new();
     let mut excluded = Vec::new();
+    let mut exposure = Vec::new();
     for &patch in patches {
         let plan_patch = &catalog.patches[patch as usize];
-        let Some(grant_index) = grants[patch as usize].iter().position(|c| in_scope(c.scope)) else { continue };
-        let candidate = &grants[patch as usize][grant_index];
         let fixes = fix_state(plan_patch, device, &packages);
         if fixes == FixState::NotApplicable {
-            continue;
-        }
-        let exclusions = &excluded_by[patch as usize];
-        if let Some(&exclusion) = exclusions.iter().find(|&&e| {
-            let scopes = &policy.exclusions[e as usize].scopes;
-            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s as u32))
-        }) {
-            excluded.push((patch, exclusion));
             continue;
         }
         let present = fixes == FixState::Fixed
             || inventory.contains(plan_patch.id())
             || plan_patch.view.superseded_by.iter().any(|s| inventory.contains(s.as_str()));
-        let status = match (candidate.action, present) {
-            (ItemAction::Install, true) => ItemStatus::Installed,
-            (ItemAction::Uninstall, false) => ItemStatus::Removed,
-            _ if candidate.not_before > now => ItemStatus::Scheduled,
-            _ if candidate.gate.is_some_and(|g| !gates[g as usize].passed) => ItemStatus::Blocked,
-            _ => ItemStatus::Due,
-        };
+        let grant = grants[patch as usize].iter().position(|c| in_scope(c.scope));
+        let exclusion = excluded_by[patch as usize].iter().copied().find(|&e| {
+            let scopes = &policy.exclusions[e as usize].scopes;
+            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s as u32))
+        });
+        if !present {
+            exposure.push(exposure_of(patch, grant, exclusion, shared));
+        }
+        let Some(grant_index) = grant else { continue };
+        if let Some(exclusion) = exclusion {
+            excluded.push((patch, exclusion));
+            continue;
+        }
+        let status = item_status(&grants[patch as usize][grant_index], present, shared);
         items.push(DeviceItem { patch, grant: grant_index as u32, status, retracted: false });
     }
     // G3: a policy that grants nothing never turns into "uninstall
@@ -944,10 +1022,42 @@ fn plan_device(
     }
     items.sort_by_key(|item| item.patch);
     let address = device.facts.ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
-    let location = address.and_then(|ip| locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
+    let location = address.and_then(|ip| shared.locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
     let scopes = (0..membership.len() as u32).filter(|s| in_scope(*s)).collect();
     let software = software_items(policy, &inventory, &packages, &in_scope);
-    DevicePlan { id: device.id.clone(), scopes, location, items, excluded, software }
+    let reads_fixes = device.inventory.packages.iter().any(|p| p.arch.is_some());
+    DevicePlan { id: device.id.clone(), scopes, location, items, excluded, software, exposure, reads_fixes }
+}
+
+/// DESIGN's status of an item a grant brings to a device.
+fn item_status(grant: &Grant, present: bool, shared: &Shared) -> ItemStatus {
+    match (grant.action, present) {
+        (ItemAction::Install, true) => ItemStatus::Installed,
+        (ItemAction::Uninstall, false) => ItemStatus::Removed,
+        _ if grant.not_before > shared.now => ItemStatus::Scheduled,
+        _ if grant.gate.is_some_and(|g| !shared.gates[g as usize].passed) => ItemStatus::Blocked,
+        _ => ItemStatus::Due,
+    }
+}
+
+/// Why a device is still exposed to a patch: an Exclusion for it beats
+/// everything, then a grant that installs it, then what the policy decided
+/// about the patch. A patch a rule approves for scopes the device is not in
+/// is unmatched for that device, by that rule.
+fn exposure_of(patch: u32, grant: Option<usize>, exclusion: Option<u32>, shared: &Shared) -> Exposure {
+    let installs = grant.filter(|&g| shared.grants[patch as usize][g].action == ItemAction::Install);
+    let (decision, by) = match (exclusion, installs) {
+        (Some(exclusion), _) => (ExposureDecision::Excluded, exclusion),
+        (None, Some(grant)) => (ExposureDecision::Approved, grant as u32),
+        (None, None) => {
+            let verdict = shared.verdicts[patch as usize];
+            match verdict.decision {
+                ExposureDecision::Approved => (ExposureDecision::Unmatched, verdict.rule),
+                decision => (decision, verdict.rule),
+            }
+        }
+    };
+    Exposure { patch, decision, by }
 }
 
 /// The patches to remove from `device` because their approval was
@@ -967,7 +1077,7 @@ fn retractions(
     excluded: &[(u32, u32)],
     in_scope: &dyn Fn(u32) -> bool,
     inventory: &HashSet<&str>,
-    packages: &HashMap<(patchward_api::PackageManager, &str), &str>,
+    packages: &PackageIndex<'_>,
 ) -> Vec<DeviceItem> {
     let facts = &device.facts;
     let kind = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
@@ -1030,17 +1140,13 @@ pub fn software_id(package: &str, version: &str) -> String {
 fn software_items(
     policy: &CompiledPolicy,
     inventory: &HashSet<&str>,
-    packages: &HashMap<(patchward_api::PackageManager, &str), &str>,
+    packages: &PackageIndex<'_>,
     in_scope: &dyn Fn(u32) -> bool,
 ) -> Vec<SoftwareItem> {
     let present = |package: &str, version: &crate::policy::model::PackageVersion| {
         inventory.contains(software_id(package, &version.version.value).as_str())
             || version.detection.iter().flat_map(|d| &d.any_of).any(|rule| match rule {
-                crate::policy::model::DetectionRule::Package(p) => {
-                    packages.get(&(p.manager, p.name.as_str())).is_some_and(|installed| {
-                        patchward_api::version_at_least(installed, &p.at_least, p.manager.scheme())
-                    })
-                }
+                crate::policy::model::DetectionRule::Package(p) => packages.at_least(p.manager, &p.name, &p.at_least),
                 _ => false,
             })
     };

@@ -5,6 +5,7 @@
 use schemars::JsonSchema;
 use serde::Serialize;
 
+use super::exposure::{ExposureRow, NoRecord, RowContext};
 use super::{CompiledPolicy, ItemStatus, Plan, PlanCatalog, Source};
 use crate::diagnostics::Diagnostic;
 use crate::policy::model::{ItemAction, RuleAction};
@@ -105,6 +106,9 @@ pub struct DeviceReport {
     /// SoftwareAssignments that reach the device.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub software: Vec<SoftwareReport>,
+    /// The active patches that apply to the device and are not installed,
+    /// whatever the policy decided.
+    pub exposure: Vec<ExposureRow>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
@@ -216,6 +220,8 @@ impl Plan {
             .collect();
         let locations: Vec<&crate::policy::model::LocationSpec> =
             self.location_names.iter().map(|n| &policy.policy.locations[n].spec).collect();
+        let remediation = policy.remediation();
+        let exposure = RowContext { catalog, remediation: &remediation, since: &NoRecord, now: self.now };
         PlanReport {
             policy_revision: self.policy_revision.clone(),
             at: self.now.to_string(),
@@ -339,6 +345,7 @@ impl Plan {
                                 exclusion: self.exclusion_names[*e as usize].clone(),
                             })
                             .collect(),
+                        exposure: super::exposure::rows(self, device, &exposure),
                     }
                 })
                 .collect(),

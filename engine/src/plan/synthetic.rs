@@ -310,6 +310,9 @@ pub fn generate(size: Size, seed: u64) -> Scenario {
                             manager,
                             name: package_name(package),
                             version: version(package % 7, rng.below(10)),
+                            arch: None,
+                            source: None,
+                            source_version: None,
                         }
                     })
                     .collect();

@@ -512,6 +512,20 @@ impl<'a> Validator<'a> {
         if let Some(sha) = &spec.sha256 {
             self.sha256(doc, sha);
         }
+        if let Some(key) = &spec.openpgp_key {
+            self.openpgp_key(doc, spec, key);
+        }
+        if spec.format == FeedFormat::Csaf && crate::catalog::provider::is_metadata_url(&spec.url) {
+            for (field, set) in [("sha256", spec.sha256.is_some()), ("publicKey", spec.public_key.is_some())] {
+                if set {
+                    let message = format!(
+                        "`{field}` does not apply to a CSAF provider: its documents are checked against their own \
+                         .sha256/.sha512 files and `openpgpKey`"
+                    );
+                    self.error(doc, spec.url.pos, message);
+                }
+            }
+        }
         let coverage = &spec.coverage;
         for (field, empty) in [
             ("platforms", coverage.platforms.as_ref().is_some_and(Vec::is_empty)),
@@ -527,6 +541,26 @@ impl<'a> Validator<'a> {
                     ),
                 );
             }
+        }
+    }
+
+    /// `openpgpKey`: only CSAF documents carry OpenPGP signatures; an inline
+    /// key must parse (with valid self-signatures); a key file must be named
+    /// by an absolute path (read at sync, on the engine's machine).
+    fn openpgp_key(&mut self, doc: &LoadedDocument, spec: &CatalogSourceSpec, key: &Spanned<String>) {
+        use crate::catalog::openpgp::{KeyRef, PublicKey};
+        if spec.format != FeedFormat::Csaf {
+            self.error(doc, key.pos, "`openpgpKey` applies to `format: csaf` only (CSAF documents' `.asc` signatures)");
+            return;
+        }
+        match KeyRef::of(key) {
+            Err(e) => self.error(doc, key.pos, format!("`openpgpKey` {e}")),
+            Ok(KeyRef::Armored(text)) => {
+                if let Err(e) = PublicKey::parse(text.as_bytes()) {
+                    self.error(doc, key.pos, format!("`openpgpKey` {e}"));
+                }
+            }
+            Ok(KeyRef::Path(_)) => {}
         }
     }
 

@@ -18,6 +18,7 @@
 //! then a flush; only then is the write acknowledged. After a crash the
 //! catalog is therefore exactly the state before or after a commit.
 
+pub mod exposure;
 pub mod fleet;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,8 @@ const CATALOG_TREE: &str = "catalog";
 const LEDGER_TREE: &str = "ledger";
 /// Devices, tokens, events and the audit log: see [`fleet`].
 const FLEET_TREE: &str = "fleet";
+/// Open exposures by device: see [`exposure`].
+const EXPOSURE_TREE: &str = "exposure";
 const LAYOUT_VERSION: &str = "1";
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +89,20 @@ pub struct SourceState {
     /// no scan of the catalog.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub obsolete: BTreeMap<String, jiff::Timestamp>,
+    /// For a CSAF provider: what its last sync read (absent in stores
+    /// written before providers were synced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csaf_provider: Option<CsafProviderState>,
+}
+
+/// What a CSAF provider's last sync read (`catalog::provider`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsafProviderState {
+    /// The newest time in the provider's `changes.csv` that is imported: the
+    /// next sync fetches only the documents changed after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_through: Option<jiff::Timestamp>,
 }
 
 /// A patch as the catalog keeps it: the feed's description plus the
@@ -153,6 +170,7 @@ pub struct Store {
     catalog: sled::Tree,
     ledger: sled::Tree,
     fleet: sled::Tree,
+    exposure: sled::Tree,
 }
 
 fn patch_key(id: &str) -> Vec<u8> {
@@ -226,7 +244,8 @@ impl Store {
         let catalog = db.open_tree(CATALOG_TREE).map_err(|e| unreadable(e.to_string()))?;
         let ledger = db.open_tree(LEDGER_TREE).map_err(|e| unreadable(e.to_string()))?;
         let fleet = db.open_tree(FLEET_TREE).map_err(|e| unreadable(e.to_string()))?;
-        let store = Store { path: dir.to_owned(), db, catalog, ledger, fleet };
+        let exposure = db.open_tree(EXPOSURE_TREE).map_err(|e| unreadable(e.to_string()))?;
+        let store = Store { path: dir.to_owned(), db, catalog, ledger, fleet, exposure };
         match store.catalog.get(b"format").map_err(|e| store.io("read", e))? {
             None => {
                 store.catalog.insert(b"format", LAYOUT_VERSION.as_bytes()).map_err(|e| store.io("write", e))?;

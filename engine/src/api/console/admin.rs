@@ -50,7 +50,9 @@ pub async fn compliance(
 ) -> Response {
     let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
     let now = state.engine.clock.now();
-    let report = views::compliance(&in_force, &plan, &views::device_plans(&plan, &replanned), now);
+    let devices = views::device_plans(&plan, &replanned);
+    let report = views::compliance(&in_force, &plan, &devices, now);
+    let exposure = crate::api::exposure_summary(&state, &in_force, &plan, &devices).unwrap_or_default();
     let trend = state.engine.compliance_trend().unwrap_or_default();
     let group = |title: &str, key: &str, map: &std::collections::BTreeMap<String, views::Counts>| {
         html! {
@@ -89,6 +91,13 @@ pub async fn compliance(
         p { a href="/console/devices?compliance=non-compliant" { "Non-compliant devices" } " · "
             a href="/console/devices?compliance=pending" { "Pending devices" } " · "
             a href="/api/v1/compliance?format=csv" { "Export CSV" } }
+        h2 { "Exposure" }
+        div.cards {
+            div.card { div.muted { "Exposures (approved or not)" } div.figure #exposures { (exposure.exposures) } }
+            div.card { div.muted { "Past remediation target" } div.figure #overdue-percent { (format!("{:.1}", exposure.overdue_percent)) "%" } }
+            div.card { div.muted { "Mean time to remediate" } div.figure #mttr { (exposure.mean_time_to_remediate.as_deref().unwrap_or("—")) } }
+        }
+        p { a href="/console/exposure?overdue=true" { "Overdue exposure" } " · " a href="/console/exposure" { "All exposure" } }
         h2 { "Trend" }
         (page::trend_chart(&trend.iter().map(|p| (p.at, p.compliant_percent)).collect::<Vec<_>>()))
         (group("severity", "severity", &report.by_severity))
@@ -678,7 +687,7 @@ pub async fn catalog(
         table #catalog {
             thead { tr {
                 (header("Patch", "id")) (header("Title", "title")) (header("Product", "product")) (header("Severity", "severity"))
-                (header("CVSS", "cvss")) (header("Released", "released"))
+                (header("CVSS", "cvss")) (header("Missing on", "missing")) (header("Released", "released"))
                 th { "Supersedes" } th { "Superseded by" } th { "State" } th { "Matching rules" }
             } }
             tbody { @for row in rows.iter().skip(offset).take(limit) {
@@ -688,6 +697,7 @@ pub async fn catalog(
                     td { (row.vendor) " " (row.product) }
                     td { (row.severity) }
                     td.num { (row.cvss.map_or("—".to_owned(), |s| format!("{s:.1}"))) }
+                    td.num.missing { a href=(format!("/console/exposure{}", page::query_string(&[("patch", row.id.clone())]))) title="the devices exposed to it" { (row.missing) } }
                     td { (when(row.released)) }
                     td { (row.supersedes.join(", ")) }
                     td { (row.superseded_by.join(", ")) }

@@ -11,6 +11,7 @@
 //! now, acknowledge a rewrite) it does, as the API would.
 
 mod admin;
+mod exposure;
 mod page;
 mod portal;
 pub mod session;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/console/software", get(admin::software))
         .route("/console/catalog", get(admin::catalog))
         .route("/console/installed", get(admin::installed))
+        .route("/console/exposure", get(exposure::exposure))
         .route("/console/status", get(admin::status))
         .route("/console/sync", post(admin::sync))
         .route("/console/ack-rewrite", post(admin::ack_rewrite))

@@ -15,6 +15,7 @@ const ADMIN_NAV: &[(&str, &str)] = &[
     ("/console", "Compliance"),
     ("/console/devices", "Devices"),
     ("/console/rollouts", "Rollouts"),
+    ("/console/exposure", "Exposure"),
     ("/console/software", "Software"),
     ("/console/catalog", "Catalog"),
     ("/console/installed", "Installed"),

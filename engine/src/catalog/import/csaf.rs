@@ -1,18 +1,28 @@
-//! CSAF 2.0 advisories (OASIS): one document, or a JSON array of them.
-//! Each document becomes a patch named by its `tracking.id`. Fixed
-//! products that are packages (a purl, or Red Hat's `name-epoch:version-
-//! release.arch` product versions) become package fixes; other fixed
-//! product versions are kept as `fixedProducts`. Scores, CVEs and
-//! `vendor_fix` URLs come along.
+//! CSAF 2.0 advisories (OASIS): one document, or a JSON array of them (a
+//! document of an array that does not parse is skipped with a warning
+//! naming its `tracking.id` or place; the rest import). Each document
+//! becomes a patch named by its `tracking.id`. A CSAF provider's
+//! `provider-metadata.json` is no advisory: it is synced as a source
+//! (`catalog::provider`), and refused here with that said.
+//!
+//! **Fixed products.** Those that are packages become package fixes; other
+//! fixed product versions are kept as `fixedProducts`. A package is known by
+//! its purl, or by Red Hat's `name-epoch:version-release.arch` product
+//! version. Red Hat's products are *binary* NEVRAs, so rpm fixes are
+//! binary fixes; the source RPM (`.src`, purl `arch=src`) and the debug
+//! packages (`-debuginfo`, `-debugsource`) of the same advisory are never
+//! targets and are dropped. A deb purl with `arch=source` names a Debian
+//! source package and becomes a source fix. Scores, CVEs and `vendor_fix`
+//! URLs come along; a document with neither a score nor a vendor severity
+//! is left unrated.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::{cve_ids, invalid, json_one_or_many, revision_of, severity_word, timestamp};
+use super::{cve_ids, instant, invalid, is_debug_package, parse_records, revision_of, severity_word};
 use crate::catalog::Refusal;
-use crate::catalog::feed::{Applicability, Cvss, Fix, FixedProduct, ImportedFeed, Patch};
+use crate::catalog::feed::{Applicability, Cvss, Fix, FixKind, FixedProduct, ImportedFeed, Patch};
 use crate::policy::model::{Category, FeedFormat, PackageManager, Timestamp};
 
 const FORMAT: FeedFormat = FeedFormat::Csaf;
@@ -85,7 +95,13 @@ struct FullProductName {
     name: String,
     product_id: String,
     #[serde(default)]
-    product_identification_helper: Option<Value>,
+    product_identification_helper: Option<Helper>,
+}
+
+#[derive(Deserialize)]
+struct Helper {
+    #[serde(default)]
+    purl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -208,11 +224,37 @@ fn collect_products(tree: &ProductTree) -> BTreeMap<String, Product> {
 }
 
 fn purl_of(product: &FullProductName) -> Option<String> {
-    product.product_identification_helper.as_ref()?.get("purl")?.as_str().map(str::to_owned)
+    product.product_identification_helper.as_ref()?.purl.clone()
 }
 
-/// `pkg:deb/debian/openssl@3.0.15-1~deb12u1?distro=debian-12` → a dpkg fix.
-fn fix_from_purl(purl: &str) -> Option<Fix> {
+/// What a fixed product id names.
+#[derive(Debug, PartialEq)]
+enum Named {
+    /// A package a package manager installs.
+    Package(Fix),
+    /// A source RPM or a debug package: never installed as a fix.
+    NotATarget,
+    /// No package: a product version (`fixedProducts`).
+    Product,
+}
+
+fn classify(product: &Product) -> Named {
+    let named = product
+        .purl
+        .as_deref()
+        .and_then(from_purl)
+        .or_else(|| from_nevra(&product.version, product.architecture.as_deref()));
+    match named {
+        Some(Named::Package(fix)) if is_debug_package(&fix.package) => Named::NotATarget,
+        Some(named) => named,
+        None if product.architecture.as_deref() == Some("src") => Named::NotATarget,
+        None => Named::Product,
+    }
+}
+
+/// `pkg:deb/debian/openssl@3.0.15-1~deb12u1?distro=debian-12` → a dpkg fix;
+/// None for a purl that is no deb or rpm package.
+fn from_purl(purl: &str) -> Option<Named> {
     let rest = purl.strip_prefix("pkg:")?;
     let (kind, rest) = rest.split_once('/')?;
     let manager = match kind {
@@ -225,20 +267,26 @@ fn fix_from_purl(purl: &str) -> Option<Fix> {
     let name = path.rsplit('/').next()?;
     let qualifier =
         |key: &str| qualifiers.split('&').find_map(|pair| pair.strip_prefix(key).and_then(|v| v.strip_prefix('=')));
-    if qualifier("arch") == Some("src") || qualifier("arch") == Some("source") {
-        return None;
-    }
+    // rpm advisories list the binaries built from a source RPM beside it;
+    // Debian's name the source alone.
+    let kind = match qualifier("arch") {
+        Some("src") => return Some(Named::NotATarget),
+        Some("source") => FixKind::Source,
+        _ => FixKind::Binary,
+    };
     // purl keeps an rpm epoch in a qualifier; versions compare with it in front.
     let version = match (manager, qualifier("epoch")) {
         (PackageManager::Rpm, Some(epoch)) if epoch != "0" => format!("{epoch}:{version}"),
         _ => version.to_owned(),
     };
-    Some(Fix {
+    Some(Named::Package(Fix {
         manager,
         package: percent_decode(name),
         fixed_version: percent_decode(&version),
         platform: qualifier("distro").map(percent_decode),
-    })
+        kind,
+        binaries: Vec::new(),
+    }))
 }
 
 fn percent_decode(text: &str) -> String {
@@ -260,46 +308,79 @@ fn percent_decode(text: &str) -> String {
 }
 
 /// Red Hat names fixed RPMs `name-epoch:version-release.arch`
-/// (`telnet-server-1:0.17-65.el7_6.x86_64`).
-fn fix_from_nevra(nevra: &str, architecture: Option<&str>) -> Option<Fix> {
+/// (`telnet-server-1:0.17-65.el7_6.x86_64`); None for what is no NEVRA.
+fn from_nevra(nevra: &str, architecture: Option<&str>) -> Option<Named> {
     let arch = architecture.or_else(|| nevra.rsplit_once('.').map(|(_, a)| a))?;
-    if arch == "src" {
-        return None;
-    }
     let without_arch = nevra.strip_suffix(arch)?.strip_suffix('.')?;
     let (rest, release) = without_arch.rsplit_once('-')?;
     let (name, version) = rest.rsplit_once('-')?;
     if name.is_empty() || !version.chars().next()?.is_ascii_digit() {
         return None;
     }
-    Some(Fix {
+    if arch == "src" {
+        return Some(Named::NotATarget);
+    }
+    Some(Named::Package(Fix {
         manager: PackageManager::Rpm,
         package: name.to_owned(),
         fixed_version: format!("{version}-{release}"),
         platform: None,
-    })
+        kind: FixKind::Binary,
+        binaries: Vec::new(),
+    }))
 }
 
 pub fn parse_csaf(bytes: &[u8]) -> Result<ImportedFeed, Refusal> {
-    let documents: Vec<Document> = json_one_or_many(FORMAT, bytes)?;
+    let mut warnings = Vec::new();
+    let documents: Vec<Document> = parse_records(FORMAT, bytes, tracking_id_of, &mut warnings).map_err(|refusal| {
+        if crate::catalog::provider::looks_like_metadata(bytes) {
+            let reason = "this is a CSAF provider's metadata (provider-metadata.json), not an advisory: \
+                          make it the url of a CatalogSource of format csaf and sync it";
+            return invalid(FORMAT, reason.into());
+        }
+        refusal
+    })?;
     let mut newest: Option<jiff::Timestamp> = None;
     let mut patches = Vec::new();
     for document in documents {
-        let current = timestamp(
-            FORMAT,
-            "document.tracking.current_release_date",
-            &document.document.tracking.current_release_date,
-        )?;
-        newest = Some(newest.map_or(current, |n| n.max(current)));
-        patches.push(document_to_patch(document)?);
+        let id = document.document.tracking.id.clone();
+        match document_to_patch(document) {
+            Ok((current, patch)) => {
+                newest = Some(newest.map_or(current, |n| n.max(current)));
+                patches.push(patch);
+            }
+            Err(reason) => warnings.push(format!("document {id} is skipped: {reason}")),
+        }
     }
-    let newest = newest.ok_or_else(|| invalid(FORMAT, "the file holds no CSAF document".into()))?;
-    Ok(ImportedFeed { revision: revision_of(newest), generated_at: Some(newest), expires_at: None, patches })
+    let newest = newest.ok_or_else(|| match warnings.first() {
+        Some(first) => invalid(FORMAT, format!("no document in it is usable; {first}")),
+        None => invalid(FORMAT, "the file holds no CSAF document".into()),
+    })?;
+    Ok(ImportedFeed { revision: revision_of(newest), generated_at: Some(newest), expires_at: None, patches, warnings })
 }
 
-fn document_to_patch(document: Document) -> Result<Patch, Refusal> {
+fn tracking_id_of(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Doc {
+        document: DocMeta,
+    }
+    #[derive(Deserialize)]
+    struct DocMeta {
+        tracking: TrackingId,
+    }
+    #[derive(Deserialize)]
+    struct TrackingId {
+        id: String,
+    }
+    serde_json::from_str::<Doc>(text).ok().map(|d| d.document.tracking.id)
+}
+
+/// The document's current release date and its patch; the error is why it
+/// is skipped.
+fn document_to_patch(document: Document) -> Result<(jiff::Timestamp, Patch), String> {
     let meta = document.document;
-    let released = timestamp(FORMAT, "document.tracking.initial_release_date", &meta.tracking.initial_release_date)?;
+    let current = instant("document.tracking.current_release_date", &meta.tracking.current_release_date)?;
+    let released = instant("document.tracking.initial_release_date", &meta.tracking.initial_release_date)?;
     let products = document.product_tree.as_ref().map(collect_products).unwrap_or_default();
     let mut fixes: Vec<Fix> = Vec::new();
     let mut fixed_products: Vec<FixedProduct> = Vec::new();
@@ -325,16 +406,10 @@ fn document_to_patch(document: Document) -> Result<Patch, Refusal> {
         for id in fixed_ids {
             let product =
                 products.get(id).cloned().unwrap_or_else(|| Product { version: id.clone(), ..Product::default() });
-            let fix = product
-                .purl
-                .as_deref()
-                .and_then(fix_from_purl)
-                .or_else(|| fix_from_nevra(&product.version, product.architecture.as_deref()));
-            match fix {
-                Some(fix) if !fixes.contains(&fix) => fixes.push(fix),
-                Some(_) => {}
-                None if product.architecture.as_deref() == Some("src") => {}
-                None => {
+            match classify(&product) {
+                Named::Package(fix) if !fixes.contains(&fix) => fixes.push(fix),
+                Named::Package(_) | Named::NotATarget => {}
+                Named::Product => {
                     let fixed = FixedProduct {
                         product: product.product_name.clone().unwrap_or_else(|| id.clone()),
                         version: product.version.clone(),
@@ -373,7 +448,7 @@ fn document_to_patch(document: Document) -> Result<Patch, Refusal> {
         .or_else(|| meta.notes.iter().find(|n| n.category == "description"))
         .map(|n| n.text.clone());
     let cves = cve_ids(document.vulnerabilities.iter().filter_map(|v| v.cve.as_deref()));
-    Ok(Patch {
+    let patch = Patch {
         id: meta.tracking.id,
         title: meta.title,
         description,
@@ -392,7 +467,8 @@ fn document_to_patch(document: Document) -> Result<Patch, Refusal> {
         packages: Vec::new(),
         reboot: None,
         references,
-    })
+    };
+    Ok((current, patch))
 }
 
 #[cfg(test)]
@@ -401,21 +477,52 @@ mod tests {
 
     #[test]
     fn reads_red_hat_nevra() {
-        let fix = fix_from_nevra("telnet-server-1:0.17-65.el7_6.x86_64", Some("x86_64")).unwrap();
+        let Some(Named::Package(fix)) = from_nevra("telnet-server-1:0.17-65.el7_6.x86_64", Some("x86_64")) else {
+            panic!("a binary NEVRA is a package")
+        };
         assert_eq!((fix.package.as_str(), fix.fixed_version.as_str()), ("telnet-server", "1:0.17-65.el7_6"));
-        assert_eq!(fix_from_nevra("telnet-1:0.17-65.el7_6.src", Some("src")), None);
-        assert_eq!(fix_from_nevra("1.0.0-rc2", None), None);
+        assert_eq!(fix.kind, FixKind::Binary);
+        assert_eq!(from_nevra("telnet-1:0.17-65.el7_6.src", Some("src")), Some(Named::NotATarget));
+        assert_eq!(from_nevra("1.0.0-rc2", None), None);
+    }
+
+    #[test]
+    fn debug_packages_and_source_rpms_are_never_targets() {
+        let product = |version: &str, arch: &str| Product {
+            version: version.into(),
+            architecture: Some(arch.into()),
+            ..Product::default()
+        };
+        assert_eq!(classify(&product("openssl-debuginfo-1:3.0.7-27.el9.x86_64", "x86_64")), Named::NotATarget);
+        assert_eq!(classify(&product("openssl-debugsource-1:3.0.7-27.el9.x86_64", "x86_64")), Named::NotATarget);
+        assert_eq!(
+            classify(&product("kernel-debuginfo-common-x86_64-5.14.0-427.el9.x86_64", "x86_64")),
+            Named::NotATarget
+        );
+        assert_eq!(classify(&product("openssl-1:3.0.7-27.el9.src", "src")), Named::NotATarget);
+        assert!(matches!(classify(&product("openssl-libs-1:3.0.7-27.el9.x86_64", "x86_64")), Named::Package(_)));
+        assert_eq!(classify(&product("4.2.1", "x86_64")), Named::Product);
     }
 
     #[test]
     fn reads_package_urls() {
-        let fix = fix_from_purl("pkg:deb/debian/openssl@3.0.15-1~deb12u1?arch=amd64&distro=debian-12").unwrap();
+        let Some(Named::Package(fix)) =
+            from_purl("pkg:deb/debian/openssl@3.0.15-1~deb12u1?arch=amd64&distro=debian-12")
+        else {
+            panic!("a deb purl is a package")
+        };
         assert_eq!(fix.manager, PackageManager::Dpkg);
         assert_eq!((fix.package.as_str(), fix.fixed_version.as_str()), ("openssl", "3.0.15-1~deb12u1"));
-        assert_eq!(fix.platform.as_deref(), Some("debian-12"));
-        let fix = fix_from_purl("pkg:rpm/redhat/telnet@0.17-76.el8_5.1?arch=x86_64&epoch=1").unwrap();
+        assert_eq!((fix.platform.as_deref(), fix.kind), (Some("debian-12"), FixKind::Binary));
+        let Some(Named::Package(fix)) = from_purl("pkg:rpm/redhat/telnet@0.17-76.el8_5.1?arch=x86_64&epoch=1") else {
+            panic!("an rpm purl is a package")
+        };
         assert_eq!(fix.fixed_version, "1:0.17-76.el8_5.1");
-        assert_eq!(fix_from_purl("pkg:npm/left-pad@1.3.0"), None);
-        assert_eq!(fix_from_purl("pkg:deb/ubuntu/vim@2:9.1?arch=source"), None);
+        assert_eq!(from_purl("pkg:npm/left-pad@1.3.0"), None);
+        assert_eq!(from_purl("pkg:rpm/redhat/telnet@0.17-76.el8_5.1?arch=src&epoch=1"), Some(Named::NotATarget));
+        let Some(Named::Package(fix)) = from_purl("pkg:deb/ubuntu/vim@2:9.1?arch=source") else {
+            panic!("a source purl is a source package")
+        };
+        assert_eq!((fix.package.as_str(), fix.kind), ("vim", FixKind::Source));
     }
 }

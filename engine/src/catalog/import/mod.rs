@@ -19,8 +19,15 @@ pub fn parse(format: FeedFormat, bytes: &[u8], limits: &FeedLimits) -> Result<Im
     let feed = match format {
         FeedFormat::Patchward => parse_patchward(bytes)?,
         FeedFormat::Csaf => parse_csaf(bytes)?,
-        FeedFormat::Osv => parse_osv(bytes)?,
+        FeedFormat::Osv => parse_osv(bytes, limits)?,
     };
+    check_patches(format, &feed, limits)?;
+    Ok(feed)
+}
+
+/// What every feed must satisfy, however it was read: within the patch
+/// limit, and every id non-empty and unique.
+pub fn check_patches(format: FeedFormat, feed: &ImportedFeed, limits: &FeedLimits) -> Result<(), Refusal> {
     if feed.patches.len() > limits.max_patches {
         return Err(invalid(format, format!("{} patches; the limit is {}", feed.patches.len(), limits.max_patches)));
     }
@@ -33,10 +40,10 @@ pub fn parse(format: FeedFormat, bytes: &[u8], limits: &FeedLimits) -> Result<Im
             return Err(invalid(format, format!("patch id {} appears twice", patch.id)));
         }
     }
-    Ok(feed)
+    Ok(())
 }
 
-pub(super) fn format_name(format: FeedFormat) -> &'static str {
+pub(crate) fn format_name(format: FeedFormat) -> &'static str {
     match format {
         FeedFormat::Patchward => "patchward feed JSON",
         FeedFormat::Csaf => "CSAF 2.0 JSON",
@@ -44,7 +51,7 @@ pub(super) fn format_name(format: FeedFormat) -> &'static str {
     }
 }
 
-pub(super) fn invalid(format: FeedFormat, reason: String) -> Refusal {
+pub(crate) fn invalid(format: FeedFormat, reason: String) -> Refusal {
     Refusal::Invalid { format: format_name(format), reason }
 }
 
@@ -87,26 +94,82 @@ pub(super) fn cve_ids<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<Strin
     out
 }
 
-/// CSAF and OSV files hold one document, or a JSON array of them.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum OneOrMany<T> {
-    Many(Vec<T>),
-    One(Box<T>),
+/// A record of a many-record text that does not parse: its name (its id, or
+/// its place when it has none) and why.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct RecordError {
+    pub name: String,
+    pub reason: String,
 }
 
-pub(super) fn json_one_or_many<T: serde::de::DeserializeOwned>(
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "record {} does not parse and is skipped: {}", self.name, self.reason)
+    }
+}
+
+/// Splits a JSON text holding one record or an array of them into its
+/// records, each parsed on its own, so that one malformed record costs only
+/// itself. `name_of` finds a record's id in its text for the error. The
+/// outer error is a text that is not JSON at all.
+pub(super) fn split_records<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    name_of: fn(&str) -> Option<String>,
+) -> Result<Vec<Result<T, RecordError>>, serde_json::Error> {
+    let parse_one = |text: &str, place: String| {
+        serde_json::from_str::<T>(text)
+            .map_err(|e| RecordError { name: name_of(text).unwrap_or(place), reason: e.to_string() })
+    };
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let raw: Vec<&serde_json::value::RawValue> = serde_json::from_slice(bytes)?;
+        return Ok(raw.iter().enumerate().map(|(i, r)| parse_one(r.get(), format!("#{}", i + 1))).collect());
+    }
+    let raw: &serde_json::value::RawValue = serde_json::from_slice(bytes)?;
+    Ok(vec![parse_one(raw.get(), "#1".into())])
+}
+
+/// [`split_records`] for a whole file: a record that does not parse becomes
+/// a warning and the rest are kept; a text that is not JSON, or in which no
+/// record parses, is refused, since nothing would import.
+pub(super) fn parse_records<T: serde::de::DeserializeOwned>(
     format: FeedFormat,
     bytes: &[u8],
+    name_of: fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<T>, Refusal> {
-    Ok(match json::<OneOrMany<T>>(format, bytes)? {
-        OneOrMany::Many(items) => items,
-        OneOrMany::One(item) => vec![*item],
-    })
+    let split = split_records(bytes, name_of).map_err(|e| invalid(format, e.to_string()))?;
+    let total = split.len();
+    let mut records = Vec::with_capacity(total);
+    let mut errors = Vec::new();
+    for result in split {
+        match result {
+            Ok(record) => records.push(record),
+            Err(error) => errors.push(error),
+        }
+    }
+    if records.is_empty()
+        && let Some(first) = errors.first()
+    {
+        let reason = format!("none of its {total} records parses; record {}: {}", first.name, first.reason);
+        return Err(invalid(format, reason));
+    }
+    warnings.extend(errors.iter().map(ToString::to_string));
+    Ok(records)
 }
 
-pub(super) fn timestamp(format: FeedFormat, field: &str, text: &str) -> Result<jiff::Timestamp, Refusal> {
-    text.parse::<jiff::Timestamp>().map_err(|e| invalid(format, format!("`{field}` is not an RFC 3339 instant: {e}")))
+/// Debug symbols, never an upgrade target: rpm's `-debuginfo`,
+/// `-debugsource` and `-debuginfo-common-ARCH` packages, and Ubuntu's
+/// `-dbgsym` ones (published apart, in the ddebs archive).
+pub(super) fn is_debug_package(name: &str) -> bool {
+    name.ends_with("-debuginfo")
+        || name.ends_with("-debugsource")
+        || name.contains("-debuginfo-common-")
+        || name.ends_with("-dbgsym")
+}
+
+/// An RFC 3339 instant; the error names the field, for a record's warning.
+pub(super) fn instant(field: &str, text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse::<jiff::Timestamp>().map_err(|e| format!("`{field}` is not an RFC 3339 instant: {e}"))
 }
 
 /// A revision from a modification time: seconds since the epoch.

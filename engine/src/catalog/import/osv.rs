@@ -1,18 +1,62 @@
-//! OSV records (https://ossf.github.io/osv-schema/): one record, or a JSON
-//! array of them. Each record becomes a patch named by its `id`; its
-//! ECOSYSTEM ranges' `fixed` events become package fixes, with dpkg rules
-//! for Debian and Ubuntu and rpm rules for Red Hat, AlmaLinux and Rocky.
+//! OSV records (https://ossf.github.io/osv-schema/), as the distributions
+//! publish them: one record, a JSON array of records, or a zip of record
+//! files (an ecosystem's `all.zip`, recognised by its magic bytes, whatever
+//! the file is called).
+//!
+//! Each record becomes a patch named by its `id`; its ECOSYSTEM ranges'
+//! `fixed` events become package fixes, with dpkg rules for Debian and
+//! Ubuntu and rpm rules for Red Hat, AlmaLinux and Rocky, each fix tagged
+//! with its platform as devices report it (`Debian:12` → `debian-12`,
+//! `Ubuntu:Pro:18.04:LTS` → `ubuntu-18.04`, `AlmaLinux:9` → `almalinux-9`).
+//!
+//! **Which package a fix names** (its `kind`):
+//!
+//! - Debian (DSA, DLA and DEBIAN-CVE records) and Ubuntu (USN) name the
+//!   *source* package: their security trackers are keyed by source, and
+//!   Ubuntu's purls say so (`arch=source`). Ubuntu's records also list the
+//!   binaries built from it (`ecosystem_specific.binaries[].binary_name`);
+//!   they come along as the fix's `binaries`, less the `-dbgsym` ones.
+//! - AlmaLinux and Rocky name *binary* packages. AlmaLinux's ALSA-2025:1330
+//!   (openssl on `AlmaLinux:9`) lists `openssl`, `openssl-devel`,
+//!   `openssl-libs` and `openssl-perl`, each with the same
+//!   `1:3.2.2-6.el9_5.1`, no purl and no `ecosystem_specific`: the
+//!   sub-packages of one source RPM, by their binary names. Rocky's records
+//!   are read the same way (binary names, no purl arch); no real Rocky
+//!   record was at hand to confirm it.
+//! - Anywhere, a purl that says `arch=source` (or rpm's `arch=src`) names a
+//!   source package.
+//! - Debug-symbol packages (`-debuginfo`, `-debugsource`, `-dbgsym`) are
+//!   never targets and are dropped.
+//!
+//! **Severity.** The highest-scoring CVSS vector (the record's, an affected
+//! entry's, or Ubuntu's per-CVE `cves_map`) speaks for the advisory; without
+//! one, a vendor word (a severity entry, Red Hat-style `Important:` summary,
+//! `database_specific.severity`). A record with neither — Debian's DSA
+//! records carry none — is left unrated, which the catalog records as
+//! `unrated`, never "informational".
+//!
+//! **Bad records.** A record that does not parse (or whose times are not
+//! RFC 3339) is skipped with a warning naming its id, or its file name in a
+//! zip; the rest import. A file in which no record parses, a text that is
+//! not JSON, and a damaged zip are refused. A zip may unpack to at most
+//! [`UNPACK_RATIO`] times the feed's byte limit, and hold at most the patch
+//! limit of records; only its `.json` entries are read.
 
 use std::collections::BTreeSet;
+use std::io::Read as _;
 
 use serde::Deserialize;
 
-use super::{cve_ids, invalid, json_one_or_many, revision_of, severity_word, timestamp};
-use crate::catalog::Refusal;
-use crate::catalog::feed::{Applicability, Cvss, Fix, ImportedFeed, Patch};
+use super::{cve_ids, instant, invalid, is_debug_package, revision_of, severity_word, split_records};
+use crate::catalog::feed::{Applicability, Cvss, Fix, FixKind, ImportedFeed, Patch, Severity};
+use crate::catalog::{FeedLimits, Refusal};
 use crate::policy::model::{Category, FeedFormat, PackageManager, Timestamp};
 
 const FORMAT: FeedFormat = FeedFormat::Osv;
+
+/// How many times its own (compressed) byte limit a zip may unpack to: an
+/// ecosystem bundle compresses about tenfold; a zip bomb far more.
+pub const UNPACK_RATIO: u64 = 16;
 
 #[derive(Deserialize)]
 struct Record {
@@ -38,6 +82,7 @@ struct Record {
     affected: Vec<Affected>,
     #[serde(default)]
     references: Vec<Reference>,
+    /// Free-form by the OSV schema; only a `severity` word is read from it.
     #[serde(default)]
     database_specific: Option<serde_json::Value>,
 }
@@ -57,7 +102,21 @@ struct Affected {
     #[serde(default)]
     severity: Vec<SeverityEntry>,
     #[serde(default)]
+    ecosystem_specific: Option<EcosystemSpecific>,
+    #[serde(default)]
     database_specific: Option<AffectedSpecific>,
+}
+
+/// Ubuntu's list of the binaries a source package builds.
+#[derive(Deserialize)]
+struct EcosystemSpecific {
+    #[serde(default)]
+    binaries: Vec<Binary>,
+}
+
+#[derive(Deserialize)]
+struct Binary {
+    binary_name: String,
 }
 
 /// Ubuntu's OSV 1.7 records keep per-CVE severities here.
@@ -84,6 +143,8 @@ struct MappedCve {
 struct Package {
     ecosystem: String,
     name: String,
+    #[serde(default)]
+    purl: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -91,7 +152,15 @@ struct Range {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
-    events: Vec<serde_json::Map<String, serde_json::Value>>,
+    events: Vec<Event>,
+}
+
+/// A range event; only `fixed` matters here (`introduced`, `last_affected`
+/// and `limit` are ignored).
+#[derive(Deserialize)]
+struct Event {
+    #[serde(default)]
+    fixed: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -99,115 +168,188 @@ struct Reference {
     url: String,
 }
 
-/// The package manager and platform (as devices report it, from
-/// os-release: `ubuntu-22.04`, `debian-12`, `almalinux-9`) of an OSV
-/// ecosystem such as `Ubuntu:Pro:18.04:LTS`, `Debian:12`, `AlmaLinux:9`.
-fn ecosystem(ecosystem: &str) -> Option<(PackageManager, String, &'static str)> {
+/// What an OSV ecosystem says about the packages it names.
+#[derive(Debug, PartialEq)]
+struct Ecosystem {
+    manager: PackageManager,
+    /// As devices report it, from os-release: `ubuntu-22.04`, `debian-12`.
+    platform: String,
+    vendor: &'static str,
+    /// Whether its advisories name source packages (Debian, Ubuntu).
+    names_sources: bool,
+}
+
+/// The ecosystem of an OSV `package.ecosystem` such as
+/// `Ubuntu:Pro:18.04:LTS`, `Debian:12`, `AlmaLinux:9`; None for ecosystems
+/// that are not a Linux distribution's.
+fn ecosystem(ecosystem: &str) -> Option<Ecosystem> {
     let mut parts = ecosystem.split(':');
     let distro = parts.next()?;
     let rest: Vec<&str> = parts.filter(|p| !matches!(*p, "Pro" | "LTS" | "")).collect();
-    let release = rest.first().copied();
-    let (manager, id, vendor) = match distro {
-        "Debian" => (PackageManager::Dpkg, "debian", "Debian"),
-        "Ubuntu" => (PackageManager::Dpkg, "ubuntu", "Canonical"),
-        "AlmaLinux" => (PackageManager::Rpm, "almalinux", "AlmaLinux"),
-        "Rocky Linux" => (PackageManager::Rpm, "rocky", "Rocky Enterprise Software Foundation"),
-        "Red Hat" => (PackageManager::Rpm, "rhel", "Red Hat"),
+    let (manager, id, vendor, names_sources) = match distro {
+        "Debian" => (PackageManager::Dpkg, "debian", "Debian", true),
+        "Ubuntu" => (PackageManager::Dpkg, "ubuntu", "Canonical", true),
+        "AlmaLinux" => (PackageManager::Rpm, "almalinux", "AlmaLinux", false),
+        "Rocky Linux" => (PackageManager::Rpm, "rocky", "Rocky Enterprise Software Foundation", false),
+        "Red Hat" => (PackageManager::Rpm, "rhel", "Red Hat", false),
         _ => return None,
     };
     // Red Hat writes `Red Hat:enterprise_linux:9::appstream`.
-    let release = match (distro, release) {
-        ("Red Hat", _) => rest.iter().find(|p| p.chars().all(|c| c.is_ascii_digit() || c == '.')).copied(),
-        (_, release) => release,
+    let release = match distro {
+        "Red Hat" => rest.iter().find(|p| p.chars().all(|c| c.is_ascii_digit() || c == '.')).copied(),
+        _ => rest.first().copied(),
     };
     let platform = match release {
         Some(release) => format!("{id}-{release}"),
         None => id.to_owned(),
     };
-    Some((manager, platform, vendor))
+    Some(Ecosystem { manager, platform, vendor, names_sources })
 }
 
-pub fn parse_osv(bytes: &[u8]) -> Result<ImportedFeed, Refusal> {
-    let records: Vec<Record> = json_one_or_many(FORMAT, bytes)?;
-    let mut newest: Option<jiff::Timestamp> = None;
-    let mut patches = Vec::new();
-    for record in records {
-        let modified = timestamp(FORMAT, "modified", &record.modified)?;
-        newest = Some(newest.map_or(modified, |n| n.max(modified)));
-        if record.withdrawn.is_some() {
+/// Whether a purl's qualifiers say it names a source package.
+fn purl_names_source(purl: &str) -> bool {
+    let qualifiers = purl.split_once('?').map_or("", |(_, q)| q);
+    qualifiers.split('&').any(|pair| matches!(pair, "arch=source" | "arch=src"))
+}
+
+/// Reads one record, an array of records, or a zip of record files.
+pub fn parse_osv(bytes: &[u8], limits: &FeedLimits) -> Result<ImportedFeed, Refusal> {
+    let mut batch = Batch::default();
+    if is_zip(bytes) {
+        read_zip(bytes, limits, &mut batch)?;
+    } else {
+        let split = split_records::<Record>(bytes, id_of).map_err(|e| invalid(FORMAT, e.to_string()))?;
+        for result in split {
+            match result {
+                Ok(record) => batch.add(record, None),
+                Err(error) => batch.skip(error.to_string()),
+            }
+        }
+    }
+    batch.finish()
+}
+
+fn id_of(text: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Id {
+        id: String,
+    }
+    serde_json::from_str::<Id>(text).ok().map(|r| r.id)
+}
+
+/// A zip's local-file or empty-archive signature.
+fn is_zip(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
+}
+
+/// The records read so far, and what was skipped.
+#[derive(Default)]
+struct Batch {
+    patches: Vec<Patch>,
+    newest: Option<jiff::Timestamp>,
+    warnings: Vec<String>,
+    /// The first skipped record's warning, for a refusal when none parses.
+    first_skip: Option<String>,
+}
+
+impl Batch {
+    /// `file`: the zip entry the record came from, to name it in warnings.
+    fn add(&mut self, record: Record, file: Option<&str>) {
+        let id = record.id.clone();
+        match record_to_patch(record) {
+            Ok((modified, patch)) => {
+                self.newest = Some(self.newest.map_or(modified, |n| n.max(modified)));
+                self.patches.extend(patch);
+            }
+            Err(reason) => {
+                let place = file.map(|f| format!("{f}: ")).unwrap_or_default();
+                self.skip(format!("{place}record {id} is skipped: {reason}"));
+            }
+        }
+    }
+
+    fn skip(&mut self, warning: String) {
+        self.first_skip.get_or_insert_with(|| warning.clone());
+        self.warnings.push(warning);
+    }
+
+    fn finish(self) -> Result<ImportedFeed, Refusal> {
+        let Some(newest) = self.newest else {
+            let reason = match self.first_skip {
+                Some(first) => format!("no record in it parses; {first}"),
+                None => "the file holds no OSV record".into(),
+            };
+            return Err(invalid(FORMAT, reason));
+        };
+        Ok(ImportedFeed {
+            revision: revision_of(newest),
+            generated_at: Some(newest),
+            expires_at: None,
+            patches: self.patches,
+            warnings: self.warnings,
+        })
+    }
+}
+
+/// Every `.json` entry of the zip, each a record file (or an array). A
+/// damaged archive or entry, or one past the unpack bound, refuses the whole
+/// bundle: it is not what the publisher made.
+fn read_zip(bytes: &[u8], limits: &FeedLimits, batch: &mut Batch) -> Result<(), Refusal> {
+    let damaged = |what: String| invalid(FORMAT, format!("the zip is damaged: {what}"));
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| damaged(e.to_string()))?;
+    if archive.len() > limits.max_patches {
+        let reason = format!("the zip holds {} files; the limit is {} records", archive.len(), limits.max_patches);
+        return Err(invalid(FORMAT, reason));
+    }
+    let mut budget = limits.max_bytes.saturating_mul(UNPACK_RATIO);
+    let mut text = Vec::new();
+    for index in 0..archive.len() {
+        let entry = archive.by_index(index).map_err(|e| damaged(format!("entry {index}: {e}")))?;
+        if entry.is_dir() || !entry.name().ends_with(".json") {
             continue;
         }
-        patches.push(record_to_patch(record, modified)?);
+        let name = entry.name().to_owned();
+        text.clear();
+        // One byte past the budget tells an entry that would exceed it,
+        // whatever its header declares.
+        entry.take(budget + 1).read_to_end(&mut text).map_err(|e| damaged(format!("{name}: {e}")))?;
+        budget = budget.checked_sub(text.len() as u64).ok_or_else(|| {
+            let limit = limits.max_bytes.saturating_mul(UNPACK_RATIO);
+            invalid(FORMAT, format!("the zip unpacks to more than {limit} bytes; refused"))
+        })?;
+        read_entry(&name, &text, batch);
     }
-    let newest = newest.ok_or_else(|| invalid(FORMAT, "the file holds no OSV record".into()))?;
-    Ok(ImportedFeed { revision: revision_of(newest), generated_at: Some(newest), expires_at: None, patches })
+    Ok(())
 }
 
-fn record_to_patch(record: Record, modified: jiff::Timestamp) -> Result<Patch, Refusal> {
-    let released = match &record.published {
-        Some(text) => timestamp(FORMAT, "published", text)?,
-        None => modified,
-    };
-    let mut fixes = Vec::new();
-    let mut platforms = BTreeSet::new();
-    let mut vendor = None;
-    let mut products = Vec::new();
-    for affected in &record.affected {
-        let Some(package) = &affected.package else { continue };
-        let Some((manager, platform, distro_vendor)) = ecosystem(&package.ecosystem) else { continue };
-        vendor.get_or_insert(distro_vendor);
-        if !products.contains(&package.name) {
-            products.push(package.name.clone());
-        }
-        platforms.insert(platform.clone());
-        for range in affected.ranges.iter().filter(|r| r.kind == "ECOSYSTEM") {
-            for event in &range.events {
-                if let Some(fixed) = event.get("fixed").and_then(|v| v.as_str()) {
-                    let fix = Fix {
-                        manager,
-                        package: package.name.clone(),
-                        fixed_version: fixed.to_owned(),
-                        platform: Some(platform.clone()),
-                    };
-                    if !fixes.contains(&fix) {
-                        fixes.push(fix);
-                    }
+fn read_entry(name: &str, text: &[u8], batch: &mut Batch) {
+    match split_records::<Record>(text, id_of) {
+        Err(e) => batch.skip(format!("{name}: not JSON, skipped: {e}")),
+        Ok(split) => {
+            for result in split {
+                match result {
+                    Ok(record) => batch.add(record, Some(name)),
+                    Err(error) => batch.skip(format!("{name}: {error}")),
                 }
             }
         }
     }
-    let mapped: Vec<&MappedCve> = record
-        .affected
-        .iter()
-        .filter_map(|a| a.database_specific.as_ref()?.cves_map.as_ref())
-        .flat_map(|m| &m.cves)
-        .collect();
-    let all_severity: Vec<&SeverityEntry> = record
-        .severity
-        .iter()
-        .chain(record.affected.iter().flat_map(|a| &a.severity))
-        .chain(mapped.iter().flat_map(|m| &m.severity))
-        .collect();
-    // The highest-scoring CVSS vector speaks for the advisory.
-    let cvss = all_severity
-        .iter()
-        .filter(|e| e.kind == "CVSS_V3" || e.kind == "CVSS_V4")
-        .filter_map(|e| crate::catalog::cvss::base_score(&e.score).ok().map(|score| (score, e)))
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, e)| Cvss { vector: e.score.clone(), score: None });
-    let mut severity = None;
-    if cvss.is_none() {
-        let worded = all_severity.iter().filter_map(|e| severity_word(&e.score)).min();
-        // Red Hat-derived summaries start with the rating: "Important: openssl security update".
-        let rated = record.summary.as_deref().and_then(|s| s.split_once(':')).and_then(|(word, _)| severity_word(word));
-        let specific = record
-            .database_specific
-            .as_ref()
-            .and_then(|d| d.get("severity"))
-            .and_then(|s| s.as_str())
-            .and_then(severity_word);
-        severity = worded.or(rated).or(specific);
+}
+
+/// The record's modification time, and its patch unless it is withdrawn;
+/// the error is why the record is skipped.
+fn record_to_patch(record: Record) -> Result<(jiff::Timestamp, Option<Patch>), String> {
+    let modified = instant("modified", &record.modified)?;
+    if record.withdrawn.is_some() {
+        return Ok((modified, None));
     }
+    let released = match &record.published {
+        Some(text) => instant("published", text)?,
+        None => modified,
+    };
+    let targets = targets(&record.affected);
+    let (cvss, severity) = rating(&record);
+    let mapped = mapped_cves(&record.affected);
     let cves = cve_ids(
         record
             .aliases
@@ -217,12 +359,12 @@ fn record_to_patch(record: Record, modified: jiff::Timestamp) -> Result<Patch, R
             .chain(mapped.iter().map(|m| &m.id))
             .map(String::as_str),
     );
-    Ok(Patch {
+    let patch = Patch {
         title: record.summary.clone().unwrap_or_else(|| record.id.clone()),
         id: record.id,
         description: record.details,
-        vendor: vendor.unwrap_or("unknown").to_owned(),
-        product: products.join(", "),
+        vendor: targets.vendor.unwrap_or("unknown").to_owned(),
+        product: targets.products.join(", "),
         category: Category::Security,
         severity,
         cvss,
@@ -230,37 +372,146 @@ fn record_to_patch(record: Record, modified: jiff::Timestamp) -> Result<Patch, R
         released: Timestamp(released),
         supersedes: Vec::new(),
         applicability: Applicability {
-            platforms: (!platforms.is_empty()).then(|| platforms.into_iter().collect()),
+            platforms: (!targets.platforms.is_empty()).then(|| targets.platforms.into_iter().collect()),
             arch: None,
             languages: None,
         },
-        fixes,
+        fixes: targets.fixes,
         fixed_products: Vec::new(),
         detect: None,
         packages: Vec::new(),
         reboot: None,
         references: record.references.into_iter().map(|r| r.url).collect(),
-    })
+    };
+    Ok((modified, Some(patch)))
+}
+
+/// What a record's affected packages come to.
+#[derive(Default)]
+struct Targets {
+    fixes: Vec<Fix>,
+    platforms: BTreeSet<String>,
+    vendor: Option<&'static str>,
+    products: Vec<String>,
+}
+
+fn targets(affected: &[Affected]) -> Targets {
+    let mut targets = Targets::default();
+    for affected in affected {
+        let Some(package) = &affected.package else { continue };
+        let Some(ecosystem) = ecosystem(&package.ecosystem) else { continue };
+        targets.vendor.get_or_insert(ecosystem.vendor);
+        if !targets.products.contains(&package.name) {
+            targets.products.push(package.name.clone());
+        }
+        targets.platforms.insert(ecosystem.platform.clone());
+        if is_debug_package(&package.name) {
+            continue;
+        }
+        let source = ecosystem.names_sources || package.purl.as_deref().is_some_and(purl_names_source);
+        let (kind, binaries) =
+            if source { (FixKind::Source, binaries(affected)) } else { (FixKind::Binary, Vec::new()) };
+        let fixed = affected.ranges.iter().filter(|r| r.kind == "ECOSYSTEM").flat_map(|r| &r.events);
+        for fixed in fixed.filter_map(|e| e.fixed.as_deref()) {
+            let fix = Fix {
+                manager: ecosystem.manager,
+                package: package.name.clone(),
+                fixed_version: fixed.to_owned(),
+                platform: Some(ecosystem.platform.clone()),
+                kind,
+                binaries: binaries.clone(),
+            };
+            if !targets.fixes.contains(&fix) {
+                targets.fixes.push(fix);
+            }
+        }
+    }
+    targets
+}
+
+/// Ubuntu's binaries of a source package, less debug symbols, deduplicated.
+fn binaries(affected: &Affected) -> Vec<String> {
+    let listed = affected.ecosystem_specific.iter().flat_map(|e| &e.binaries).map(|b| b.binary_name.as_str());
+    let mut names: Vec<String> = Vec::new();
+    for name in listed.filter(|n| !is_debug_package(n)) {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+fn mapped_cves(affected: &[Affected]) -> Vec<&MappedCve> {
+    affected.iter().filter_map(|a| a.database_specific.as_ref()?.cves_map.as_ref()).flat_map(|m| &m.cves).collect()
+}
+
+/// The advisory's CVSS vector (the highest-scoring one), or else a vendor's
+/// word for its severity; neither leaves it unrated.
+fn rating(record: &Record) -> (Option<Cvss>, Option<Severity>) {
+    let mapped = mapped_cves(&record.affected);
+    let all: Vec<&SeverityEntry> = record
+        .severity
+        .iter()
+        .chain(record.affected.iter().flat_map(|a| &a.severity))
+        .chain(mapped.iter().flat_map(|m| &m.severity))
+        .collect();
+    let cvss = all
+        .iter()
+        .filter(|e| e.kind == "CVSS_V3" || e.kind == "CVSS_V4")
+        .filter_map(|e| crate::catalog::cvss::base_score(&e.score).ok().map(|score| (score, e)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, e)| Cvss { vector: e.score.clone(), score: None });
+    if cvss.is_some() {
+        return (cvss, None);
+    }
+    let worded = all.iter().filter_map(|e| severity_word(&e.score)).min();
+    // Red Hat-derived summaries start with the rating: "Important: openssl security update".
+    let rated = record.summary.as_deref().and_then(|s| s.split_once(':')).and_then(|(word, _)| severity_word(word));
+    let specific = record
+        .database_specific
+        .as_ref()
+        .and_then(|d| d.get("severity"))
+        .and_then(|s| s.as_str())
+        .and_then(severity_word);
+    (None, worded.or(rated).or(specific))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn platform(name: &str) -> Option<(PackageManager, String, bool)> {
+        ecosystem(name).map(|e| (e.manager, e.platform, e.names_sources))
+    }
+
     #[test]
-    fn maps_ecosystems_to_managers_and_platforms() {
+    fn maps_ecosystems_to_managers_platforms_and_kinds() {
+        assert_eq!(platform("Ubuntu:Pro:16.04:LTS"), Some((PackageManager::Dpkg, "ubuntu-16.04".into(), true)));
+        assert_eq!(platform("Ubuntu:24.10").map(|e| e.1), Some("ubuntu-24.10".into()));
+        for (name, expected) in [("Debian:11", "debian-11"), ("Debian:12", "debian-12"), ("Debian:13", "debian-13")] {
+            assert_eq!(platform(name), Some((PackageManager::Dpkg, expected.into(), true)));
+        }
+        assert_eq!(platform("AlmaLinux:9"), Some((PackageManager::Rpm, "almalinux-9".into(), false)));
+        assert_eq!(platform("Rocky Linux:8").map(|e| e.1), Some("rocky-8".into()));
         assert_eq!(
-            ecosystem("Ubuntu:Pro:16.04:LTS").map(|e| (e.0, e.1)),
-            Some((PackageManager::Dpkg, "ubuntu-16.04".into()))
+            platform("Red Hat:enterprise_linux:9::appstream"),
+            Some((PackageManager::Rpm, "rhel-9".into(), false))
         );
-        assert_eq!(ecosystem("Ubuntu:24.10").map(|e| e.1), Some("ubuntu-24.10".into()));
-        assert_eq!(ecosystem("Debian:12").map(|e| (e.0, e.1)), Some((PackageManager::Dpkg, "debian-12".into())));
-        assert_eq!(ecosystem("AlmaLinux:9").map(|e| (e.0, e.1)), Some((PackageManager::Rpm, "almalinux-9".into())));
-        assert_eq!(ecosystem("Rocky Linux:8").map(|e| e.1), Some("rocky-8".into()));
-        assert_eq!(
-            ecosystem("Red Hat:enterprise_linux:9::appstream").map(|e| (e.0, e.1)),
-            Some((PackageManager::Rpm, "rhel-9".into()))
-        );
-        assert_eq!(ecosystem("PyPI"), None);
+        assert_eq!(platform("PyPI"), None);
+    }
+
+    #[test]
+    fn a_purl_for_a_source_package_says_so() {
+        assert!(purl_names_source("pkg:deb/ubuntu/vim@2:9.1?arch=source&distro=noble"));
+        assert!(purl_names_source("pkg:rpm/rocky/openssl@3.2.2?arch=src&distro=rocky-9"));
+        assert!(!purl_names_source("pkg:rpm/rocky/openssl-libs@3.2.2?arch=x86_64"));
+        assert!(!purl_names_source("pkg:deb/debian/curl?distro=bookworm"));
+    }
+
+    #[test]
+    fn recognises_a_zip_by_its_magic_bytes() {
+        assert!(is_zip(b"PK\x03\x04rest"));
+        assert!(is_zip(b"PK\x05\x06"));
+        assert!(!is_zip(b"[{\"id\": \"PK\"}]"));
     }
 }

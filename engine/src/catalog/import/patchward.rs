@@ -14,5 +14,6 @@ pub fn parse_patchward(bytes: &[u8]) -> Result<ImportedFeed, Refusal> {
         generated_at: Some(feed.generated_at.0),
         expires_at: Some(feed.expires_at.0),
         patches: feed.patches,
+        warnings: Vec::new(),
     })
 }

@@ -20,6 +20,11 @@ pub struct CatalogSourceSpec {
     /// signature at URL + ".sig" made with this key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key: Option<Spanned<String>>,
+    /// For CSAF: the publisher's OpenPGP public key, armored inline or the
+    /// absolute path of a key file. Every document of a provider (and a
+    /// single document at URL) must then carry a signature by it (`.asc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openpgp_key: Option<Spanned<String>>,
     /// Pins the feed's content: its sha256, 64 hex digits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Spanned<String>>,

@@ -1,0 +1,135 @@
+//! Exposure as a security officer reads it: one row per (device, patch)
+//! where an active patch applies and is not installed, whatever the policy
+//! decided, with its CVEs, severity and CVSS, the decision and why, since
+//! when the device has been exposed, and how that compares with the
+//! remediation target for its severity (`Settings.spec.remediation`).
+//!
+//! The planner finds the exposures ([`super::DevicePlan::exposure`]); this
+//! module renders them. `plan --format json`, `GET /api/v1/exposure` and the
+//! console's Exposure view all take their rows from [`rows`], so they
+//! cannot disagree.
+//!
+//! "Since" is the engine's record of when it first saw the device exposed
+//! (an [`ExposureSince`]); an offline plan has no such record and writes the
+//! instant it plans for.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::{DevicePlan, Exposure, ExposureDecision, Plan, PlanCatalog};
+use crate::policy::model::Remediation;
+
+/// When a device was first seen exposed to a patch, as recorded.
+pub trait ExposureSince {
+    fn since(&self, device: &str, patch: &str) -> Option<jiff::Timestamp>;
+}
+
+/// No record: an offline plan.
+pub struct NoRecord;
+
+impl ExposureSince for NoRecord {
+    fn since(&self, _device: &str, _patch: &str) -> Option<jiff::Timestamp> {
+        None
+    }
+}
+
+/// DESIGN's exposure row.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExposureRow {
+    /// The device id.
+    pub device: String,
+    pub patch: String,
+    pub title: String,
+    pub cves: Vec<String>,
+    pub severity: String,
+    /// The CVSS base score, when the catalog has one.
+    pub cvss: Option<f64>,
+    pub decision: ExposureDecision,
+    /// Why, in words: the rule, approval or exclusion that decided.
+    pub reason: String,
+    /// RFC 3339, UTC: when the device was first seen exposed.
+    pub since: String,
+    /// The remediation target for the severity (`48h`), or null.
+    pub target: Option<String>,
+    /// Exposed for longer than the target.
+    pub overdue: bool,
+}
+
+/// How rows are rendered: the catalog the plan was made with, the targets,
+/// the record of since when, and the instant "overdue" is judged at (the
+/// plan's own for `plan`, the request's for the API).
+pub struct RowContext<'a> {
+    pub catalog: &'a PlanCatalog,
+    pub remediation: &'a Remediation,
+    pub since: &'a dyn ExposureSince,
+    pub now: jiff::Timestamp,
+}
+
+/// The exposure rows of one device, by patch.
+pub fn rows(plan: &Plan, device: &DevicePlan, context: &RowContext) -> Vec<ExposureRow> {
+    rows_of(plan, &device.id, &device.exposure, context)
+}
+
+/// The rows of some of a device's exposures.
+pub fn rows_of(plan: &Plan, device: &str, exposures: &[Exposure], context: &RowContext) -> Vec<ExposureRow> {
+    exposures.iter().map(|exposure| row(plan, device, exposure, context)).collect()
+}
+
+fn row(plan: &Plan, device: &str, exposure: &Exposure, context: &RowContext) -> ExposureRow {
+    let record = &context.catalog.patches[exposure.patch as usize].view.record;
+    let patch = &plan.patches[exposure.patch as usize];
+    let since = context.since.since(device, patch).unwrap_or(plan.now).min(context.now);
+    let target = context.remediation.target(record.severity);
+    ExposureRow {
+        device: device.to_owned(),
+        patch: patch.clone(),
+        title: record.patch.title.clone(),
+        cves: record.patch.cves.clone(),
+        severity: record.severity.as_str().to_owned(),
+        cvss: record.score,
+        decision: exposure.decision,
+        reason: reason(plan, exposure),
+        since: since.to_string(),
+        target: target.map(|t| t.to_string()),
+        overdue: is_overdue(since, target, context.now),
+    }
+}
+
+/// Exposed since `since`, at `now`: past its target (a severity without one
+/// is never overdue).
+pub fn is_overdue(since: jiff::Timestamp, target: Option<patchward_api::Duration>, now: jiff::Timestamp) -> bool {
+    let Some(target) = target else { return false };
+    let Ok(seconds) = i64::try_from(target.as_secs()) else { return false };
+    now.as_second().saturating_sub(since.as_second()) > seconds
+}
+
+/// The decision in words.
+pub fn reason(plan: &Plan, exposure: &Exposure) -> String {
+    let rule = |index: u32| plan.rules.get(index as usize).map_or("?", |r| r.name.as_str());
+    match exposure.decision {
+        ExposureDecision::Approved => {
+            let grant = &plan.grants[exposure.patch as usize][exposure.by as usize];
+            let (kind, name) = plan.source_name(grant.source);
+            let scope = &plan.scope_names[grant.scope as usize];
+            format!("approved by {kind} {name} for scope {scope}")
+        }
+        ExposureDecision::Excluded => {
+            format!("declined by exclusion {}", plan.exclusion_names[exposure.by as usize])
+        }
+        ExposureDecision::Review => format!("rule {} sends it to review", rule(exposure.by)),
+        ExposureDecision::Held => format!("rule {} holds it", rule(exposure.by)),
+        ExposureDecision::Superseded => {
+            format!("superseded by a newer patch; rule {} deploys only the newest", rule(exposure.by))
+        }
+        ExposureDecision::Unmatched if exposure.by == Exposure::NOBODY => "no rule matches it".to_owned(),
+        ExposureDecision::Unmatched => {
+            let outcome = &plan.rules[exposure.by as usize];
+            if outcome.errors.iter().any(|(p, _)| *p == exposure.patch) {
+                format!("rule {} failed to evaluate on it", outcome.name)
+            } else {
+                format!("rule {} approves it for scopes this device is not in", outcome.name)
+            }
+        }
+    }
+}
