@@ -145,6 +145,24 @@ fn an_osv_zip_imports_its_records_and_names_those_it_skips() {
 }
 
 #[test]
+fn a_zip_that_unpacks_past_its_bound_is_refused() {
+    // A record padded with a megabyte of blanks deflates to about a kilobyte.
+    let padded = format!("{{\"id\": \"PAD-1\", \"modified\": \"2026-11-01T00:00:00Z\"{}}}", " ".repeat(1 << 20));
+    let bundle = zip_of(&[("PAD-1.json".into(), padded.into_bytes())]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut request = osv(&bundle);
+    request.limits.max_bytes = 16 << 10;
+    assert!(bundle.len() < 16 << 10, "{} bytes zipped", bundle.len());
+    let Err(ImportError::Refused(refusal)) = import(&store, &request) else { panic!("a zip bomb imported") };
+    assert!(refusal.to_string().contains("unpacks to more than 262144 bytes"), "{refusal}");
+    assert!(store.catalog_sources().unwrap().is_empty());
+    // Within its bound, the same bundle imports.
+    request.limits.max_bytes = 1 << 20;
+    assert_eq!(import(&store, &request).unwrap().patches, 1);
+}
+
+#[test]
 fn a_bad_record_in_an_array_is_skipped_by_its_id() {
     let text = br#"[{"id": "GOOD-1", "modified": "2026-11-01T00:00:00Z"},
                     {"id": "BAD-1", "modified": "last tuesday"},

@@ -102,7 +102,9 @@ impl Fixture {
         let clock = Arc::new(FakeClock::new(now));
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         let engine = Arc::new(Engine::new(store, key, clock.clone(), EngineSettings::default()));
-        engine.install(in_force(&policies, &feed, now)).unwrap();
+        // The catalog as the store keeps it: first seen at its import.
+        let imported = "2026-11-01T00:00:00Z".parse().unwrap();
+        engine.install(in_force(&policies, &feed, imported)).unwrap();
         let blobs = Arc::new(BlobStore::open(&dir.join("blobs")).unwrap());
         Fixture { state: Arc::new(ApiState::new(engine, blobs, Limits::default(), None)), clock }
     }
@@ -193,7 +195,7 @@ async fn which_devices_are_exposed_to_a_cve_and_since_when() {
     let vulnerable = "3.8.10-0ubuntu1~20.04.11";
     let pilot = fixture.enroll("pilot-1", focal("pilot-1", "pilot"), python(vulnerable)).await;
     fixture.enroll("prod-1", focal("prod-1", "production"), python(vulnerable)).await;
-    fixture.enroll("prod-2", focal("prod-2", "production"), python("3.8.10-0ubuntu1~20.04.12")).await;
+    let prod_2 = fixture.enroll("prod-2", focal("prod-2", "production"), python("3.8.10-0ubuntu1~20.04.12")).await;
     let bookworm = json!({"os": "linux", "platform": "debian-12", "hostname": "deb-1"});
     let util_linux = json!([{"manager": "dpkg", "name": "bsdutils", "version": "1:2.38.1-5+deb12u1", "arch": "amd64",
         "source": "util-linux", "sourceVersion": "2.38.1-5+deb12u1"}]);
@@ -270,4 +272,11 @@ async fn which_devices_are_exposed_to_a_cve_and_since_when() {
     assert_eq!((exposure["remediated"].as_u64(), exposure["meanTimeToRemediate"].as_str()), (Some(1), Some("3d")));
     let home = fixture.console("/console").await;
     assert!(home.contains("id=\"mttr\">3d<"), "{home}");
+
+    // prod-2 was fixed from the start; rolled back now, it is exposed
+    // since now, not since it enrolled.
+    fixture.inventory(&prod_2, focal("prod-2", "production"), python(vulnerable)).await;
+    let rolled_back = fixture.api(&format!("/api/v1/exposure?cve={CVE}&device=prod-2")).await;
+    assert_eq!(rolled_back["exposure"][0]["since"], later.to_string(), "{rolled_back}");
+    assert_eq!(rolled_back["exposure"][0]["overdue"], false);
 }

@@ -98,9 +98,12 @@ mod tests {
 
     #[test]
     fn refuses_what_the_engine_refuses() {
-        // Unknown fields inside a rule, an unknown rule kind, snake_case names.
+        // A field added within v1 is optional and ignored by an agent that
+        // does not know it (DESIGN, "Compatibility between releases").
+        let newer = r#"{"anyOf": [{"package": {"manager": "dpkg", "name": "a", "atLeast": "1", "arch": "amd64"}}]}"#;
+        assert!(serde_json::from_str::<Detection>(newer).is_ok(), "refused {newer}");
+        // An unknown rule kind, snake_case names, an unknown manager.
         for bad in [
-            r#"{"anyOf": [{"package": {"manager": "dpkg", "name": "a", "atLeast": "1", "arch": "amd64"}}]}"#,
             r#"{"anyOf": [{"service": {"name": "a"}}]}"#,
             r#"{"anyOf": [{"file_version": {"path": "a", "atLeast": "1"}}]}"#,
             r#"{"anyOf": [{"package": {"manager": "apk", "name": "a", "atLeast": "1"}}]}"#,

@@ -835,17 +835,27 @@ pub(crate) fn exposure_page(
     let now = engine.clock.now();
     let since = engine.exposure.read(&engine.store).map_err(ApiError::store)?;
     let devices = views::device_plans(&plan, &replanned);
-    let picks = exposure_view::select(&in_force, &plan, &devices, filter, &since, now)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let total = picks.len();
-    let end = limit.map_or(total, |l| offset.saturating_add(l).min(total));
-    let rows = if order.key().is_some() {
-        let sorted = order.apply(exposure_view::render(&in_force, &plan, &picks, &since, now));
-        sorted.into_iter().skip(offset).take(end.saturating_sub(offset)).collect()
-    } else {
-        exposure_view::render(&in_force, &plan, picks.get(offset.min(end)..end).unwrap_or(&[]), &since, now)
+    let select = |offset, limit| {
+        exposure_view::select(&in_force, &plan, &devices, filter, &since, now, offset, limit)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
     };
-    Ok((total, rows))
+    if order.key().is_none() {
+        let selection = select(offset, limit)?;
+        return Ok((selection.total, exposure_view::render(&in_force, &plan, &selection.picks, &since, now)));
+    }
+    // A sort reads every row: bounded, so a query over the whole estate
+    // asks to be narrowed instead of rendering millions of rows.
+    let counted = select(0, Some(0))?;
+    if counted.total > MAX_SORTED_EXPOSURE {
+        return Err(ApiError::bad_request(format!(
+            "{} exposures match: narrow the query (cve, patch, severity, decision, device) to {MAX_SORTED_EXPOSURE} or fewer to sort them",
+            counted.total
+        )));
+    }
+    let selection = select(0, None)?;
+    let sorted = order.apply(exposure_view::render(&in_force, &plan, &selection.picks, &since, now));
+    let page = sorted.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).collect();
+    Ok((selection.total, page))
 }
 
 #[derive(Deserialize)]
@@ -859,6 +869,9 @@ struct ExposureQuery {
     limit: Option<usize>,
     format: Option<String>,
 }
+
+/// The most rows a sorted exposure query renders.
+const MAX_SORTED_EXPOSURE: usize = 100_000;
 
 #[derive(serde::Serialize)]
 struct ExposureList {

@@ -2,93 +2,116 @@
 //! been exposed to each patch (persisted, so a restart does not reset the
 //! clock on an overdue exposure), and the remediations that closed one.
 //!
-//! After every plan, full or of one device, [`ExposureBook::track`]
-//! compares each device's exposures with the open ones on record: a new one
-//! opens at the plan's instant, one no longer there closes and adds its
-//! length to the remediation tally (when the patch is still active: a patch
-//! that left the catalog was not remediated). Only devices whose set moved
-//! touch the store.
+//! A fleet is exposed to millions of (device, patch) pairs, so the record
+//! keeps the rule and its exceptions, not every pair. A device is exposed to
+//! a patch since the later of its **baseline** (the first plan that saw it:
+//! its first inventory) and the patch's `firstSeen`, unless the pair
+//! **opened** later than that, which happens only when an inventory shows a
+//! device newly vulnerable to a patch it had (a downgrade, a package
+//! installed, a patch removed); those are recorded one by one. An inventory
+//! that no longer shows an exposure closes it: its length goes to the
+//! remediation tally, the mean time to remediate.
+//!
+//! Only an inventory changes what a device is exposed to (a policy change
+//! changes decisions, not exposure; a new patch opens at its `firstSeen`),
+//! so only [`ExposureBook::track_device`] compares before and after. A
+//! catalog revision that raises a fixed version therefore dates the newly
+//! exposed devices from the patch's `firstSeen`: earlier, never later, than
+//! the truth.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::plan::exposure::ExposureSince;
-use crate::plan::{DevicePlan, Plan};
+use crate::plan::{DevicePlan, Plan, PlanCatalog};
 use crate::store::exposure::{DeviceExposure, RemediationTally};
 use crate::store::{Store, StoreError};
 
 #[derive(Default)]
 pub struct ExposureBook {
     /// `None` until first read from the store.
-    open: RwLock<Option<HashMap<String, DeviceExposure>>>,
+    devices: RwLock<Option<HashMap<String, DeviceExposure>>>,
 }
 
 /// A read of the book, for rendering rows.
-pub struct OpenExposures<'a>(std::sync::RwLockReadGuard<'a, Option<HashMap<String, DeviceExposure>>>);
+pub struct ExposureRecord<'a>(std::sync::RwLockReadGuard<'a, Option<HashMap<String, DeviceExposure>>>);
 
-impl ExposureSince for OpenExposures<'_> {
-    fn since(&self, device: &str, patch: &str) -> Option<jiff::Timestamp> {
-        self.0.as_ref()?.get(device)?.get(patch).copied()
+impl ExposureSince for ExposureRecord<'_> {
+    fn since(&self, device: &str, patch: &str, first_seen: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let record = self.0.as_ref()?.get(device)?;
+        Some(record.opened.get(patch).copied().unwrap_or(record.baseline.max(first_seen)))
     }
 }
 
 impl ExposureBook {
     fn load(&self, store: &Store) -> Result<(), StoreError> {
-        let mut open = self.open.write().unwrap_or_else(|p| p.into_inner());
-        if open.is_none() {
-            *open = Some(store.exposures()?.into_iter().collect());
+        let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        if devices.is_none() {
+            *devices = Some(store.exposures()?.into_iter().collect());
         }
         Ok(())
     }
 
-    pub fn read(&self, store: &Store) -> Result<OpenExposures<'_>, StoreError> {
+    pub fn read(&self, store: &Store) -> Result<ExposureRecord<'_>, StoreError> {
         self.load(store)?;
-        Ok(OpenExposures(self.open.read().unwrap_or_else(|p| p.into_inner())))
+        Ok(ExposureRecord(self.devices.read().unwrap_or_else(|p| p.into_inner())))
     }
 
-    /// Records what `devices` (planned in `plan`) are exposed to now. The
-    /// caller holds the planning lock: there is one writer.
-    pub fn track(
+    /// Gives every device the plan is the first to see its baseline, `now`.
+    pub fn track_plan(&self, store: &Store, devices: &[&DevicePlan], now: jiff::Timestamp) -> Result<(), StoreError> {
+        self.load(store)?;
+        let mut guard = self.devices.write().unwrap_or_else(|p| p.into_inner());
+        let book = guard.get_or_insert_with(HashMap::new);
+        let new: Vec<(String, DeviceExposure)> = devices
+            .iter()
+            .filter(|d| !book.contains_key(&d.id))
+            .map(|d| (d.id.clone(), DeviceExposure { baseline: now, opened: Default::default() }))
+            .collect();
+        store.record_exposures(&new, RemediationTally::default())?;
+        book.extend(new);
+        Ok(())
+    }
+
+    /// One device planned again after its inventory (`after`), against the
+    /// same full plan `plan` as `before`: exposures it gained open now (where
+    /// the rule would date them earlier), those it lost are remediated.
+    pub fn track_device(
         &self,
         store: &Store,
         plan: &Plan,
-        devices: &[&DevicePlan],
+        catalog: &PlanCatalog,
+        before: Option<&DevicePlan>,
+        after: &DevicePlan,
         now: jiff::Timestamp,
     ) -> Result<(), StoreError> {
         self.load(store)?;
-        let mut guard = self.open.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.devices.write().unwrap_or_else(|p| p.into_inner());
         let book = guard.get_or_insert_with(HashMap::new);
-        let mut changed = Vec::new();
+        let (Some(record), Some(before)) = (book.get(&after.id), before) else {
+            drop(guard);
+            return self.track_plan(store, &[after], now);
+        };
+        let mut record = record.clone();
+        let first_seen = |p: u32| catalog.patches[p as usize].view.record.first_seen;
+        let was: Vec<u32> = before.exposure.patches().collect();
+        let is: Vec<u32> = after.exposure.patches().collect();
         let mut tally = RemediationTally::default();
-        for device in devices {
-            let before = book.get(&device.id);
-            let now_open: DeviceExposure = device
-                .exposure
-                .iter()
-                .map(|e| {
-                    let id = &plan.patches[e.patch as usize];
-                    (id.clone(), before.and_then(|b| b.get(id)).copied().unwrap_or(now))
-                })
-                .collect();
-            if before.is_some_and(|b| *b == now_open) || (before.is_none() && now_open.is_empty()) {
-                continue;
-            }
-            for (patch, since) in before.into_iter().flatten() {
-                if !now_open.contains_key(patch) && plan.patches.binary_search(patch).is_ok() {
-                    tally.remediated += 1;
-                    tally.total_seconds += now.as_second().saturating_sub(since.as_second()).max(0) as u64;
-                }
-            }
-            changed.push((device.id.clone(), now_open));
+        for &patch in was.iter().filter(|p| is.binary_search(p).is_err()) {
+            let id = &plan.patches[patch as usize];
+            let since = record.opened.remove(id).unwrap_or(record.baseline.max(first_seen(patch)));
+            tally.remediated += 1;
+            tally.total_seconds += now.as_second().saturating_sub(since.as_second()).max(0) as u64;
         }
-        store.record_exposures(&changed, tally)?;
-        for (device, open) in changed {
-            if open.is_empty() {
-                book.remove(&device);
-            } else {
-                book.insert(device, open);
+        for &patch in is.iter().filter(|p| was.binary_search(p).is_err()) {
+            if record.baseline.max(first_seen(patch)) < now {
+                record.opened.insert(plan.patches[patch as usize].clone(), now);
             }
         }
+        if tally.remediated == 0 && book.get(&after.id) == Some(&record) {
+            return Ok(());
+        }
+        store.record_exposures(&[(after.id.clone(), record.clone())], tally)?;
+        book.insert(after.id.clone(), record);
         Ok(())
     }
 }

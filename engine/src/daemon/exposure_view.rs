@@ -8,10 +8,14 @@
 //! patch, so a query over a large fleet scans small integers and renders
 //! only the rows it keeps.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::InForce;
 use crate::plan::Exposure;
+use crate::plan::exposed::ExposureSet;
 use crate::plan::exposure::{ExposureRow, ExposureSince, RowContext, is_overdue, rows_of};
 use crate::plan::{DevicePlan, ExposureDecision, Plan};
 use crate::store::exposure::RemediationTally;
@@ -94,7 +98,20 @@ impl ExposureFilter {
 /// rendered (a page renders only its own rows).
 pub type Pick<'a> = (&'a DevicePlan, Exposure);
 
-/// The exposures that pass `filter` at `now`, by device then patch.
+/// How many exposures pass a query, and those of one page of them.
+pub struct Selection<'a> {
+    pub total: usize,
+    pub picks: Vec<Pick<'a>>,
+}
+
+/// The exposures that pass `filter` at `now`, by device then patch: how
+/// many, and the picks in `offset..offset + limit` (all with no limit).
+///
+/// Filters on the patch alone (cve, patch, severity) are judged once per
+/// patch and per kind of device, so counting a device costs its own
+/// exceptions, not its exposure; a decision or overdue filter reads each
+/// exposure.
+#[allow(clippy::too_many_arguments)]
 pub fn select<'a>(
     in_force: &InForce,
     plan: &Plan,
@@ -102,28 +119,71 @@ pub fn select<'a>(
     filter: &ExposureFilter,
     since: &dyn ExposureSince,
     now: jiff::Timestamp,
-) -> Result<Vec<Pick<'a>>, FilterError> {
+    offset: usize,
+    limit: Option<usize>,
+) -> Result<Selection<'a>, FilterError> {
     let decision = filter.decision()?;
     let overdue = filter.overdue()?;
-    let patches = filter.patches(in_force);
-    let remediation = in_force.policy.remediation();
-    let targets: Vec<_> = in_force.catalog.patches.iter().map(|p| remediation.target(p.view.record.severity)).collect();
-    let is_late = |device: &DevicePlan, e: &Exposure| {
-        let opened = since.since(&device.id, &plan.patches[e.patch as usize]).unwrap_or(plan.now).min(now);
-        is_overdue(opened, targets[e.patch as usize], now)
-    };
-    let mut picks = Vec::new();
+    let passes = filter.patches(in_force);
+    let targets = targets(in_force);
+    let end = limit.map_or(usize::MAX, |l| offset.saturating_add(l));
+    let mut kinds: HashMap<*const [u32], Vec<u32>> = HashMap::new();
+    let mut selection = Selection { total: 0, picks: Vec::new() };
     for &device in devices.iter().filter(|d| chosen(&filter.device).is_none_or(|id| id == d.id)) {
-        for exposure in &device.exposure {
-            if patches[exposure.patch as usize]
-                && decision.is_none_or(|d| d == exposure.decision)
-                && overdue.is_none_or(|o| o == is_late(device, exposure))
-            {
-                picks.push((device, *exposure));
+        let set = &device.exposure;
+        let fixless = kinds
+            .entry(Arc::as_ptr(&set.fixless))
+            .or_insert_with(|| set.fixless.iter().copied().filter(|p| passes[*p as usize]).collect());
+        let narrowed = ExposureSet {
+            fixless: Arc::from(fixless.as_slice()),
+            present: set.present.iter().copied().filter(|p| passes[*p as usize]).collect(),
+            needed: set.needed.iter().copied().filter(|p| passes[*p as usize]).collect(),
+        };
+        if decision.is_none() && overdue.is_none() {
+            let count = narrowed.len();
+            let (first, last) = (selection.total, selection.total + count);
+            if first < end && last > offset {
+                let skip = offset.saturating_sub(first);
+                let take = end.min(last) - first - skip;
+                let picked = narrowed.patches().skip(skip).take(take).map(|p| (device, plan.exposure_of(device, p)));
+                selection.picks.extend(picked);
+            }
+            selection.total = last;
+            continue;
+        }
+        for patch in narrowed.patches() {
+            let exposure = plan.exposure_of(device, patch);
+            let late = || is_late(in_force, plan, &targets, since, device, patch, now);
+            if decision.is_none_or(|d| d == exposure.decision) && overdue.is_none_or(|o| o == late()) {
+                if (offset..end).contains(&selection.total) {
+                    selection.picks.push((device, exposure));
+                }
+                selection.total += 1;
             }
         }
     }
-    Ok(picks)
+    Ok(selection)
+}
+
+/// Per active patch, the remediation target of its severity.
+fn targets(in_force: &InForce) -> Vec<Option<patchward_api::Duration>> {
+    let remediation = in_force.policy.remediation();
+    in_force.catalog.patches.iter().map(|p| remediation.target(p.view.record.severity)).collect()
+}
+
+/// Whether `device`'s exposure to `patch` is past its target at `now`.
+fn is_late(
+    in_force: &InForce,
+    plan: &Plan,
+    targets: &[Option<patchward_api::Duration>],
+    since: &dyn ExposureSince,
+    device: &DevicePlan,
+    patch: u32,
+    now: jiff::Timestamp,
+) -> bool {
+    let first_seen = in_force.catalog.patches[patch as usize].view.record.first_seen;
+    let opened = since.since(&device.id, &plan.patches[patch as usize], first_seen).unwrap_or(plan.now).min(now);
+    is_overdue(opened, targets[patch as usize], now)
 }
 
 /// The rows of `picks`, in their order.
@@ -142,11 +202,25 @@ pub fn render(
         .collect()
 }
 
-/// Per active patch (by index), how many devices miss it.
+/// Per active patch (by index), how many devices miss it: each kind's
+/// fixless patches counted once per kind, then each device's exceptions.
 pub fn missing_by_patch(plan: &Plan, devices: &[&DevicePlan]) -> Vec<usize> {
-    let mut counts = vec![0; plan.patches.len()];
-    for exposure in devices.iter().flat_map(|d| &d.exposure) {
-        counts[exposure.patch as usize] += 1;
+    let mut counts = vec![0usize; plan.patches.len()];
+    let mut kinds: HashMap<*const [u32], (&[u32], usize)> = HashMap::new();
+    for device in devices {
+        let set = &device.exposure;
+        kinds.entry(Arc::as_ptr(&set.fixless)).or_insert((&set.fixless, 0)).1 += 1;
+        for &p in &set.present {
+            counts[p as usize] = counts[p as usize].wrapping_sub(1);
+        }
+        for &p in &set.needed {
+            counts[p as usize] += 1;
+        }
+    }
+    for (fixless, devices) in kinds.values() {
+        for &p in *fixless {
+            counts[p as usize] = counts[p as usize].wrapping_add(*devices);
+        }
     }
     counts
 }
@@ -175,14 +249,12 @@ pub fn exposure_summary(
     tally: RemediationTally,
     now: jiff::Timestamp,
 ) -> ExposureSummary {
-    let remediation = in_force.policy.remediation();
-    let targets: Vec<_> = in_force.catalog.patches.iter().map(|p| remediation.target(p.view.record.severity)).collect();
+    let targets = targets(in_force);
     let mut summary = ExposureSummary { remediated: tally.remediated, ..ExposureSummary::default() };
     for device in devices {
-        for exposure in &device.exposure {
+        for patch in device.exposure.patches() {
             summary.exposures += 1;
-            let opened = since.since(&device.id, &plan.patches[exposure.patch as usize]).unwrap_or(plan.now);
-            if is_overdue(opened, targets[exposure.patch as usize], now) {
+            if is_late(in_force, plan, &targets, since, device, patch, now) {
                 summary.overdue += 1;
             }
         }

@@ -317,7 +317,7 @@ impl Engine {
         });
         self.store.record_ledger(&computed.ledger_additions)?;
         let planned: Vec<&DevicePlan> = computed.devices.iter().collect();
-        self.exposure.track(&self.store, &computed, &planned, now)?;
+        self.exposure.track_plan(&self.store, &planned, now)?;
         let previous: HashMap<String, Arc<ServedDesired>> = {
             let served = self.served.read().unwrap_or_else(|p| p.into_inner());
             served.desired.clone()
@@ -479,10 +479,13 @@ impl Engine {
     /// is in force.
     pub fn replan_device(&self, id: &str) -> Result<Option<u64>, StoreError> {
         let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
-        let (in_force, base, previous) = {
+        let (in_force, base, previous, before) = {
             let served = self.served.read().unwrap_or_else(|p| p.into_inner());
             match (&served.in_force, &served.plan) {
-                (Some(f), Some(p)) => (f.clone(), p.clone(), served.desired.get(id).cloned()),
+                (Some(f), Some(p)) => {
+                    let before = views::device_plan(p, &served.replanned, id).cloned();
+                    (f.clone(), p.clone(), served.desired.get(id).cloned(), before)
+                }
                 _ => return Ok(None),
             }
         };
@@ -501,7 +504,7 @@ impl Engine {
         )
         .pop()
         .expect("one device in, one plan out");
-        self.exposure.track(&self.store, &base, &[&planned], now)?;
+        self.exposure.track_device(&self.store, &base, &in_force.catalog, before.as_ref(), &planned, now)?;
         let content = self.content(&base, &in_force, &planned, now);
         let digest = content_digest(&content);
         let generation = self.store.desired_generation(id, &digest)?;

@@ -19,16 +19,17 @@ use serde::Serialize;
 use super::{DevicePlan, Exposure, ExposureDecision, Plan, PlanCatalog};
 use crate::policy::model::Remediation;
 
-/// When a device was first seen exposed to a patch, as recorded.
+/// When a device was first seen exposed to a patch (whose `firstSeen` is
+/// given), as recorded.
 pub trait ExposureSince {
-    fn since(&self, device: &str, patch: &str) -> Option<jiff::Timestamp>;
+    fn since(&self, device: &str, patch: &str, first_seen: jiff::Timestamp) -> Option<jiff::Timestamp>;
 }
 
 /// No record: an offline plan.
 pub struct NoRecord;
 
 impl ExposureSince for NoRecord {
-    fn since(&self, _device: &str, _patch: &str) -> Option<jiff::Timestamp> {
+    fn since(&self, _device: &str, _patch: &str, _first_seen: jiff::Timestamp) -> Option<jiff::Timestamp> {
         None
     }
 }
@@ -68,7 +69,8 @@ pub struct RowContext<'a> {
 
 /// The exposure rows of one device, by patch.
 pub fn rows(plan: &Plan, device: &DevicePlan, context: &RowContext) -> Vec<ExposureRow> {
-    rows_of(plan, &device.id, &device.exposure, context)
+    let exposures: Vec<Exposure> = plan.exposures(device).collect();
+    rows_of(plan, &device.id, &exposures, context)
 }
 
 /// The rows of some of a device's exposures.
@@ -79,7 +81,7 @@ pub fn rows_of(plan: &Plan, device: &str, exposures: &[Exposure], context: &RowC
 fn row(plan: &Plan, device: &str, exposure: &Exposure, context: &RowContext) -> ExposureRow {
     let record = &context.catalog.patches[exposure.patch as usize].view.record;
     let patch = &plan.patches[exposure.patch as usize];
-    let since = context.since.since(device, patch).unwrap_or(plan.now).min(context.now);
+    let since = context.since.since(device, patch, record.first_seen).unwrap_or(plan.now).min(context.now);
     let target = context.remediation.target(record.severity);
     ExposureRow {
         device: device.to_owned(),

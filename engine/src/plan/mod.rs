@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod compile;
 pub mod desired;
 pub mod diff;
+pub mod exposed;
 pub mod exposure;
 mod fields;
 pub mod ledger;
@@ -152,8 +153,8 @@ pub struct DevicePlan {
     /// Software assignments that reach the device.
     pub software: Vec<SoftwareItem>,
     /// The active patches that apply to the device and are not installed,
-    /// whatever the policy decided, by patch.
-    pub exposure: Vec<Exposure>,
+    /// whatever the policy decided ([`exposed`]).
+    pub exposure: exposed::ExposureSet,
     /// Whether the device's agent reads an item's `fixes`. Agents that do
     /// name each package's architecture in their inventory; older ones
     /// refuse a desired state with fields they do not know, so they are
@@ -202,8 +203,8 @@ impl ExposureDecision {
     }
 }
 
-/// One patch a device is exposed to. Eight bytes, like an item: the why
-/// is rendered from `by` when it is shown.
+/// One patch a device is exposed to, with its decision: found when read
+/// ([`Plan::exposure_of`]); the why is rendered from `by`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Exposure {
     pub patch: u32,
@@ -302,6 +303,8 @@ pub struct Plan {
     pub excluded_by: Vec<Vec<u32>>,
     /// Per patch, what the policy decided before any device (for exposure).
     pub verdicts: Vec<Verdict>,
+    /// Per exclusion, its scopes (none: everywhere).
+    pub exclusion_scopes: Vec<Vec<u32>>,
     /// By device id.
     pub devices: Vec<DevicePlan>,
     /// Runtime problems (rule errors, selector failures, approvals of
@@ -367,6 +370,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         retractions: retraction_grants(policy),
         excluded_by: Vec::new(),
         verdicts: verdicts(policy, catalog, &decisions),
+        exclusion_scopes: policy.exclusions.iter().map(|e| e.scopes.iter().map(|s| *s as u32).collect()).collect(),
         devices: Vec::new(),
         diagnostics: Vec::new(),
         ledger_additions: Vec::new(),
@@ -467,7 +471,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     let in_scope = |device: usize, scope: u32| scope == 0 || membership[scope as usize][device];
     count_gates(&mut plan.gates, &gate_specs, catalog, &devices, &in_scope);
 
-    plan.devices = plan_devices(input, &devices, &grants, &excluded_by, &plan.gates, &plan.verdicts, &membership);
+    plan.devices = plan_devices(input, &devices, &grants, &excluded_by, &plan.gates, &membership);
     plan.grants = grants;
     plan.excluded_by = excluded_by;
 
@@ -521,7 +525,7 @@ pub fn replan_devices(input: &PlanInput, base: &Plan) -> Vec<DevicePlan> {
     // Selector failures were reported by the full plan.
     let mut ignored = Vec::new();
     let membership = scope_membership(input.policy, &devices, &evaluator, &mut ignored);
-    plan_devices(input, &devices, &base.grants, &base.excluded_by, &base.gates, &base.verdicts, &membership)
+    plan_devices(input, &devices, &base.grants, &base.excluded_by, &base.gates, &membership)
 }
 
 /// Each patch's decision before any device: the deciding rule's action
@@ -578,44 +582,62 @@ struct Shared<'a> {
     grants: &'a [Vec<Grant>],
     excluded_by: &'a [Vec<u32>],
     gates: &'a [GateOutcome],
-    verdicts: &'a [Verdict],
     membership: &'a [Vec<bool>],
     locations: Vec<LocationNet>,
+    exposure: exposed::ExposureIndex<'a>,
     now: jiff::Timestamp,
 }
 
+/// What the devices of one (platform, arch, language) share: the patches
+/// with a candidate that can apply to them, and the fixless patches they
+/// are exposed to before their inventory is read.
+struct KindPatches {
+    reachable: Vec<u32>,
+    fixless: std::sync::Arc<[u32]>,
+    /// Per active patch, whether its lists admit the kind.
+    applies: std::sync::Arc<[bool]>,
+}
+
 /// Every device's items, in parallel, in the order of `devices`.
-#[allow(clippy::too_many_arguments)]
 fn plan_devices(
     input: &PlanInput,
     devices: &[&Device],
     grants: &[Vec<Grant>],
     excluded_by: &[Vec<u32>],
     gates: &[GateOutcome],
-    verdicts: &[Verdict],
     membership: &[Vec<bool>],
 ) -> Vec<DevicePlan> {
     let catalog = input.catalog;
-    // Which active patches can apply to devices of one (platform, arch,
-    // language), filtered by their lists once per kind: every one, since a
-    // device's exposure counts patches nothing approved.
-    let mut kinds: HashMap<DeviceKind, Vec<u32>> = HashMap::new();
-    for device in devices {
-        let facts = &device.facts;
-        let key = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
-        kinds.entry(key).or_insert_with(|| {
-            (0..catalog.len() as u32).filter(|p| applies_by_lists(&catalog.patches[*p as usize], key)).collect()
-        });
-    }
+    // Filtered by their lists once per kind: only patches with a candidate
+    // for items; every fixless one for exposure.
+    let reachable: Vec<u32> = (0..catalog.len() as u32).filter(|p| !grants[*p as usize].is_empty()).collect();
+    let mut keys: Vec<DeviceKind> = devices
+        .iter()
+        .map(|d| (d.facts.platform.as_deref(), d.facts.arch.as_deref(), d.facts.language.as_deref()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let kinds: HashMap<DeviceKind, KindPatches> = keys
+        .into_par_iter()
+        .map(|key| {
+            let applies = exposed::ExposureIndex::applies(catalog, key);
+            let kind = KindPatches {
+                reachable: reachable.iter().copied().filter(|p| applies[*p as usize]).collect(),
+                fixless: exposed::ExposureIndex::fixless(catalog, &applies),
+                applies,
+            };
+            (key, kind)
+        })
+        .collect();
     let shared = Shared {
         catalog,
         policy: input.policy,
         grants,
         excluded_by,
         gates,
-        verdicts,
         membership,
         locations: locations(input.policy),
+        exposure: exposed::ExposureIndex::new(catalog),
         now: input.now,
     };
     devices
@@ -970,36 +992,31 @@ fn locations(policy: &CompiledPolicy) -> Vec<LocationNet> {
     nets
 }
 
-fn plan_device(index: usize, device: &Device, patches: &[u32], shared: &Shared) -> DevicePlan {
+fn plan_device(index: usize, device: &Device, kind: &KindPatches, shared: &Shared) -> DevicePlan {
     let Shared { catalog, policy, grants, excluded_by, membership, .. } = *shared;
     let in_scope = |scope: u32| membership[scope as usize][index];
     let inventory: HashSet<&str> = device.inventory.patches.iter().map(String::as_str).collect();
     let packages = PackageIndex::new(&device.inventory.packages);
     let mut items = Vec::new();
     let mut excluded = Vec::new();
-    let mut exposure = Vec::new();
-    for &patch in patches {
+    for &patch in &kind.reachable {
         let plan_patch = &catalog.patches[patch as usize];
+        let Some(grant_index) = grants[patch as usize].iter().position(|c| in_scope(c.scope)) else { continue };
         let fixes = fix_state(plan_patch, device, &packages);
         if fixes == FixState::NotApplicable {
+            continue;
+        }
+        let exclusions = &excluded_by[patch as usize];
+        if let Some(&exclusion) = exclusions.iter().find(|&&e| {
+            let scopes = &policy.exclusions[e as usize].scopes;
+            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s as u32))
+        }) {
+            excluded.push((patch, exclusion));
             continue;
         }
         let present = fixes == FixState::Fixed
             || inventory.contains(plan_patch.id())
             || plan_patch.view.superseded_by.iter().any(|s| inventory.contains(s.as_str()));
-        let grant = grants[patch as usize].iter().position(|c| in_scope(c.scope));
-        let exclusion = excluded_by[patch as usize].iter().copied().find(|&e| {
-            let scopes = &policy.exclusions[e as usize].scopes;
-            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s as u32))
-        });
-        if !present {
-            exposure.push(exposure_of(patch, grant, exclusion, shared));
-        }
-        let Some(grant_index) = grant else { continue };
-        if let Some(exclusion) = exclusion {
-            excluded.push((patch, exclusion));
-            continue;
-        }
         let status = item_status(&grants[patch as usize][grant_index], present, shared);
         items.push(DeviceItem { patch, grant: grant_index as u32, status, retracted: false });
     }
@@ -1025,6 +1042,7 @@ fn plan_device(index: usize, device: &Device, patches: &[u32], shared: &Shared) 
     let location = address.and_then(|ip| shared.locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
     let scopes = (0..membership.len() as u32).filter(|s| in_scope(*s)).collect();
     let software = software_items(policy, &inventory, &packages, &in_scope);
+    let exposure = shared.exposure.device(catalog, device, &kind.fixless, &kind.applies);
     let reads_fixes = device.inventory.packages.iter().any(|p| p.arch.is_some());
     DevicePlan { id: device.id.clone(), scopes, location, items, excluded, software, exposure, reads_fixes }
 }
@@ -1038,26 +1056,6 @@ fn item_status(grant: &Grant, present: bool, shared: &Shared) -> ItemStatus {
         _ if grant.gate.is_some_and(|g| !shared.gates[g as usize].passed) => ItemStatus::Blocked,
         _ => ItemStatus::Due,
     }
-}
-
-/// Why a device is still exposed to a patch: an Exclusion for it beats
-/// everything, then a grant that installs it, then what the policy decided
-/// about the patch. A patch a rule approves for scopes the device is not in
-/// is unmatched for that device, by that rule.
-fn exposure_of(patch: u32, grant: Option<usize>, exclusion: Option<u32>, shared: &Shared) -> Exposure {
-    let installs = grant.filter(|&g| shared.grants[patch as usize][g].action == ItemAction::Install);
-    let (decision, by) = match (exclusion, installs) {
-        (Some(exclusion), _) => (ExposureDecision::Excluded, exclusion),
-        (None, Some(grant)) => (ExposureDecision::Approved, grant as u32),
-        (None, None) => {
-            let verdict = shared.verdicts[patch as usize];
-            match verdict.decision {
-                ExposureDecision::Approved => (ExposureDecision::Unmatched, verdict.rule),
-                decision => (decision, verdict.rule),
-            }
-        }
-    };
-    Exposure { patch, decision, by }
 }
 
 /// The patches to remove from `device` because their approval was

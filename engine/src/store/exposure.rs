@@ -2,10 +2,11 @@
 //! remediation took: what the security officer's figures need that no plan
 //! can recompute.
 //!
-//! Key layout of the `exposure` tree: `{device}` → JSON `{patch: since}`
-//! (RFC 3339), the device's open exposures. The remediation tally lives in
-//! the engine's state (`state/remediation`). Every change is one sled batch
-//! and a flush, like every other write.
+//! Key layout of the `exposure` tree: `{device}` → JSON [`DeviceExposure`]:
+//! the device's baseline and the exposures that opened after it (see
+//! `daemon::exposure` for the rule). The remediation tally lives in the
+//! engine's state (`state/remediation`). Every change is one sled batch and
+//! a flush, like every other write.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +14,17 @@ use serde::{Deserialize, Serialize};
 
 use super::{Store, StoreError};
 
-/// A device's open exposures: patch id → when first seen exposed.
-pub type DeviceExposure = BTreeMap<String, jiff::Timestamp>;
+/// What the engine records of one device's exposure.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceExposure {
+    /// The first plan that saw the device.
+    pub baseline: jiff::Timestamp,
+    /// Exposures that opened later than the rule dates them: patch id →
+    /// when.
+    #[serde(default)]
+    pub opened: BTreeMap<String, jiff::Timestamp>,
+}
 
 /// Remediations so far: how many exposures closed, and their total length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,20 +44,20 @@ impl RemediationTally {
 const REMEDIATION_STATE: &str = "state/remediation";
 
 impl Store {
-    /// Every device's open exposures.
+    /// Every device's record.
     pub fn exposures(&self) -> Result<BTreeMap<String, DeviceExposure>, StoreError> {
         let mut out = BTreeMap::new();
         for entry in self.exposure.iter() {
             let (key, value) = entry.map_err(|e| self.io("read", e))?;
             let device = String::from_utf8_lossy(&key).into_owned();
-            let open: DeviceExposure = serde_json::from_slice(&value)
+            let record: DeviceExposure = serde_json::from_slice(&value)
                 .map_err(|e| self.corrupted(format!("exposure of device {device} does not decode: {e}")))?;
-            out.insert(device, open);
+            out.insert(device, record);
         }
         Ok(out)
     }
 
-    /// Replaces the open exposures of the devices named and adds to the
+    /// Replaces the records of the devices named and adds to the
     /// remediation tally, in one batch, durably.
     pub fn record_exposures(
         &self,
@@ -58,12 +68,8 @@ impl Store {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
-        for (device, open) in changed {
-            if open.is_empty() {
-                batch.remove(device.as_bytes());
-            } else {
-                batch.insert(device.as_bytes(), serde_json::to_vec(open).expect("exposures serialize"));
-            }
+        for (device, record) in changed {
+            batch.insert(device.as_bytes(), serde_json::to_vec(record).expect("a record serializes"));
         }
         self.exposure.apply_batch(batch).map_err(|e| self.io("write", e))?;
         if remediated.remediated > 0 {

@@ -124,8 +124,16 @@ pub(super) fn split_records<T: serde::de::DeserializeOwned>(
         let raw: Vec<&serde_json::value::RawValue> = serde_json::from_slice(bytes)?;
         return Ok(raw.iter().enumerate().map(|(i, r)| parse_one(r.get(), format!("#{}", i + 1))).collect());
     }
-    let raw: &serde_json::value::RawValue = serde_json::from_slice(bytes)?;
-    Ok(vec![parse_one(raw.get(), "#1".into())])
+    // A lone record (a zip bundle's entry) is parsed in one pass; only a
+    // failure looks again, to tell bad JSON from a bad record and name it.
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(record) => Ok(vec![Ok(record)]),
+        Err(e) if e.is_data() => {
+            let name = std::str::from_utf8(bytes).ok().and_then(name_of).unwrap_or_else(|| "#1".into());
+            Ok(vec![Err(RecordError { name, reason: e.to_string() })])
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// [`split_records`] for a whole file: a record that does not parse becomes

@@ -44,6 +44,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Read as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 
@@ -218,12 +219,8 @@ pub fn parse_osv(bytes: &[u8], limits: &FeedLimits) -> Result<ImportedFeed, Refu
     if is_zip(bytes) {
         read_zip(bytes, limits, &mut batch)?;
     } else {
-        let split = split_records::<Record>(bytes, id_of).map_err(|e| invalid(FORMAT, e.to_string()))?;
-        for result in split {
-            match result {
-                Ok(record) => batch.add(record, None),
-                Err(error) => batch.skip(error.to_string()),
-            }
+        for read in read_text(bytes, None).map_err(|e| invalid(FORMAT, e.to_string()))? {
+            batch.push(read);
         }
     }
     batch.finish()
@@ -242,40 +239,59 @@ fn is_zip(bytes: &[u8]) -> bool {
     bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06")
 }
 
+/// What one record came to.
+// Records far outnumber skips: boxing the patch would cost every record an
+// allocation to save a skip a few hundred bytes.
+#[allow(clippy::large_enum_variant)]
+enum Read {
+    /// Its modification time, and its patch unless it is withdrawn.
+    Record(jiff::Timestamp, Option<Patch>),
+    /// Why it is skipped, naming it.
+    Skipped(String),
+}
+
+/// The records of one JSON text (`file`: the zip entry it is, to name it
+/// in warnings). The error is a text that is not JSON at all.
+fn read_text(text: &[u8], file: Option<&str>) -> Result<Vec<Read>, serde_json::Error> {
+    let place = file.map(|f| format!("{f}: ")).unwrap_or_default();
+    let split = split_records::<Record>(text, id_of)?;
+    Ok(split
+        .into_iter()
+        .map(|result| match result {
+            Err(error) => Read::Skipped(format!("{place}{error}")),
+            Ok(record) => {
+                let id = record.id.clone();
+                match record_to_patch(record) {
+                    Ok((modified, patch)) => Read::Record(modified, patch),
+                    Err(reason) => Read::Skipped(format!("{place}record {id} is skipped: {reason}")),
+                }
+            }
+        })
+        .collect())
+}
+
 /// The records read so far, and what was skipped.
 #[derive(Default)]
 struct Batch {
     patches: Vec<Patch>,
     newest: Option<jiff::Timestamp>,
     warnings: Vec<String>,
-    /// The first skipped record's warning, for a refusal when none parses.
-    first_skip: Option<String>,
 }
 
 impl Batch {
-    /// `file`: the zip entry the record came from, to name it in warnings.
-    fn add(&mut self, record: Record, file: Option<&str>) {
-        let id = record.id.clone();
-        match record_to_patch(record) {
-            Ok((modified, patch)) => {
+    fn push(&mut self, read: Read) {
+        match read {
+            Read::Record(modified, patch) => {
                 self.newest = Some(self.newest.map_or(modified, |n| n.max(modified)));
                 self.patches.extend(patch);
             }
-            Err(reason) => {
-                let place = file.map(|f| format!("{f}: ")).unwrap_or_default();
-                self.skip(format!("{place}record {id} is skipped: {reason}"));
-            }
+            Read::Skipped(warning) => self.warnings.push(warning),
         }
-    }
-
-    fn skip(&mut self, warning: String) {
-        self.first_skip.get_or_insert_with(|| warning.clone());
-        self.warnings.push(warning);
     }
 
     fn finish(self) -> Result<ImportedFeed, Refusal> {
         let Some(newest) = self.newest else {
-            let reason = match self.first_skip {
+            let reason = match self.warnings.first() {
                 Some(first) => format!("no record in it parses; {first}"),
                 None => "the file holds no OSV record".into(),
             };
@@ -291,49 +307,63 @@ impl Batch {
     }
 }
 
-/// Every `.json` entry of the zip, each a record file (or an array). A
-/// damaged archive or entry, or one past the unpack bound, refuses the whole
-/// bundle: it is not what the publisher made.
+type Archive<'a> = zip::ZipArchive<std::io::Cursor<&'a [u8]>>;
+
+/// Every `.json` entry of the zip, each a record file (or an array), read
+/// in parallel and kept in the archive's order. A damaged archive or
+/// entry, or one past the unpack bound, refuses the whole bundle: it is
+/// not what the publisher made.
 fn read_zip(bytes: &[u8], limits: &FeedLimits, batch: &mut Batch) -> Result<(), Refusal> {
-    let damaged = |what: String| invalid(FORMAT, format!("the zip is damaged: {what}"));
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| damaged(e.to_string()))?;
+    use rayon::prelude::*;
+    let archive = Archive::new(std::io::Cursor::new(bytes)).map_err(|e| damaged(e.to_string()))?;
     if archive.len() > limits.max_patches {
         let reason = format!("the zip holds {} files; the limit is {} records", archive.len(), limits.max_patches);
         return Err(invalid(FORMAT, reason));
     }
-    let mut budget = limits.max_bytes.saturating_mul(UNPACK_RATIO);
-    let mut text = Vec::new();
-    for index in 0..archive.len() {
-        let entry = archive.by_index(index).map_err(|e| damaged(format!("entry {index}: {e}")))?;
-        if entry.is_dir() || !entry.name().ends_with(".json") {
-            continue;
+    let budget = Budget { limit: limits.max_bytes.saturating_mul(UNPACK_RATIO), left: AtomicU64::new(0) };
+    budget.left.store(budget.limit, Ordering::Relaxed);
+    let entries: Vec<Result<Vec<Read>, Refusal>> = (0..archive.len())
+        .into_par_iter()
+        .with_min_len(64)
+        .map_init(|| archive.clone(), |archive, index| read_entry(archive, index, &budget))
+        .collect();
+    batch.patches.reserve(entries.len());
+    for entry in entries {
+        for read in entry? {
+            batch.push(read);
         }
-        let name = entry.name().to_owned();
-        text.clear();
-        // One byte past the budget tells an entry that would exceed it,
-        // whatever its header declares.
-        entry.take(budget + 1).read_to_end(&mut text).map_err(|e| damaged(format!("{name}: {e}")))?;
-        budget = budget.checked_sub(text.len() as u64).ok_or_else(|| {
-            let limit = limits.max_bytes.saturating_mul(UNPACK_RATIO);
-            invalid(FORMAT, format!("the zip unpacks to more than {limit} bytes; refused"))
-        })?;
-        read_entry(&name, &text, batch);
     }
     Ok(())
 }
 
-fn read_entry(name: &str, text: &[u8], batch: &mut Batch) {
-    match split_records::<Record>(text, id_of) {
-        Err(e) => batch.skip(format!("{name}: not JSON, skipped: {e}")),
-        Ok(split) => {
-            for result in split {
-                match result {
-                    Ok(record) => batch.add(record, Some(name)),
-                    Err(error) => batch.skip(format!("{name}: {error}")),
-                }
-            }
-        }
+fn damaged(what: String) -> Refusal {
+    invalid(FORMAT, format!("the zip is damaged: {what}"))
+}
+
+/// How many more bytes the zip's entries may unpack to, shared by the
+/// threads that read them.
+struct Budget {
+    limit: u64,
+    left: AtomicU64,
+}
+
+fn read_entry(archive: &mut Archive<'_>, index: usize, budget: &Budget) -> Result<Vec<Read>, Refusal> {
+    let entry = archive.by_index(index).map_err(|e| damaged(format!("entry {index}: {e}")))?;
+    if entry.is_dir() || !entry.name().ends_with(".json") {
+        return Ok(Vec::new());
     }
+    let name = entry.name().to_owned();
+    let left = budget.left.load(Ordering::Relaxed);
+    let mut text = Vec::with_capacity(entry.size().min(left) as usize);
+    // One byte past what is left tells an entry that would exceed it,
+    // whatever its header declares.
+    entry.take(left + 1).read_to_end(&mut text).map_err(|e| damaged(format!("{name}: {e}")))?;
+    let taken = text.len() as u64;
+    budget
+        .left
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(taken))
+        .map_err(|_| invalid(FORMAT, format!("the zip unpacks to more than {} bytes; refused", budget.limit)))?;
+    Ok(read_text(&text, Some(&name)).unwrap_or_else(|e| vec![Read::Skipped(format!("{name}: not JSON, skipped: {e}"))]))
 }
 
 /// The record's modification time, and its patch unless it is withdrawn;
@@ -455,12 +485,14 @@ fn rating(record: &Record) -> (Option<Cvss>, Option<Severity>) {
         .chain(record.affected.iter().flat_map(|a| &a.severity))
         .chain(mapped.iter().flat_map(|m| &m.severity))
         .collect();
+    // The score computed here to choose is kept, so the catalog need not
+    // compute it again.
     let cvss = all
         .iter()
         .filter(|e| e.kind == "CVSS_V3" || e.kind == "CVSS_V4")
         .filter_map(|e| crate::catalog::cvss::base_score(&e.score).ok().map(|score| (score, e)))
         .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, e)| Cvss { vector: e.score.clone(), score: None });
+        .map(|(score, e)| Cvss { vector: e.score.clone(), score: Some(score) });
     if cvss.is_some() {
         return (cvss, None);
     }

@@ -1,0 +1,257 @@
+//! What a device is exposed to, as the planner finds it: every active patch
+//! that applies to it and is not installed, whatever was decided.
+//!
+//! A fleet is exposed to far more patches than it is given: every Windows
+//! update nobody approved applies to every device of its platform. So a
+//! device's exposure is not a list of rows but an [`ExposureSet`] of three
+//! parts, and decisions are found when a row is read ([`Plan::exposure_of`]):
+//!
+//! - `fixless`: the active patches without package fixes whose platform,
+//!   arch and language lists admit the device's; one list, shared by every
+//!   device of that (platform, arch, language);
+//! - `present`: those of them the device has: its inventory lists the
+//!   patch, or a patch that supersedes it (transitively);
+//! - `needed`: the patches with package fixes the device needs (DESIGN's
+//!   rule, `patchward_api::fixes`) and does not have by inventory, found
+//!   from the device's packages through an index of the names fixes use,
+//!   each name's fixes sorted by fixed version: a package needs exactly the
+//!   fixes past its version, found by a binary search, never by scanning
+//!   the catalog or comparing every fix.
+//!
+//! Exposure is `fixless − present`, then `needed`, in patch order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use patchward_api::fixes::FixKind;
+use patchward_api::{Device, PackageManager, compare_versions};
+
+use super::{DeviceKind, DevicePlan, Exposure, ExposureDecision, Plan, PlanCatalog};
+use crate::policy::model::ItemAction;
+
+/// One device's exposure (see the module doc).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExposureSet {
+    pub fixless: Arc<[u32]>,
+    /// Sorted; a subset of `fixless`.
+    pub present: Vec<u32>,
+    /// Sorted; patches with package fixes.
+    pub needed: Vec<u32>,
+}
+
+impl ExposureSet {
+    /// The patches, ascending.
+    pub fn patches(&self) -> impl Iterator<Item = u32> + '_ {
+        let mut present = self.present.iter().peekable();
+        let missing = self.fixless.iter().copied().filter(move |p| {
+            while present.next_if(|q| **q < *p).is_some() {}
+            present.next_if_eq(&p).is_none()
+        });
+        Merge { a: missing.peekable(), b: self.needed.iter().copied().peekable() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.fixless.len() - self.present.len() + self.needed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Two ascending, disjoint sequences as one.
+struct Merge<A: Iterator<Item = u32>, B: Iterator<Item = u32>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<A: Iterator<Item = u32>, B: Iterator<Item = u32>> Iterator for Merge<A, B> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(a), Some(b)) if b < a => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}
+
+/// What finding a device's exposure reads, built once per plan.
+pub(super) struct ExposureIndex<'c> {
+    /// Per patch, the active patches it supersedes, transitively.
+    supersedes: Vec<Vec<u32>>,
+    /// Per manager, fixes by the name that judges an installed package:
+    /// binary fixes by binary name (the package's version compared);
+    binary: [Names<'c>; 2],
+    /// source fixes by source name (its source version compared);
+    source: [Names<'c>; 2],
+    /// source fixes by the binaries they list, for a package whose
+    /// inventory names no source (an older agent: its own version).
+    listed: [Names<'c>; 2],
+}
+
+/// Each name's fixes, ascending by fixed version.
+type Names<'c> = HashMap<&'c str, Vec<Threshold<'c>>>;
+
+struct Threshold<'c> {
+    fixed: &'c str,
+    platform: Option<&'c str>,
+    patch: u32,
+}
+
+const fn slot(manager: PackageManager) -> usize {
+    match manager {
+        PackageManager::Dpkg => 0,
+        PackageManager::Rpm => 1,
+    }
+}
+
+impl<'c> ExposureIndex<'c> {
+    pub(super) fn new(catalog: &'c PlanCatalog) -> Self {
+        let mut supersedes = vec![Vec::new(); catalog.len()];
+        let mut index = ExposureIndex {
+            supersedes: Vec::new(),
+            binary: Default::default(),
+            source: Default::default(),
+            listed: Default::default(),
+        };
+        for (patch, plan_patch) in catalog.patches.iter().enumerate() {
+            for newer in plan_patch.view.superseded_by.iter().filter_map(|id| catalog.get(id)) {
+                supersedes[newer as usize].push(patch as u32);
+            }
+            for fix in &plan_patch.view.record.patch.fixes {
+                let threshold =
+                    || Threshold { fixed: &fix.fixed_version, platform: fix.platform.as_deref(), patch: patch as u32 };
+                let slot = slot(fix.manager);
+                match fix.kind {
+                    FixKind::Binary => index.binary[slot].entry(&fix.package).or_default().push(threshold()),
+                    FixKind::Source => {
+                        index.source[slot].entry(&fix.package).or_default().push(threshold());
+                        for binary in fix.binaries.iter().filter(|b| **b != fix.package) {
+                            index.listed[slot].entry(binary).or_default().push(threshold());
+                        }
+                    }
+                }
+            }
+        }
+        for manager in [PackageManager::Dpkg, PackageManager::Rpm] {
+            let slot = slot(manager);
+            for names in [&mut index.binary[slot], &mut index.source[slot], &mut index.listed[slot]] {
+                for list in names.values_mut() {
+                    list.sort_by(|a, b| compare_versions(a.fixed, b.fixed, manager.scheme()));
+                }
+            }
+        }
+        index.supersedes = supersedes;
+        index
+    }
+
+    /// The patches whose fixes a package at `version` is below, under
+    /// `name` in `names`, for `platform`.
+    fn past<'s>(
+        names: &'s Names<'c>,
+        manager: PackageManager,
+        name: &str,
+        version: &'s str,
+        platform: Option<&'s str>,
+    ) -> impl Iterator<Item = u32> + 's {
+        let list = names.get(name).map_or(&[][..], Vec::as_slice);
+        let first = list.partition_point(|t| compare_versions(t.fixed, version, manager.scheme()).is_le());
+        list[first..].iter().filter(move |t| t.platform.is_none() || t.platform == platform).map(|t| t.patch)
+    }
+
+    /// The fixless patches of a device kind: what every device of it is
+    /// exposed to before its inventory is read.
+    pub(super) fn fixless(catalog: &PlanCatalog, applies: &[bool]) -> Arc<[u32]> {
+        (0..catalog.len() as u32)
+            .filter(|p| applies[*p as usize] && catalog.patches[*p as usize].view.record.patch.fixes.is_empty())
+            .collect()
+    }
+
+    /// Per active patch, whether its lists admit a device kind.
+    pub(super) fn applies(catalog: &PlanCatalog, kind: DeviceKind) -> Arc<[bool]> {
+        catalog.patches.iter().map(|patch| super::applies_by_lists(patch, kind)).collect()
+    }
+
+    /// `device`'s exposure, given its kind's fixless patches and which
+    /// patches the kind's lists admit.
+    pub(super) fn device(
+        &self,
+        catalog: &PlanCatalog,
+        device: &Device,
+        fixless: &Arc<[u32]>,
+        applies: &[bool],
+    ) -> ExposureSet {
+        let mut covered: Vec<u32> = Vec::new();
+        for patch in device.inventory.patches.iter().filter_map(|id| catalog.get(id)) {
+            covered.push(patch);
+            covered.extend_from_slice(&self.supersedes[patch as usize]);
+        }
+        covered.sort_unstable();
+        covered.dedup();
+        let present = covered.iter().copied().filter(|p| fixless.binary_search(p).is_ok()).collect();
+        let platform = device.facts.platform.as_deref();
+        let mut needed: Vec<u32> = Vec::new();
+        for package in &device.inventory.packages {
+            let (manager, slot) = (package.manager, slot(package.manager));
+            needed.extend(Self::past(&self.binary[slot], manager, &package.name, &package.version, platform));
+            let source = package.source_name();
+            needed.extend(Self::past(&self.source[slot], manager, source, package.source_version(), platform));
+            if package.source.is_none() {
+                needed.extend(Self::past(&self.listed[slot], manager, &package.name, &package.version, platform));
+            }
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        needed.retain(|p| covered.binary_search(p).is_err() && applies[*p as usize]);
+        ExposureSet { fixless: Arc::clone(fixless), present, needed }
+    }
+}
+
+impl Plan {
+    /// Why `device` is exposed to `patch`: an Exclusion for it beats
+    /// everything, then a grant that installs it, then what the policy
+    /// decided about the patch. A patch a rule approves for scopes the
+    /// device is not in is unmatched for that device, by that rule.
+    pub fn exposure_of(&self, device: &DevicePlan, patch: u32) -> Exposure {
+        let in_scope = |scope: u32| device.scopes.binary_search(&scope).is_ok();
+        let exclusion = self.excluded_by[patch as usize].iter().copied().find(|&e| {
+            let scopes = &self.exclusion_scopes[e as usize];
+            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s))
+        });
+        let grants = &self.grants[patch as usize];
+        let installs = grants.iter().position(|g| in_scope(g.scope) && g.action == ItemAction::Install);
+        let (decision, by) = match (exclusion, installs) {
+            (Some(exclusion), _) => (ExposureDecision::Excluded, exclusion),
+            (None, Some(grant)) => (ExposureDecision::Approved, grant as u32),
+            (None, None) => {
+                let verdict = self.verdicts[patch as usize];
+                match verdict.decision {
+                    ExposureDecision::Approved => (ExposureDecision::Unmatched, verdict.rule),
+                    decision => (decision, verdict.rule),
+                }
+            }
+        };
+        Exposure { patch, decision, by }
+    }
+
+    /// Every exposure of `device`, with its decision, by patch.
+    pub fn exposures<'a>(&'a self, device: &'a DevicePlan) -> impl Iterator<Item = Exposure> + 'a {
+        device.exposure.patches().map(move |patch| self.exposure_of(device, patch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposure_is_the_missing_fixless_patches_then_the_needed_ones_in_order() {
+        let set = ExposureSet { fixless: Arc::from([1, 3, 5, 7, 9]), present: vec![3, 9], needed: vec![0, 4, 10] };
+        assert_eq!(set.patches().collect::<Vec<_>>(), [0, 1, 4, 5, 7, 10]);
+        assert_eq!(set.len(), 6);
+        let none = ExposureSet { fixless: Arc::from([2, 4]), present: vec![2, 4], needed: vec![] };
+        assert!(none.is_empty() && none.patches().next().is_none());
+    }
+}
