@@ -182,13 +182,10 @@ fn windows_reason(error: &WindowsProbeError) -> String {
 /// engine's comparison). A name installed more than once (dpkg's
 /// multi-arch copies) counts only when every copy is at or above: one old
 /// copy still carries the flaw.
+/// Every architecture copy at least the version, by the rule the engine
+/// judges `package` detection with ([`PackageIndex::at_least`]).
 fn detect_package(rule: &PackageDetection, inventory: &Inventory) -> DetectionResult {
-    let mut installed =
-        inventory.packages.iter().filter(|p| p.manager == rule.manager && p.name == rule.name).peekable();
-    if installed.peek().is_none() {
-        return DetectionResult::Absent;
-    }
-    if installed.all(|p| version_at_least(&p.version, &rule.at_least, rule.manager.scheme())) {
+    if PackageIndex::new(&inventory.packages).at_least(rule.manager, &rule.name, &rule.at_least) {
         DetectionResult::Present
     } else {
         DetectionResult::Absent

@@ -14,11 +14,14 @@ use patchward::api::{ApiState, router};
 use patchward::clock::FakeClock;
 use patchward::daemon::config::Limits;
 use patchward::daemon::media::BlobStore;
-use patchward::daemon::{Engine, EngineSettings, InForce};
+use patchward::daemon::{Engine, EngineSettings};
 use patchward::store::Store;
 use patchward::store::fleet::{AccessToken, EnrollmentToken, Role};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
+
+mod support;
+use support::in_force;
 
 const ADMIN: &str = "pwa_exposure-admin-token-0123456789";
 const CVE: &str = "CVE-2024-6232";
@@ -56,18 +59,6 @@ kind: ApprovalRule
 metadata: {name: high-pilot}
 spec: {match: 'patch.severity == \"high\"', action: approve, stages: [{scope: pilot, policy: fast}]}
 ";
-
-fn in_force(policies: &Path, feed: &[u8], now: jiff::Timestamp) -> InForce {
-    use patchward::policy::{PolicyLimits, PolicySource, load_policy};
-    let load = load_policy(&PolicySource::Folder(policies.to_owned()), &PolicyLimits::default()).unwrap();
-    let policy = load.policy.unwrap_or_else(|| panic!("{:?}", load.diagnostics));
-    let policy = patchward::plan::CompiledPolicy::compile(policy, None).unwrap();
-    let (records, _) =
-        patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, feed, now).unwrap();
-    let coverage = patchward::catalog::coverage::CoverageSet::of_policy(&policy.policy);
-    let catalog = patchward::plan::PlanCatalog::new(records, &coverage);
-    InForce { policy: Arc::new(policy), catalog, catalog_revision: 1, commit: None }
-}
 
 struct Fixture {
     state: Arc<ApiState>,

@@ -816,7 +816,20 @@ pub(crate) fn exposure_summary(
     let engine = &state.engine;
     let since = engine.exposure.read(&engine.store).map_err(ApiError::store)?;
     let tally = engine.store.remediation_tally().map_err(ApiError::store)?;
-    Ok(exposure_view::exposure_summary(in_force, plan, devices, &since, tally, engine.clock.now()))
+    let remediation = in_force.policy.remediation();
+    let context = exposure_context(in_force, &remediation, &since, engine.clock.now());
+    Ok(exposure_view::exposure_summary(plan, devices, &context, tally))
+}
+
+/// How exposure rows are judged and rendered now, with the engine's record
+/// of since when.
+fn exposure_context<'a>(
+    in_force: &'a crate::daemon::InForce,
+    remediation: &'a crate::policy::model::Remediation,
+    since: &'a dyn crate::plan::exposure::ExposureSince,
+    now: jiff::Timestamp,
+) -> crate::plan::exposure::RowContext<'a> {
+    crate::plan::exposure::RowContext { catalog: &in_force.catalog, remediation, since, now }
 }
 
 /// The exposure rows a query keeps: how many, and those of the page
@@ -832,16 +845,17 @@ pub(crate) fn exposure_page(
 ) -> Result<(usize, Vec<crate::plan::exposure::ExposureRow>), ApiError> {
     let (in_force, plan, replanned) = plan_or_unavailable(state)?;
     let engine = &state.engine;
-    let now = engine.clock.now();
     let since = engine.exposure.read(&engine.store).map_err(ApiError::store)?;
+    let remediation = in_force.policy.remediation();
+    let context = exposure_context(&in_force, &remediation, &since, engine.clock.now());
     let devices = views::device_plans(&plan, &replanned);
     let select = |offset, limit| {
-        exposure_view::select(&in_force, &plan, &devices, filter, &since, now, offset, limit)
+        exposure_view::select(&plan, &devices, filter, &context, offset, limit)
             .map_err(|e| ApiError::bad_request(e.to_string()))
     };
     if order.key().is_none() {
         let selection = select(offset, limit)?;
-        return Ok((selection.total, exposure_view::render(&in_force, &plan, &selection.picks, &since, now)));
+        return Ok((selection.total, exposure_view::render(&plan, &selection.picks, &context)));
     }
     // A sort reads every row: bounded, so a query over the whole estate
     // asks to be narrowed instead of rendering millions of rows.
@@ -853,7 +867,7 @@ pub(crate) fn exposure_page(
         )));
     }
     let selection = select(0, None)?;
-    let sorted = order.apply(exposure_view::render(&in_force, &plan, &selection.picks, &since, now));
+    let sorted = order.apply(exposure_view::render(&plan, &selection.picks, &context));
     let page = sorted.into_iter().skip(offset).take(limit.unwrap_or(usize::MAX)).collect();
     Ok((selection.total, page))
 }

@@ -39,7 +39,15 @@ pub struct ExposureRecord<'a>(std::sync::RwLockReadGuard<'a, Option<HashMap<Stri
 impl ExposureSince for ExposureRecord<'_> {
     fn since(&self, device: &str, patch: &str, first_seen: jiff::Timestamp) -> Option<jiff::Timestamp> {
         let record = self.0.as_ref()?.get(device)?;
-        Some(record.opened.get(patch).copied().unwrap_or(record.baseline.max(first_seen)))
+        Some(record.opened.get(patch).copied().unwrap_or(record.by_rule(first_seen)))
+    }
+}
+
+impl DeviceExposure {
+    /// When the rule dates an exposure to a patch first seen at
+    /// `first_seen`: the later of that and the device's baseline.
+    fn by_rule(&self, first_seen: jiff::Timestamp) -> jiff::Timestamp {
+        self.baseline.max(first_seen)
     }
 }
 
@@ -98,12 +106,12 @@ impl ExposureBook {
         let mut tally = RemediationTally::default();
         for &patch in was.iter().filter(|p| is.binary_search(p).is_err()) {
             let id = &plan.patches[patch as usize];
-            let since = record.opened.remove(id).unwrap_or(record.baseline.max(first_seen(patch)));
+            let since = record.opened.remove(id).unwrap_or(record.by_rule(first_seen(patch)));
             tally.remediated += 1;
             tally.total_seconds += now.as_second().saturating_sub(since.as_second()).max(0) as u64;
         }
         for &patch in is.iter().filter(|p| was.binary_search(p).is_err()) {
-            if record.baseline.max(first_seen(patch)) < now {
+            if record.by_rule(first_seen(patch)) < now {
                 record.opened.insert(plan.patches[patch as usize].clone(), now);
             }
         }

@@ -13,11 +13,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::InForce;
 use crate::plan::Exposure;
 use crate::plan::exposed::ExposureSet;
-use crate::plan::exposure::{ExposureRow, ExposureSince, RowContext, is_overdue, rows_of};
-use crate::plan::{DevicePlan, ExposureDecision, Plan};
+use crate::plan::exposure::{ExposureRow, RowContext};
+use crate::plan::{DevicePlan, ExposureDecision, Plan, PlanCatalog};
 use crate::store::exposure::RemediationTally;
 
 /// `?cve=&patch=&severity=&decision=&device=&overdue=`; every one optional.
@@ -66,10 +65,9 @@ impl ExposureFilter {
     }
 
     /// Per active patch: whether its own fields pass.
-    fn patches(&self, in_force: &InForce) -> Vec<bool> {
+    fn patches(&self, catalog: &PlanCatalog) -> Vec<bool> {
         let cve = chosen(&self.cve).map(str::to_ascii_uppercase);
-        in_force
-            .catalog
+        catalog
             .patches
             .iter()
             .map(|p| {
@@ -104,30 +102,28 @@ pub struct Selection<'a> {
     pub picks: Vec<Pick<'a>>,
 }
 
-/// The exposures that pass `filter` at `now`, by device then patch: how
-/// many, and the picks in `offset..offset + limit` (all with no limit).
+/// The exposures that pass `filter` at the context's instant, by device
+/// then patch: how many, and the picks in `offset..offset + limit` (all with
+/// no limit).
 ///
 /// Filters on the patch alone (cve, patch, severity) are judged once per
 /// patch and per kind of device, so counting a device costs its own
 /// exceptions, not its exposure; a decision or overdue filter reads each
 /// exposure.
-#[allow(clippy::too_many_arguments)]
 pub fn select<'a>(
-    in_force: &InForce,
     plan: &Plan,
     devices: &[&'a DevicePlan],
     filter: &ExposureFilter,
-    since: &dyn ExposureSince,
-    now: jiff::Timestamp,
+    context: &RowContext,
     offset: usize,
     limit: Option<usize>,
 ) -> Result<Selection<'a>, FilterError> {
     let decision = filter.decision()?;
     let overdue = filter.overdue()?;
-    let passes = filter.patches(in_force);
-    let targets = targets(in_force);
+    let passes = filter.patches(context.catalog);
     let end = limit.map_or(usize::MAX, |l| offset.saturating_add(l));
-    let mut kinds: HashMap<*const [u32], Vec<u32>> = HashMap::new();
+    // Each kind's fixless patches that pass, once per kind.
+    let mut kinds: HashMap<*const [u32], Arc<[u32]>> = HashMap::new();
     let mut selection = Selection { total: 0, picks: Vec::new() };
     for &device in devices.iter().filter(|d| chosen(&filter.device).is_none_or(|id| id == d.id)) {
         let set = &device.exposure;
@@ -135,7 +131,7 @@ pub fn select<'a>(
             .entry(Arc::as_ptr(&set.fixless))
             .or_insert_with(|| set.fixless.iter().copied().filter(|p| passes[*p as usize]).collect());
         let narrowed = ExposureSet {
-            fixless: Arc::from(fixless.as_slice()),
+            fixless: Arc::clone(fixless),
             present: set.present.iter().copied().filter(|p| passes[*p as usize]).collect(),
             needed: set.needed.iter().copied().filter(|p| passes[*p as usize]).collect(),
         };
@@ -153,7 +149,7 @@ pub fn select<'a>(
         }
         for patch in narrowed.patches() {
             let exposure = plan.exposure_of(device, patch);
-            let late = || is_late(in_force, plan, &targets, since, device, patch, now);
+            let late = || context.overdue(plan, &device.id, patch);
             if decision.is_none_or(|d| d == exposure.decision) && overdue.is_none_or(|o| o == late()) {
                 if (offset..end).contains(&selection.total) {
                     selection.picks.push((device, exposure));
@@ -165,41 +161,9 @@ pub fn select<'a>(
     Ok(selection)
 }
 
-/// Per active patch, the remediation target of its severity.
-fn targets(in_force: &InForce) -> Vec<Option<patchward_api::Duration>> {
-    let remediation = in_force.policy.remediation();
-    in_force.catalog.patches.iter().map(|p| remediation.target(p.view.record.severity)).collect()
-}
-
-/// Whether `device`'s exposure to `patch` is past its target at `now`.
-fn is_late(
-    in_force: &InForce,
-    plan: &Plan,
-    targets: &[Option<patchward_api::Duration>],
-    since: &dyn ExposureSince,
-    device: &DevicePlan,
-    patch: u32,
-    now: jiff::Timestamp,
-) -> bool {
-    let first_seen = in_force.catalog.patches[patch as usize].view.record.first_seen;
-    let opened = since.since(&device.id, &plan.patches[patch as usize], first_seen).unwrap_or(plan.now).min(now);
-    is_overdue(opened, targets[patch as usize], now)
-}
-
 /// The rows of `picks`, in their order.
-pub fn render(
-    in_force: &InForce,
-    plan: &Plan,
-    picks: &[Pick<'_>],
-    since: &dyn ExposureSince,
-    now: jiff::Timestamp,
-) -> Vec<ExposureRow> {
-    let remediation = in_force.policy.remediation();
-    let context = RowContext { catalog: &in_force.catalog, remediation: &remediation, since, now };
-    picks
-        .iter()
-        .flat_map(|(device, exposure)| rows_of(plan, &device.id, std::slice::from_ref(exposure), &context))
-        .collect()
+pub fn render(plan: &Plan, picks: &[Pick<'_>], context: &RowContext) -> Vec<ExposureRow> {
+    picks.iter().map(|(device, exposure)| context.row(plan, &device.id, exposure)).collect()
 }
 
 /// Per active patch (by index), how many devices miss it: each kind's
@@ -242,19 +206,16 @@ pub struct ExposureSummary {
 }
 
 pub fn exposure_summary(
-    in_force: &InForce,
     plan: &Plan,
     devices: &[&DevicePlan],
-    since: &dyn ExposureSince,
+    context: &RowContext,
     tally: RemediationTally,
-    now: jiff::Timestamp,
 ) -> ExposureSummary {
-    let targets = targets(in_force);
     let mut summary = ExposureSummary { remediated: tally.remediated, ..ExposureSummary::default() };
     for device in devices {
         for patch in device.exposure.patches() {
             summary.exposures += 1;
-            if is_late(in_force, plan, &targets, since, device, patch, now) {
+            if context.overdue(plan, &device.id, patch) {
                 summary.overdue += 1;
             }
         }

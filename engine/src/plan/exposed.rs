@@ -109,16 +109,15 @@ const fn slot(manager: PackageManager) -> usize {
 
 impl<'c> ExposureIndex<'c> {
     pub(super) fn new(catalog: &'c PlanCatalog) -> Self {
-        let mut supersedes = vec![Vec::new(); catalog.len()];
         let mut index = ExposureIndex {
-            supersedes: Vec::new(),
+            supersedes: vec![Vec::new(); catalog.len()],
             binary: Default::default(),
             source: Default::default(),
             listed: Default::default(),
         };
         for (patch, plan_patch) in catalog.patches.iter().enumerate() {
             for newer in plan_patch.view.superseded_by.iter().filter_map(|id| catalog.get(id)) {
-                supersedes[newer as usize].push(patch as u32);
+                index.supersedes[newer as usize].push(patch as u32);
             }
             for fix in &plan_patch.view.record.patch.fixes {
                 let threshold =
@@ -143,7 +142,6 @@ impl<'c> ExposureIndex<'c> {
                 }
             }
         }
-        index.supersedes = supersedes;
         index
     }
 
@@ -216,10 +214,10 @@ impl Plan {
     /// device is not in is unmatched for that device, by that rule.
     pub fn exposure_of(&self, device: &DevicePlan, patch: u32) -> Exposure {
         let in_scope = |scope: u32| device.scopes.binary_search(&scope).is_ok();
-        let exclusion = self.excluded_by[patch as usize].iter().copied().find(|&e| {
-            let scopes = &self.exclusion_scopes[e as usize];
-            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s))
-        });
+        let exclusion = self.excluded_by[patch as usize]
+            .iter()
+            .copied()
+            .find(|&e| super::declines(self.exclusion_scopes[e as usize].iter().copied(), in_scope));
         let grants = &self.grants[patch as usize];
         let installs = grants.iter().position(|g| in_scope(g.scope) && g.action == ItemAction::Install);
         let (decision, by) = match (exclusion, installs) {

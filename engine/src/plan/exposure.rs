@@ -69,32 +69,41 @@ pub struct RowContext<'a> {
 
 /// The exposure rows of one device, by patch.
 pub fn rows(plan: &Plan, device: &DevicePlan, context: &RowContext) -> Vec<ExposureRow> {
-    let exposures: Vec<Exposure> = plan.exposures(device).collect();
-    rows_of(plan, &device.id, &exposures, context)
+    plan.exposures(device).map(|exposure| context.row(plan, &device.id, &exposure)).collect()
 }
 
-/// The rows of some of a device's exposures.
-pub fn rows_of(plan: &Plan, device: &str, exposures: &[Exposure], context: &RowContext) -> Vec<ExposureRow> {
-    exposures.iter().map(|exposure| row(plan, device, exposure, context)).collect()
-}
+impl RowContext<'_> {
+    /// Since when `device` has been exposed to `patch` (by index): the
+    /// record's instant, else the plan's; never later than `now`.
+    pub fn since(&self, plan: &Plan, device: &str, patch: u32) -> jiff::Timestamp {
+        let first_seen = self.catalog.patches[patch as usize].view.record.first_seen;
+        self.since.since(device, &plan.patches[patch as usize], first_seen).unwrap_or(plan.now).min(self.now)
+    }
 
-fn row(plan: &Plan, device: &str, exposure: &Exposure, context: &RowContext) -> ExposureRow {
-    let record = &context.catalog.patches[exposure.patch as usize].view.record;
-    let patch = &plan.patches[exposure.patch as usize];
-    let since = context.since.since(device, patch, record.first_seen).unwrap_or(plan.now).min(context.now);
-    let target = context.remediation.target(record.severity);
-    ExposureRow {
-        device: device.to_owned(),
-        patch: patch.clone(),
-        title: record.patch.title.clone(),
-        cves: record.patch.cves.clone(),
-        severity: record.severity.as_str().to_owned(),
-        cvss: record.score,
-        decision: exposure.decision,
-        reason: reason(plan, exposure),
-        since: since.to_string(),
-        target: target.map(|t| t.to_string()),
-        overdue: is_overdue(since, target, context.now),
+    /// Whether that exposure is past the target of the patch's severity.
+    pub fn overdue(&self, plan: &Plan, device: &str, patch: u32) -> bool {
+        let target = self.remediation.target(self.catalog.patches[patch as usize].view.record.severity);
+        is_overdue(self.since(plan, device, patch), target, self.now)
+    }
+
+    /// The row of one of `device`'s exposures.
+    pub fn row(&self, plan: &Plan, device: &str, exposure: &Exposure) -> ExposureRow {
+        let record = &self.catalog.patches[exposure.patch as usize].view.record;
+        let since = self.since(plan, device, exposure.patch);
+        let target = self.remediation.target(record.severity);
+        ExposureRow {
+            device: device.to_owned(),
+            patch: plan.patches[exposure.patch as usize].clone(),
+            title: record.patch.title.clone(),
+            cves: record.patch.cves.clone(),
+            severity: record.severity.as_str().to_owned(),
+            cvss: record.score,
+            decision: exposure.decision,
+            reason: reason(plan, exposure),
+            since: since.to_string(),
+            target: target.map(|t| t.to_string()),
+            overdue: is_overdue(since, target, self.now),
+        }
     }
 }
 

@@ -967,6 +967,12 @@ fn applies_by_lists(patch: &PlanPatch, (platform, arch, language): DeviceKind) -
         && meets(&applicability.languages, language)
 }
 
+/// Whether an Exclusion with these scopes declines a device: one of them
+/// holds it, or it names none (everywhere).
+fn declines(mut scopes: impl ExactSizeIterator<Item = u32>, in_scope: impl Fn(u32) -> bool) -> bool {
+    scopes.len() == 0 || scopes.any(in_scope)
+}
+
 /// What a patch's package fixes say about a device (DESIGN's rule, shared
 /// with the agent's detection: `patchward_api::fixes`).
 fn fix_state(patch: &PlanPatch, device: &Device, packages: &PackageIndex<'_>) -> FixState {
@@ -1007,10 +1013,10 @@ fn plan_device(index: usize, device: &Device, kind: &KindPatches, shared: &Share
             continue;
         }
         let exclusions = &excluded_by[patch as usize];
-        if let Some(&exclusion) = exclusions.iter().find(|&&e| {
-            let scopes = &policy.exclusions[e as usize].scopes;
-            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s as u32))
-        }) {
+        if let Some(&exclusion) = exclusions
+            .iter()
+            .find(|&&e| declines(policy.exclusions[e as usize].scopes.iter().map(|s| *s as u32), in_scope))
+        {
             excluded.push((patch, exclusion));
             continue;
         }
@@ -1096,10 +1102,9 @@ fn retractions(
         let plan_patch = &catalog.patches[patch as usize];
         let granted = grants[patch as usize].iter().any(|g| in_scope(g.scope));
         let listed = items.iter().any(|i| i.patch == patch) || excluded.iter().any(|(p, _)| *p == patch);
-        let declined = excluded_by[patch as usize].iter().any(|&e| {
-            let scopes = &policy.exclusions[e as usize].scopes;
-            scopes.is_empty() || scopes.iter().any(|s| in_scope(*s as u32))
-        });
+        let declined = excluded_by[patch as usize]
+            .iter()
+            .any(|&e| declines(policy.exclusions[e as usize].scopes.iter().map(|s| *s as u32), in_scope));
         let superseded =
             plan_patch.view.superseded_by.iter().any(|s| inventory.contains(s.as_str()) || kept.contains(s.as_str()));
         if granted || listed || declined || superseded || !applies_by_lists(plan_patch, kind) {

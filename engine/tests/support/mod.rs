@@ -61,13 +61,19 @@ pub fn workspace_root() -> std::path::PathBuf {
 /// What an engine has in force on the policy folder `policies` (compiled
 /// as commit c0ffee…) and the example feed, imported at `now`.
 pub fn example_in_force(policies: &Path, now: jiff::Timestamp) -> patchward::daemon::InForce {
+    let feed = std::fs::read(workspace_root().join("examples/plan/feed.json")).unwrap();
+    in_force(policies, &feed, now)
+}
+
+/// What an engine has in force on the policy folder `policies` (compiled
+/// as commit c0ffee…) and a patchward `feed`, imported at `now`.
+pub fn in_force(policies: &Path, feed: &[u8], now: jiff::Timestamp) -> patchward::daemon::InForce {
     use patchward::policy::{PolicyLimits, PolicySource, load_policy};
     let load = load_policy(&PolicySource::Folder(policies.to_owned()), &PolicyLimits::default()).unwrap();
     let policy = load.policy.unwrap_or_else(|| panic!("{}: {:?}", policies.display(), load.diagnostics));
     let policy = patchward::plan::CompiledPolicy::compile(policy, Some("c0ffee".repeat(6) + "c0ff")).unwrap();
-    let feed = std::fs::read(workspace_root().join("examples/plan/feed.json")).unwrap();
     let (records, _) =
-        patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
+        patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, feed, now).unwrap();
     let coverage = patchward::catalog::coverage::CoverageSet::of_policy(&policy.policy);
     let catalog = patchward::plan::PlanCatalog::new(records, &coverage);
     patchward::daemon::InForce { policy: std::sync::Arc::new(policy), catalog, catalog_revision: 3, commit: None }
