@@ -250,3 +250,111 @@ proptest! {
         }
     }
 }
+
+/// Package fixes and inventories drawn from a few names and versions, so
+/// that sources, binaries, epochs, binNMUs and platforms collide often.
+mod package_fixes {
+    use super::*;
+    use patchward_api::fixes::{FixKind, FixState, PackageFix, PackageIndex, fix_state};
+    use patchward_api::{InstalledPackage, PackageManager};
+
+    const NAMES: [&str; 4] = ["foo", "libfoo1", "bar", "libbar2"];
+    const VERSIONS: [&str; 5] = ["1.0-1", "1.0-2", "1:1.0-1", "1.0-1+b1", "0.9-9"];
+    const PLATFORMS: [&str; 2] = ["debian-12", "ubuntu-24.04"];
+
+    pub fn fix() -> impl Strategy<Value = PackageFix> {
+        (0..4usize, 0..5usize, prop::option::of(0..2usize), any::<bool>(), prop::collection::vec(0..4usize, 0..3))
+            .prop_map(|(name, version, platform, source, binaries)| PackageFix {
+                manager: PackageManager::Dpkg,
+                package: NAMES[name].into(),
+                fixed_version: VERSIONS[version].into(),
+                platform: platform.map(|p| PLATFORMS[p].into()),
+                kind: if source { FixKind::Source } else { FixKind::Binary },
+                binaries: if source { binaries.into_iter().map(|b| NAMES[b].into()).collect() } else { vec![] },
+            })
+    }
+
+    pub fn package() -> impl Strategy<Value = InstalledPackage> {
+        (0..4usize, 0..5usize, prop::option::of((0..4usize, prop::option::of(0..5usize)))).prop_map(
+            |(name, version, source)| InstalledPackage {
+                manager: PackageManager::Dpkg,
+                name: NAMES[name].into(),
+                version: VERSIONS[version].into(),
+                arch: Some("amd64".into()),
+                source: source.map(|(s, _)| NAMES[s].into()),
+                source_version: source.and_then(|(_, v)| v.map(|v| VERSIONS[v].into())),
+            },
+        )
+    }
+
+    pub fn plan_of(patches: &[Vec<PackageFix>], devices: &[(usize, Vec<InstalledPackage>)]) -> Plan {
+        let policy = "apiVersion: patchward.dev/v1\nkind: DeploymentPolicy\nmetadata: {name: fast}\nspec: {mode: immediate}\n---\napiVersion: patchward.dev/v1\nkind: ApprovalRule\nmetadata: {name: everything}\nspec: {match: 'true', action: approve, stages: [{scope: all, policy: fast}]}\n";
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+        let load = load_policy(&PolicySource::Folder(dir.path().to_owned()), &PolicyLimits::default()).unwrap();
+        let policy = CompiledPolicy::compile(load.policy.expect("valid"), None).unwrap();
+        let feed: Vec<serde_json::Value> = patches
+            .iter()
+            .enumerate()
+            .map(|(i, fixes)| {
+                serde_json::json!({
+                    "id": format!("P{i:02}"), "title": "t", "vendor": "v", "product": "p", "category": "security",
+                    "severity": "high", "released": "2026-01-01T00:00:00Z", "fixes": fixes
+                })
+            })
+            .collect();
+        let feed = serde_json::to_vec(&serde_json::json!({
+            "revision": 1, "generatedAt": "2026-01-01T00:00:00Z", "expiresAt": "2099-01-01T00:00:00Z", "patches": feed
+        }))
+        .unwrap();
+        let now: jiff::Timestamp = NOW.parse().unwrap();
+        let (records, _) =
+            patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, &feed, now).unwrap();
+        let catalog = PlanCatalog::new(records, &CoverageSet::of_policy(&policy.policy));
+        let fleet: Vec<Device> = devices
+            .iter()
+            .enumerate()
+            .map(|(i, (platform, packages))| Device {
+                id: format!("d{i:02}"),
+                facts: Facts { platform: Some(PLATFORMS[*platform].into()), ..Facts::default() },
+                inventory: Inventory { patches: vec![], packages: packages.clone() },
+                reports: vec![],
+            })
+            .collect();
+        plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &fleet, ledger: None, now })
+    }
+
+    /// The state `patchward_api::fixes` gives, which the agent uses too.
+    pub fn expected(fixes: &[PackageFix], platform: usize, packages: &[InstalledPackage]) -> FixState {
+        fix_state(fixes, Some(PLATFORMS[platform]), &PackageIndex::new(packages))
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// The planner finds fixes from a device's packages (an index, not a
+    /// scan); its items and exposure must say exactly what the shared rule
+    /// says of every (device, patch).
+    #[test]
+    fn items_and_exposure_follow_the_shared_fix_rule(
+        patches in prop::collection::vec(prop::collection::vec(package_fixes::fix(), 1..3), 1..8),
+        devices in prop::collection::vec((0..2usize, prop::collection::vec(package_fixes::package(), 0..5)), 1..6),
+    ) {
+        use patchward_api::fixes::FixState;
+        let plan = package_fixes::plan_of(&patches, &devices);
+        for (device, (platform, packages)) in plan.devices.iter().zip(&devices) {
+            for (index, fixes) in patches.iter().enumerate() {
+                let id = format!("P{index:02}");
+                let patch = plan.patches.iter().position(|p| *p == id).unwrap() as u32;
+                let item = device.items.iter().find(|i| i.patch == patch);
+                let exposed = device.exposure.patches().any(|p| p == patch);
+                match package_fixes::expected(fixes, *platform, packages) {
+                    FixState::NotApplicable | FixState::NoFixes => prop_assert!(item.is_none() && !exposed, "{} {id}", device.id),
+                    FixState::Needed => prop_assert!(item.is_some_and(|i| i.status != ItemStatus::Installed) && exposed, "{} {id}", device.id),
+                    FixState::Fixed => prop_assert!(item.is_some_and(|i| i.status == ItemStatus::Installed) && !exposed, "{} {id}", device.id),
+                }
+            }
+        }
+    }
+}

@@ -19,11 +19,16 @@
 //!   the catalog or comparing every fix.
 //!
 //! Exposure is `fixless − present`, then `needed`, in patch order.
+//!
+//! The same lookup of a device's packages ([`PackageHits`]) also gives the
+//! planner each patch's fix state for its items: the patches whose fixes
+//! name none of the device's packages are not applicable without being
+//! looked at, which is most of them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use patchward_api::fixes::FixKind;
+use patchward_api::fixes::{FixKind, FixState};
 use patchward_api::{Device, PackageManager, compare_versions};
 
 use super::{DeviceKind, DevicePlan, Exposure, ExposureDecision, Plan, PlanCatalog};
@@ -145,18 +150,49 @@ impl<'c> ExposureIndex<'c> {
         index
     }
 
-    /// The patches whose fixes a package at `version` is below, under
-    /// `name` in `names`, for `platform`.
-    fn past<'s>(
-        names: &'s Names<'c>,
+    /// Adds to `hits` what `names` holds under `name` for `platform`: every
+    /// patch to `touched`, those whose fixed version is past `version` to
+    /// `needed`.
+    fn lookup(
+        names: &Names<'c>,
         manager: PackageManager,
-        name: &str,
-        version: &'s str,
-        platform: Option<&'s str>,
-    ) -> impl Iterator<Item = u32> + 's {
-        let list = names.get(name).map_or(&[][..], Vec::as_slice);
+        (name, version): (&str, &str),
+        platform: Option<&str>,
+        hits: &mut PackageHits,
+    ) {
+        let Some(list) = names.get(name) else { return };
         let first = list.partition_point(|t| compare_versions(t.fixed, version, manager.scheme()).is_le());
-        list[first..].iter().filter(move |t| t.platform.is_none() || t.platform == platform).map(|t| t.patch)
+        for (position, threshold) in list.iter().enumerate() {
+            if threshold.platform.is_none() || threshold.platform == platform {
+                hits.touched.push(threshold.patch);
+                if position >= first {
+                    hits.needed.push(threshold.patch);
+                }
+            }
+        }
+    }
+
+    /// What `device`'s packages say about the patches with package fixes:
+    /// the same answer as `patchward_api::fixes::fix_state` for each, found
+    /// from the packages instead of from every patch.
+    pub(super) fn hits(&self, device: &Device) -> PackageHits {
+        let mut hits = PackageHits::default();
+        let platform = device.facts.platform.as_deref();
+        for package in &device.inventory.packages {
+            let (manager, slot) = (package.manager, slot(package.manager));
+            let own = (package.name.as_str(), package.version.as_str());
+            Self::lookup(&self.binary[slot], manager, own, platform, &mut hits);
+            let source = (package.source_name(), package.source_version());
+            Self::lookup(&self.source[slot], manager, source, platform, &mut hits);
+            if package.source.is_none() {
+                Self::lookup(&self.listed[slot], manager, own, platform, &mut hits);
+            }
+        }
+        for list in [&mut hits.touched, &mut hits.needed] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        hits
     }
 
     /// The fixless patches of a device kind: what every device of it is
@@ -172,12 +208,13 @@ impl<'c> ExposureIndex<'c> {
         catalog.patches.iter().map(|patch| super::applies_by_lists(patch, kind)).collect()
     }
 
-    /// `device`'s exposure, given its kind's fixless patches and which
-    /// patches the kind's lists admit.
+    /// `device`'s exposure, given what its packages hit, its kind's fixless
+    /// patches and which patches the kind's lists admit.
     pub(super) fn device(
         &self,
         catalog: &PlanCatalog,
         device: &Device,
+        hits: &PackageHits,
         fixless: &Arc<[u32]>,
         applies: &[bool],
     ) -> ExposureSet {
@@ -189,21 +226,30 @@ impl<'c> ExposureIndex<'c> {
         covered.sort_unstable();
         covered.dedup();
         let present = covered.iter().copied().filter(|p| fixless.binary_search(p).is_ok()).collect();
-        let platform = device.facts.platform.as_deref();
-        let mut needed: Vec<u32> = Vec::new();
-        for package in &device.inventory.packages {
-            let (manager, slot) = (package.manager, slot(package.manager));
-            needed.extend(Self::past(&self.binary[slot], manager, &package.name, &package.version, platform));
-            let source = package.source_name();
-            needed.extend(Self::past(&self.source[slot], manager, source, package.source_version(), platform));
-            if package.source.is_none() {
-                needed.extend(Self::past(&self.listed[slot], manager, &package.name, &package.version, platform));
-            }
-        }
-        needed.sort_unstable();
-        needed.dedup();
-        needed.retain(|p| covered.binary_search(p).is_err() && applies[*p as usize]);
+        let needed =
+            hits.needed.iter().copied().filter(|p| covered.binary_search(p).is_err() && applies[*p as usize]).collect();
         ExposureSet { fixless: Arc::clone(fixless), present, needed }
+    }
+}
+
+/// The patches with package fixes that name one of a device's packages
+/// (`touched`) and those it needs (`needed`), both sorted.
+#[derive(Debug, Default)]
+pub(super) struct PackageHits {
+    touched: Vec<u32>,
+    needed: Vec<u32>,
+}
+
+impl PackageHits {
+    /// `fix_state` of a patch that has package fixes.
+    pub(super) fn state(&self, patch: u32) -> FixState {
+        if self.needed.binary_search(&patch).is_ok() {
+            FixState::Needed
+        } else if self.touched.binary_search(&patch).is_ok() {
+            FixState::Fixed
+        } else {
+            FixState::NotApplicable
+        }
     }
 }
 

@@ -974,9 +974,13 @@ fn declines(mut scopes: impl ExactSizeIterator<Item = u32>, in_scope: impl Fn(u3
 }
 
 /// What a patch's package fixes say about a device (DESIGN's rule, shared
-/// with the agent's detection: `patchward_api::fixes`).
-fn fix_state(patch: &PlanPatch, device: &Device, packages: &PackageIndex<'_>) -> FixState {
-    patchward_api::fixes::fix_state(&patch.view.record.patch.fixes, device.facts.platform.as_deref(), packages)
+/// with the agent's detection: `patchward_api::fixes`), read from what the
+/// device's packages hit.
+fn fix_state(catalog: &PlanCatalog, patch: u32, hits: &exposed::PackageHits) -> FixState {
+    match catalog.patches[patch as usize].view.record.patch.fixes.is_empty() {
+        true => FixState::NoFixes,
+        false => hits.state(patch),
+    }
 }
 
 struct LocationNet {
@@ -1003,12 +1007,13 @@ fn plan_device(index: usize, device: &Device, kind: &KindPatches, shared: &Share
     let in_scope = |scope: u32| membership[scope as usize][index];
     let inventory: HashSet<&str> = device.inventory.patches.iter().map(String::as_str).collect();
     let packages = PackageIndex::new(&device.inventory.packages);
+    let hits = shared.exposure.hits(device);
     let mut items = Vec::new();
     let mut excluded = Vec::new();
     for &patch in &kind.reachable {
         let plan_patch = &catalog.patches[patch as usize];
         let Some(grant_index) = grants[patch as usize].iter().position(|c| in_scope(c.scope)) else { continue };
-        let fixes = fix_state(plan_patch, device, &packages);
+        let fixes = fix_state(catalog, patch, &hits);
         if fixes == FixState::NotApplicable {
             continue;
         }
@@ -1029,18 +1034,8 @@ fn plan_device(index: usize, device: &Device, kind: &KindPatches, shared: &Share
     // G3: a policy that grants nothing never turns into "uninstall
     // everything patchward ever installed".
     if !(policy.rules.is_empty() && policy.approvals.is_empty()) {
-        let found = retractions(
-            device,
-            catalog,
-            policy,
-            grants,
-            excluded_by,
-            &items,
-            &excluded,
-            &in_scope,
-            &inventory,
-            &packages,
-        );
+        let found =
+            retractions(device, catalog, policy, grants, excluded_by, &items, &excluded, &in_scope, &inventory, &hits);
         items.extend(found);
     }
     items.sort_by_key(|item| item.patch);
@@ -1048,7 +1043,7 @@ fn plan_device(index: usize, device: &Device, kind: &KindPatches, shared: &Share
     let location = address.and_then(|ip| shared.locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
     let scopes = (0..membership.len() as u32).filter(|s| in_scope(*s)).collect();
     let software = software_items(policy, &inventory, &packages, &in_scope);
-    let exposure = shared.exposure.device(catalog, device, &kind.fixless, &kind.applies);
+    let exposure = shared.exposure.device(catalog, device, &hits, &kind.fixless, &kind.applies);
     let reads_fixes = device.inventory.packages.iter().any(|p| p.arch.is_some());
     DevicePlan { id: device.id.clone(), scopes, location, items, excluded, software, exposure, reads_fixes }
 }
@@ -1081,7 +1076,7 @@ fn retractions(
     excluded: &[(u32, u32)],
     in_scope: &dyn Fn(u32) -> bool,
     inventory: &HashSet<&str>,
-    packages: &PackageIndex<'_>,
+    hits: &exposed::PackageHits,
 ) -> Vec<DeviceItem> {
     let facts = &device.facts;
     let kind = (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref());
@@ -1110,7 +1105,7 @@ fn retractions(
         if granted || listed || declined || superseded || !applies_by_lists(plan_patch, kind) {
             continue;
         }
-        let present = fix_state(plan_patch, device, packages) == FixState::Fixed || inventory.contains(plan_patch.id());
+        let present = fix_state(catalog, patch, hits) == FixState::Fixed || inventory.contains(plan_patch.id());
         if present {
             found.push(DeviceItem { patch, grant: index as u32, status: ItemStatus::Due, retracted: true });
         }
