@@ -59,6 +59,8 @@ struct Expect {
     software: Option<BTreeMap<String, Vec<BTreeMap<String, Value>>>>,
     /// Per device, its exposure rows: `{patch, decision, ...}`.
     exposure: Option<BTreeMap<String, Vec<BTreeMap<String, Value>>>>,
+    /// Fields of the plan's summary (`withheldRetractions`, `removed`, …).
+    summary: Option<BTreeMap<String, Value>>,
     diagnostics: Option<Vec<String>>,
 }
 
@@ -214,6 +216,9 @@ fn check(path: &Path, case: &Case, plan: &Value) -> Vec<String> {
         if let Some(expected) = expected {
             expect_eq(field.into(), json!(ids(&plan[field])), json!(expected));
         }
+    }
+    for (field, expected) in e.summary.iter().flatten() {
+        expect_eq(format!("summary {field}"), plan["summary"][field].clone(), expected.clone());
     }
     for (rule, expected) in e.matched.iter().flatten() {
         let actual = plan["rules"].as_array().unwrap().iter().find(|r| r["name"] == json!(rule));

@@ -211,8 +211,14 @@ pub fn run(args: PlanArgs) -> anyhow::Result<Outcome> {
 fn summary_line(report: &PlanReport, source: &str) -> String {
     let s = &report.summary;
     let revision = report.policy_revision.as_deref().map(|c| format!(" (commit {})", short(c))).unwrap_or_default();
+    let withheld = match s.withheld_retractions {
+        0 => String::new(),
+        n => format!(
+            "\nThe policy holds no ApprovalRule and no Approval: {n} retraction(s) withheld, nothing is removed (G3)"
+        ),
+    };
     format!(
-        "Plan of {source}{revision} at {}: {} devices, {} active patches, {} items ({} installed, {} due, {} scheduled, {} blocked{})",
+        "Plan of {source}{revision} at {}: {} devices, {} active patches, {} items ({} installed, {} due, {} scheduled, {} blocked{}){withheld}",
         report.at,
         s.devices,
         s.patches,

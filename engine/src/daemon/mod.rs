@@ -302,6 +302,24 @@ impl Engine {
         self.plan_fleet(in_force, false)
     }
 
+    /// The `RetractionsAllowed` condition: false while the G3 guard
+    /// withholds retractions, saying how many.
+    fn report_withheld(&self, computed: &crate::plan::Plan, now: jiff::Timestamp) {
+        let withheld: usize = computed.devices.iter().map(|d| d.withheld as usize).sum();
+        let devices = computed.devices.iter().filter(|d| d.withheld > 0).count();
+        let (allowed, reason, message) = match withheld {
+            0 => (true, "PolicyGrants", "retractions follow the policy".to_owned()),
+            n => (
+                false,
+                "PolicyGrantsNothing",
+                format!(
+                    "the policy holds no ApprovalRule and no Approval: {n} retraction(s) on {devices} device(s) are withheld and nothing is removed (G3); add a rule or an approval to let withdrawals take effect"
+                ),
+            ),
+        };
+        self.status.set(status::ConditionType::RetractionsAllowed, allowed, reason, message, now);
+    }
+
     fn plan_fleet(&self, in_force: Arc<InForce>, audit_changes: bool) -> Result<(), StoreError> {
         let started = std::time::Instant::now();
         let now = self.clock.now();
@@ -316,6 +334,7 @@ impl Engine {
             now,
         });
         self.store.record_ledger(&computed.ledger_additions)?;
+        self.report_withheld(&computed, now);
         let planned: Vec<&DevicePlan> = computed.devices.iter().collect();
         self.exposure.track_plan(&self.store, &planned, now)?;
         let previous: HashMap<String, Arc<ServedDesired>> = {

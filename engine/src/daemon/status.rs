@@ -20,6 +20,9 @@ pub enum ConditionType {
     SourceVerified,
     /// Every catalog source is within its expiry and its last sync worked.
     CatalogFresh,
+    /// Withdrawn approvals are retracted; false while the policy grants
+    /// nothing at all and the G3 guard withholds them.
+    RetractionsAllowed,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

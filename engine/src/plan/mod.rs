@@ -160,6 +160,9 @@ pub struct DevicePlan {
     /// refuse a desired state with fields they do not know, so they are
     /// never sent one (DESIGN, "Compatibility between releases").
     pub reads_fixes: bool,
+    /// Retractions the G3 guard withholds from the device: the policy
+    /// holds no ApprovalRule and no Approval, so nothing is removed.
+    pub withheld: u32,
 }
 
 /// What the policy decided about a patch a device is exposed to.
@@ -1032,11 +1035,14 @@ fn plan_device(index: usize, device: &Device, kind: &KindPatches, shared: &Share
         items.push(DeviceItem { patch, grant: grant_index as u32, status, retracted: false });
     }
     // G3: a policy that grants nothing never turns into "uninstall
-    // everything patchward ever installed".
-    if !(policy.rules.is_empty() && policy.approvals.is_empty()) {
-        let found =
-            retractions(device, catalog, policy, grants, excluded_by, &items, &excluded, &in_scope, &inventory, &hits);
-        items.extend(found);
+    // everything patchward ever installed"; what it withholds is counted,
+    // so the admin who emptied the policy is told.
+    let found =
+        retractions(device, catalog, policy, grants, excluded_by, &items, &excluded, &in_scope, &inventory, &hits);
+    let mut withheld = 0;
+    match policy.rules.is_empty() && policy.approvals.is_empty() {
+        true => withheld = found.len() as u32,
+        false => items.extend(found),
     }
     items.sort_by_key(|item| item.patch);
     let address = device.facts.ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
@@ -1045,7 +1051,7 @@ fn plan_device(index: usize, device: &Device, kind: &KindPatches, shared: &Share
     let software = software_items(policy, &inventory, &packages, &in_scope);
     let exposure = shared.exposure.device(catalog, device, &hits, &kind.fixless, &kind.applies);
     let reads_fixes = device.inventory.packages.iter().any(|p| p.arch.is_some());
-    DevicePlan { id: device.id.clone(), scopes, location, items, excluded, software, exposure, reads_fixes }
+    DevicePlan { id: device.id.clone(), scopes, location, items, excluded, software, exposure, reads_fixes, withheld }
 }
 
 /// DESIGN's status of an item a grant brings to a device.

@@ -49,6 +49,14 @@ pub struct Summary {
     pub scheduled: usize,
     pub blocked: usize,
     pub removed: usize,
+    /// Retractions the G3 guard withholds: the policy holds no
+    /// ApprovalRule and no Approval, so nothing is removed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub withheld_retractions: usize,
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
@@ -183,7 +191,12 @@ impl Plan {
     }
 
     pub fn summary(&self) -> Summary {
-        let mut summary = Summary { devices: self.devices.len(), patches: self.patches.len(), ..Summary::default() };
+        let mut summary = Summary {
+            devices: self.devices.len(),
+            patches: self.patches.len(),
+            withheld_retractions: self.devices.iter().map(|d| d.withheld as usize).sum(),
+            ..Summary::default()
+        };
         for item in self.devices.iter().flat_map(|d| &d.items) {
             summary.items += 1;
             match item.status {
