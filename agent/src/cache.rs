@@ -125,6 +125,14 @@ pub struct CachedBlob {
 }
 
 impl CachedBlob {
+    /// A file outside the cache said to hold `size` bytes hashing to
+    /// `digest` (a backup the agent made and journaled). Only staging takes
+    /// a blob, and staging re-hashes every byte it copies, so a claim that
+    /// is false is refused there.
+    pub fn claimed(path: PathBuf, digest: Sha256Digest, size: u64) -> CachedBlob {
+        CachedBlob { path, digest, size }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

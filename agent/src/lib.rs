@@ -20,6 +20,7 @@ pub mod log;
 pub mod notify;
 pub mod observe;
 pub mod outbox;
+pub mod repo;
 pub mod service;
 pub mod state;
 pub mod trust;

@@ -302,9 +302,11 @@ pub fn system_platform(
     } else {
         crate::install::deb::DpkgRoot::sandbox(&root).map_err(|e| e.to_string())?
     };
+    let has_apt = std::process::Command::new("apt-get").arg("--version").output().is_ok_and(|o| o.status.success());
+    let apt = has_apt.then(|| crate::repo::apt::Apt::new(dpkg.clone(), settings.install_timeout));
     installers.insert(
         PackageType::Deb,
-        Box::new(crate::install::deb::DebInstaller::new(dpkg).with_timeout(settings.install_timeout)),
+        Box::new(crate::install::deb::DebInstaller::new(dpkg.clone()).with_timeout(settings.install_timeout)),
     );
     let has_rpm = std::process::Command::new("rpm").arg("--version").output().is_ok_and(|o| o.status.success());
     if has_rpm {
@@ -348,6 +350,8 @@ pub fn system_platform(
         },
         labels: settings.labels.clone(),
         groups: settings.groups.clone(),
+        apt,
+        dpkg: Some(dpkg),
         rpm: has_rpm && system,
     })
 }

@@ -58,6 +58,8 @@ enum DownloadProblem {
 }
 use crate::windows::WindowsProbe;
 
+mod repository;
+
 /// The device's identity, from enrollment (`identity.json`, 0600).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -90,6 +92,10 @@ pub struct Memory {
     /// reported once (again only after it applied in between).
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub not_applicable: std::collections::BTreeSet<String>,
+    /// Per item installed through the repositories, the way back to what
+    /// it upgraded (kept until the item is retracted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub way_back: BTreeMap<String, crate::repo::way_back::WayBack>,
 }
 
 /// What the agent needs of the machine: its edges.
@@ -108,6 +114,10 @@ pub struct Platform {
     pub groups: Vec<String>,
     /// Whether rpm is asked for the inventory.
     pub rpm: bool,
+    /// The client of the device's own repositories (dpkg systems).
+    pub apt: Option<crate::repo::apt::Apt>,
+    /// The dpkg database a backup is rebuilt from.
+    pub dpkg: Option<crate::install::deb::DpkgRoot>,
 }
 
 /// The machine's restart, an edge: `systemctl reboot` on a real machine;
@@ -649,7 +659,7 @@ impl Agent {
                 Ok(false)
             }
             Decision::InstallNow { reboot, .. } => self.install(state, desired, facts, reboot, report).await,
-            Decision::UninstallNow { .. } => self.uninstall(state, desired, inventory, facts, report),
+            Decision::UninstallNow { .. } => self.uninstall(state, desired, inventory, facts, report).await,
         }
     }
 
@@ -698,23 +708,36 @@ impl Agent {
         Ok((kind, installer.as_ref()))
     }
 
-    /// Downloads `sha256` (journaled), into the cache.
+    /// Downloads `package` (journaled) into the cache: mirrors by sha256,
+    /// then the engine.
     async fn download(
         &self,
         state: &DesiredState,
         item: &str,
         package: &patchward_api::desired::DesiredPackage,
     ) -> Result<crate::cache::CachedBlob, DownloadProblem> {
-        let now = self.now();
         let digest =
             Sha256Digest::parse(&package.sha256).map_err(|e| DownloadProblem::Failed(format!("{item}: {e}")))?;
-        lock(&self.books)
-            .record(item, state.generation, Step::Downloading { sha256: digest }, None, now)
-            .map_err(|e| DownloadProblem::Failed(e.to_string()))?;
         let bearer = Bearer::new(&self.identity.credential);
         let sources = sources_for(&state.mirrors, &self.identity.server, &bearer, &digest);
+        self.download_from(state, item, digest, package.size, &sources).await
+    }
+
+    /// Downloads `digest` (journaled) from the first of `sources` that has
+    /// it, within the state's bandwidth cap, resuming a partial file.
+    async fn download_from(
+        &self,
+        state: &DesiredState,
+        item: &str,
+        digest: Sha256Digest,
+        size: u64,
+        sources: &[crate::download::Source],
+    ) -> Result<crate::cache::CachedBlob, DownloadProblem> {
+        lock(&self.books)
+            .record(item, state.generation, Step::Downloading { sha256: digest }, None, self.now())
+            .map_err(|e| DownloadProblem::Failed(e.to_string()))?;
         let limits = Limits { max_bandwidth_kbps: state.max_bandwidth_kbps, ..self.limits.clone() };
-        match self.downloader.fetch(&sources, &digest, package.size, &limits).await {
+        match self.downloader.fetch(sources, &digest, size, &limits).await {
             Ok(blob) => {
                 lock(&self.books)
                     .record(item, state.generation, Step::Downloaded { sha256: digest }, None, self.now())
@@ -792,6 +815,9 @@ impl Agent {
     ) -> Result<bool, AgentError> {
         let item = desired.patch.as_str();
         let mut restart_needed = false;
+        if desired.packages.is_empty() && !desired.fixes.is_empty() {
+            return self.install_from_repository(state, desired, facts, report).await;
+        }
         if desired.packages.is_empty() {
             return self.fail(state, item, "the catalog offers no package for this item".into(), None, report);
         }
@@ -915,7 +941,7 @@ impl Agent {
         self.inventory_report().inventory(Vec::new())
     }
 
-    fn uninstall(
+    async fn uninstall(
         &self,
         state: &DesiredState,
         desired: &DesiredItem,
@@ -924,6 +950,10 @@ impl Agent {
         report: &mut PassReport,
     ) -> Result<bool, AgentError> {
         let item = desired.patch.as_str();
+        if !desired.fixes.is_empty() {
+            // A package fix is undone by restoring, never by removing.
+            return self.restore_from_repository(state, desired, facts, report).await;
+        }
         let Some(rules) = &desired.detect else {
             return self.fail(state, item, "no detection rules say what to remove".into(), None, report);
         };
@@ -1060,6 +1090,8 @@ mod tests {
             labels: BTreeMap::new(),
             groups: Vec::new(),
             rpm: false,
+            apt: None,
+            dpkg: None,
         };
         Agent::open(state, platform, Limits::default(), std::time::Duration::from_secs(5)).unwrap()
     }

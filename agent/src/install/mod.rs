@@ -184,10 +184,23 @@ impl VerifiedPackage {
     /// hashing the bytes copied, and fsyncs it. Refuses (and removes the
     /// copy) when the bytes are not the blob's digest and size.
     pub fn stage(blob: &CachedBlob, kind: PackageType, staging_dir: &Path) -> Result<VerifiedPackage, StageError> {
-        private_dir(staging_dir)?;
         let sequence = STAGING_SEQUENCE.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}.{}.{sequence}.{}", blob.digest(), std::process::id(), kind.extension());
+        VerifiedPackage::stage_as(blob, kind, staging_dir, &name)
+    }
+
+    /// As [`VerifiedPackage::stage`], under the file name a package manager
+    /// looks for (apt finds an archive in its cache by
+    /// `NAME_VERSION_ARCH.deb`). A file already there is replaced.
+    pub fn stage_as(
+        blob: &CachedBlob,
+        kind: PackageType,
+        staging_dir: &Path,
+        name: &str,
+    ) -> Result<VerifiedPackage, StageError> {
+        private_dir(staging_dir)?;
         let path = staging_dir.join(name);
+        remove_if_present(&path)?;
         let result = copy_hashing(blob.path(), &path);
         let (actual, actual_size) = match result {
             Ok(found) => found,

@@ -52,7 +52,7 @@ struct Tail {
     done: bool,
 }
 
-fn read_tail(mut pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Tail>> {
+fn read_tail(mut pipe: impl std::io::Read + Send + 'static, keep: usize) -> Arc<Mutex<Tail>> {
     let tail = Arc::new(Mutex::new(Tail { bytes: Vec::new(), done: false }));
     let shared = tail.clone();
     std::thread::spawn(move || {
@@ -63,7 +63,7 @@ fn read_tail(mut pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Tail>> 
                 Ok(n) => {
                     let mut tail = shared.lock().unwrap_or_else(|p| p.into_inner());
                     tail.bytes.extend_from_slice(&buf[..n]);
-                    let excess = tail.bytes.len().saturating_sub(TAIL_BYTES);
+                    let excess = tail.bytes.len().saturating_sub(keep);
                     tail.bytes.drain(..excess);
                 }
             }
@@ -90,6 +90,22 @@ pub fn run(
     cwd: Option<&Path>,
     timeout: Duration,
 ) -> Result<ProcessOutput, InstallError> {
+    run_keeping(argv, env, cwd, timeout, TAIL_BYTES)
+}
+
+/// How much of a query's standard output is read (`apt-cache show` of one
+/// package, `--print-uris` of one transaction): all of it, in practice.
+pub const QUERY_BYTES: usize = 16 * 1024 * 1024;
+
+/// As [`run`], keeping the last `stdout_keep` bytes of standard output: a
+/// query whose whole answer is parsed keeps [`QUERY_BYTES`].
+pub fn run_keeping(
+    argv: &[OsString],
+    env: &[(&str, &OsStr)],
+    cwd: Option<&Path>,
+    timeout: Duration,
+    stdout_keep: usize,
+) -> Result<ProcessOutput, InstallError> {
     let (program, args) =
         argv.split_first().ok_or_else(|| InstallError::Unavailable { what: "an empty command".into() })?;
     let program_name = program.to_string_lossy().into_owned();
@@ -108,8 +124,8 @@ pub fn run(
         command.process_group(0);
     }
     let mut child = command.spawn().map_err(|source| InstallError::Spawn { program: program_name.clone(), source })?;
-    let stdout = child.stdout.take().map(read_tail);
-    let stderr = child.stderr.take().map(read_tail);
+    let stdout = child.stdout.take().map(|pipe| read_tail(pipe, stdout_keep));
+    let stderr = child.stderr.take().map(|pipe| read_tail(pipe, TAIL_BYTES));
     let started = Instant::now();
     let wait_error = |source| InstallError::Wait { program: program_name.clone(), source };
     let exit = loop {

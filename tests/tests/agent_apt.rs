@@ -1,0 +1,209 @@
+//! Issue 15 on dpkg systems (RELIABILITY T39–T42 with apt): the real
+//! `patchward-agent` installs a Debian-style advisory (a fix naming the
+//! source package `pwlib`, no download URL) through a signed apt
+//! repository on 127.0.0.1, and a retraction restores what it upgraded.
+//!
+//! The device is a sandbox dpkg root with `libpw1 1:1.0-1` (an epoch on
+//! the binary only: its source is `pwlib 1.0-1`) and `pw-tools 1.0-1`; apt
+//! is isolated from the host by the fixture's `APT_CONFIG`, and the agent
+//! adds the root's dpkg options itself (`--root`). The engine is a fake the
+//! test signs desired states for.
+//!
+//! - One `run --once` upgrades both binaries of the source together, from
+//!   files the agent fetched and re-hashed itself, and reports each
+//!   package's name, version and sha256.
+//! - A retraction downgrades to exactly the recorded versions: from the
+//!   repository when it still offers them, else from the backup the agent
+//!   rebuilt before upgrading. Nothing is removed.
+//! - A repository signed by another key is refused with the reason, and
+//!   nothing changes; a mirror that lacks the fix makes the item wait, it
+//!   does not fail it.
+
+mod agent_support;
+#[path = "../../agent/tests/support/apt.rs"]
+mod apt;
+
+use std::path::{Path, PathBuf};
+
+use agent_support::{AgentProcess, FakeEngine, T0, desired_state};
+use apt::{AptRepo, AptSandbox, Deb};
+use patchward_api::ReportStatus;
+use patchward_api::events::{AgentEvent, EventKind};
+
+const PATCH: &str = "DSA-9999-1";
+const SUITE: &str = "bookworm-security";
+
+/// The two binaries of source `pwlib` at `version`: `libpw1` carries an
+/// epoch its source does not.
+fn pwlib(version: &str) -> Vec<Deb> {
+    vec![
+        Deb::new("libpw1", &format!("1:{version}"), "amd64")
+            .source(&format!("pwlib ({version})"))
+            .file("/usr/lib/libpw.so.1", format!("libpw {version}\n").as_bytes()),
+        Deb::new("pw-tools", version, "amd64")
+            .source("pwlib")
+            .depends(&format!("libpw1 (= 1:{version})"))
+            .file("/usr/bin/pw", format!("#!/bin/sh\necho pw {version}\n").as_bytes()),
+    ]
+}
+
+/// The advisory's item: a source fix, nothing to download.
+fn item(action: &str) -> serde_json::Value {
+    serde_json::json!({
+        "patch": PATCH, "action": action, "status": "due",
+        "source": {"kind": "rule", "name": "security", "commit": "c0ffee"}, "stage": 1,
+        "policy": {"name": "at-once", "mode": "immediate", "reboot": "never"},
+        "windows": [], "notBefore": "2026-11-23T00:00:00Z", "deadline": null, "packages": [],
+        "fixes": [{"manager": "dpkg", "package": "pwlib", "fixedVersion": "1.0-2", "kind": "source"}]
+    })
+}
+
+struct Device {
+    agent: AgentProcess,
+    apt: AptSandbox,
+    engine: FakeEngine,
+}
+
+impl Device {
+    /// A device with pwlib 1.0-1 installed, whose apt trusts `key` for
+    /// `repo`.
+    fn new(dir: &Path, repo: &AptRepo, key: &Path) -> Device {
+        let packages = dir.join("device-debs");
+        std::fs::create_dir_all(&packages).unwrap();
+        let old: Vec<PathBuf> = pwlib("1.0-1").iter().map(|d| d.build(&packages)).collect();
+        // The agent's root is the sandbox apt's dpkg guard allows.
+        let apt = AptSandbox::new(&dir.join("apt"), &repo.url(), key, SUITE);
+        apt.dpkg_install(&old);
+        let root = apt.root.clone();
+        let clock = dir.join("clock");
+        std::fs::write(&clock, T0).unwrap();
+        let agent = AgentProcess::new(dir, "ws-01", "pilot", root, &clock);
+        let engine = FakeEngine::start();
+        engine.enroll(&agent);
+        Device { agent, apt, engine }
+    }
+
+    fn serve(&self, generation: u64, action: &str) {
+        self.engine.serve(&desired_state(generation, "2026-12-31T00:00:00Z", vec![item(action)]));
+    }
+
+    /// One `run --once` with apt's configuration in the environment, as an
+    /// admin's service unit would set it.
+    fn pass(&self) {
+        let output = self.agent.command(&["run", "--once"]).env("APT_CONFIG", &self.apt.apt_config).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    fn versions(&self) -> Vec<String> {
+        let dpkg = patchward_agent::install::deb::DpkgRoot::sandbox(&self.agent.root).unwrap();
+        ["libpw1", "pw-tools"]
+            .iter()
+            .map(|name| dpkg.status(name).unwrap().map(|s| s.version).unwrap_or_else(|| "absent".into()))
+            .collect()
+    }
+
+    fn reports(&self, status: ReportStatus) -> Vec<AgentEvent> {
+        self.engine
+            .recorded()
+            .into_iter()
+            .filter(|e| e.kind == EventKind::Report && e.patch.as_deref() == Some(PATCH) && e.status == Some(status))
+            .collect()
+    }
+}
+
+#[test]
+fn a_source_fix_installs_through_the_signed_repository_and_a_retraction_restores_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut debs = pwlib("1.0-1");
+    debs.extend(pwlib("1.0-2"));
+    let repo = AptRepo::new(&dir.path().join("repo"), SUITE, &debs);
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    device.serve(1, "install");
+    repo.clear_requests();
+    device.pass();
+    assert_eq!(
+        device.versions(),
+        ["1:1.0-2", "1.0-2"],
+        "both binaries of the source, the epoch kept: {:?}",
+        device.engine.recorded()
+    );
+    let reports = device.reports(ReportStatus::Succeeded);
+    assert_eq!(reports.len(), 1, "{:?}", device.engine.recorded());
+    let detail = reports[0].detail.clone().unwrap_or_default();
+    for deb in &debs[2..] {
+        let served = std::fs::read(repo.file(&repo.pool_path(deb))).unwrap();
+        let reported = detail["packages"].as_array().unwrap().iter().find(|p| p["name"] == deb.name.as_str());
+        let reported = reported.unwrap_or_else(|| panic!("{} in {detail}", deb.name));
+        assert_eq!(reported["sha256"], apt::sha256_hex(&served));
+        assert_eq!(reported["version"], deb.version.as_str());
+        // The agent fetched each file itself, once; apt downloaded nothing.
+        let fetched = repo.requests().iter().filter(|r| r.ends_with(&repo.pool_path(deb))).count();
+        assert_eq!(fetched, 1, "{}: {:?}", deb.name, repo.requests());
+    }
+
+    device.serve(2, "uninstall");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"], "the recorded versions, restored");
+    let restored = device.reports(ReportStatus::Succeeded);
+    assert_eq!(restored.len(), 2, "{restored:?}");
+    assert!(restored[1].message.as_deref().unwrap_or_default().contains("restored"), "{restored:?}");
+    assert!(device.reports(ReportStatus::Failed).is_empty());
+}
+
+#[test]
+fn without_the_old_version_in_the_repository_the_backup_made_before_the_upgrade_restores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = AptRepo::new(&dir.path().join("repo"), SUITE, &pwlib("1.0-2"));
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    device.serve(1, "install");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-2", "1.0-2"]);
+    let backups: Vec<PathBuf> =
+        std::fs::read_dir(device.agent.state.join("backups")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(backups.len(), 2, "one backup per upgraded package: {backups:?}");
+
+    device.serve(2, "uninstall");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"], "restored from the backups: {:?}", device.engine.recorded());
+    let root = &device.agent.root;
+    assert_eq!(std::fs::read_to_string(root.join("usr/lib/libpw.so.1")).unwrap(), "libpw 1.0-1\n");
+    assert!(device.reports(ReportStatus::Failed).is_empty(), "{:?}", device.engine.recorded());
+}
+
+#[test]
+fn a_repository_signed_by_another_key_is_refused_and_nothing_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut debs = pwlib("1.0-1");
+    debs.extend(pwlib("1.0-2"));
+    let repo = AptRepo::new(&dir.path().join("repo"), SUITE, &debs);
+    let stranger = apt::other_key(&dir.path().join("stranger"));
+    let device = Device::new(dir.path(), &repo, &stranger);
+    device.serve(1, "install");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"]);
+    let failed = device.reports(ReportStatus::Failed);
+    assert_eq!(failed.len(), 1, "{:?}", device.engine.recorded());
+    let message = failed[0].message.clone().unwrap_or_default();
+    assert!(message.contains("did not refresh"), "{message}");
+    assert!(message.contains("NO_PUBKEY") || message.contains("signature"), "{message}");
+}
+
+#[test]
+fn a_mirror_that_lacks_the_fix_leaves_the_item_for_later_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = AptRepo::new(&dir.path().join("repo"), SUITE, &pwlib("1.0-1"));
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    device.serve(1, "install");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"]);
+    assert!(device.reports(ReportStatus::Failed).is_empty(), "{:?}", device.engine.recorded());
+    assert_eq!(device.agent.steps(PATCH).last().map(String::as_str), Some("retry-later"));
+    let steps: Vec<String> = device
+        .engine
+        .recorded()
+        .iter()
+        .filter(|e| e.kind == EventKind::Step)
+        .filter_map(|e| e.message.clone())
+        .collect();
+    assert!(steps.iter().any(|m| m.contains("below the fix (pwlib 1.0-2)")), "{steps:?}");
+}
