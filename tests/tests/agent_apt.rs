@@ -206,4 +206,103 @@ fn a_mirror_that_lacks_the_fix_leaves_the_item_for_later_not_failed() {
         .filter_map(|e| e.message.clone())
         .collect();
     assert!(steps.iter().any(|m| m.contains("below the fix (pwlib 1.0-2)")), "{steps:?}");
+
+    // T41: once the mirror has the fix, the next try installs it.
+    let mut repo = repo;
+    let mut debs = pwlib("1.0-1");
+    debs.extend(pwlib("1.0-2"));
+    repo.publish(&debs);
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"], "not before the wait is over");
+    device.agent.advance(jiff::SignedDuration::from_hours(1));
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-2", "1.0-2"]);
+    assert_eq!(device.reports(ReportStatus::Succeeded).len(), 1);
+    assert!(device.reports(ReportStatus::Failed).is_empty());
+}
+
+/// T39: every way a repository can fail its signature or hashes installs
+/// nothing and says why.
+#[test]
+fn unsigned_tampered_metadata_or_a_tampered_package_install_nothing_and_say_why() {
+    let cases: [(&str, &dyn Fn(&AptRepo), &str); 4] = [
+        (
+            "unsigned",
+            &|repo| {
+                for file in ["InRelease", "Release.gpg"] {
+                    std::fs::remove_file(repo.file(&format!("dists/{SUITE}/{file}"))).unwrap();
+                }
+            },
+            "did not refresh",
+        ),
+        ("a tampered InRelease", &|repo| repo.tamper(&format!("dists/{SUITE}/InRelease")), "did not refresh"),
+        (
+            "a tampered Packages",
+            &|repo| repo.tamper(&format!("dists/{SUITE}/main/binary-amd64/Packages")),
+            "did not refresh",
+        ),
+        ("a tampered package", &|repo| repo.tamper(&repo.pool_path(&pwlib("1.0-2")[0])), "sha256"),
+    ];
+    for (what, break_it, reason) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut debs = pwlib("1.0-1");
+        debs.extend(pwlib("1.0-2"));
+        let repo = AptRepo::new(&dir.path().join("repo"), SUITE, &debs);
+        let device = Device::new(dir.path(), &repo, &repo.key());
+        break_it(&repo);
+        device.serve(1, "install");
+        device.pass();
+        assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"], "{what}: nothing installed");
+        let failed = device.reports(ReportStatus::Failed);
+        assert_eq!(failed.len(), 1, "{what}: {:?}", device.engine.recorded());
+        let message = failed[0].message.clone().unwrap_or_default();
+        assert!(message.contains(reason), "{what}: {message}");
+    }
+}
+
+/// T40: a resolution that would remove a package is refused before
+/// anything changes.
+#[test]
+fn a_fix_whose_resolution_would_remove_a_package_is_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut debs = pwlib("1.0-1");
+    let mut fixed = pwlib("1.0-2");
+    fixed[1] = fixed[1].clone().conflicts("pw-legacy");
+    debs.extend(fixed);
+    let legacy = Deb::new("pw-legacy", "2.0", "amd64").file("/usr/share/pw-legacy", b"legacy\n".to_vec());
+    debs.push(legacy.clone());
+    let repo = AptRepo::new(&dir.path().join("repo"), SUITE, &debs);
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    device.apt.dpkg_install(&[legacy.build(&dir.path().join("device-debs"))]);
+    device.serve(1, "install");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"]);
+    assert_eq!(device.apt.installed().get("pw-legacy").map(String::as_str), Some("2.0"), "still installed");
+    let failed = device.reports(ReportStatus::Failed);
+    assert_eq!(failed.len(), 1, "{:?}", device.engine.recorded());
+    let message = failed[0].message.clone().unwrap_or_default();
+    assert!(message.contains("remove"), "{message}");
+}
+
+/// T42's last case: a retraction with no way back is reported unavailable
+/// and the fix stays; nothing is removed.
+#[test]
+fn a_retraction_without_a_way_back_is_reported_unavailable_and_the_fix_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = AptRepo::new(&dir.path().join("repo"), SUITE, &pwlib("1.0-2"));
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    // The fix arrived by other means: patchward recorded no way back.
+    let fixed: Vec<PathBuf> = pwlib("1.0-2").iter().map(|d| d.build(&dir.path().join("device-debs"))).collect();
+    device.apt.dpkg_install(&fixed);
+    device.serve(1, "uninstall");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-2", "1.0-2"], "the fix stays, nothing removed");
+    let errors: Vec<String> = device
+        .engine
+        .recorded()
+        .iter()
+        .filter(|e| e.kind == EventKind::Error)
+        .filter_map(|e| e.message.clone())
+        .collect();
+    assert!(errors.iter().any(|m| m.contains("retraction unavailable")), "{errors:?}");
 }

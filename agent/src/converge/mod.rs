@@ -50,6 +50,21 @@ use crate::trust::{self, Trusted};
 /// held, the package is not on any source yet).
 const RETRY_LATER: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
+/// How long an item waits for its repositories to offer its fix (a lagging
+/// mirror, a subscription-only fix): they change on their own schedule.
+const RETRY_REPOSITORIES: jiff::SignedDuration = jiff::SignedDuration::from_hours(1);
+
+/// How an item put off counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Something local and passing (a held lock, a blob not fetched yet):
+    /// an attempt, so an item that never gets through ends.
+    Attempt,
+    /// The repositories do not offer the fix yet: never a failure and no
+    /// attempt spent, however long it takes (DESIGN).
+    ForTheRepositories,
+}
+
 /// Why a package did not download.
 enum DownloadProblem {
     /// No source has it yet (every one answered 404): try again later.
@@ -765,10 +780,28 @@ impl Agent {
         reason: &str,
         report: &mut PassReport,
     ) -> Result<bool, AgentError> {
-        let until = self.now().checked_add(RETRY_LATER).unwrap_or(self.now());
+        self.put_off(state, item, reason, Wait::Attempt, report)
+    }
+
+    /// Puts `item` off as `wait` says (see [`Wait`]).
+    fn put_off(
+        &self,
+        state: &DesiredState,
+        item: &str,
+        reason: &str,
+        wait: Wait,
+        report: &mut PassReport,
+    ) -> Result<bool, AgentError> {
+        let after = match wait {
+            Wait::Attempt => RETRY_LATER,
+            Wait::ForTheRepositories => RETRY_REPOSITORIES,
+        };
+        let until = self.now().checked_add(after).unwrap_or(self.now());
         let mut books = lock(&self.books);
         if let Some(local) = books.memory.items.get_mut(item) {
-            local.install_attempts += 1;
+            if wait == Wait::Attempt {
+                local.install_attempts += 1;
+            }
             local.retry_not_before = Some(until);
         }
         let event = NewEvent::new(EventKind::Step, self.now())

@@ -37,7 +37,10 @@ struct InstalledFile {
 
 /// Why a repository transaction stopped before its outcome.
 enum Stop {
+    /// Something passing (a held lock): an attempt.
     Later(String),
+    /// The repositories do not offer the fix yet.
+    Lagging(String),
     Failed(String),
 }
 
@@ -67,6 +70,20 @@ struct Staged {
 }
 
 impl Agent {
+    fn stopped(
+        &self,
+        state: &DesiredState,
+        item: &str,
+        stop: Stop,
+        report: &mut PassReport,
+    ) -> Result<bool, AgentError> {
+        match stop {
+            Stop::Later(reason) => self.retry_later(state, item, &reason, report),
+            Stop::Lagging(reason) => self.put_off(state, item, &reason, super::Wait::ForTheRepositories, report),
+            Stop::Failed(reason) => self.fail(state, item, reason, None, report),
+        }
+    }
+
     fn apt(&self) -> Result<&Apt, Stop> {
         self.platform.apt.as_ref().ok_or_else(|| Stop::Failed("this device has no apt to install fixes with".into()))
     }
@@ -87,8 +104,7 @@ impl Agent {
         let item = desired.patch.as_str();
         match self.upgrade(state, desired, facts).await {
             Ok(staged) => self.conclude(state, desired, facts, staged, DetectionResult::Present, report),
-            Err(Stop::Later(reason)) => self.retry_later(state, item, &reason, report),
-            Err(Stop::Failed(reason)) => self.fail(state, item, reason, None, report),
+            Err(stop) => self.stopped(state, item, stop, report),
         }
     }
 
@@ -111,7 +127,7 @@ impl Agent {
         for affected in &affected {
             let arch = arch_of(affected.package);
             let records = self.block(|| apt.records(&affected.package.name, arch))?;
-            let target = resolve::target(affected, &records).map_err(|lagging| Stop::Later(lagging.to_string()))?;
+            let target = resolve::target(affected, &records).map_err(|lagging| Stop::Lagging(lagging.to_string()))?;
             let previous = PackageVersion {
                 name: affected.package.name.clone(),
                 arch: arch.to_owned(),
@@ -270,8 +286,7 @@ impl Agent {
         };
         match self.downgrade(state, item, &way_back).await {
             Ok(staged) => self.conclude(state, desired, facts, staged, DetectionResult::Absent, report),
-            Err(Stop::Later(reason)) => self.retry_later(state, item, &reason, report),
-            Err(Stop::Failed(reason)) => self.fail(state, item, reason, None, report),
+            Err(stop) => self.stopped(state, item, stop, report),
         }
     }
 

@@ -103,6 +103,8 @@ pub struct Deb {
     /// `pwlib (1.0-1)` when the source version differs from the binary's.
     pub source: Option<String>,
     pub depends: Option<String>,
+    /// `Conflicts:`: installing it removes what it names.
+    pub conflicts: Option<String>,
     /// (absolute path such as `/usr/share/pwlib/VERSION`, contents).
     pub files: Vec<(String, Vec<u8>)>,
 }
@@ -115,6 +117,7 @@ impl Deb {
             arch: arch.to_owned(),
             source: None,
             depends: None,
+            conflicts: None,
             files: Vec::new(),
         }
     }
@@ -126,6 +129,11 @@ impl Deb {
 
     pub fn depends(mut self, depends: &str) -> Deb {
         self.depends = Some(depends.to_owned());
+        self
+    }
+
+    pub fn conflicts(mut self, conflicts: &str) -> Deb {
+        self.conflicts = Some(conflicts.to_owned());
         self
     }
 
@@ -159,6 +167,9 @@ impl Deb {
         }
         if let Some(depends) = &self.depends {
             control.push_str(&format!("Depends: {depends}\n"));
+        }
+        if let Some(conflicts) = &self.conflicts {
+            control.push_str(&format!("Conflicts: {conflicts}\n"));
         }
         control.push_str("Section: misc\nPriority: optional\n");
         control.push_str(&format!("Description: {} for patchward's tests\n", self.name));
