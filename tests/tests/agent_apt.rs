@@ -225,7 +225,8 @@ fn a_mirror_that_lacks_the_fix_leaves_the_item_for_later_not_failed() {
 /// nothing and says why.
 #[test]
 fn unsigned_tampered_metadata_or_a_tampered_package_install_nothing_and_say_why() {
-    let cases: [(&str, &dyn Fn(&AptRepo), &str); 4] = [
+    type Breaks<'a> = &'a dyn Fn(&AptRepo);
+    let cases: [(&str, Breaks, &str); 4] = [
         (
             "unsigned",
             &|repo| {
@@ -305,4 +306,53 @@ fn a_retraction_without_a_way_back_is_reported_unavailable_and_the_fix_stays() {
         .filter_map(|e| e.message.clone())
         .collect();
     assert!(errors.iter().any(|m| m.contains("retraction unavailable")), "{errors:?}");
+}
+
+/// T43: the agent, apt and dpkg killed while a maintainer script of the
+/// upgrade runs. The restart repairs the package database (`dpkg
+/// --configure -a`), detection decides, and nothing was reported installed
+/// before it was.
+#[test]
+fn t43_kill_9_mid_apt_the_restart_repairs_the_database_and_detection_decides() {
+    use agent_support::{kill9, kill9_pid, pids_mentioning, poll_until};
+    let dir = tempfile::tempdir().unwrap();
+    let mut debs = pwlib("1.0-1");
+    let mut fixed = pwlib("1.0-2");
+    fixed[1] = fixed[1].clone().script("postinst", "#!/bin/sh\nsleep 5\n");
+    debs.extend(fixed);
+    let repo = AptRepo::new(&dir.path().join("repo"), SUITE, &debs);
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    device.serve(1, "install");
+    let mut child = device
+        .agent
+        .command(&["run", "--once"])
+        .env("APT_CONFIG", &device.apt.apt_config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let dpkg = patchward_agent::install::deb::DpkgRoot::sandbox(&device.agent.root).unwrap();
+    poll_until("pw-tools 1.0-2 unpacked and configuring", std::time::Duration::from_secs(60), || {
+        dpkg.status("pw-tools").unwrap().is_some_and(|s| s.version == "1.0-2" && !s.is_installed())
+    });
+    kill9(&mut child);
+    let root = device.agent.root.display().to_string();
+    for pid in pids_mentioning(&root) {
+        kill9_pid(pid);
+    }
+    poll_until("apt and dpkg gone", std::time::Duration::from_secs(30), || pids_mentioning(&root).is_empty());
+    let left = dpkg.status("pw-tools").unwrap().unwrap();
+    assert!(!left.is_installed(), "dpkg was cut short: {left:?}");
+    assert!(device.reports(ReportStatus::Succeeded).is_empty(), "nothing reported before detection");
+
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-2", "1.0-2"], "{:?}", device.engine.recorded());
+    assert!(dpkg.status("pw-tools").unwrap().unwrap().is_installed(), "configured by the repair");
+    let succeeded = device.reports(ReportStatus::Succeeded);
+    assert_eq!(succeeded.len(), 1, "{:?}", device.engine.recorded());
+    assert!(succeeded[0].message.as_deref().unwrap_or_default().contains("detection"), "{succeeded:?}");
+    let repaired = device.engine.recorded().iter().any(|e| {
+        e.kind == EventKind::Step && e.message.as_deref().unwrap_or_default().contains("package database was repaired")
+    });
+    assert!(repaired, "{:?}", device.engine.recorded());
 }

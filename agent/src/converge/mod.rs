@@ -73,6 +73,7 @@ enum DownloadProblem {
 }
 use crate::windows::WindowsProbe;
 
+mod recovery;
 mod repository;
 
 /// The device's identity, from enrollment (`identity.json`, 0600).
@@ -431,63 +432,6 @@ impl Agent {
         }
     }
 
-    /// Resolves what a crash left half done (see the module docs).
-    fn recover(
-        &mut self,
-        inventory: &patchward_api::Inventory,
-        facts: &patchward_api::Facts,
-    ) -> Result<(), StateError> {
-        let now = self.now();
-        let unfinished: Vec<(String, u64, Step)> = {
-            let books = lock(&self.books);
-            books.journal.unfinished().into_iter().map(|e| (e.item.clone(), e.generation, e.step.clone())).collect()
-        };
-        let items: BTreeMap<String, DesiredItem> = {
-            let books = lock(&self.books);
-            books
-                .memory
-                .trusted
-                .as_ref()
-                .map(|t| t.state.items.iter().map(|i| (i.patch.clone(), i.clone())).collect())
-                .unwrap_or_default()
-        };
-        for (item, generation, step) in unfinished {
-            if matches!(step, Step::Downloading { .. }) {
-                continue;
-            }
-            let removing = matches!(step, Step::Uninstalling);
-            // Not applicable is neither answer: the interrupted step is
-            // failed and the item decided again.
-            let verdict = items.get(&item).map(|i| self.detection(i, inventory, facts));
-            let done = match verdict {
-                Some(DetectionResult::Present) => !removing,
-                Some(DetectionResult::Absent) => removing,
-                _ => false,
-            };
-            let mut books = lock(&self.books);
-            if done {
-                let (step, status) =
-                    if removing { (Step::Uninstalled, "removed") } else { (Step::Installed, "installed") };
-                let action = if removing { Action::Uninstall } else { Action::Install };
-                let event = NewEvent::report(&item, ReportStatus::Succeeded, generation, now)
-                    .outcome_of(action, items.get(&item).and_then(policy_name))
-                    .message(format!("{status}: detection decided after a restart"));
-                books.record(&item, generation, step, Some(event), now)?;
-            } else {
-                let reason = format!(
-                    "interrupted while {}; detection says {}",
-                    step.name(),
-                    verdict.map_or("nothing (the item is no longer desired)".into(), |v| v.to_string())
-                );
-                books.record(&item, generation, Step::Failed { reason, outcome: None }, None, now)?;
-                if let Some(local) = books.memory.items.get_mut(&item) {
-                    local.install_attempts += 1;
-                }
-            }
-        }
-        lock(&self.books).save()
-    }
-
     /// One full pass. `wait` long-polls the engine for a change first.
     pub async fn pass(&mut self, wait: Option<std::time::Duration>) -> Result<PassReport, AgentError> {
         let mut report = PassReport::default();
@@ -498,6 +442,9 @@ impl Agent {
             books.memory.latest_time = Some(latest);
         }
         let kept = lock(&self.books).memory.trusted.as_ref().map(|t| t.state.clone());
+        if !self.recovered {
+            self.repair_package_database();
+        }
         let (facts, inventory) = self.collect(kept.as_ref());
         if !self.recovered {
             self.recover(&inventory, &facts)?;

@@ -133,6 +133,22 @@ impl DpkgRoot {
         Ok(Some(DpkgStatus { state, version: version.trim().to_owned() }))
     }
 
+    /// `dpkg --configure -a`: finishes configuring every package a killed
+    /// dpkg left unpacked or half-configured, keeping configuration files.
+    /// A held lock is "retry later" (someone else is at it).
+    pub fn repair(&self, timeout: Duration) -> Result<super::Outcome, InstallError> {
+        let Some(_lock) = self.try_lock_frontend()? else {
+            return Ok(super::Outcome::RetryLater { reason: "dpkg's frontend lock is held".into() });
+        };
+        let mut argv = self.dpkg_argv();
+        argv.extend(["--force-confdef", "--force-confold", "--configure", "-a"].map(OsString::from));
+        let out = process::run(&argv, &[("DPKG_FRONTEND_LOCKED", OsStr::new("1"))], None, timeout)?;
+        if dpkg_lock_held(&out.stderr_tail) {
+            return Ok(super::Outcome::RetryLater { reason: "dpkg's lock is held".into() });
+        }
+        Ok(classify(out.exit, &out.stderr_tail))
+    }
+
     /// Takes the frontend lock without waiting; `None` when another process
     /// holds it.
     pub fn try_lock_frontend(&self) -> Result<Option<FrontendLock>, InstallError> {

@@ -105,6 +105,8 @@ pub struct Deb {
     pub depends: Option<String>,
     /// `Conflicts:`: installing it removes what it names.
     pub conflicts: Option<String>,
+    /// Maintainer scripts: (`postinst`, body).
+    pub scripts: Vec<(String, String)>,
     /// (absolute path such as `/usr/share/pwlib/VERSION`, contents).
     pub files: Vec<(String, Vec<u8>)>,
 }
@@ -118,6 +120,7 @@ impl Deb {
             source: None,
             depends: None,
             conflicts: None,
+            scripts: Vec::new(),
             files: Vec::new(),
         }
     }
@@ -129,6 +132,12 @@ impl Deb {
 
     pub fn depends(mut self, depends: &str) -> Deb {
         self.depends = Some(depends.to_owned());
+        self
+    }
+
+    /// A maintainer script (`preinst`, `postinst`, `prerm`, `postrm`).
+    pub fn script(mut self, name: &str, body: &str) -> Deb {
+        self.scripts.push((name.to_owned(), body.to_owned()));
         self
     }
 
@@ -188,6 +197,9 @@ impl Deb {
         }
         make_dir(&tree.join("DEBIAN"));
         write_file(&tree.join("DEBIAN/control"), self.control().as_bytes(), 0o644);
+        for (name, body) in &self.scripts {
+            write_file(&tree.join("DEBIAN").join(name), body.as_bytes(), 0o755);
+        }
         for (path, bytes) in &self.files {
             let relative = Path::new(path.trim_start_matches('/'));
             assert!(
