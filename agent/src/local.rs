@@ -649,7 +649,12 @@ pub fn request(socket: &Path, request: &Request, timeout: Duration) -> Result<Re
     let mut line =
         serde_json::to_vec(request).map_err(|e| LocalError::Protocol { path: path(), message: e.to_string() })?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(timed_out)?;
+    match stream.write_all(&line) {
+        // A busy agent answers and closes without reading the request: its
+        // answer is still there to read.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe || e.kind() == io::ErrorKind::ConnectionReset => {}
+        other => other.map_err(timed_out)?,
+    }
     let mut answer = Vec::new();
     BufReader::new(stream.take(MAX_RESPONSE_BYTES)).read_until(b'\n', &mut answer).map_err(timed_out)?;
     if answer.is_empty() {

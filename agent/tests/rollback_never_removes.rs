@@ -4,8 +4,9 @@
 //! dpkg, apt, rpm or dnf; software assignments set `absent` keep theirs,
 //! in the installers, which this path does not call.
 
-const ROLLBACK_PATH: [&str; 6] = [
+const ROLLBACK_PATH: [&str; 7] = [
     "src/converge/repository.rs",
+    "src/converge/rollback.rs",
     "src/repo/mod.rs",
     "src/repo/apt.rs",
     "src/repo/resolve.rs",

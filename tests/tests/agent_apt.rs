@@ -332,8 +332,10 @@ fn t43_kill_9_mid_apt_the_restart_repairs_the_database_and_detection_decides() {
         .spawn()
         .unwrap();
     let dpkg = patchward_agent::install::deb::DpkgRoot::sandbox(&device.agent.root).unwrap();
-    poll_until("pw-tools 1.0-2 unpacked and configuring", std::time::Duration::from_secs(60), || {
-        dpkg.status("pw-tools").unwrap().is_some_and(|s| s.version == "1.0-2" && !s.is_installed())
+    // Both unpacked, libpw1 configured, pw-tools' slow postinst running.
+    poll_until("pw-tools 1.0-2 configuring", std::time::Duration::from_secs(60), || {
+        let library = dpkg.status("libpw1").unwrap().is_some_and(|s| s.version == "1:1.0-2" && s.is_installed());
+        library && dpkg.status("pw-tools").unwrap().is_some_and(|s| s.version == "1.0-2" && !s.is_installed())
     });
     kill9(&mut child);
     let root = device.agent.root.display().to_string();

@@ -150,6 +150,10 @@ fn kill_while_installing(agent: &AgentProcess, rng: &mut Rng) -> Vec<i32> {
     poll_until("the installing step", Duration::from_secs(60), || {
         last_step(agent, "PW-SLOW").as_deref() == Some("installing")
     });
+    // Killed while dpkg runs, not before the agent started it (a loaded
+    // machine can take a while between the two).
+    let root = agent.root.display().to_string();
+    poll_until("dpkg running in the sandbox", Duration::from_secs(60), || !pids_mentioning(&root).is_empty());
     std::thread::sleep(Duration::from_millis(rng.below(300)));
     assert!(child.try_wait().unwrap().is_none(), "the pass still runs (the postinst takes seconds)");
     kill9(&mut child);

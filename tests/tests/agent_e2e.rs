@@ -8,8 +8,9 @@
 //! file, moved by a day). Both report back and the compliance view says
 //! so. Their Location's mirror serves tampered bytes: the agents refuse
 //! them, fall back to the engine's copy, and dpkg runs once, on the real
-//! bytes. Then a `git revert` of the approval removes the package from
-//! both.
+//! bytes. Then a `git revert` of the approval restores the version each
+//! had before (0.9, from the backup the agent made before upgrading): a
+//! package patchward upgraded is never removed.
 
 mod agent_support;
 
@@ -138,7 +139,7 @@ async fn a_commit_rolls_out_to_pilot_then_production_and_tampered_mirror_bytes_n
     assert_eq!(reports, 2, "one success report per device");
 
     // The approval is reverted: the patch goes back to the review queue,
-    // and both devices remove the package they installed under it.
+    // and both devices restore the version they had before it.
     git(&repo, &["revert", "--no-edit", "HEAD"]);
     let revert = git(&repo, &["rev-parse", "HEAD"]);
     office.sync().await;
@@ -154,11 +155,16 @@ async fn a_commit_rolls_out_to_pilot_then_production_and_tampered_mirror_bytes_n
         assert_eq!(items[0]["status"], "due", "{}: {device}", agent.name);
         assert_eq!(items[0]["source"], "retraction/approval withdrawn", "{}: {device}", agent.name);
         agent.run(&["run", "--once"]);
-        assert_eq!(installed_version(&agent.root), None, "{}: the revert removes the package", agent.name);
-        // The removal is reported; afterwards nothing is left to do.
+        assert_eq!(
+            installed_version(&agent.root).as_deref(),
+            Some("0.9"),
+            "{}: the revert restores the previous version, it does not remove",
+            agent.name
+        );
+        // The restore is reported; afterwards nothing is left to do.
         agent.run(&["run", "--once"]);
     }
-    until("both removals recorded, nothing left to remove", || async {
+    until("both restores recorded, nothing left to undo", || async {
         let mut done = true;
         for agent in [&pilot, &production] {
             let device = office.get(&format!("/api/v1/devices/{}", agent.name)).await;

@@ -75,6 +75,7 @@ use crate::windows::WindowsProbe;
 
 mod recovery;
 mod repository;
+mod rollback;
 
 /// The device's identity, from enrollment (`identity.json`, 0600).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -816,6 +817,12 @@ impl Agent {
                 Ok(staged) => staged,
                 Err(e) => return self.fail(state, item, e.to_string(), None, report),
             };
+            // Nothing is upgraded without a way back.
+            if kind == PackageType::Deb
+                && let Err(reason) = self.secure_deb_way_back(item, &staged)
+            {
+                return self.fail(state, item, reason, None, report);
+            }
             lock(&self.books).record(
                 item,
                 state.generation,
@@ -934,6 +941,21 @@ impl Agent {
             // A package fix is undone by restoring, never by removing.
             return self.restore_from_repository(state, desired, facts, report).await;
         }
+        let delivered = desired.packages.iter().any(|p| p.kind == PackageType::Deb.as_str());
+        if desired.source.kind != "assignment" && delivered {
+            match self.package_retraction(item) {
+                rollback::PackageRetraction::Restore(backups) => {
+                    return self.restore_backups(state, desired, &backups, report);
+                }
+                rollback::PackageRetraction::Remove => {}
+                rollback::PackageRetraction::Unavailable => {
+                    let reason =
+                        "retraction unavailable: no way back was recorded when this patch was installed; it stays";
+                    self.give_up_once(item, state.generation, reason.into(), self.now())?;
+                    return Ok(false);
+                }
+            }
+        }
         let Some(rules) = &desired.detect else {
             return self.fail(state, item, "no detection rules say what to remove".into(), None, report);
         };
@@ -959,6 +981,11 @@ impl Agent {
         let after = self.fresh_inventory();
         match self.detection(desired, &after, facts) {
             DetectionResult::Absent => {
+                {
+                    let mut books = lock(&self.books);
+                    repository::forget_way_back(&mut books.memory, item);
+                    books.save()?;
+                }
                 self.succeeded(state, item, Step::Uninstalled, "removed and no longer detected", report)?;
                 Ok(true)
             }

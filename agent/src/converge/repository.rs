@@ -304,6 +304,8 @@ impl Agent {
                 RestoreFrom::Backup { path, sha256, size } => {
                     files.push((restore.previous.clone(), self.stage_backup(path, sha256, *size)?));
                 }
+                // A repository install upgrades only what is installed.
+                RestoreFrom::NotInstalled => {}
             }
         }
         self.transact(state, item, &targets, &files, Direction::Downgrade).await
@@ -330,7 +332,7 @@ fn installed_file(file: &str, digest: Sha256Digest) -> InstalledFile {
 }
 
 /// Drops the way back of a restored item, and its backups.
-fn forget_way_back(memory: &mut super::Memory, item: &str) {
+pub(super) fn forget_way_back(memory: &mut super::Memory, item: &str) {
     if let Some(way_back) = memory.way_back.remove(item) {
         for restore in way_back.packages {
             if let RestoreFrom::Backup { path, .. } = restore.from {

@@ -222,7 +222,13 @@ fn dpkg_lock_held(stderr: &str) -> bool {
 
 /// `Package:` of a .deb, read with `dpkg-deb -f FILE Package`.
 pub fn deb_package_name(deb: &Path) -> Result<String, InstallError> {
-    let argv: Vec<OsString> = vec!["dpkg-deb".into(), "--field".into(), deb.into(), "Package".into()];
+    deb_field(deb, "Package")
+}
+
+/// One control field of a .deb (`Package`, `Version`, `Architecture`),
+/// read with `dpkg-deb -f FILE FIELD`; it must read as a package name does.
+pub fn deb_field(deb: &Path, field: &str) -> Result<String, InstallError> {
+    let argv: Vec<OsString> = vec!["dpkg-deb".into(), "--field".into(), deb.into(), field.into()];
     let out = process::run(&argv, &[], None, Duration::from_secs(60))?;
     let name = out.stdout_tail.trim().to_owned();
     if out.exit != ProcessExit::Code(0) || name.is_empty() {

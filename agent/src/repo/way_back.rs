@@ -34,4 +34,6 @@ pub enum RestoreFrom {
     Repository,
     /// A package rebuilt from the package database before the upgrade.
     Backup { path: PathBuf, sha256: String, size: u64 },
+    /// It was not installed: the patch added it (a delivered package).
+    NotInstalled,
 }
