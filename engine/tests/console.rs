@@ -368,7 +368,7 @@ async fn a_user_installs_self_service_software_from_the_portal_and_nothing_else(
         serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(&envelope.payload).unwrap()).unwrap()
     };
     let sent = desired.items.iter().find(|i| i.patch == "7zip@24.08").unwrap();
-    assert_eq!((&sent.policy["name"], &sent.policy["selfService"]), (&"workstation-idle".into(), &true.into()));
+    assert_eq!((sent.policy.name.as_str(), sent.policy.self_service), ("workstation-idle", true));
 
     let (cookie, _) = console.sign_in(USER).await;
     let portal = console.send(page("/portal", Some(&cookie))).await;

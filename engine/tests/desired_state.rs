@@ -54,11 +54,11 @@ fn the_example_devices_desired_state_is_complete_signed_and_schema_valid() {
     let kb = state.items.iter().find(|i| i.patch == "KB5032190").unwrap();
     assert_eq!((kb.action, kb.status, kb.stage), (Action::Install, Status::Due, Some(1)));
     assert_eq!((kb.source.kind.as_str(), kb.source.name.as_str()), ("rule", "critical-security"));
-    assert_eq!(kb.policy["name"], "emergency");
-    assert_eq!(kb.policy["mode"], "immediate");
-    let windows: Vec<&str> = kb.windows.iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(kb.policy.name, "emergency");
+    assert_eq!(kb.policy.mode, patchward_api::deployment::DeploymentMode::Immediate);
+    let windows: Vec<&str> = kb.windows.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(windows, ["servers-early", "servers-night", "workstations-day"]);
-    assert_eq!(kb.windows[1]["timezone"], "Europe/Helsinki");
+    assert_eq!(kb.windows[1].timezone, "Europe/Helsinki");
     assert_eq!(kb.packages.len(), 1);
     assert_eq!(kb.packages[0].kind, "msu");
     assert_eq!(kb.packages[0].sha256.len(), 64);
@@ -110,18 +110,70 @@ fn items_carry_their_fallback_policy_and_their_detection_rules() {
         computed.devices.iter().map(|d| desired_state(&computed, &policy, &catalog, d, &envelope)).collect();
     let items = || states.iter().flat_map(|s| s.items.iter());
 
-    let prompted = items().find(|i| i.policy["name"] == "workstation-morning-prompt").expect("a prompted item");
+    let prompted = items().find(|i| i.policy.name == "workstation-morning-prompt").expect("a prompted item");
     let fallback = prompted.fallback.as_ref().expect("its fallback");
-    assert_eq!(fallback.policy["name"], "workstation-idle");
-    assert_eq!(fallback.policy["mode"], "idle");
+    assert_eq!(fallback.policy.name, "workstation-idle");
+    assert_eq!(fallback.policy.mode, patchward_api::deployment::DeploymentMode::Idle);
     assert!(fallback.windows.is_empty(), "workstation-idle names no windows: {:?}", fallback.windows);
-    let windows: Vec<&str> = prompted.windows.iter().map(|w| w["name"].as_str().unwrap()).collect();
+    let windows: Vec<&str> = prompted.windows.iter().map(|w| w.name.as_str()).collect();
     assert_eq!(windows, ["workstations-day"], "the prompting policy's own");
     assert!(fallback.fallback.is_none(), "idle has no fallback of its own");
-    assert!(items().filter(|i| i.policy["mode"] != "scheduled-prompt").all(|i| i.fallback.is_none()));
+    assert!(
+        items()
+            .filter(|i| i.policy.mode != patchward_api::deployment::DeploymentMode::ScheduledPrompt)
+            .all(|i| i.fallback.is_none())
+    );
 
     let openssl = items().find(|i| i.patch == "DSA-5900-1").expect("the openssl advisory is planned");
     let detect = openssl.detect.as_ref().expect("its detection rules");
     let patchward_api::detection::DetectionRule::Package(rule) = &detect.any_of[0] else { panic!("{detect:?}") };
     assert_eq!((rule.name.as_str(), rule.at_least.as_str()), ("openssl", "3.0.15-1~deb12u1"));
+}
+
+/// DESIGN's compatibility rule across the typed contract: agents of the
+/// release before the typed `DesiredItem` refused a deployment policy or
+/// window with a field they did not know. What the engine emits for the
+/// shipped policies therefore holds only the fields they knew; a field added
+/// to the wire types must be optional and appear in this list only with a
+/// note in DESIGN (this release's agents ignore fields they do not know).
+#[test]
+fn the_typed_policy_and_windows_emit_only_fields_the_previous_agents_know() {
+    const POLICY: [&str; 12] = [
+        "name",
+        "mode",
+        "windows",
+        "prompt",
+        "scheduledPrompt",
+        "idle",
+        "restart",
+        "ignoreWindows",
+        "ignoreBlackouts",
+        "reboot",
+        "adminOnly",
+        "selfService",
+    ];
+    const WINDOW: [&str; 4] = ["name", "timezone", "intervals", "blackouts"];
+    let load = load_policy(&PolicySource::Folder(root().join("policies")), &PolicyLimits::default()).unwrap();
+    let policy = CompiledPolicy::compile(load.policy.unwrap(), None).unwrap();
+    let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
+    let (catalog, fleet) = example_catalog_and_fleet(&policy, now);
+    let computed = plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &fleet.devices, ledger: None, now });
+    let envelope = Envelope { generation: 1, catalog_revision: 1, issued_at: now, expires_at: now };
+    let mut seen = 0;
+    for device in &computed.devices {
+        let state = desired_state(&computed, &policy, &catalog, device, &envelope);
+        let json = serde_json::to_value(&state).unwrap();
+        for item in json["items"].as_array().unwrap() {
+            for key in item["policy"].as_object().unwrap().keys() {
+                assert!(POLICY.contains(&key.as_str()), "policy field {key} is new to older agents: {item}");
+            }
+            for window in item["windows"].as_array().unwrap() {
+                for key in window.as_object().unwrap().keys() {
+                    assert!(WINDOW.contains(&key.as_str()), "window field {key} is new to older agents");
+                }
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "the example plan has items");
 }

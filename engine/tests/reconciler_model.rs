@@ -348,7 +348,7 @@ fn content_of(mut state: DesiredState) -> DesiredState {
     state.issued_at = jiff::Timestamp::UNIX_EPOCH;
     state.expires_at = jiff::Timestamp::UNIX_EPOCH;
     for item in &mut state.items {
-        if item.source.kind == "assignment" {
+        if item.source.kind == patchward_api::desired::SourceKind::Assignment {
             item.not_before = jiff::Timestamp::UNIX_EPOCH;
         }
     }

@@ -378,15 +378,10 @@ impl Agent {
     fn observations(&self, state: &DesiredState) -> Observations {
         let boot_id = crate::observe::read_boot_id(&self.platform.proc).ok();
         let mut invocation_ids = BTreeMap::new();
-        for item in &state.items {
-            if let Some(restart) = item.policy.get("restart")
-                && let Some(services) = restart.get("services").and_then(|s| s.as_array())
-            {
-                for unit in services.iter().filter_map(|s| s.as_str()) {
-                    if let Ok(Some(id)) = crate::observe::read_invocation_id(self.platform.commands.as_ref(), unit) {
-                        invocation_ids.insert(unit.to_owned(), id);
-                    }
-                }
+        let units = state.items.iter().filter_map(|i| i.policy.restart.as_ref()).flat_map(|r| &r.services);
+        for unit in units {
+            if let Ok(Some(id)) = crate::observe::read_invocation_id(self.platform.commands.as_ref(), unit) {
+                invocation_ids.insert(unit.clone(), id);
             }
         }
         let (cpu_busy_percent, network_kbps) = {
@@ -399,15 +394,17 @@ impl Agent {
         // Only the idle and restart modes (or a fallback to them) look at
         // sessions and boots; only the real machine has them.
         let modes = |item: &DesiredItem| {
-            let mut modes = vec![item.policy.get("mode").and_then(|m| m.as_str()).unwrap_or("").to_owned()];
+            let mut modes = vec![item.policy.mode];
             let mut next = item.fallback.as_deref();
-            while let Some(fallback) = next {
-                modes.push(fallback.policy.get("mode").and_then(|m| m.as_str()).unwrap_or("").to_owned());
+            while let Some(fallback) = next.take() {
+                modes.push(fallback.policy.mode);
                 next = fallback.fallback.as_deref();
             }
             modes
         };
-        let wanted = state.items.iter().flat_map(modes).any(|m| m == "idle" || m == "restart");
+        use patchward_api::deployment::DeploymentMode;
+        let wanted =
+            state.items.iter().flat_map(modes).any(|m| matches!(m, DeploymentMode::Idle | DeploymentMode::Restart));
         let real_machine = self.platform.root == std::path::Path::new("/");
         let (input_idle_since, foreground_apps_present, cold_boot) = if wanted && real_machine {
             use crate::observe::{ForegroundApps as _, InputIdle as _};
@@ -942,7 +939,7 @@ impl Agent {
             return self.restore_from_repository(state, desired, facts, report).await;
         }
         let delivered = desired.packages.iter().any(|p| p.kind == PackageType::Deb.as_str());
-        if desired.source.kind != "assignment" && delivered {
+        if desired.source.kind != patchward_api::desired::SourceKind::Assignment && delivered {
             match self.package_retraction(item) {
                 rollback::PackageRetraction::Restore(backups) => {
                     return self.restore_backups(state, desired, &backups, report);
@@ -1022,7 +1019,7 @@ impl Agent {
 
 /// The name of the deployment policy a desired item came under.
 fn policy_name(item: &DesiredItem) -> Option<String> {
-    item.policy.get("name").and_then(|n| n.as_str()).map(str::to_owned)
+    Some(item.policy.name.clone())
 }
 
 /// The `report` of `item`'s outcome in `state`, saying what was done and

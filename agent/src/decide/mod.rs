@@ -178,8 +178,6 @@ impl Item {
     /// of a scheduled-prompt policy and the user's relayed request), on a
     /// device in `device_zone`.
     pub fn from_desired(desired: &DesiredItem, device_zone: Option<String>) -> Result<Item, DeploymentError> {
-        let fallback = desired.fallback.as_ref().and_then(|f| serde_json::to_value(f).ok());
-        let fallback = fallback.as_ref();
         let user_request = desired.user_request.clone();
         Ok(Item {
             patch: desired.patch.clone(),
@@ -187,7 +185,7 @@ impl Item {
             status: desired.status,
             not_before: desired.not_before,
             deadline: desired.deadline,
-            deployment: ResolvedDeployment::from_json(&desired.policy, &desired.windows, fallback)?,
+            deployment: desired.deployment()?,
             device_zone,
             user_request: user_request.unwrap_or_default(),
         })

@@ -23,7 +23,7 @@ pub const MAX_FALLBACK_DEPTH: usize = 8;
 
 /// A resolved DeploymentPolicy: its spec and its `name`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct DeploymentPolicy {
     pub name: String,
     pub mode: DeploymentMode,
@@ -108,7 +108,7 @@ pub enum RebootBehaviour {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PromptOptions {
     /// How long the prompt waits for an answer before it counts as ignored.
     #[serde(default = "default_prompt_timeout")]
@@ -149,7 +149,7 @@ fn default_snooze_for() -> Duration {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ScheduledPromptOptions {
     /// The side of the day on which the user is asked.
     pub prompt_when: PromptWhen,
@@ -178,7 +178,7 @@ pub const DEVICE_ZONE: &str = "device";
 /// midnight to 06:00; both give the part of the day between them (running
 /// over midnight when `after` is the later time).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct PromptWhen {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<LocalTime>,
@@ -200,7 +200,7 @@ impl PromptWhen {
 
 /// Every condition given must hold, each for its time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct IdleOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_below_percent: Option<f64>,
@@ -216,7 +216,7 @@ pub struct IdleOptions {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct RestartOptions {
     pub triggers: Vec<RestartTrigger>,
     /// systemd units (or Windows services) whose restart is a trigger.
@@ -237,7 +237,7 @@ pub enum RestartTrigger {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct RestartSchedule {
     #[serde(default = "all_days")]
     pub days: Vec<Weekday>,
@@ -250,7 +250,7 @@ fn all_days() -> Vec<Weekday> {
 
 /// A resolved MaintenanceWindow: its spec and its `name`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct MaintenanceWindow {
     pub name: String,
     /// An IANA time zone name, or `device` for the device's own zone.
@@ -264,7 +264,7 @@ pub struct MaintenanceWindow {
 /// Start inclusive, end exclusive; an interval whose end is not after its
 /// start runs into the next day, and `days` name the day it starts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Interval {
     /// Every day when left out.
     #[serde(default = "all_days")]
@@ -275,7 +275,7 @@ pub struct Interval {
 
 /// Everything is closed from `from` (inclusive) until `until` (exclusive).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Blackout {
     #[schemars(with = "String")]
     pub from: jiff::Timestamp,
@@ -333,7 +333,7 @@ impl MaintenanceWindow {
 /// [`ResolvedDeployment::validate`]: both refuse what the agent could not
 /// decide safely with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct ResolvedDeployment {
     pub policy: DeploymentPolicy,
     #[serde(default)]
@@ -466,7 +466,7 @@ impl ResolvedDeployment {
 /// combines it with its own record: the larger snooze count and the later
 /// snooze end win.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct UserRequest {
     #[serde(default)]
     pub snoozes_used: u32,
@@ -637,15 +637,18 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_refused_and_named() {
-        let error =
-            ResolvedDeployment::from_json(&json!({"name": "p", "mode": "immediate", "ignoreWindow": true}), &[], None)
-                .unwrap_err();
+    fn a_field_a_later_engine_adds_is_ignored_and_a_wrong_one_is_refused_and_named() {
+        // DESIGN's compatibility rule: a field added within v1 does not make
+        // an older agent refuse the whole desired state.
+        let later = json!({"name": "p", "mode": "immediate", "quietHours": {"from": "22:00"}});
+        let resolved = ResolvedDeployment::from_json(&later, &[], None).unwrap();
+        assert_eq!(resolved.policy.mode, DeploymentMode::Immediate);
+        let error = ResolvedDeployment::from_json(&json!({"name": "p", "mode": "sometimes"}), &[], None).unwrap_err();
         let text = error.to_string();
-        assert!(text.starts_with("`policy`:") && text.contains("ignoreWindow"), "{text}");
+        assert!(text.starts_with("`policy`:") && text.contains("sometimes"), "{text}");
         let error = ResolvedDeployment::from_json(
             &json!({"name": "p", "mode": "immediate"}),
-            &[json!({"name": "w", "timezone": "UTC", "interval": []})],
+            &[json!({"name": "w", "timezone": "UTC", "intervals": "always"})],
             None,
         )
         .unwrap_err();
@@ -717,6 +720,7 @@ mod tests {
         assert_eq!(request.snoozes_used, 2);
         assert_eq!(request.install_requested_at, None);
         assert_eq!(serde_json::from_value::<UserRequest>(json!({})).unwrap(), UserRequest::default());
-        assert!(serde_json::from_value::<UserRequest>(json!({"snoozes": 1})).is_err());
+        // A field a later engine adds is ignored (compatibility).
+        assert_eq!(serde_json::from_value::<UserRequest>(json!({"snoozes": 1})).unwrap(), UserRequest::default());
     }
 }

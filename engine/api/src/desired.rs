@@ -41,10 +41,10 @@ pub struct DesiredItem {
     /// 1-based stage of a rule; null otherwise.
     pub stage: Option<u16>,
     /// The resolved DeploymentPolicy: its spec, with its `name`.
-    pub policy: serde_json::Value,
+    pub policy: crate::deployment::DeploymentPolicy,
     /// The resolved MaintenanceWindows: each spec, with its `name`. A zone
     /// `device` means the device's own.
-    pub windows: Vec<serde_json::Value>,
+    pub windows: Vec<crate::deployment::MaintenanceWindow>,
     #[schemars(with = "String")]
     pub not_before: jiff::Timestamp,
     #[schemars(with = "Option<String>")]
@@ -64,21 +64,26 @@ pub struct DesiredItem {
     /// prompting hours: `{policy, windows, fallback}`, resolved like the
     /// item's own (and its own fallback in turn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<Box<ResolvedFallback>>,
+    pub fallback: Option<Box<crate::deployment::ResolvedDeployment>>,
     /// What the device's user asked for through the engine (the portal, or
     /// the agent's own reports): the agent combines it with its own record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_request: Option<crate::deployment::UserRequest>,
 }
 
-/// A deployment policy resolved for the agent, as the item carries its own.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ResolvedFallback {
-    pub policy: serde_json::Value,
-    pub windows: Vec<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<Box<ResolvedFallback>>,
+impl DesiredItem {
+    /// The item's deployment, typed and checked: its policy, windows and
+    /// fallback chain as [`crate::deployment::ResolvedDeployment::validate`]
+    /// accepts them.
+    pub fn deployment(&self) -> Result<crate::deployment::ResolvedDeployment, crate::deployment::DeploymentError> {
+        let deployment = crate::deployment::ResolvedDeployment {
+            policy: self.policy.clone(),
+            windows: self.windows.clone(),
+            fallback: self.fallback.clone(),
+        };
+        deployment.validate()?;
+        Ok(deployment)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -101,10 +106,38 @@ pub enum Status {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ItemSource {
-    /// `rule`, `approval` or `assignment`.
-    pub kind: String,
+    pub kind: SourceKind,
     pub name: String,
     pub commit: String,
+}
+
+/// What brought an item to the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// An ApprovalRule's stage.
+    Rule,
+    /// An Approval.
+    Approval,
+    /// A SoftwareAssignment.
+    Assignment,
+    /// An approval withdrawn: undo what it installed.
+    Retraction,
+    /// A kind a later engine added (DESIGN's compatibility rule).
+    #[serde(other)]
+    Other,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Rule => "rule",
+            SourceKind::Approval => "approval",
+            SourceKind::Assignment => "assignment",
+            SourceKind::Retraction => "retraction",
+            SourceKind::Other => "other",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -2,7 +2,8 @@
 //! policy and windows inlined, its packages by sha256, and the mirrors of
 //! its Location. What the engine signs and serves; pure.
 
-use patchward_api::desired::{Action, DesiredItem, DesiredPackage, DesiredState, ItemSource, ResolvedFallback, Status};
+use patchward_api::deployment::{DeploymentPolicy, MaintenanceWindow, ResolvedDeployment};
+use patchward_api::desired::{Action, DesiredItem, DesiredPackage, DesiredState, ItemSource, SourceKind, Status};
 
 use super::{CompiledPolicy, DevicePlan, ItemStatus, Plan, PlanCatalog};
 use crate::policy::model::ItemAction;
@@ -33,13 +34,13 @@ fn status(status: ItemStatus) -> Status {
     }
 }
 
-/// A document's spec as JSON with its `name` beside the fields.
-fn named_spec<T: serde::Serialize>(name: &str, spec: &T) -> serde_json::Value {
-    let mut value = serde_json::to_value(spec).unwrap_or(serde_json::Value::Null);
-    if let serde_json::Value::Object(map) = &mut value {
-        map.insert("name".into(), serde_json::Value::String(name.to_owned()));
-    }
-    value
+/// A document's spec in its wire type, with its `name` beside the fields:
+/// the engine's spec serialized and read back as the agent reads it, so
+/// the two cannot drift apart (a test round-trips the example policies).
+fn named_spec<T: serde::Serialize, W: serde::de::DeserializeOwned>(name: &str, spec: &T) -> Option<W> {
+    let mut value = serde_json::to_value(spec).ok()?;
+    value.as_object_mut()?.insert("name".into(), serde_json::Value::String(name.to_owned()));
+    serde_json::from_value(value).ok()
 }
 
 /// Fallbacks chain through `scheduledPrompt.fallback`; validation refuses
@@ -47,38 +48,34 @@ fn named_spec<T: serde::Serialize>(name: &str, spec: &T) -> serde_json::Value {
 const MAX_FALLBACKS: usize = 8;
 
 /// A deployment policy as the agent gets it: its spec (named), its windows
-/// (named), and its fallback resolved the same way.
-fn resolve_deployment(
-    policy: &CompiledPolicy,
-    name: &str,
-) -> (serde_json::Value, Vec<serde_json::Value>, Option<Box<ResolvedFallback>>) {
+/// (named), and its fallback resolved the same way. None only for a policy
+/// validation would have refused.
+fn resolve_deployment(policy: &CompiledPolicy, name: &str) -> Option<ResolvedDeployment> {
     let resolve_one = |name: &str| {
         let spec = &policy.policy.deployment_policies.get(name)?.spec;
         let windows = spec
             .windows
             .iter()
-            .filter_map(|w| policy.policy.windows.get(&w.value).map(|doc| named_spec(&w.value, &doc.spec)))
-            .collect::<Vec<_>>();
+            .filter_map(|w| policy.policy.windows.get(&w.value).and_then(|doc| named_spec(&w.value, &doc.spec)))
+            .collect::<Vec<MaintenanceWindow>>();
         let next = spec.scheduled_prompt.as_ref().map(|o| o.value.fallback.value.clone());
-        Some((named_spec(name, spec), windows, next))
+        Some((named_spec::<_, DeploymentPolicy>(name, spec)?, windows, next))
     };
-    let Some((value, windows, mut next)) = resolve_one(name) else {
-        return (serde_json::Value::Null, Vec::new(), None);
-    };
+    let (policy_spec, windows, mut next) = resolve_one(name)?;
     let mut chain = Vec::new();
     while let Some(fallback) = next.take() {
         if chain.len() == MAX_FALLBACKS {
             break;
         }
         let Some((policy, windows, after)) = resolve_one(&fallback) else { break };
-        chain.push(ResolvedFallback { policy, windows, fallback: None });
+        chain.push(ResolvedDeployment { policy, windows, fallback: None });
         next = after;
     }
     let fallback = chain.into_iter().rev().fold(None, |inner, mut link| {
         link.fallback = inner;
         Some(Box::new(link))
     });
-    (value, windows, fallback)
+    Some(ResolvedDeployment { policy: policy_spec, windows, fallback })
 }
 
 /// The engine's detection rules in the wire form (the same JSON shape;
@@ -101,18 +98,24 @@ pub fn desired_state(
     let mut items: Vec<DesiredItem> = planned
         .items
         .iter()
-        .map(|item| {
+        .filter_map(|item| {
             let grant = plan.grant(item);
-            let (kind, name) = plan.source_name(grant.source);
-            let (policy_value, windows, fallback) = deployment(grant.policy as usize);
+            let (_, name) = plan.source_name(grant.source);
+            let kind = match grant.source {
+                super::Source::Rule(_) => SourceKind::Rule,
+                super::Source::Approval(_) => SourceKind::Approval,
+                super::Source::Retraction(_) => SourceKind::Retraction,
+            };
+            let ResolvedDeployment { policy: deployment_policy, windows, fallback } =
+                deployment(grant.policy as usize)?;
             let patch = &catalog.patches[item.patch as usize].view.record.patch;
-            DesiredItem {
+            Some(DesiredItem {
                 patch: plan.patches[item.patch as usize].clone(),
                 action: action(grant.action),
                 status: status(item.status),
-                source: ItemSource { kind: kind.to_owned(), name: name.to_owned(), commit: commit.clone() },
+                source: ItemSource { kind, name: name.to_owned(), commit: commit.clone() },
                 stage: grant.stage.map(|s| s + 1),
-                policy: policy_value,
+                policy: deployment_policy,
                 windows,
                 not_before: grant.not_before,
                 deadline: grant.deadline,
@@ -130,17 +133,19 @@ pub fn desired_state(
                 fixes: if patch.packages.is_empty() && planned.reads_fixes { patch.fixes.clone() } else { Vec::new() },
                 fallback,
                 user_request: None,
-            }
+            })
         })
         .collect();
     for software in &planned.software {
         let assignment = &policy.assignments[software.assignment as usize];
-        let (mut policy_value, windows, fallback) = deployment(assignment.policy);
+        let Some(ResolvedDeployment { policy: mut deployment_policy, windows, fallback }) =
+            deployment(assignment.policy)
+        else {
+            continue;
+        };
         // An assignment's selfService offers its software on demand even
         // where the deployment policy does not; the agent reads it there.
-        if let (true, Some(spec)) = (assignment.self_service, policy_value.as_object_mut()) {
-            spec.insert("selfService".into(), true.into());
-        }
+        deployment_policy.self_service |= assignment.self_service;
         let version = policy.policy.packages[&assignment.package]
             .spec
             .versions
@@ -150,9 +155,9 @@ pub fn desired_state(
             patch: super::software_id(&assignment.package, &assignment.version),
             action: action(software.action),
             status: status(software.status),
-            source: ItemSource { kind: "assignment".into(), name: assignment.name.clone(), commit: commit.clone() },
+            source: ItemSource { kind: SourceKind::Assignment, name: assignment.name.clone(), commit: commit.clone() },
             stage: None,
-            policy: policy_value,
+            policy: deployment_policy,
             windows,
             // Software is due as soon as it is assigned.
             not_before: envelope.issued_at,
