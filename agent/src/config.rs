@@ -68,6 +68,10 @@ pub struct Settings {
     pub download: Limits,
     pub install_timeout: Duration,
     pub log: LogSettings,
+    /// dnf's config file (`dnf.config`), when not the system's.
+    pub dnf_config: Option<PathBuf>,
+    /// dnf's `--releasever` under a root (`dnf.releasever`).
+    pub dnf_releasever: Option<String>,
 }
 
 impl Default for Settings {
@@ -83,6 +87,8 @@ impl Default for Settings {
             download: Limits::default(),
             install_timeout: DEFAULT_INSTALL_TIMEOUT,
             log: LogSettings { format: Format::Text, level: Level::Info },
+            dnf_config: None,
+            dnf_releasever: None,
         }
     }
 }
@@ -166,6 +172,8 @@ impl Settings {
                 format: flags.log_format.or(parsed.log.format).unwrap_or(defaults.log.format),
                 level: flags.log_level.or(parsed.log.level).unwrap_or(defaults.log.level),
             },
+            dnf_config: parsed.dnf.config,
+            dnf_releasever: parsed.dnf.releasever,
         };
         settings.validate().map_err(|(field, message)| invalid(field, message))?;
         Ok(settings)

@@ -182,18 +182,17 @@ pub fn read_dpkg_packages(admindir: &Path) -> Result<Vec<PackageRecord>, Invento
 /// The query format: one line per package, tab-separated.
 pub const RPM_QUERY_FORMAT: &str = "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n";
 
-/// `rpm --root ROOT -qa --qf …`: every installed package.
+/// `rpm --root ROOT -qa --qf …`: every installed package. Under a root
+/// other than `/` the database is the one the agent's rpm and dnf use
+/// there (`RpmRoot`'s `--dbpath`): Debian's rpm would otherwise look in
+/// `ROOT/root/.rpmdb`.
 pub fn rpm_query_command(root: &Path) -> CommandLine {
-    CommandLine::new(
-        "rpm",
-        [
-            "--root".to_owned(),
-            root.display().to_string(),
-            "-qa".to_owned(),
-            "--qf".to_owned(),
-            RPM_QUERY_FORMAT.to_owned(),
-        ],
-    )
+    let mut args = vec!["--root".to_owned(), root.display().to_string()];
+    if root != Path::new("/") {
+        args.push(format!("--dbpath={}", crate::install::rpm::DB_PATH));
+    }
+    args.extend(["-qa".to_owned(), "--qf".to_owned(), RPM_QUERY_FORMAT.to_owned()]);
+    CommandLine::new("rpm", args)
 }
 
 /// Parses [`RPM_QUERY_FORMAT`] lines.

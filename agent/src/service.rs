@@ -285,6 +285,23 @@ pub fn log_report(log: &crate::log::Logger, report: &crate::converge::PassReport
     }
 }
 
+/// dnf on `rpm`'s root, with the agent's `dnf.config` and
+/// `dnf.releasever`; none when dnf is not installed.
+fn dnf_client(
+    settings: &crate::config::Settings,
+    rpm: &crate::install::rpm::RpmRoot,
+) -> Result<Option<crate::repo::dnf::Dnf>, String> {
+    let has_dnf = std::process::Command::new("dnf").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_dnf {
+        return Ok(None);
+    }
+    let dnf = crate::repo::dnf::Dnf::new(rpm.clone(), settings.dnf_config.clone(), settings.install_timeout);
+    match &settings.dnf_releasever {
+        Some(releasever) => dnf.with_releasever(releasever).map(Some).map_err(|e| e.to_string()),
+        None => Ok(Some(dnf)),
+    }
+}
+
 /// The machine's edges, as `run` uses them: dpkg and rpm on `root` (a
 /// sandbox root when it is not `/`), `sh` for scripts, the Windows
 /// installers (unavailable off Windows), logind for the desktop.
@@ -303,7 +320,11 @@ pub fn system_platform(
         crate::install::deb::DpkgRoot::sandbox(&root).map_err(|e| e.to_string())?
     };
     let has_apt = std::process::Command::new("apt-get").arg("--version").output().is_ok_and(|o| o.status.success());
-    let apt = has_apt.then(|| crate::repo::apt::Apt::new(dpkg.clone(), settings.install_timeout));
+    let mut repositories = Vec::new();
+    if has_apt {
+        repositories
+            .push(crate::repo::Repositories::Apt(crate::repo::apt::Apt::new(dpkg.clone(), settings.install_timeout)));
+    }
     installers.insert(
         PackageType::Deb,
         Box::new(crate::install::deb::DebInstaller::new(dpkg.clone()).with_timeout(settings.install_timeout)),
@@ -315,6 +336,9 @@ pub fn system_platform(
         } else {
             crate::install::rpm::RpmRoot::sandbox(&root).map_err(|e| e.to_string())?
         };
+        if let Some(dnf) = dnf_client(settings, &rpm)? {
+            repositories.push(crate::repo::Repositories::Dnf(dnf));
+        }
         installers.insert(
             PackageType::Rpm,
             Box::new(crate::install::rpm::RpmInstaller::new(rpm).with_timeout(settings.install_timeout)),
@@ -350,8 +374,9 @@ pub fn system_platform(
         },
         labels: settings.labels.clone(),
         groups: settings.groups.clone(),
-        apt,
+        repositories,
         dpkg: Some(dpkg),
-        rpm: has_rpm && system,
+        // A sandbox root has its own rpm database (`RpmRoot::sandbox`).
+        rpm: has_rpm,
     })
 }

@@ -44,6 +44,8 @@ fn the_documented_example_is_exactly_the_defaults() {
             },
             install_timeout: Duration::from_secs(30 * 60),
             log: patchward_agent::config::LogSettings { format: Format::Text, level: Level::Info },
+            dnf_config: None,
+            dnf_releasever: None,
         }
     );
     assert_eq!(settings.download, Limits::default());

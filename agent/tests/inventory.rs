@@ -210,6 +210,7 @@ fn the_rpm_query_is_written_out() {
             [
                 "--root",
                 "/sandbox",
+                "--dbpath=/var/lib/rpm",
                 "-qa",
                 "--qf",
                 "%{NAME}\t%{EPOCHNUM}:%{VERSION}-%{RELEASE}\t%{ARCH}\t%{SOURCERPM}\n"
@@ -252,9 +253,11 @@ fn reads_a_real_rpm_database() {
     // Before any database exists, rpm lists nothing.
     assert_eq!(read_rpm_packages(&root, &SystemCommands).expect("rpm runs").map(|r| r.len()), Some(0));
 
+    // The database where the agent's rpm and dnf keep it under a root.
     let installed = Command::new("rpm")
         .arg("--root")
         .arg(&root)
+        .arg(format!("--dbpath={}", patchward_agent::install::rpm::DB_PATH))
         .args(["-i", "--justdb", "--nodeps"])
         .args(&rpm_files)
         .output()

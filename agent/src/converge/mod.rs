@@ -131,8 +131,8 @@ pub struct Platform {
     pub groups: Vec<String>,
     /// Whether rpm is asked for the inventory.
     pub rpm: bool,
-    /// The client of the device's own repositories (dpkg systems).
-    pub apt: Option<crate::repo::apt::Apt>,
+    /// The clients of the device's own repositories: apt, dnf or both.
+    pub repositories: Vec<crate::repo::Repositories>,
     /// The dpkg database a backup is rebuilt from.
     pub dpkg: Option<crate::install::deb::DpkgRoot>,
 }
@@ -1094,7 +1094,7 @@ mod tests {
             labels: BTreeMap::new(),
             groups: Vec::new(),
             rpm: false,
-            apt: None,
+            repositories: Vec::new(),
             dpkg: None,
         };
         Agent::open(state, platform, Limits::default(), std::time::Duration::from_secs(5)).unwrap()

@@ -15,9 +15,10 @@ use crate::detect::DetectionResult;
 use crate::download::Source;
 use crate::install::{PackageType, VerifiedPackage};
 use crate::journal::Step;
-use crate::repo::apt::{Apt, AptError, Direction, PackageVersion, archives_dir};
-use crate::repo::resolve::{self, arch_of};
+use crate::repo::apt::{Direction, PackageVersion};
+use crate::repo::resolve::{self, Affected, arch_of};
 use crate::repo::way_back::{Restore, RestoreFrom, WayBack};
+use crate::repo::{RepoError, Repositories};
 
 /// What a repository transaction installed, for the report's detail.
 #[derive(Debug, serde::Serialize)]
@@ -44,11 +45,11 @@ enum Stop {
     Failed(String),
 }
 
-impl From<AptError> for Stop {
-    fn from(error: AptError) -> Stop {
-        match error {
-            AptError::Locked { .. } => Stop::Later(error.to_string()),
-            other => Stop::Failed(other.to_string()),
+impl From<RepoError> for Stop {
+    fn from(error: RepoError) -> Stop {
+        match error.is_locked() {
+            true => Stop::Later(error.to_string()),
+            false => Stop::Failed(error.to_string()),
         }
     }
 }
@@ -84,8 +85,28 @@ impl Agent {
         }
     }
 
-    fn apt(&self) -> Result<&Apt, Stop> {
-        self.platform.apt.as_ref().ok_or_else(|| Stop::Failed("this device has no apt to install fixes with".into()))
+    /// The repositories of `manager`'s packages.
+    fn repositories(&self, manager: PackageManager) -> Result<&Repositories, Stop> {
+        let found = self.platform.repositories.iter().find(|r| r.manager() == manager);
+        let tool = match manager {
+            PackageManager::Dpkg => "apt",
+            PackageManager::Rpm => "dnf",
+        };
+        found.ok_or_else(|| Stop::Failed(format!("this device has no {tool} to install fixes with")))
+    }
+
+    /// The installed packages `desired`'s fixes upgrade, and their manager:
+    /// the first manager with any (an advisory targets one distribution).
+    fn affected_by<'a>(
+        &self,
+        desired: &'a DesiredItem,
+        platform: Option<&str>,
+        inventory: &'a patchward_api::Inventory,
+    ) -> Option<(PackageManager, Vec<Affected<'a>>)> {
+        [PackageManager::Dpkg, PackageManager::Rpm].into_iter().find_map(|manager| {
+            let affected = resolve::affected(&desired.fixes, platform, manager, &inventory.packages);
+            (!affected.is_empty()).then_some((manager, affected))
+        })
     }
 
     fn block<T>(&self, f: impl FnOnce() -> T) -> T {
@@ -114,19 +135,17 @@ impl Agent {
         desired: &DesiredItem,
         facts: &patchward_api::Facts,
     ) -> Result<Staged, Stop> {
-        let apt = self.apt()?;
         let inventory = self.fresh_inventory();
-        let platform = facts.platform.as_deref();
-        let affected = resolve::affected(&desired.fixes, platform, PackageManager::Dpkg, &inventory.packages);
-        if affected.is_empty() {
+        let Some((manager, affected)) = self.affected_by(desired, facts.platform.as_deref(), &inventory) else {
             return Err(Stop::Failed("no installed package needs this fix".into()));
-        }
-        self.block(|| apt.refresh())?;
+        };
+        let repositories = self.repositories(manager)?;
+        self.block(|| repositories.refresh())?;
         let mut targets = Vec::new();
-        let mut way_back = WayBack::default();
+        let mut way_back = WayBack { manager, packages: Vec::new() };
         for affected in &affected {
             let arch = arch_of(affected.package);
-            let records = self.block(|| apt.records(&affected.package.name, arch))?;
+            let records = self.block(|| repositories.records(&affected.package.name, arch))?;
             let target = resolve::target(affected, &records).map_err(|lagging| Stop::Lagging(lagging.to_string()))?;
             let previous = PackageVersion {
                 name: affected.package.name.clone(),
@@ -134,15 +153,22 @@ impl Agent {
                 version: affected.package.version.clone(),
             };
             let offered = records.iter().any(|r| r.version == previous.version && r.downloadable);
-            let from = match offered {
-                true => RestoreFrom::Repository,
-                false => self.back_up(&previous)?,
+            let from = match (offered, manager) {
+                (true, _) => RestoreFrom::Repository,
+                (false, PackageManager::Dpkg) => self.back_up(&previous)?,
+                (false, PackageManager::Rpm) => {
+                    return Err(Stop::Failed(format!(
+                        "no way back for {}: the repositories no longer offer {} and rpm packages are not backed up; \
+                         nothing was upgraded",
+                        previous.name, previous.version
+                    )));
+                }
             };
             way_back.packages.push(Restore { previous, upgraded_to: target.version.clone(), from });
             targets.push(target);
         }
         self.keep_way_back(&desired.patch, way_back)?;
-        self.transact(state, &desired.patch, &targets, &[], Direction::Upgrade).await
+        self.transact(state, &desired.patch, repositories, &targets, &[], Direction::Upgrade).await
     }
 
     /// Rebuilds `package` from the dpkg database into the backups folder.
@@ -160,6 +186,7 @@ impl Agent {
     fn keep_way_back(&self, item: &str, found: WayBack) -> Result<(), Stop> {
         let mut books = lock(&self.books);
         let kept = books.memory.way_back.entry(item.to_owned()).or_default();
+        kept.manager = found.manager;
         for restore in found.packages {
             let same =
                 |r: &Restore| r.previous.name == restore.previous.name && r.previous.arch == restore.previous.arch;
@@ -177,16 +204,16 @@ impl Agent {
         &self,
         state: &DesiredState,
         item: &str,
+        repositories: &Repositories,
         targets: &[PackageVersion],
         files: &[(PackageVersion, VerifiedPackage)],
         direction: Direction,
     ) -> Result<Staged, Stop> {
-        let apt = self.apt()?;
-        let archives = archives_dir(&self.staging);
+        let archives = repositories.archives(&self.staging);
         std::fs::create_dir_all(archives.join("partial")).map_err(|e| Stop::Failed(e.to_string()))?;
         let paths: Vec<&Path> = files.iter().map(|(_, f)| f.path()).collect();
-        self.block(|| apt.simulate(targets, &paths, direction, &archives))?;
-        let fetches = self.block(|| apt.uris(targets, direction, &archives))?;
+        self.block(|| repositories.simulate(targets, &paths, direction, &archives))?;
+        let fetches = self.block(|| repositories.uris(targets, direction, &archives))?;
         let mut staged = Staged::default();
         for fetch in &fetches {
             let sources: Vec<Source> = state
@@ -197,9 +224,10 @@ impl Agent {
                 .collect();
             let blob = self.download_from(state, item, fetch.sha256, fetch.size, &sources).await?;
             // G1: the bytes apt is handed are re-hashed as they are staged.
-            let package = VerifiedPackage::stage_as(&blob, PackageType::Deb, &archives, &fetch.file)
+            let kind = repositories.package_type();
+            let package = VerifiedPackage::stage_as(&blob, kind, &archives, &fetch.file)
                 .map_err(|e| Stop::Failed(e.to_string()))?;
-            staged.installed.push(installed_file(&fetch.file, package.digest()));
+            staged.installed.push(installed_file(kind, &fetch.file, package.digest()));
             staged.packages.push(package);
         }
         for (version, package) in files {
@@ -219,7 +247,7 @@ impl Agent {
         lock(&self.books)
             .record(item, state.generation, step, None, self.now())
             .map_err(|e| Stop::Failed(e.to_string()))?;
-        self.block(|| apt.install(targets, &paths, direction, &archives))?;
+        self.block(|| repositories.install(targets, &paths, direction, &archives))?;
         Ok(staged)
     }
 
@@ -291,10 +319,10 @@ impl Agent {
     }
 
     async fn downgrade(&self, state: &DesiredState, item: &str, way_back: &WayBack) -> Result<Staged, Stop> {
-        let apt = self.apt()?;
+        let repositories = self.repositories(way_back.manager)?;
         let from_repository = way_back.packages.iter().any(|r| r.from == RestoreFrom::Repository);
         if from_repository {
-            self.block(|| apt.refresh())?;
+            self.block(|| repositories.refresh())?;
         }
         let mut targets = Vec::new();
         let mut files = Vec::new();
@@ -302,32 +330,45 @@ impl Agent {
             match &restore.from {
                 RestoreFrom::Repository => targets.push(restore.previous.clone()),
                 RestoreFrom::Backup { path, sha256, size } => {
-                    files.push((restore.previous.clone(), self.stage_backup(path, sha256, *size)?));
+                    let kind = repositories.package_type();
+                    files.push((restore.previous.clone(), self.stage_backup(kind, path, sha256, *size)?));
                 }
                 // A repository install upgrades only what is installed.
                 RestoreFrom::NotInstalled => {}
             }
         }
-        self.transact(state, item, &targets, &files, Direction::Downgrade).await
+        self.transact(state, item, repositories, &targets, &files, Direction::Downgrade).await
     }
 
     /// A backup, re-hashed as it is staged (G1), under a name apt reads as
     /// a file.
-    fn stage_backup(&self, path: &Path, sha256: &str, size: u64) -> Result<VerifiedPackage, Stop> {
+    fn stage_backup(&self, kind: PackageType, path: &Path, sha256: &str, size: u64) -> Result<VerifiedPackage, Stop> {
         let digest = Sha256Digest::parse(sha256).map_err(|e| Stop::Failed(e.to_string()))?;
         let blob = CachedBlob::claimed(PathBuf::from(path), digest, size);
-        VerifiedPackage::stage(&blob, PackageType::Deb, &self.staging)
+        VerifiedPackage::stage(&blob, kind, &self.staging)
             .map_err(|e| Stop::Failed(format!("the backup cannot be restored: {e}")))
     }
 }
 
-fn installed_file(file: &str, digest: Sha256Digest) -> InstalledFile {
-    // apt's archive name: NAME_VERSION_ARCH.deb, the epoch's ':' as %3a.
-    let stem = file.trim_end_matches(".deb");
-    let mut parts = stem.splitn(3, '_');
-    let name = parts.next().unwrap_or_default().to_owned();
-    let version = parts.next().unwrap_or_default().replace("%3a", ":");
-    let arch = parts.next().unwrap_or_default().to_owned();
+/// A fetched file as the report names it, from its archive name: apt's
+/// `NAME_VERSION_ARCH.deb` (the epoch's `:` as `%3a`), rpm's
+/// `NAME-VERSION-RELEASE.ARCH.rpm` (no epoch in the name).
+fn installed_file(kind: PackageType, file: &str, digest: Sha256Digest) -> InstalledFile {
+    let (name, version, arch) = match kind {
+        PackageType::Rpm => {
+            let stem = file.trim_end_matches(".rpm");
+            let (nvr, arch) = stem.rsplit_once('.').unwrap_or((stem, ""));
+            let mut parts = nvr.rsplitn(3, '-');
+            let (release, version) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            (parts.next().unwrap_or_default().to_owned(), format!("{version}-{release}"), arch.to_owned())
+        }
+        _ => {
+            let mut parts = file.trim_end_matches(".deb").splitn(3, '_');
+            let name = parts.next().unwrap_or_default().to_owned();
+            let version = parts.next().unwrap_or_default().replace("%3a", ":");
+            (name, version, parts.next().unwrap_or_default().to_owned())
+        }
+    };
     InstalledFile { name, arch, version, sha256: digest.to_hex() }
 }
 

@@ -26,5 +26,115 @@
 
 pub mod apt;
 pub mod backup;
+pub mod dnf;
 pub mod resolve;
 pub mod way_back;
+
+use std::path::{Path, PathBuf};
+
+use patchward_api::PackageManager;
+
+use self::apt::{Apt, AptError, Direction, Fetch, IndexRecord, PackageVersion};
+use self::dnf::{Dnf, DnfError};
+use crate::install::PackageType;
+
+/// The client of the device's own repositories, one per package manager:
+/// apt on dpkg systems, dnf on rpm systems. An item goes to the one whose
+/// manager its affected packages have.
+#[derive(Debug, Clone)]
+pub enum Repositories {
+    Apt(Apt),
+    Dnf(Dnf),
+}
+
+/// A repository client's refusal or failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Apt(#[from] AptError),
+    #[error(transparent)]
+    Dnf(#[from] DnfError),
+}
+
+impl RepoError {
+    /// A lock held by someone else: retry later (G8), never a failure.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, RepoError::Apt(AptError::Locked { .. }) | RepoError::Dnf(DnfError::Locked { .. }))
+    }
+}
+
+impl Repositories {
+    pub fn manager(&self) -> PackageManager {
+        match self {
+            Repositories::Apt(_) => PackageManager::Dpkg,
+            Repositories::Dnf(_) => PackageManager::Rpm,
+        }
+    }
+
+    pub fn package_type(&self) -> PackageType {
+        match self {
+            Repositories::Apt(_) => PackageType::Deb,
+            Repositories::Dnf(_) => PackageType::Rpm,
+        }
+    }
+
+    /// Where one transaction's fetched files are staged.
+    pub fn archives(&self, staging: &Path) -> PathBuf {
+        match self {
+            Repositories::Apt(_) => apt::archives_dir(staging),
+            Repositories::Dnf(_) => dnf::archives_dir(staging),
+        }
+    }
+
+    pub fn refresh(&self) -> Result<(), RepoError> {
+        match self {
+            Repositories::Apt(apt) => Ok(apt.refresh()?),
+            Repositories::Dnf(dnf) => Ok(dnf.refresh()?),
+        }
+    }
+
+    pub fn records(&self, name: &str, arch: &str) -> Result<Vec<IndexRecord>, RepoError> {
+        match self {
+            Repositories::Apt(apt) => Ok(apt.records(name, arch)?),
+            Repositories::Dnf(dnf) => Ok(dnf.records(name, arch)?),
+        }
+    }
+
+    pub fn simulate(
+        &self,
+        targets: &[PackageVersion],
+        files: &[&Path],
+        direction: Direction,
+        archives: &Path,
+    ) -> Result<(), RepoError> {
+        match self {
+            Repositories::Apt(apt) => Ok(apt.simulate(targets, files, direction, archives)?),
+            Repositories::Dnf(dnf) => Ok(dnf.simulate(targets, files, direction, archives)?),
+        }
+    }
+
+    pub fn uris(
+        &self,
+        targets: &[PackageVersion],
+        direction: Direction,
+        archives: &Path,
+    ) -> Result<Vec<Fetch>, RepoError> {
+        match self {
+            Repositories::Apt(apt) => Ok(apt.uris(targets, direction, archives)?),
+            Repositories::Dnf(dnf) => Ok(dnf.uris(targets, direction, archives)?),
+        }
+    }
+
+    pub fn install(
+        &self,
+        targets: &[PackageVersion],
+        files: &[&Path],
+        direction: Direction,
+        archives: &Path,
+    ) -> Result<(), RepoError> {
+        match self {
+            Repositories::Apt(apt) => Ok(apt.install(targets, files, direction, archives)?),
+            Repositories::Dnf(dnf) => Ok(dnf.install(targets, files, direction, archives)?),
+        }
+    }
+}

@@ -10,10 +10,23 @@ use serde::{Deserialize, Serialize};
 use super::apt::PackageVersion;
 
 /// Every package one item upgraded, as it was before.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WayBack {
+    /// Whose packages: apt restores dpkg's, dnf rpm's.
+    #[serde(default = "dpkg")]
+    pub manager: patchward_api::PackageManager,
     pub packages: Vec<Restore>,
+}
+
+impl Default for WayBack {
+    fn default() -> WayBack {
+        WayBack { manager: patchward_api::PackageManager::Dpkg, packages: Vec::new() }
+    }
+}
+
+fn dpkg() -> patchward_api::PackageManager {
+    patchward_api::PackageManager::Dpkg
 }
 
 /// One package's previous version and where it comes from.

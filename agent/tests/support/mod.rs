@@ -1,2 +1,3 @@
 pub mod apt;
+pub mod dnf;
 pub mod http;

@@ -38,6 +38,20 @@ pub struct ConfigFile {
     pub install_timeout: Option<Duration>,
     #[serde(default)]
     pub log: LogFile,
+    /// How fixes are installed through dnf on rpm systems.
+    #[serde(default)]
+    pub dnf: DnfFile,
+}
+
+/// dnf's configuration as the agent runs it.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DnfFile {
+    /// A dnf.conf to run dnf with (`-c`); otherwise the system's own.
+    pub config: Option<PathBuf>,
+    /// `--releasever` under a root other than `/`, when dnf cannot find it
+    /// in the root's rpm database.
+    pub releasever: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
