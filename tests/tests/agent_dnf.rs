@@ -153,3 +153,54 @@ fn a_dnf_mirror_that_lacks_the_fix_leaves_the_item_for_later_not_failed() {
     assert!(device.reports(ReportStatus::Failed).is_empty(), "{:?}", device.engine.recorded());
     assert_eq!(device.agent.steps(PATCH).last().map(String::as_str), Some("retry-later"));
 }
+
+/// T39 with dnf: a tampered package in the repository never installs: the
+/// agent's own download refuses bytes that are not the signed index's.
+#[test]
+fn a_tampered_rpm_installs_nothing_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rpms = pwlib("1");
+    rpms.extend(pwlib("2"));
+    let repo = DnfRepo::new(&dir.path().join("repo"), &rpms);
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    repo.tamper(&repo.location(&rpms[2]));
+    device.serve(1, "install");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"]);
+    let failed = device.reports(ReportStatus::Failed);
+    assert_eq!(failed.len(), 1, "{:?}", device.engine.recorded());
+    assert!(failed[0].message.as_deref().unwrap_or_default().contains("sha256"), "{failed:?}");
+}
+
+/// T41 with dnf: once the mirror has the fix, the next try installs it.
+#[test]
+fn the_fix_installs_once_the_dnf_mirror_has_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut repo = DnfRepo::new(&dir.path().join("repo"), &pwlib("1"));
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    device.serve(1, "install");
+    device.pass();
+    assert_eq!(device.agent.steps(PATCH).last().map(String::as_str), Some("retry-later"));
+    let mut rpms = pwlib("1");
+    rpms.extend(pwlib("2"));
+    repo.publish(&rpms);
+    device.agent.advance(jiff::SignedDuration::from_hours(1));
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-2", "1.0-2"], "{:?}", device.engine.recorded());
+    assert!(device.reports(ReportStatus::Failed).is_empty());
+}
+
+/// T42 with dnf: an rpm the repositories no longer offer has no way back
+/// (rpm packages are not backed up), so it is not upgraded, and says why.
+#[test]
+fn without_the_old_rpm_in_the_repository_nothing_is_upgraded_without_a_way_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = DnfRepo::new(&dir.path().join("repo"), &pwlib("2"));
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    device.serve(1, "install");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"]);
+    let failed = device.reports(ReportStatus::Failed);
+    assert_eq!(failed.len(), 1, "{:?}", device.engine.recorded());
+    assert!(failed[0].message.as_deref().unwrap_or_default().contains("no way back"), "{failed:?}");
+}
