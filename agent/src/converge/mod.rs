@@ -40,9 +40,9 @@ use crate::decide::{self, Decision, Item, LocalItemState, Observations, RestartB
 use crate::detect::{DetectedBy, DetectionResult, DeviceView, detect_item, detected_by, package_to_remove};
 use crate::download::{Bearer, Downloader, Limits, sources_for};
 use crate::install::{Installer, Outcome, PackageType, Removal, VerifiedPackage};
-use crate::journal::{Journal, Step};
-use crate::observe::{Clock, CommandRunner};
-use crate::outbox::{NewEvent, Outbox};
+use crate::journal::Step;
+use crate::observe::Clock;
+use crate::outbox::NewEvent;
 use crate::state::{StateDir, StateError};
 use crate::trust::{self, Trusted};
 
@@ -71,11 +71,16 @@ enum DownloadProblem {
     NotYetAvailable(String),
     Failed(String),
 }
-use crate::windows::WindowsProbe;
 
+mod books;
+mod platform;
 mod recovery;
 mod repository;
 mod rollback;
+
+pub use books::{Books, Memory};
+use platform::SharedCommands;
+pub use platform::{NoReboot, Platform, Reboot, SystemReboot};
 
 /// The device's identity, from enrollment (`identity.json`, 0600).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -89,128 +94,6 @@ pub struct Identity {
 }
 
 pub const IDENTITY_FILE: &str = "identity.json";
-const MEMORY_FILE: &str = "memory.json";
-
-/// What the agent remembers between passes (`memory.json`).
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Memory {
-    /// The desired state in force, as received (re-verified on load).
-    pub trusted: Option<Trusted>,
-    pub items: BTreeMap<String, LocalItemState>,
-    /// The latest time read off the clock (expiry never goes back, T38).
-    pub latest_time: Option<Timestamp>,
-    /// A digest of the last facts and inventory the engine acknowledged.
-    pub uploaded: Option<String>,
-    /// The last give-up reason reported per item (reported once each).
-    #[serde(default)]
-    pub gave_up: BTreeMap<String, String>,
-    /// The items reported not applicable to this device, so each is
-    /// reported once (again only after it applied in between).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
-    pub not_applicable: std::collections::BTreeSet<String>,
-    /// Per item installed through the repositories, the way back to what
-    /// it upgraded (kept until the item is retracted).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub way_back: BTreeMap<String, crate::repo::way_back::WayBack>,
-}
-
-/// What the agent needs of the machine: its edges.
-pub struct Platform {
-    pub root: PathBuf,
-    pub proc: PathBuf,
-    pub clock: Arc<dyn Clock>,
-    pub commands: Arc<dyn CommandRunner>,
-    pub windows: Box<dyn WindowsProbe + Send + Sync>,
-    pub installers: BTreeMap<PackageType, Box<dyn Installer + Send + Sync>>,
-    pub notifier: Box<dyn crate::notify::Notifier>,
-    /// Restarts the machine when an install needs it and the policy says
-    /// `reboot: auto`.
-    pub rebooter: Box<dyn Reboot>,
-    pub labels: BTreeMap<String, String>,
-    pub groups: Vec<String>,
-    /// Whether rpm is asked for the inventory.
-    pub rpm: bool,
-    /// The clients of the device's own repositories: apt, dnf or both.
-    pub repositories: Vec<crate::repo::Repositories>,
-    /// The dpkg database a backup is rebuilt from.
-    pub dpkg: Option<crate::install::deb::DpkgRoot>,
-}
-
-/// The machine's restart, an edge: `systemctl reboot` on a real machine;
-/// a sandbox root is never restarted.
-pub trait Reboot: Send + Sync {
-    fn reboot(&self, reason: &str) -> Result<(), String>;
-}
-
-/// `systemctl reboot`, through the platform's commands.
-pub struct SystemReboot(pub Arc<dyn CommandRunner + Send + Sync>);
-
-impl Reboot for SystemReboot {
-    fn reboot(&self, _reason: &str) -> Result<(), String> {
-        let command = crate::observe::CommandLine::new("systemctl", ["reboot"]);
-        self.0.run_ok(&command).map(|_| ()).map_err(|e| e.to_string())
-    }
-}
-
-/// For sandbox roots: the restart is reported, never done.
-pub struct NoReboot;
-
-impl Reboot for NoReboot {
-    fn reboot(&self, _reason: &str) -> Result<(), String> {
-        Err("this root is a sandbox: the machine is not restarted".into())
-    }
-}
-
-/// The platform's command runner as a value.
-struct SharedCommands(Arc<dyn CommandRunner>);
-
-impl CommandRunner for SharedCommands {
-    fn run(
-        &self,
-        command: &crate::observe::CommandLine,
-    ) -> Result<crate::observe::CommandOutput, crate::observe::CommandError> {
-        self.0.run(command)
-    }
-}
-
-/// The agent's durable books, behind one lock.
-pub struct Books {
-    pub state: StateDir,
-    pub journal: Journal,
-    pub outbox: Outbox,
-    pub memory: Memory,
-}
-
-impl Books {
-    pub fn open(state: StateDir) -> Result<Books, StateError> {
-        let journal = Journal::open(&state)?;
-        let outbox = Outbox::open(&state)?;
-        let memory = state.read_json(MEMORY_FILE)?.unwrap_or_default();
-        Ok(Books { state, journal, outbox, memory })
-    }
-
-    pub fn save(&self) -> Result<(), StateError> {
-        self.state.write_json(MEMORY_FILE, &self.memory)
-    }
-
-    /// Journals `step` and queues `event` (if any) in one go.
-    fn record(
-        &mut self,
-        item: &str,
-        generation: u64,
-        step: Step,
-        event: Option<NewEvent>,
-        now: Timestamp,
-    ) -> Result<(), StateError> {
-        let seq = self.journal.append(item, generation, step, now)?;
-        if let Some(event) = event {
-            self.outbox.push_for_journal(seq, event)?;
-        }
-        Ok(())
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error(transparent)]
