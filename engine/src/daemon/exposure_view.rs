@@ -102,14 +102,64 @@ pub struct Selection<'a> {
     pub picks: Vec<Pick<'a>>,
 }
 
+/// Whether a patch's exposures pass a query: judged once per patch where
+/// the patch decides it, else per exposure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PatchTest {
+    Never,
+    Always,
+    PerDevice,
+}
+
+/// Each active patch's [`PatchTest`]: its own fields (cve, patch,
+/// severity), then a decision every device gets alike
+/// ([`Plan::uniform_decision`]), then whether any device can be overdue
+/// on it ([`RowContext::never_overdue`]).
+fn patch_tests(
+    plan: &Plan,
+    filter: &ExposureFilter,
+    context: &RowContext,
+    decision: Option<ExposureDecision>,
+    overdue: Option<bool>,
+) -> Vec<PatchTest> {
+    let passes = filter.patches(context.catalog);
+    (0..plan.patches.len() as u32)
+        .map(|patch| {
+            if !passes[patch as usize] {
+                return PatchTest::Never;
+            }
+            let by_decision = match (decision, decision.and_then(|_| plan.uniform_decision(patch))) {
+                (None, _) => PatchTest::Always,
+                (Some(wanted), Some(uniform)) if wanted == uniform => PatchTest::Always,
+                (Some(_), Some(_)) => PatchTest::Never,
+                (Some(_), None) => PatchTest::PerDevice,
+            };
+            let by_overdue = match overdue {
+                None => PatchTest::Always,
+                Some(wanted) if context.never_overdue(plan, patch) => match wanted {
+                    true => PatchTest::Never,
+                    false => PatchTest::Always,
+                },
+                Some(_) => PatchTest::PerDevice,
+            };
+            match (by_decision, by_overdue) {
+                (PatchTest::Never, _) | (_, PatchTest::Never) => PatchTest::Never,
+                (PatchTest::Always, PatchTest::Always) => PatchTest::Always,
+                _ => PatchTest::PerDevice,
+            }
+        })
+        .collect()
+}
+
 /// The exposures that pass `filter` at the context's instant, by device
 /// then patch: how many, and the picks in `offset..offset + limit` (all with
 /// no limit).
 ///
-/// Filters on the patch alone (cve, patch, severity) are judged once per
-/// patch and per kind of device, so counting a device costs its own
-/// exceptions, not its exposure; a decision or overdue filter reads each
-/// exposure.
+/// A patch that decides a query for every device (its own fields, a
+/// decision no device's grants or exclusions change, no chance of being
+/// overdue) is judged once; such exposures are counted from each kind's
+/// fixless list (narrowed once per kind) and the device's own exceptions,
+/// never one by one. Only the rest is judged per exposure.
 pub fn select<'a>(
     plan: &Plan,
     devices: &[&'a DevicePlan],
@@ -118,47 +168,75 @@ pub fn select<'a>(
     offset: usize,
     limit: Option<usize>,
 ) -> Result<Selection<'a>, FilterError> {
-    let decision = filter.decision()?;
-    let overdue = filter.overdue()?;
-    let passes = filter.patches(context.catalog);
+    let (decision, overdue) = (filter.decision()?, filter.overdue()?);
+    let tests = patch_tests(plan, filter, context, decision, overdue);
     let end = limit.map_or(usize::MAX, |l| offset.saturating_add(l));
-    // Each kind's fixless patches that pass, once per kind.
-    let mut kinds: HashMap<*const [u32], Arc<[u32]>> = HashMap::new();
+    let mut kinds: HashMap<*const [u32], Narrowed> = HashMap::new();
     let mut selection = Selection { total: 0, picks: Vec::new() };
     for &device in devices.iter().filter(|d| chosen(&filter.device).is_none_or(|id| id == d.id)) {
         let set = &device.exposure;
-        let fixless = kinds
-            .entry(Arc::as_ptr(&set.fixless))
-            .or_insert_with(|| set.fixless.iter().copied().filter(|p| passes[*p as usize]).collect());
-        let narrowed = ExposureSet {
-            fixless: Arc::clone(fixless),
-            present: set.present.iter().copied().filter(|p| passes[*p as usize]).collect(),
-            needed: set.needed.iter().copied().filter(|p| passes[*p as usize]).collect(),
+        let narrowed = kinds.entry(Arc::as_ptr(&set.fixless)).or_insert_with(|| Narrowed::of(&set.fixless, &tests));
+        let only = |list: &[u32], wanted: PatchTest| -> Vec<u32> {
+            list.iter().copied().filter(|p| tests[*p as usize] == wanted).collect()
         };
-        if decision.is_none() && overdue.is_none() {
-            let count = narrowed.len();
-            let (first, last) = (selection.total, selection.total + count);
-            if first < end && last > offset {
-                let skip = offset.saturating_sub(first);
-                let take = end.min(last) - first - skip;
-                let picked = narrowed.patches().skip(skip).take(take).map(|p| (device, plan.exposure_of(device, p)));
-                selection.picks.extend(picked);
-            }
-            selection.total = last;
-            continue;
+        let always = ExposureSet {
+            fixless: Arc::clone(&narrowed.always),
+            present: only(&set.present, PatchTest::Always),
+            needed: only(&set.needed, PatchTest::Always),
+        };
+        let checked: Vec<Exposure> = if narrowed.per_device.is_empty() && set.needed.is_empty() {
+            Vec::new()
+        } else {
+            let candidates = ExposureSet {
+                fixless: Arc::clone(&narrowed.per_device),
+                present: only(&set.present, PatchTest::PerDevice),
+                needed: only(&set.needed, PatchTest::PerDevice),
+            };
+            candidates
+                .patches()
+                .map(|patch| plan.exposure_of(device, patch))
+                .filter(|e| decision.is_none_or(|d| d == e.decision))
+                .filter(|e| overdue.is_none_or(|o| o == context.overdue(plan, &device.id, e.patch)))
+                .collect()
+        };
+        let (first, last) = (selection.total, selection.total + always.len() + checked.len());
+        if first < end && last > offset {
+            let skip = offset.saturating_sub(first);
+            let take = end.min(last) - first - skip;
+            let merged = merge(always.patches(), checked.iter().map(|e| e.patch));
+            let picked = merged.skip(skip).take(take).map(|patch| match checked.iter().find(|e| e.patch == patch) {
+                Some(exposure) => (device, *exposure),
+                None => (device, plan.exposure_of(device, patch)),
+            });
+            selection.picks.extend(picked);
         }
-        for patch in narrowed.patches() {
-            let exposure = plan.exposure_of(device, patch);
-            let late = || context.overdue(plan, &device.id, patch);
-            if decision.is_none_or(|d| d == exposure.decision) && overdue.is_none_or(|o| o == late()) {
-                if (offset..end).contains(&selection.total) {
-                    selection.picks.push((device, exposure));
-                }
-                selection.total += 1;
-            }
-        }
+        selection.total = last;
     }
     Ok(selection)
+}
+
+/// A kind's fixless patches split by their test (those that never pass
+/// are dropped).
+struct Narrowed {
+    always: Arc<[u32]>,
+    per_device: Arc<[u32]>,
+}
+
+impl Narrowed {
+    fn of(fixless: &[u32], tests: &[PatchTest]) -> Narrowed {
+        let with = |wanted| fixless.iter().copied().filter(|p| tests[*p as usize] == wanted).collect();
+        Narrowed { always: with(PatchTest::Always), per_device: with(PatchTest::PerDevice) }
+    }
+}
+
+/// Two ascending, disjoint sequences of patches as one.
+fn merge(a: impl Iterator<Item = u32>, b: impl Iterator<Item = u32>) -> impl Iterator<Item = u32> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y < x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// The rows of `picks`, in their order.
@@ -212,14 +290,11 @@ pub fn exposure_summary(
     tally: RemediationTally,
 ) -> ExposureSummary {
     let mut summary = ExposureSummary { remediated: tally.remediated, ..ExposureSummary::default() };
-    for device in devices {
-        for patch in device.exposure.patches() {
-            summary.exposures += 1;
-            if context.overdue(plan, &device.id, patch) {
-                summary.overdue += 1;
-            }
-        }
-    }
+    summary.exposures = devices.iter().map(|d| d.exposure.len()).sum();
+    // The Exposure view's own count of `?overdue=true`: judged per patch
+    // where the patch decides it.
+    let overdue = ExposureFilter { overdue: Some("true".into()), ..ExposureFilter::default() };
+    summary.overdue = select(plan, devices, &overdue, context, 0, Some(0)).map_or(0, |s| s.total);
     if summary.exposures > 0 {
         summary.overdue_percent = (summary.overdue as f64 * 1000.0 / summary.exposures as f64).round() / 10.0;
     }

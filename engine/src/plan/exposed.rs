@@ -280,6 +280,20 @@ impl Plan {
         Exposure { patch, decision, by }
     }
 
+    /// The decision every device exposed to `patch` gets, when no device's
+    /// own grants or exclusions can change it (`exposure_of` without an
+    /// exclusion or an install grant to look for); `None` when they can.
+    pub fn uniform_decision(&self, patch: u32) -> Option<ExposureDecision> {
+        let installs = self.grants[patch as usize].iter().any(|g| g.action == ItemAction::Install);
+        if installs || !self.excluded_by[patch as usize].is_empty() {
+            return None;
+        }
+        Some(match self.verdicts[patch as usize].decision {
+            ExposureDecision::Approved => ExposureDecision::Unmatched,
+            decision => decision,
+        })
+    }
+
     /// Every exposure of `device`, with its decision, by patch.
     pub fn exposures<'a>(&'a self, device: &'a DevicePlan) -> impl Iterator<Item = Exposure> + 'a {
         device.exposure.patches().map(move |patch| self.exposure_of(device, patch))

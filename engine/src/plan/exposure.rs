@@ -80,6 +80,16 @@ impl RowContext<'_> {
         self.since.since(device, &plan.patches[patch as usize], first_seen).unwrap_or(plan.now).min(self.now)
     }
 
+    /// Whether no device can be overdue on `patch`: exposed since its
+    /// earliest possible instant, it would still be within its target. No
+    /// record dates an exposure before the patch's `firstSeen`, and with
+    /// none an exposure dates from the plan.
+    pub fn never_overdue(&self, plan: &Plan, patch: u32) -> bool {
+        let record = &self.catalog.patches[patch as usize].view.record;
+        let earliest = record.first_seen.min(plan.now).min(self.now);
+        !is_overdue(earliest, self.remediation.target(record.severity), self.now)
+    }
+
     /// Whether that exposure is past the target of the patch's severity.
     pub fn overdue(&self, plan: &Plan, device: &str, patch: u32) -> bool {
         let target = self.remediation.target(self.catalog.patches[patch as usize].view.record.severity);
