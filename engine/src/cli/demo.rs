@@ -1,9 +1,13 @@
-//! `patchward demo`: a self-contained tour on loopback. A vendor feed with
-//! a real `.deb`, a git policy repository holding the shipped example
-//! policy, a real engine and real agents in sandbox dpkg roots; a commit
-//! approves a patch, and the tour prints its rollout as the admin API
-//! reports it, then where to look. Ctrl-C (or SIGTERM) stops the agents
-//! and the engine and removes the demo's files.
+//! `patchward demo`: a self-contained tour on loopback. A vendor with a
+//! Debian-style OSV advisory and a signed apt repository, a git policy
+//! repository holding the shipped example policy, a real engine and real
+//! agents in sandbox dpkg roots, each patching through its own apt. The
+//! tour prints the console's URL and a sign-in token first; then a commit
+//! approves the advisory and the tour prints its rollout as the admin API
+//! reports it; then `git revert` of that commit retracts it and the tour
+//! follows every device back to the version it had, checked against
+//! dpkg's own database and log; then where to look. Ctrl-C (or SIGTERM)
+//! stops the agents and the engine and removes the demo's files.
 //!
 //! The office's parts are library code (`crate::demo`); this module decides
 //! the order, waits, and prints.
@@ -19,10 +23,11 @@ use clap::Args;
 use super::Outcome;
 use crate::demo::admin::DeviceView;
 use crate::demo::agents::{AgentBinary, locate_agent};
-use crate::demo::{NEW_VERSION, OLD_VERSION, Office, PACKAGE, PATCH, POLL, SEVERITY, debian};
+use crate::demo::{Approved, NEW_VERSION, OLD_VERSION, Office, PACKAGE, PATCH, POLL, debian};
 
-/// A tour on loopback: an engine, a git policy repository, a feed and
-/// agents in sandboxes; a commit rolls a patch out.
+/// A tour on loopback: an engine, a git policy repository, a vendor's
+/// advisory and apt repository, and agents in sandboxes; a commit rolls a
+/// patch out through apt, and its revert rolls it back.
 #[derive(Args)]
 pub struct DemoArgs {
     /// The engine's API address [default: 127.0.0.1:8420, or a free port
@@ -46,12 +51,14 @@ pub struct DemoArgs {
     dir: Option<PathBuf>,
 }
 
-/// How long the engine may take to apply a commit and fetch the package.
+/// How long the engine may take to apply a commit and import the advisory.
 const IN_FORCE_LIMIT: Duration = Duration::from_secs(60);
 /// How long the agents may take to enroll and report.
 const ENROLL_LIMIT: Duration = Duration::from_secs(120);
 /// How long the rollout may take beyond production's delay.
 const ROLLOUT_SLACK: Duration = Duration::from_secs(180);
+/// How long the devices may take to go back after the revert.
+const RETRACTION_LIMIT: Duration = Duration::from_secs(180);
 
 pub fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     debian::check_tools()?;
@@ -109,68 +116,45 @@ async fn demo(args: DemoArgs, agent: PathBuf) -> anyhow::Result<Outcome> {
 }
 
 async fn tour(office: &mut Office, args: &DemoArgs, agent: &Path, out: &Printer) -> anyhow::Result<()> {
-    out.line(&format!(
-        "vendor on {}: a feed signed with {} offering {PATCH} ({SEVERITY}): {PACKAGE} {NEW_VERSION}, a real .deb",
-        office.vendor.url(""),
-        office.vendor.public_key
-    ));
-    out.line(&format!(
-        "policy repository {} (git): the shipped example policy on the demo's feed, commit {}",
-        office.repository.path().display(),
-        short(&office.initial_commit)
-    ));
+    introduce(office, out);
     let initial = office.initial_commit.clone();
     let catalog = office.wait_in_force(&initial, IN_FORCE_LIMIT).await?;
+    let patch = office.admin.catalog_patch(PATCH).await?;
     out.line(&format!(
-        "engine on {}: commit {} in force, catalog revision {catalog} imported from the feed",
+        "engine on {}: commit {} in force, catalog revision {catalog} imported from the OSV feed: {PATCH}, {}, {}",
         office.base(),
-        short(&initial)
+        short(&initial),
+        patch.severity,
+        if patch.active { "in coverage" } else { "NOT in coverage (the tour cannot roll it out)" }
     ));
-
+    out.line(&format!(
+        "console {}/ : sign in with the admin token {} to watch the tour as it runs",
+        office.base(),
+        office.admin_token
+    ));
     let total = usize::from(args.agents);
     let pilots = (total / 2).max(1);
     office.start_agents(agent, pilots, total - pilots).await?;
     let names: Vec<String> = office.agents.iter().map(|a| format!("{} ({})", a.name, a.ring)).collect();
     out.line(&format!(
-        "{total} patchward-agent processes, each in a sandbox dpkg root with {PACKAGE} {OLD_VERSION}: {}",
+        "{total} patchward-agent processes, each in a sandbox dpkg root with {PACKAGE} {OLD_VERSION} and its own \
+         apt (APT_CONFIG) trusting the vendor's key: {}",
         names.join(", ")
     ));
     wait_for_enrollments(office, total, out).await?;
-    office.wait_for_package(IN_FORCE_LIMIT).await?;
+    let patch = exposure(office, total).await?;
+    let matched = match patch.matched_by.is_empty() {
+        true => "no rule".to_owned(),
+        false => format!("only {}", patch.matched_by.join(", ")),
+    };
     out.line(&format!(
-        "every agent is in, and the engine fetched {PATCH}'s package ahead. Nothing is approved for the devices: \
-         the shipped playbook sends {SEVERITY} patches to the review queue"
+        "every agent is in, and {PATCH} is missing on {} of them. Nothing is approved for the devices: the shipped \
+         playbook's rules go by severity, {PATCH} is {} (Debian's advisories carry none) and {matched} matches it, \
+         so it waits for an approval. The engine fetches nothing for it: it names a version, not a file",
+        patch.missing, patch.severity
     ));
-
-    let approved = office.approve(args.production_after).await?;
-    out.line(&format!("commit {} \"{}\"", short(&approved.commit), approved.message));
-    out.text(&format!("+ {}", approved.file), &approved.text);
-    office.wait_in_force(&approved.commit, IN_FORCE_LIMIT).await?;
-    out.line(&format!("synced (POST /api/v1/sync): commit {} in force; the rollout:", short(&approved.commit)));
-    let rollout = Instant::now();
-    follow_rollout(office, total, args.production_after.as_std() + ROLLOUT_SLACK, out).await?;
-
-    let versions = office.sandbox_versions()?;
-    let behind: Vec<String> = versions
-        .iter()
-        .filter(|(_, v)| v.as_deref() != Some(NEW_VERSION))
-        .map(|(name, v)| format!("{name} has {}", v.as_deref().unwrap_or("nothing")))
-        .collect();
-    if !behind.is_empty() {
-        bail!("the engine reports the rollout done, but dpkg disagrees: {}", behind.join(", "));
-    }
-    out.line(&format!(
-        "rollout complete in {:.0}s: all {total} devices run {PACKAGE} {NEW_VERSION}, and dpkg's database in each \
-         sandbox says so",
-        rollout.elapsed().as_secs_f64()
-    ));
-    let (_, mirror) = office.vendor.downloads();
-    let from_mirror = mirror.min(total);
-    out.line(&format!(
-        "{from_mirror} of {total} agents downloaded the package from the office mirror (their Location), {} from \
-         the engine",
-        total - from_mirror
-    ));
+    let approved = roll_out(office, args, total, out).await?;
+    roll_back(office, &approved, total, out).await?;
 
     let portal_device = office.agents[0].name.clone();
     let user_token = office.user_token(&portal_device).await?;
@@ -185,6 +169,109 @@ async fn tour(office: &mut Office, args: &DemoArgs, agent: &Path, out: &Printer)
             std::future::pending::<()>().await;
         }
     }
+    Ok(())
+}
+
+/// The vendor and the policy repository.
+fn introduce(office: &Office, out: &Printer) {
+    let vendor = &office.vendor;
+    out.line(&format!(
+        "vendor on {}: a signed apt repository ({} {} main, key {}) with {PACKAGE} {OLD_VERSION} and \
+         {NEW_VERSION}, and the advisory {PATCH} as Debian writes it in OSV ({PACKAGE} fixed in {NEW_VERSION}, no \
+         severity, no download URL), signed with {}",
+        vendor.url(""),
+        office.apt_source.url,
+        office.apt_source.suite,
+        vendor.archive_fingerprint,
+        vendor.feed_key
+    ));
+    out.line(&format!(
+        "policy repository {} (git): the shipped example policy on the demo's advisories, commit {}",
+        office.repository.path().display(),
+        short(&office.initial_commit)
+    ));
+}
+
+/// The catalog's row of the tour's patch once the engine has planned every
+/// device's inventory (each is missing it), or after a few seconds as it is.
+async fn exposure(office: &Office, total: usize) -> anyhow::Result<crate::demo::admin::CatalogView> {
+    let start = Instant::now();
+    loop {
+        let patch = office.admin.catalog_patch(PATCH).await?;
+        if patch.missing >= total || start.elapsed() >= Duration::from_secs(10) {
+            return Ok(patch);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Commits the approval and follows the rollout until every device runs
+/// the fix, as the admin API and dpkg's database report it.
+async fn roll_out(office: &mut Office, args: &DemoArgs, total: usize, out: &Printer) -> anyhow::Result<Approved> {
+    let approved = office.approve(args.production_after).await?;
+    out.line(&format!("commit {} \"{}\"", short(&approved.commit), approved.message));
+    out.text(&format!("+ {}", approved.file), &approved.text);
+    office.wait_in_force(&approved.commit, IN_FORCE_LIMIT).await?;
+    out.line(&format!("synced (POST /api/v1/sync): commit {} in force; the rollout:", short(&approved.commit)));
+    let rollout = Instant::now();
+    follow_rollout(office, total, args.production_after.as_std() + ROLLOUT_SLACK, out).await?;
+    let behind: Vec<String> = office
+        .sandbox_versions()?
+        .iter()
+        .filter(|(_, v)| v.as_deref() != Some(NEW_VERSION))
+        .map(|(name, v)| format!("{name} has {}", v.as_deref().unwrap_or("nothing")))
+        .collect();
+    if !behind.is_empty() {
+        bail!("the engine reports the rollout done, but dpkg disagrees: {}", behind.join(", "));
+    }
+    out.line(&format!(
+        "rollout complete in {:.0}s: all {total} devices run {PACKAGE} {NEW_VERSION}, installed by apt from the \
+         vendor's signed repository, and dpkg's database in each sandbox says so",
+        rollout.elapsed().as_secs_f64()
+    ));
+    let downloads = office.vendor.downloads(&office.new.sha256);
+    out.line(&format!(
+        "{} of {total} agents downloaded {} from the office mirror (their Location), {} from the vendor's \
+         repository",
+        downloads.mirror.min(total),
+        office.new.control.file_name(),
+        downloads.repository
+    ));
+    Ok(approved)
+}
+
+/// Reverts the approval and follows every device back to the version it
+/// had; checks that dpkg agrees and removed nothing.
+async fn roll_back(office: &mut Office, approved: &Approved, total: usize, out: &Printer) -> anyhow::Result<()> {
+    let reverted = office.revert(approved).await?;
+    out.line(&format!(
+        "commit {} (git revert {}): {}",
+        short(&reverted.commit),
+        short(&approved.commit),
+        reverted.message.lines().next().unwrap_or_default()
+    ));
+    office.wait_in_force(&reverted.commit, IN_FORCE_LIMIT).await?;
+    out.line(&format!(
+        "synced: commit {} in force; nothing grants {PATCH} any more, so the engine retracts it from every device \
+         that reported installing it:",
+        short(&reverted.commit)
+    ));
+    let started = Instant::now();
+    follow_retraction(office, total, RETRACTION_LIMIT, out).await?;
+    for agent in &office.agents {
+        let removals = agent.sandbox.removals()?;
+        if !removals.is_empty() {
+            bail!("dpkg's log of {} records removals: {}", agent.name, removals.join(", "));
+        }
+    }
+    let downloads = office.vendor.downloads(&office.old.sha256);
+    out.line(&format!(
+        "all {total} devices are back on {PACKAGE} {OLD_VERSION} in {:.1}s, restored by apt from the vendor's \
+         repository ({} of {total} from the office mirror); nothing was removed: dpkg's log in each sandbox records \
+         upgrades and downgrades only",
+        started.elapsed().as_secs_f64(),
+        downloads.mirror.min(total)
+    ));
     Ok(())
 }
 
@@ -288,8 +375,85 @@ fn describe(device: &DeviceView) -> String {
             "scheduled, {stage}: not before {}{failed}",
             item.not_before.as_deref().map_or_else(|| "its stage's time".into(), local_time)
         ),
-        "due" => format!("due, {stage}: the agent installs it now{failed}"),
+        "due" => format!("due, {stage}: the agent installs it through apt now{failed}"),
         other => format!("{other}, {stage}{failed}"),
+    }
+}
+
+/// Prints every change of a device's retraction until every device is
+/// back on the old version, as the admin API reports it (its inventory
+/// and its uninstall report) and as dpkg's database in its sandbox says.
+async fn follow_retraction(office: &mut Office, total: usize, limit: Duration, out: &Printer) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut restored = BTreeSet::new();
+    loop {
+        office.check_agents()?;
+        for device in &office.devices().await? {
+            let state = describe_retraction(device);
+            if last.get(&device.id) != Some(&state) {
+                out.line(&format!("{:<9} {PATCH} {state}", device.id));
+                last.insert(device.id.clone(), state);
+            }
+            if is_restored(device) && !restored.contains(&device.id) {
+                let agent = office.agents.iter().find(|a| a.name == device.id);
+                let dpkg = match agent {
+                    Some(agent) => agent.sandbox.installed_version(PACKAGE)?,
+                    None => bail!("the engine lists a device {} the demo did not start", device.id),
+                };
+                if dpkg.as_deref() != Some(OLD_VERSION) {
+                    bail!(
+                        "the engine reports {} restored to {PACKAGE} {OLD_VERSION}, but dpkg's database says {}",
+                        device.id,
+                        dpkg.as_deref().unwrap_or("it is not installed")
+                    );
+                }
+                out.line(&format!(
+                    "{:<9} back on {PACKAGE} {OLD_VERSION}: the admin API reports it (inventory, and its uninstall \
+                     succeeded), and dpkg's database says {OLD_VERSION}",
+                    device.id
+                ));
+                restored.insert(device.id.clone());
+            }
+        }
+        if restored.len() >= total {
+            return Ok(());
+        }
+        if start.elapsed() >= limit {
+            let logs: Vec<String> = office.agents.iter().map(|a| a.log.display().to_string()).collect();
+            bail!(
+                "{} of {total} devices went back within {}s; the agents' logs: {}",
+                restored.len(),
+                limit.as_secs(),
+                logs.join(", ")
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Whether the admin API shows `device` back on the old version after an
+/// uninstall it reported.
+fn is_restored(device: &DeviceView) -> bool {
+    device.package_version.as_deref() == Some(OLD_VERSION)
+        && device.report.as_deref() == Some("succeeded")
+        && device.report_action.as_deref() == Some("uninstall")
+}
+
+/// A device's retraction in a few words.
+fn describe_retraction(device: &DeviceView) -> String {
+    let version = device.package_version.as_deref().unwrap_or("(not in its inventory)");
+    let failed = if device.report.as_deref() == Some("failed") { ", its last attempt FAILED" } else { "" };
+    match &device.item {
+        Some(item) if item.action == "uninstall" => match item.status.as_str() {
+            "due" => format!("retracted: due, the agent restores {PACKAGE} {OLD_VERSION} through apt now{failed}"),
+            status => format!("retracted: {status}, {PACKAGE} {version}{failed}"),
+        },
+        Some(item) => format!("still granted until the engine plans the revert: {}, {PACKAGE} {version}", item.status),
+        None if is_restored(device) => {
+            format!("retraction done: no item any more, its uninstall succeeded, {PACKAGE} {version}")
+        }
+        None => format!("no item, {PACKAGE} {version}{failed}"),
     }
 }
 
@@ -309,6 +473,12 @@ fn where_to_look(office: &Office, agent: &Path, portal_device: &str, user_token:
     println!("  console      {base}/  (sign in with a token below)");
     println!("  admin token  {}", office.admin_token);
     println!("  user token   {user_token}  ({portal_device}'s user: its portal, and GET {base}/api/v1/user/device)");
+    println!(
+        "  retraction   {base}/console/devices/{}: \"Last report\" reads {PATCH} succeeded (uninstall); both of its \
+         reports, the install and the uninstall with each package apt installed and its sha256, are in \
+         {base}/console/audit?actor={}",
+        first.name, first.name
+    );
     println!("  API          curl -H 'Authorization: Bearer {}' {base}/api/v1/compliance", office.admin_token);
     println!("               (also /api/v1/status, /api/v1/devices, /api/v1/audit; ?format=csv)");
     println!("  policy       git -C {} log --stat", office.repository.path().display());
@@ -317,6 +487,18 @@ fn where_to_look(office: &Office, agent: &Path, portal_device: &str, user_token:
         crate::demo::ENGINE_POLL.as_secs()
     );
     println!("  an agent     {} status --config {}", agent.display(), first.config.display());
+    println!(
+        "  its apt      APT_CONFIG={} apt-cache policy {PACKAGE}  (the repository {} {} main, key {})",
+        first.apt.file.display(),
+        office.apt_source.url,
+        office.apt_source.suite,
+        office.apt_source.key.display()
+    );
+    println!(
+        "  dpkg         dpkg-query --admindir={} -W {PACKAGE}; its log: {}",
+        first.sandbox.admindir().display(),
+        first.sandbox.root().join("var/log/dpkg.log").display()
+    );
     println!("  agent logs   {}", office.dir.join("agents/*/agent.log").display());
     println!("  files        {}", office.dir.display());
     println!();

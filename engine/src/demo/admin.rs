@@ -2,6 +2,7 @@
 //! console and `curl` see is what the tour prints.
 
 use anyhow::{Context as _, bail};
+use serde::Deserialize;
 
 /// An admin's client of one engine.
 #[derive(Clone)]
@@ -27,10 +28,14 @@ pub struct DeviceView {
     pub compliance: String,
     /// The latest report the device sent for the patch: `succeeded` or `failed`.
     pub report: Option<String>,
+    /// What that report was of: `install` or `uninstall`.
+    pub report_action: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ItemView {
+    /// `install`, or `uninstall` for a retraction.
+    pub action: String,
     /// `installed`, `due`, `scheduled`, `blocked`, `removed`.
     pub status: String,
     pub stage: Option<u64>,
@@ -43,6 +48,22 @@ pub struct ComplianceView {
     pub devices: u64,
     pub compliant: u64,
     pub percent: f64,
+}
+
+/// One patch as `GET /api/v1/catalog` lists it, reduced to what the tour
+/// reads.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogView {
+    pub id: String,
+    /// `unrated` for an advisory that carries no severity.
+    pub severity: String,
+    /// In the source's coverage and not obsolete: what rules see.
+    pub active: bool,
+    /// The rules whose `match` is true for it.
+    pub matched_by: Vec<String>,
+    /// How many devices it applies to that do not have it.
+    pub missing: usize,
 }
 
 impl AdminClient {
@@ -77,6 +98,26 @@ impl AdminClient {
         serde_json::from_slice(&bytes).with_context(|| format!("the answer to {path} is not JSON"))
     }
 
+    /// `GET path`, read as `T`.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let response = self.send(self.http.get(format!("{}{path}", self.base)), path).await?;
+        let bytes = response.bytes().await.with_context(|| format!("failed to read the answer to {path}"))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("the answer to {path} is not what the demo expects"))
+    }
+
+    /// The catalog's row of patch `id`.
+    pub async fn catalog_patch(&self, id: &str) -> anyhow::Result<CatalogView> {
+        #[derive(Deserialize)]
+        struct Catalog {
+            patches: Vec<CatalogView>,
+        }
+        let catalog: Catalog = self.get_as("/api/v1/catalog").await?;
+        match catalog.patches.into_iter().find(|p| p.id == id) {
+            Some(patch) => Ok(patch),
+            None => bail!("the engine's catalog (GET {}/api/v1/catalog) has no {id}", self.base),
+        }
+    }
+
     pub async fn post(&self, path: &str, body: serde_json::Value) -> anyhow::Result<serde_json::Value> {
         let request = self
             .http
@@ -109,20 +150,6 @@ impl AdminClient {
         Ok((applied, status["catalogRevision"].as_u64().unwrap_or(0)))
     }
 
-    /// Whether the engine holds the package `sha256` (its media master
-    /// fetched it).
-    pub async fn has_blob(&self, sha256: &str) -> anyhow::Result<bool> {
-        let response = self
-            .http
-            .get(format!("{}/api/v1/blobs/{sha256}", self.base))
-            .bearer_auth(&self.token)
-            .timeout(std::time::Duration::from_secs(30))
-            .send()
-            .await
-            .context("failed to reach the engine for its blobs")?;
-        Ok(response.status().is_success())
-    }
-
     /// Every device, with `patch`'s item and `package`'s version.
     pub async fn devices(&self, patch: &str, package: &str) -> anyhow::Result<Vec<DeviceView>> {
         let answer = self.get("/api/v1/devices?limit=10000").await?;
@@ -147,22 +174,21 @@ fn device_view(device: &serde_json::Value, patch: &str, package: &str) -> Device
         .as_array()
         .and_then(|packages| packages.iter().find(|p| p["name"] == package && p["manager"] == "dpkg"))
         .and_then(|p| text(&p["version"]));
-    let report = device["reports"]
-        .as_array()
-        .and_then(|reports| reports.iter().rev().find(|r| r["patch"] == patch))
-        .and_then(|r| text(&r["status"]));
+    let report = device["reports"].as_array().and_then(|reports| reports.iter().rev().find(|r| r["patch"] == patch));
     DeviceView {
         id: text(&device["id"]).unwrap_or_default(),
         ring: text(&device["facts"]["labels"]["ring"]),
         platform: text(&device["facts"]["platform"]),
         package_version,
         item: item.map(|i| ItemView {
+            action: text(&i["action"]).unwrap_or_default(),
             status: text(&i["status"]).unwrap_or_default(),
             stage: i["stage"].as_u64(),
             not_before: text(&i["notBefore"]),
         }),
         compliance: text(&device["compliance"]).unwrap_or_default(),
-        report,
+        report: report.and_then(|r| text(&r["status"])),
+        report_action: report.and_then(|r| text(&r["action"])),
     }
 }
 
@@ -180,9 +206,11 @@ mod tests {
                 {"manager": "dpkg", "name": "pw-hello", "version": "0.9"}
             ]},
             "reports": [{"patch": "PW-DEMO-0001", "status": "failed", "at": "2026-12-01T12:00:00Z"},
-                        {"patch": "PW-DEMO-0001", "status": "succeeded", "at": "2026-12-01T12:01:00Z"}],
+                        {"patch": "PW-DEMO-0001", "status": "succeeded", "at": "2026-12-01T12:01:00Z",
+                         "action": "install"}],
             "compliance": "pending",
-            "items": [{"patch": "PW-DEMO-0001", "status": "due", "stage": 1, "notBefore": "2026-12-01T12:00:00Z"}]
+            "items": [{"patch": "PW-DEMO-0001", "action": "install", "status": "due", "stage": 1,
+                       "notBefore": "2026-12-01T12:00:00Z"}]
         });
         let view = device_view(&device, "PW-DEMO-0001", "pw-hello");
         assert_eq!(
@@ -193,12 +221,14 @@ mod tests {
                 platform: Some("debian-12".into()),
                 package_version: Some("0.9".into()),
                 item: Some(ItemView {
+                    action: "install".into(),
                     status: "due".into(),
                     stage: Some(1),
                     not_before: Some("2026-12-01T12:00:00Z".into())
                 }),
                 compliance: "pending".into(),
                 report: Some("succeeded".into()),
+                report_action: Some("install".into()),
             }
         );
         let bare = device_view(&serde_json::json!({"id": "prod-01"}), "PW-DEMO-0001", "pw-hello");

@@ -1,6 +1,9 @@
 //! The demo's agents: real `patchward-agent` processes, each with its own
-//! sandbox root, state directory, config file and log, run as the service
-//! runs (`patchward-agent run`), long-polling the engine.
+//! sandbox root, apt configuration, state directory, config file and log,
+//! run as the service runs (`patchward-agent run`), long-polling the
+//! engine. Each process gets `APT_CONFIG` naming its device's apt
+//! configuration (`debian::AptConfig`), as a machine's apt has its own
+//! `/etc/apt`; the agent adds the root's dpkg options itself.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -8,7 +11,7 @@ use std::process::Stdio;
 
 use anyhow::{Context as _, bail};
 
-use super::debian::{Sandbox, tool_path};
+use super::debian::{AptConfig, AptSource, Sandbox, tool_path};
 
 /// The agent binary's file name.
 pub fn agent_file_name() -> String {
@@ -104,19 +107,30 @@ pub struct Agent {
     pub name: String,
     pub ring: String,
     pub sandbox: Sandbox,
+    /// Its apt, trusting the vendor's repository.
+    pub apt: AptConfig,
     pub config: PathBuf,
     pub log: PathBuf,
     child: Option<tokio::process::Child>,
 }
 
 impl Agent {
-    /// Lays out `dir/NAME/{root,state,run,agent.yaml,agent.log}` with a
-    /// sandbox root named `name` and writes the agent's config.
-    pub fn prepare(dir: &Path, name: &str, ring: &str, poll: patchward_api::Duration) -> anyhow::Result<Agent> {
+    /// Lays out `dir/NAME/{root,apt,state,run,agent.yaml,agent.log}` with
+    /// a sandbox root named `name`, its apt trusting `source` for
+    /// `architecture`, and writes the agent's config.
+    pub fn prepare(
+        dir: &Path,
+        name: &str,
+        ring: &str,
+        poll: patchward_api::Duration,
+        source: &AptSource,
+        architecture: &str,
+    ) -> anyhow::Result<Agent> {
         let home = dir.join(name);
         std::fs::create_dir_all(&home).with_context(|| format!("failed to create {}", home.display()))?;
         let sandbox = Sandbox::create(&home.join("root"), name, "Europe/Helsinki")?;
         let home = std::path::absolute(&home).with_context(|| format!("failed to resolve {}", home.display()))?;
+        let apt = AptConfig::create(&home.join("apt"), &sandbox, source, architecture)?;
         let config = home.join("agent.yaml");
         let text = config_text(name, ring, &home, sandbox.root(), poll);
         std::fs::write(&config, text).with_context(|| format!("failed to write {}", config.display()))?;
@@ -124,6 +138,7 @@ impl Agent {
             name: name.to_owned(),
             ring: ring.to_owned(),
             sandbox,
+            apt,
             config,
             log: home.join("agent.log"),
             child: None,
@@ -146,6 +161,7 @@ impl Agent {
             .stdout(log)
             .stderr(log_err)
             .env("PATH", tool_path())
+            .env("APT_CONFIG", &self.apt.file)
             // The demo runs on the wall clock, and on loopback only.
             .env_remove("PATCHWARD_AGENT_CLOCK_FILE");
         for proxy in ["http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {

@@ -1,14 +1,24 @@
-//! `patchward demo`'s building blocks: a whole office on loopback. A vendor
-//! publishing a signed feed and a real `.deb` (`vendor`), a git policy
-//! repository holding the shipped example policy (`repository`), a real
-//! engine (`crate::daemon::serve::start`, on the wall clock), and real
-//! `patchward-agent` processes in sandbox dpkg roots (`agents`, `debian`),
-//! read back through the admin API as an admin would (`admin`).
+//! `patchward demo`'s building blocks: a whole office on loopback, patched
+//! the way Debian machines are. A vendor publishing a Debian-style OSV
+//! advisory (signed) and a signed apt repository holding the vulnerable
+//! and the fixed package, plus an office mirror (`vendor`, `archive`); a
+//! git policy repository holding the shipped example policy
+//! (`repository`); a real engine (`crate::daemon::serve::start`, on the
+//! wall clock); and real `patchward-agent` processes in sandbox dpkg roots,
+//! each with its own apt configuration trusting the vendor's key (`agents`,
+//! `debian`), read back through the admin API as an admin would (`admin`).
+//!
+//! The advisory carries no download URL, so the engine fetches nothing:
+//! each agent resolves the fix against the repository's signed index,
+//! fetches the exact file (from the office mirror by sha256 first), and
+//! apt installs it. Reverting the approval commit retracts the patch, and
+//! the agents restore the version they had from the same repository.
 //!
 //! The tour itself, and everything it prints, is `crate::cli::demo`.
 
 pub mod admin;
 pub mod agents;
+pub mod archive;
 pub mod debian;
 pub mod repository;
 pub mod vendor;
@@ -21,22 +31,27 @@ use anyhow::{Context as _, bail};
 
 use self::admin::{AdminClient, DeviceView};
 use self::agents::Agent;
+use self::archive::{PoolPackage, Suite};
+use self::debian::{AptSource, Control};
 use self::repository::{Endpoints, PolicyRepository};
-use self::vendor::{Advisory, Package, Vendor};
+use self::vendor::{Advisory, Vendor};
 use crate::clock::{Clock, SystemClock};
 use crate::daemon::config::ServeConfig;
 use crate::daemon::serve::Running;
 
-/// The patch the tour rolls out.
-pub const PATCH: &str = "PW-DEMO-0001";
-/// The package it upgrades, from the version every sandbox starts with to
-/// the fixed one.
+/// The advisory the tour rolls out, and back.
+pub const PATCH: &str = "DSA-DEMO-0001";
+/// The package it upgrades (a binary built from the source package of the
+/// same name), from the version every sandbox starts with to the fixed one.
 pub const PACKAGE: &str = "pw-hello";
 pub const OLD_VERSION: &str = "0.9";
 pub const NEW_VERSION: &str = "1.0";
-/// The patch's severity: the shipped playbook sends it to the review
-/// queue, so nothing moves until the demo's commit approves it.
-pub const SEVERITY: &str = "medium";
+/// The advisory's ecosystem, and the platform the engine makes of it: the
+/// one the sandboxes report.
+pub const ECOSYSTEM: &str = "Debian:12";
+pub const PLATFORM: &str = "debian-12";
+/// The apt repository's suite.
+pub const SUITE: &str = "bookworm-security";
 
 /// How long the agents' long polls wait: the engine answers them at once
 /// when a device's desired state changes, so this only bounds idle polls.
@@ -49,6 +64,10 @@ pub const ENGINE_POLL: Duration = Duration::from_secs(5);
 pub struct Office {
     pub dir: PathBuf,
     pub vendor: Vendor,
+    /// The repository the devices' apt trusts.
+    pub apt_source: AptSource,
+    /// dpkg's architecture here: the vendor's index and the devices' apt.
+    pub architecture: String,
     pub repository: PolicyRepository,
     /// The first commit: the shipped policy on the demo's feed.
     pub initial_commit: String,
@@ -58,8 +77,9 @@ pub struct Office {
     pub agents: Vec<Agent>,
     /// The vulnerable package every sandbox starts with.
     pub old_deb: PathBuf,
-    /// The fixed package the feed offers.
-    pub fix: Package,
+    /// The vulnerable and the fixed package, as the repository holds them.
+    pub old: PoolPackage,
+    pub new: PoolPackage,
     running: Option<Running>,
 }
 
@@ -67,68 +87,46 @@ impl Office {
     /// Builds the packages, starts the vendor, commits the policy and
     /// starts the engine on `listen`, all under `dir`.
     pub async fn start(dir: &Path, listen: std::net::SocketAddr) -> anyhow::Result<Office> {
-        let packages = dir.join("packages");
-        std::fs::create_dir_all(&packages).with_context(|| format!("failed to create {}", packages.display()))?;
-        let old_deb = debian::build_deb(&packages, PACKAGE, OLD_VERSION)?;
-        let new_deb = debian::build_deb(&packages, PACKAGE, NEW_VERSION)?;
-        let new_bytes = std::fs::read(&new_deb).with_context(|| format!("failed to read {}", new_deb.display()))?;
-        let file = new_deb.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let fix = Package::new(file, new_bytes);
-        let advisory = Advisory {
-            id: PATCH.into(),
-            title: format!("{PACKAGE} {NEW_VERSION} fixes a remote crash in {PACKAGE} {OLD_VERSION}"),
-            severity: SEVERITY.into(),
-            product: PACKAGE.into(),
-            fixed_version: NEW_VERSION.into(),
-            package: fix.clone(),
-        };
+        let architecture = debian::native_architecture()?;
+        let (old_deb, old) = package(&dir.join("packages"), OLD_VERSION)?;
+        let (_, new) = package(&dir.join("packages"), NEW_VERSION)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let vendor = Vendor::start(&[advisory], clock.now()).await?;
+        let vendor =
+            Vendor::start(&advisory(), &[old.clone(), new.clone()], &suite(&architecture, clock.now())).await?;
+        let key = dir.join("vendor/archive-key.asc");
+        write_file(&key, vendor.archive_key.as_bytes())?;
+        let apt_source = AptSource {
+            url: vendor.repository_url(),
+            suite: vendor.suite.clone(),
+            component: archive::COMPONENT.into(),
+            key: std::path::absolute(&key).with_context(|| format!("failed to resolve {}", key.display()))?,
+        };
+        // Refused here, before anything runs, if the path cannot be named.
+        apt_source.line()?;
         let endpoints = Endpoints {
             feed_url: vendor.feed_url(),
-            feed_key: vendor.public_key.clone(),
+            feed_key: vendor.feed_key.clone(),
             mirror_url: vendor.mirror_url(),
         };
         let (repository, initial_commit) = PolicyRepository::create(
             &dir.join("policies"),
             &repository::initial_files(&endpoints),
-            "the shipped example policy, on the demo's loopback feed and mirror",
+            "the shipped example policy, on the demo's loopback advisories and mirror",
         )?;
-        let config = ServeConfig {
-            data: dir.join("engine"),
-            listen,
-            metrics_listen: "127.0.0.1:0".parse().expect("a literal address"),
-            policies: repository.path().display().to_string(),
-            // The example feed would take the source's first revision, and
-            // its packages cannot be fetched from here.
-            bundled_feed: false,
-            // A commit made by hand in the demo's repository is picked up
-            // without a sync; and the reconcile pass is what plans the
-            // fleet again after agents' reports, which opens gates.
-            poll_interval: ENGINE_POLL,
-            ..ServeConfig::default()
-        };
-        let running = crate::daemon::serve::start(config, clock).await?;
-        let admin_token = std::fs::read_to_string(&running.admin_token_file)
-            .with_context(|| format!("failed to read {}", running.admin_token_file.display()))?
-            .trim()
-            .to_owned();
-        let host = if running.api.ip().is_unspecified() {
-            std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), running.api.port())
-        } else {
-            running.api
-        };
-        let admin = AdminClient::new(&format!("http://{host}"), &admin_token)?;
+        let (running, admin, admin_token) = start_engine(dir, listen, &repository, clock).await?;
         Ok(Office {
             dir: dir.to_owned(),
             vendor,
+            apt_source,
+            architecture,
             repository,
             initial_commit,
             admin,
             admin_token,
             agents: Vec::new(),
             old_deb,
-            fix,
+            old,
+            new,
             running: Some(running),
         })
     }
@@ -138,8 +136,8 @@ impl Office {
         self.admin.base()
     }
 
-    /// Waits until `commit` is in force with the feed imported; returns
-    /// the catalog's revision.
+    /// Waits until `commit` is in force with the advisory imported;
+    /// returns the catalog's revision.
     pub async fn wait_in_force(&self, commit: &str, limit: Duration) -> anyhow::Result<u64> {
         let start = Instant::now();
         loop {
@@ -149,33 +147,14 @@ impl Office {
             }
             if start.elapsed() >= limit {
                 bail!(
-                    "gave up after {}s waiting for the engine to apply {commit} and import the feed (GET {}/api/v1/status \
-                     says why)",
+                    "gave up after {}s waiting for the engine to apply {commit} and import the advisory (GET \
+                     {}/api/v1/status says why)",
                     limit.as_secs(),
                     self.base()
                 );
             }
             tokio::time::sleep(POLL).await;
         }
-    }
-
-    /// Waits until the engine's media master has the fix, so that no agent
-    /// is told to install a package neither the engine nor a mirror holds
-    /// yet. The master fetches when desired states change: once devices
-    /// are enrolled.
-    pub async fn wait_for_package(&self, limit: Duration) -> anyhow::Result<()> {
-        let start = Instant::now();
-        while !self.admin.has_blob(&self.fix.sha256).await? {
-            if start.elapsed() >= limit {
-                bail!(
-                    "gave up after {}s waiting for the engine to fetch {PATCH}'s package from {}",
-                    limit.as_secs(),
-                    self.vendor.url("/packages/")
-                );
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        Ok(())
     }
 
     /// Prepares `pilots + production` sandboxes with the old package,
@@ -189,7 +168,7 @@ impl Office {
             .map(|i| (format!("pilot-{i:02}"), "pilot"))
             .chain((1..=production).map(|i| (format!("prod-{i:02}"), "production")));
         for (name, ring) in names {
-            let agent = Agent::prepare(&dir, &name, ring, AGENT_POLL)?;
+            let agent = Agent::prepare(&dir, &name, ring, AGENT_POLL, &self.apt_source, &self.architecture)?;
             agent.sandbox.install(&self.old_deb)?;
             self.agents.push(agent);
         }
@@ -232,6 +211,14 @@ impl Office {
         Ok(Approved { commit, message, file, text })
     }
 
+    /// Reverts the approval commit (a new commit on `main`, as `git
+    /// revert` makes it) and asks the engine to sync.
+    pub async fn revert(&self, approved: &Approved) -> anyhow::Result<Reverted> {
+        let (commit, message) = self.repository.revert(&approved.commit)?;
+        self.admin.sync().await?;
+        Ok(Reverted { commit, message })
+    }
+
     /// A user token bound to `device`: its user's portal.
     pub async fn user_token(&self, device: &str) -> anyhow::Result<String> {
         self.admin.create_token(serde_json::json!({"kind": "user", "device": device})).await
@@ -260,6 +247,93 @@ pub struct Approved {
     pub message: String,
     pub file: String,
     pub text: String,
+}
+
+/// The revert of the approval commit.
+#[derive(Clone, Debug)]
+pub struct Reverted {
+    pub commit: String,
+    pub message: String,
+}
+
+/// The advisory the vendor publishes.
+fn advisory() -> Advisory {
+    Advisory {
+        id: PATCH.into(),
+        summary: format!("{PACKAGE} - security update"),
+        details: format!(
+            "{PACKAGE} {NEW_VERSION} fixes a remote crash in every earlier version. It is a demo package: it \
+             installs usr/share/{PACKAGE}/version and nothing else."
+        ),
+        ecosystem: ECOSYSTEM.into(),
+        package: PACKAGE.into(),
+        fixed_version: NEW_VERSION.into(),
+    }
+}
+
+/// What the vendor's `Release` says.
+fn suite(architecture: &str, now: jiff::Timestamp) -> Suite {
+    Suite {
+        origin: "patchward demo".into(),
+        label: "patchward demo".into(),
+        suite: SUITE.into(),
+        architecture: architecture.to_owned(),
+        description: format!("the demo vendor's security updates for {ECOSYSTEM}"),
+        date: now,
+    }
+}
+
+/// Builds [`PACKAGE`] at `version` into `dir`: the file and the package as
+/// the repository holds it.
+fn package(dir: &Path, version: &str) -> anyhow::Result<(PathBuf, PoolPackage)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))?;
+    let control = Control::demo(PACKAGE, version);
+    let deb = debian::build(dir, &control)?;
+    let bytes = std::fs::read(&deb).with_context(|| format!("failed to read {}", deb.display()))?;
+    Ok((deb, PoolPackage::new(control, bytes)))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).with_context(|| format!("failed to create {}", parent.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Starts the engine on `listen`, following `repository`; returns it, an
+/// admin client and the admin token.
+async fn start_engine(
+    dir: &Path,
+    listen: std::net::SocketAddr,
+    repository: &PolicyRepository,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Running, AdminClient, String)> {
+    let config = ServeConfig {
+        data: dir.join("engine"),
+        listen,
+        metrics_listen: "127.0.0.1:0".parse().expect("a literal address"),
+        policies: repository.path().display().to_string(),
+        // The example feed would take the source's first revision, and
+        // its packages cannot be fetched from here.
+        bundled_feed: false,
+        // A commit made by hand in the demo's repository is picked up
+        // without a sync; and the reconcile pass is what plans the fleet
+        // again after agents' reports, which opens gates.
+        poll_interval: ENGINE_POLL,
+        ..ServeConfig::default()
+    };
+    let running = crate::daemon::serve::start(config, clock).await?;
+    let admin_token = std::fs::read_to_string(&running.admin_token_file)
+        .with_context(|| format!("failed to read {}", running.admin_token_file.display()))?
+        .trim()
+        .to_owned();
+    let host = if running.api.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), running.api.port())
+    } else {
+        running.api
+    };
+    let admin = AdminClient::new(&format!("http://{host}"), &admin_token)?;
+    Ok((running, admin, admin_token))
 }
 
 /// How often the tour asks the engine.

@@ -1,7 +1,8 @@
 //! The demo's policy repository: a git repository holding a copy of the
 //! shipped example policy (`policies/`, built into the binary so an
-//! installed `patchward` has it too), pointed at the demo's loopback feed
-//! and mirror, and the commit that approves the demo's patch.
+//! installed `patchward` has it too), pointed at the demo's loopback
+//! advisories (an OSV source) and mirror; the commit that approves the
+//! demo's patch, and its revert.
 //!
 //! Commits are made with git2, as the engine reads them: the demo needs no
 //! `git` binary and is not bothered by the user's git configuration (a
@@ -9,7 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+
+use super::PLATFORM;
 
 /// The shipped example policy, file by file, copied as it is.
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -21,11 +24,12 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("approvals/kb5032190-urgent.yaml", include_str!("../../../policies/approvals/kb5032190-urgent.yaml")),
     ("exclusions/finance-keeps-java8.yaml", include_str!("../../../policies/exclusions/finance-keeps-java8.yaml")),
     ("software/7zip.yaml", include_str!("../../../policies/software/7zip.yaml")),
+    ("settings.yaml", include_str!("../../../policies/settings.yaml")),
 ];
 
-/// Shipped files the demo writes its own version of: the feed and the
-/// mirrors are the demo's, and so is the download setting.
-pub const REPLACED: &[&str] = &["catalog.yaml", "locations.yaml", "settings.yaml"];
+/// Shipped files the demo writes its own version of: the advisories and
+/// the mirrors are the demo's.
+pub const REPLACED: &[&str] = &["catalog.yaml", "locations.yaml"];
 
 /// The name of the demo's deployment policy.
 pub const DEMO_POLICY: &str = "demo-at-once";
@@ -33,6 +37,7 @@ pub const DEMO_POLICY: &str = "demo-at-once";
 /// Where the demo's vendor is.
 #[derive(Clone, Debug)]
 pub struct Endpoints {
+    /// The OSV record (signed: URL + `.sig`).
     pub feed_url: String,
     /// `ed25519:BASE64`
     pub feed_key: String,
@@ -40,19 +45,22 @@ pub struct Endpoints {
 }
 
 /// The files of the first commit: the shipped policy with the demo's
-/// catalog, locations, settings and deployment policy.
+/// catalog, locations and deployment policy.
 pub fn initial_files(endpoints: &Endpoints) -> Vec<(String, String)> {
     let mut files: Vec<(String, String)> = SHIPPED.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect();
     files.push((
         "catalog.yaml".into(),
         format!(
-            "# The demo's vendor feed, on loopback. Like the shipped catalog.yaml, the\n\
-             # feed is signed (URL + \".sig\"); the key was made for this run.\n\
+            "# The demo vendor's security advisories, on loopback: OSV records as\n\
+             # Debian publishes them (the source package and the version that fixes\n\
+             # it; no severity, no download URL: devices fetch the fix from their own\n\
+             # signed apt repository). Like the shipped catalog.yaml, the feed is\n\
+             # signed (URL + \".sig\"); the key was made for this run.\n\
              apiVersion: patchward.dev/v1\n\
              kind: CatalogSource\n\
-             metadata:\n  name: vendor\n  description: the demo's signed patch feed\n\
-             spec:\n  url: {feed}\n  format: patchward\n  interval: 24h\n  publicKey: \"{key}\"\n  retries: 0\n\
-             \x20 coverage:\n    platforms: [debian-12]\n    categories: [security, third-party]\n",
+             metadata:\n  name: vendor\n  description: the demo vendor's Debian-style security advisories\n\
+             spec:\n  url: {feed}\n  format: osv\n  interval: 24h\n  publicKey: \"{key}\"\n  retries: 0\n\
+             \x20 coverage:\n    platforms: [{PLATFORM}]\n    categories: [security, third-party]\n",
             feed = endpoints.feed_url,
             key = endpoints.feed_key,
         ),
@@ -61,25 +69,14 @@ pub fn initial_files(endpoints: &Endpoints) -> Vec<(String, String)> {
         "locations.yaml".into(),
         format!(
             "# One installation point for every address: the demo's mirror, on loopback.\n\
-             # A device whose address the agent cannot read has no Location; it\n\
-             # downloads from the engine.\n\
+             # Agents fetch each package by sha256 from it first, then from the URL\n\
+             # the signed apt index names.\n\
              apiVersion: patchward.dev/v1\n\
              kind: Location\n\
              metadata:\n  name: demo-office\n  description: the demo's office mirror\n\
              spec:\n  networks: [0.0.0.0/0, \"::/0\"]\n  mirrors: [\"{mirror}\"]\n",
             mirror = endpoints.mirror_url,
         ),
-    ));
-    files.push((
-        "settings.yaml".into(),
-        "# As the shipped settings.yaml, except that the engine fetches every active\n\
-         # patch ahead: the demo's package is then in the engine before any agent\n\
-         # is told to install it.\n\
-         apiVersion: patchward.dev/v1\n\
-         kind: Settings\n\
-         metadata:\n  name: settings\n\
-         spec:\n  retention:\n    obsoleteMetadataDays: 90\n    unusedCacheDays: 30\n  download: all-not-installed\n"
-            .into(),
     ));
     files.push((
         "demo.yaml".into(),
@@ -96,14 +93,16 @@ pub fn initial_files(endpoints: &Endpoints) -> Vec<(String, String)> {
     files
 }
 
-/// The approval the demo commits: a rule that takes `patch` out of the
-/// playbook's review queue, to the pilot ring at once and to production
-/// `production_after` later, once every one of the `pilots` succeeded.
+/// The approval the demo commits: a rule naming `patch`, which the
+/// playbook's rules (they go by severity) leave undecided, to the pilot
+/// ring at once and to production `production_after` later, once every one
+/// of the `pilots` succeeded. Reverting it retracts the patch.
 pub fn approval_file(patch: &str, pilots: usize, production_after: patchward_api::Duration) -> (String, String) {
     let text = format!(
-        "# Approves {patch} ahead of the playbook's review queue: the pilot ring at\n\
-         # once, production {production_after} later and only if all {pilots} pilot device(s)\n\
-         # installed it without a failure.\n\
+        "# Approves {patch}, which no rule of the severity playbook decides (a\n\
+         # Debian advisory carries no severity): the pilot ring at once, production\n\
+         # {production_after} later and only if all {pilots} pilot device(s) installed it without\n\
+         # a failure. Reverting this commit retracts it: the devices go back.\n\
          apiVersion: patchward.dev/v1\n\
          kind: ApprovalRule\n\
          metadata:\n  name: fast-track-{name}\n  description: reviewed and approved {patch}\n\
@@ -170,6 +169,32 @@ impl PolicyRepository {
             .with_context(|| format!("failed to commit to {}", self.path.display()))?;
         Ok(id.to_string())
     }
+
+    /// Reverts `commit` on `main` as `git revert` does (the work tree and
+    /// the index follow), committing "Revert "SUBJECT"". Returns the new
+    /// commit's id and its message.
+    pub fn revert(&self, commit: &str) -> anyhow::Result<(String, String)> {
+        let repo = git2::Repository::open(&self.path)
+            .with_context(|| format!("failed to open the repository {}", self.path.display()))?;
+        let id = git2::Oid::from_str(commit).with_context(|| format!("{commit} is not a commit id"))?;
+        let target = repo.find_commit(id).with_context(|| format!("no commit {commit} in {}", self.path.display()))?;
+        repo.revert(&target, None).with_context(|| format!("failed to revert {commit} in {}", self.path.display()))?;
+        let mut index = repo.index().context("failed to read the repository's index")?;
+        if index.has_conflicts() {
+            bail!("reverting {commit} in {} conflicts", self.path.display());
+        }
+        let tree = repo.find_tree(index.write_tree().context("failed to write the tree")?)?;
+        let head = repo.head().and_then(|h| h.peel_to_commit()).context("failed to read the branch's tip")?;
+        let signature = git2::Signature::now("patchward demo", "demo@patchward.invalid")
+            .context("failed to make the commit's signature")?;
+        let subject = target.summary().ok().flatten().unwrap_or("the approval");
+        let message = format!("Revert \"{subject}\"\n\nThis reverts commit {commit}.\n");
+        let id = repo
+            .commit(Some("HEAD"), &signature, &signature, &message, &tree, &[&head])
+            .with_context(|| format!("failed to commit the revert to {}", self.path.display()))?;
+        repo.cleanup_state().context("failed to end the revert")?;
+        Ok((id.to_string(), message))
+    }
 }
 
 #[cfg(test)]
@@ -180,7 +205,7 @@ mod tests {
 
     fn endpoints() -> Endpoints {
         Endpoints {
-            feed_url: "http://127.0.0.1:1/feed.json".into(),
+            feed_url: "http://127.0.0.1:1/osv/DSA-DEMO-0001.json".into(),
             feed_key: "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=".into(),
             mirror_url: "http://127.0.0.1:1/mirror".into(),
         }
@@ -229,8 +254,21 @@ mod tests {
         let approval = approval_file("PW-DEMO-0001", 2, "1m".parse().unwrap());
         let second = repository.commit(&[approval], "approve").unwrap();
         assert_ne!(first, second);
-        assert_eq!(errors(&PolicySource::GitRevision { repo: path.clone(), rev: second }), Vec::<String>::new());
+        assert_eq!(
+            errors(&PolicySource::GitRevision { repo: path.clone(), rev: second.clone() }),
+            Vec::<String>::new()
+        );
         let rule = std::fs::read_to_string(path.join("rules/fast-track-pw-demo-0001.yaml")).unwrap();
         assert!(rule.contains("minSucceeded: 2"), "{rule}");
+        // The revert: valid, the approval gone from the commit and the work tree.
+        let (third, message) = repository.revert(&second).unwrap();
+        assert!(message.starts_with("Revert \"approve\"\n\nThis reverts commit "), "{message}");
+        assert_eq!(errors(&PolicySource::GitRevision { repo: path.clone(), rev: third.clone() }), Vec::<String>::new());
+        let repo = git2::Repository::open(&path).unwrap();
+        let tree = repo.find_commit(git2::Oid::from_str(&third).unwrap()).unwrap().tree().unwrap();
+        assert!(tree.get_path(Path::new("rules/fast-track-pw-demo-0001.yaml")).is_err());
+        assert!(tree.get_path(Path::new("catalog.yaml")).is_ok());
+        assert!(!path.join("rules/fast-track-pw-demo-0001.yaml").exists());
+        assert_eq!(repo.state(), git2::RepositoryState::Clean);
     }
 }
