@@ -113,7 +113,8 @@ enum PatchTest {
 
 /// Each active patch's [`PatchTest`]: its own fields (cve, patch,
 /// severity), then a decision every device gets alike
-/// ([`Plan::uniform_decision`]), then whether any device can be overdue
+/// ([`Plan::uniform_decision`]) or none can get ([`Plan::may_decide`]),
+/// then whether any device can be overdue
 /// on it ([`RowContext::never_overdue`]).
 fn patch_tests(
     plan: &Plan,
@@ -132,7 +133,8 @@ fn patch_tests(
                 (None, _) => PatchTest::Always,
                 (Some(wanted), Some(uniform)) if wanted == uniform => PatchTest::Always,
                 (Some(_), Some(_)) => PatchTest::Never,
-                (Some(_), None) => PatchTest::PerDevice,
+                (Some(wanted), None) if plan.may_decide(patch, wanted) => PatchTest::PerDevice,
+                (Some(_), None) => PatchTest::Never,
             };
             let by_overdue = match overdue {
                 None => PatchTest::Always,

@@ -294,6 +294,20 @@ impl Plan {
         })
     }
 
+    /// Whether any device exposed to `patch` can get `wanted` from
+    /// `exposure_of`: an exclusion for it gives `excluded`, an install
+    /// grant `approved`, anything else the patch's own verdict.
+    pub fn may_decide(&self, patch: u32, wanted: ExposureDecision) -> bool {
+        let verdict = match self.verdicts[patch as usize].decision {
+            ExposureDecision::Approved => ExposureDecision::Unmatched,
+            decision => decision,
+        };
+        let installs = self.grants[patch as usize].iter().any(|g| g.action == ItemAction::Install);
+        wanted == verdict
+            || (wanted == ExposureDecision::Excluded && !self.excluded_by[patch as usize].is_empty())
+            || (wanted == ExposureDecision::Approved && installs)
+    }
+
     /// Every exposure of `device`, with its decision, by patch.
     pub fn exposures<'a>(&'a self, device: &'a DevicePlan) -> impl Iterator<Item = Exposure> + 'a {
         device.exposure.patches().map(move |patch| self.exposure_of(device, patch))
