@@ -6,7 +6,7 @@
 
 use patchward::catalog::coverage::CoverageSet;
 use patchward::daemon::exposure_view::{ExposureFilter, select};
-use patchward::plan::exposure::{ExposureSince, RowContext};
+use patchward::plan::exposure::{DatingRule, ExposureSince, RowContext};
 use patchward::plan::synthetic::{Size, generate};
 use patchward::plan::{CompiledPolicy, DevicePlan, PlanCatalog, PlanInput, plan};
 use patchward::policy::{PolicyLimits, PolicySource, load_policy};
@@ -27,9 +27,72 @@ impl ExposureSince for Varied {
     }
 }
 
+/// A record like the engine's: per device a baseline (a third of the
+/// devices have none: their exposures date from the plan), and a few pairs
+/// opened on their own; it says so as a rule.
+struct Book {
+    plan_now: jiff::Timestamp,
+}
+
+impl Book {
+    fn hash(text: &str) -> u32 {
+        text.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+    }
+
+    fn baseline(&self, device: &str) -> Option<jiff::Timestamp> {
+        let days = match Book::hash(device) % 3 {
+            0 => return None,
+            1 => -10,
+            _ => 25,
+        };
+        Some(self.plan_now.checked_add(jiff::SignedDuration::from_hours(24 * days)).unwrap())
+    }
+
+    fn opened(&self, device: &str, patch: &str) -> Option<jiff::Timestamp> {
+        let days = i64::from(Book::hash(&format!("{device}/{patch}")) % 40);
+        (Book::hash(&format!("{patch}{device}")) % 11 == 0)
+            .then(|| self.plan_now.checked_add(jiff::SignedDuration::from_hours(24 * days - 24 * 5)).unwrap())
+    }
+}
+
+impl ExposureSince for Book {
+    fn since(&self, device: &str, patch: &str, first_seen: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let baseline = self.baseline(device)?;
+        Some(self.opened(device, patch).unwrap_or(baseline.max(first_seen)))
+    }
+
+    fn rule(&self, device: &str) -> DatingRule<'_> {
+        match self.baseline(device) {
+            None => DatingRule::FromPlan,
+            // The exceptions are named by patch id; the test's patches are
+            // few enough to list them all for the device.
+            Some(baseline) => DatingRule::LaterOf { baseline, exceptions: self.exceptions(device) },
+        }
+    }
+}
+
+impl Book {
+    fn exceptions(&self, device: &str) -> Vec<&'static str> {
+        PATCH_IDS.get().unwrap().iter().filter(|id| self.opened(device, id).is_some()).map(String::as_str).collect()
+    }
+}
+
+static PATCH_IDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
 #[test]
 fn select_counts_and_pages_exactly_as_reading_every_exposure() {
-    let scenario = generate(Size { patches: 400, rules: 50, scopes: 20, devices: 300 }, 11);
+    compare(&Varied);
+}
+
+#[test]
+fn select_with_a_dating_rule_counts_and_pages_exactly_as_reading_every_exposure() {
+    compare(&Book { plan_now: generate(SIZE, 11).now });
+}
+
+const SIZE: Size = Size { patches: 400, rules: 50, scopes: 20, devices: 300 };
+
+fn compare(record: &dyn ExposureSince) {
+    let scenario = generate(SIZE, 11);
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in &scenario.policy_files {
         std::fs::write(dir.path().join(name), text).unwrap();
@@ -49,7 +112,8 @@ fn select_counts_and_pages_exactly_as_reading_every_exposure() {
     let remediation = policy.remediation();
     // Judged a month after the plan: some exposures are past their target.
     let later = now.checked_add(jiff::SignedDuration::from_hours(24 * 30)).unwrap();
-    let context = RowContext { catalog: &catalog, remediation: &remediation, since: &Varied, now: later };
+    let _ = PATCH_IDS.set(computed.patches.clone());
+    let context = RowContext { catalog: &catalog, remediation: &remediation, since: record, now: later };
     let devices: Vec<&DevicePlan> = computed.devices.iter().collect();
     let cve = catalog.patches[7].view.record.patch.cves[0].clone();
     let text = |v: &str| Some(v.to_owned());

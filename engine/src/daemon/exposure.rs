@@ -22,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use crate::plan::exposure::ExposureSince;
+use crate::plan::exposure::{DatingRule, ExposureSince};
 use crate::plan::{DevicePlan, Plan, PlanCatalog};
 use crate::store::exposure::{DeviceExposure, RemediationTally};
 use crate::store::{Store, StoreError};
@@ -40,6 +40,16 @@ impl ExposureSince for ExposureRecord<'_> {
     fn since(&self, device: &str, patch: &str, first_seen: jiff::Timestamp) -> Option<jiff::Timestamp> {
         let record = self.0.as_ref()?.get(device)?;
         Some(record.opened.get(patch).copied().unwrap_or(record.by_rule(first_seen)))
+    }
+
+    fn rule(&self, device: &str) -> DatingRule<'_> {
+        match self.0.as_ref().and_then(|devices| devices.get(device)) {
+            None => DatingRule::FromPlan,
+            Some(record) => DatingRule::LaterOf {
+                baseline: record.baseline,
+                exceptions: record.opened.keys().map(String::as_str).collect(),
+            },
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::Exposure;
 use crate::plan::exposed::ExposureSet;
-use crate::plan::exposure::{ExposureRow, RowContext};
+use crate::plan::exposure::{DatingRule, ExposureRow, RowContext};
 use crate::plan::{DevicePlan, ExposureDecision, Plan, PlanCatalog};
 use crate::store::exposure::RemediationTally;
 
@@ -102,8 +102,8 @@ pub struct Selection<'a> {
     pub picks: Vec<Pick<'a>>,
 }
 
-/// Whether a patch's exposures pass a query: judged once per patch where
-/// the patch decides it, else per exposure.
+/// Whether a patch's exposures pass a query: judged once per patch (or
+/// per kind of device) where that decides it, else per exposure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum PatchTest {
     Never,
@@ -111,57 +111,108 @@ enum PatchTest {
     PerDevice,
 }
 
-/// Each active patch's [`PatchTest`]: its own fields (cve, patch,
-/// severity), then a decision every device gets alike
-/// ([`Plan::uniform_decision`]) or none can get ([`Plan::may_decide`]),
-/// then whether any device can be overdue
-/// on it ([`RowContext::never_overdue`]).
+fn both(a: PatchTest, b: PatchTest) -> PatchTest {
+    match (a, b) {
+        (PatchTest::Never, _) | (_, PatchTest::Never) => PatchTest::Never,
+        (PatchTest::Always, PatchTest::Always) => PatchTest::Always,
+        _ => PatchTest::PerDevice,
+    }
+}
+
+/// Each active patch's [`PatchTest`] on all but overdue: its own fields
+/// (cve, patch, severity), then a decision every device gets alike
+/// ([`Plan::uniform_decision`]) or none can get ([`Plan::may_decide`]).
 fn patch_tests(
     plan: &Plan,
     filter: &ExposureFilter,
     context: &RowContext,
     decision: Option<ExposureDecision>,
-    overdue: Option<bool>,
 ) -> Vec<PatchTest> {
     let passes = filter.patches(context.catalog);
     (0..plan.patches.len() as u32)
-        .map(|patch| {
-            if !passes[patch as usize] {
-                return PatchTest::Never;
-            }
-            let by_decision = match (decision, decision.and_then(|_| plan.uniform_decision(patch))) {
-                (None, _) => PatchTest::Always,
-                (Some(wanted), Some(uniform)) if wanted == uniform => PatchTest::Always,
-                (Some(_), Some(_)) => PatchTest::Never,
-                (Some(wanted), None) if plan.may_decide(patch, wanted) => PatchTest::PerDevice,
-                (Some(_), None) => PatchTest::Never,
-            };
-            let by_overdue = match overdue {
-                None => PatchTest::Always,
-                Some(wanted) if context.never_overdue(plan, patch) => match wanted {
-                    true => PatchTest::Never,
-                    false => PatchTest::Always,
-                },
-                Some(_) => PatchTest::PerDevice,
-            };
-            match (by_decision, by_overdue) {
-                (PatchTest::Never, _) | (_, PatchTest::Never) => PatchTest::Never,
-                (PatchTest::Always, PatchTest::Always) => PatchTest::Always,
-                _ => PatchTest::PerDevice,
-            }
+        .map(|patch| match (passes[patch as usize], decision) {
+            (false, _) => PatchTest::Never,
+            (true, None) => PatchTest::Always,
+            (true, Some(wanted)) => match plan.uniform_decision(patch) {
+                Some(uniform) if uniform == wanted => PatchTest::Always,
+                Some(_) => PatchTest::Never,
+                None if plan.may_decide(patch, wanted) => PatchTest::PerDevice,
+                None => PatchTest::Never,
+            },
         })
         .collect()
+}
+
+/// How a device's exposures are judged overdue: per pair, or by its dating
+/// rule, which only the severities past their target from its base
+/// instant (and, from a baseline, whether the patch is ripe) decide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Dating {
+    PerPair,
+    Rule { severities: u8, from_baseline: bool },
+}
+
+/// What an overdue filter needs per patch, judged once.
+struct OverdueTests {
+    wanted: Option<bool>,
+    never: Vec<bool>,
+    ripe: Vec<bool>,
+    bits: Vec<u8>,
+}
+
+impl OverdueTests {
+    fn new(plan: &Plan, context: &RowContext, wanted: Option<bool>) -> OverdueTests {
+        let count = if wanted.is_some() { plan.patches.len() as u32 } else { 0 };
+        OverdueTests {
+            wanted,
+            never: (0..count).map(|p| context.never_overdue(plan, p)).collect(),
+            ripe: (0..count).map(|p| context.ripe(p)).collect(),
+            bits: (0..count).map(|p| context.severity_bit(p)).collect(),
+        }
+    }
+
+    /// The overdue half of `patch`'s test for a device dated so.
+    fn test(&self, patch: u32, dating: Dating) -> PatchTest {
+        let Some(wanted) = self.wanted else { return PatchTest::Always };
+        let p = patch as usize;
+        let late = match dating {
+            _ if self.never[p] => false,
+            Dating::PerPair => return PatchTest::PerDevice,
+            Dating::Rule { severities, from_baseline } => {
+                severities & self.bits[p] != 0 && (self.ripe[p] || !from_baseline)
+            }
+        };
+        if late == wanted { PatchTest::Always } else { PatchTest::Never }
+    }
+}
+
+/// `device`'s dating and the patches its record dates on their own.
+fn dating_of<'r>(plan: &Plan, context: &'r RowContext, device: &str, overdue: Option<bool>) -> (Dating, Vec<&'r str>) {
+    if overdue.is_none() {
+        return (Dating::Rule { severities: 0, from_baseline: false }, Vec::new());
+    }
+    match context.since.rule(device) {
+        DatingRule::PerPair => (Dating::PerPair, Vec::new()),
+        DatingRule::FromPlan => {
+            (Dating::Rule { severities: context.overdue_severities(plan.now), from_baseline: false }, Vec::new())
+        }
+        DatingRule::LaterOf { baseline, exceptions } => {
+            (Dating::Rule { severities: context.overdue_severities(baseline), from_baseline: true }, exceptions)
+        }
+    }
 }
 
 /// The exposures that pass `filter` at the context's instant, by device
 /// then patch: how many, and the picks in `offset..offset + limit` (all with
 /// no limit).
 ///
-/// A patch that decides a query for every device (its own fields, a
-/// decision no device's grants or exclusions change, no chance of being
-/// overdue) is judged once; such exposures are counted from each kind's
-/// fixless list (narrowed once per kind) and the device's own exceptions,
-/// never one by one. Only the rest is judged per exposure.
+/// What a patch decides for every device (its own fields, a decision no
+/// device's grants or exclusions change) is judged once; overdue is judged
+/// once per kind of device and dating (the severities past their target
+/// from its baseline). Exposures so decided are counted from each kind's
+/// fixless list, narrowed once, and the device's own exceptions, never one
+/// by one; only the rest (a decision grants or exclusions make, a pair the
+/// record dates on its own) is read exposure by exposure.
 pub fn select<'a>(
     plan: &Plan,
     devices: &[&'a DevicePlan],
@@ -171,36 +222,26 @@ pub fn select<'a>(
     limit: Option<usize>,
 ) -> Result<Selection<'a>, FilterError> {
     let (decision, overdue) = (filter.decision()?, filter.overdue()?);
-    let tests = patch_tests(plan, filter, context, decision, overdue);
+    let base = patch_tests(plan, filter, context, decision);
+    let late = OverdueTests::new(plan, context, overdue);
     let end = limit.map_or(usize::MAX, |l| offset.saturating_add(l));
-    let mut kinds: HashMap<*const [u32], Narrowed> = HashMap::new();
+    let mut kinds: HashMap<(*const [u32], Dating), Narrowed> = HashMap::new();
     let mut selection = Selection { total: 0, picks: Vec::new() };
     for &device in devices.iter().filter(|d| chosen(&filter.device).is_none_or(|id| id == d.id)) {
+        let (dating, exceptions) = dating_of(plan, context, &device.id, overdue);
+        let test = |patch: u32| both(base[patch as usize], late.test(patch, dating));
         let set = &device.exposure;
-        let narrowed = kinds.entry(Arc::as_ptr(&set.fixless)).or_insert_with(|| Narrowed::of(&set.fixless, &tests));
-        let only = |list: &[u32], wanted: PatchTest| -> Vec<u32> {
-            list.iter().copied().filter(|p| tests[*p as usize] == wanted).collect()
-        };
-        let always = ExposureSet {
-            fixless: Arc::clone(&narrowed.always),
-            present: only(&set.present, PatchTest::Always),
-            needed: only(&set.needed, PatchTest::Always),
-        };
-        let checked: Vec<Exposure> = if narrowed.per_device.is_empty() && set.needed.is_empty() {
-            Vec::new()
-        } else {
-            let candidates = ExposureSet {
-                fixless: Arc::clone(&narrowed.per_device),
-                present: only(&set.present, PatchTest::PerDevice),
-                needed: only(&set.needed, PatchTest::PerDevice),
-            };
-            candidates
-                .patches()
-                .map(|patch| plan.exposure_of(device, patch))
-                .filter(|e| decision.is_none_or(|d| d == e.decision))
-                .filter(|e| overdue.is_none_or(|o| o == context.overdue(plan, &device.id, e.patch)))
-                .collect()
-        };
+        let narrowed =
+            kinds.entry((Arc::as_ptr(&set.fixless), dating)).or_insert_with(|| Narrowed::of(&set.fixless, &test));
+        let own: Vec<u32> = exceptions.iter().filter_map(|id| context.catalog.get(id)).collect();
+        let admitted = |patch: u32| base[patch as usize] != PatchTest::Never;
+        let (always, candidates) = narrowed.split(set, &own, &test, &admitted);
+        let checked: Vec<Exposure> = candidates
+            .patches()
+            .map(|patch| plan.exposure_of(device, patch))
+            .filter(|e| decision.is_none_or(|d| d == e.decision))
+            .filter(|e| overdue.is_none_or(|o| o == context.overdue(plan, &device.id, e.patch)))
+            .collect();
         let (first, last) = (selection.total, selection.total + always.len() + checked.len());
         if first < end && last > offset {
             let skip = offset.saturating_sub(first);
@@ -217,17 +258,55 @@ pub fn select<'a>(
     Ok(selection)
 }
 
-/// A kind's fixless patches split by their test (those that never pass
-/// are dropped).
+/// A kind's fixless patches split by their test for one dating (those
+/// that never pass are dropped).
 struct Narrowed {
     always: Arc<[u32]>,
     per_device: Arc<[u32]>,
 }
 
 impl Narrowed {
-    fn of(fixless: &[u32], tests: &[PatchTest]) -> Narrowed {
-        let with = |wanted| fixless.iter().copied().filter(|p| tests[*p as usize] == wanted).collect();
+    fn of(fixless: &[u32], test: &dyn Fn(u32) -> PatchTest) -> Narrowed {
+        let with = |wanted| fixless.iter().copied().filter(|p| test(*p) == wanted).collect();
         Narrowed { always: with(PatchTest::Always), per_device: with(PatchTest::PerDevice) }
+    }
+
+    /// `set` as the exposures decided by the sets (`always`) and those to
+    /// read one by one (`candidates`): the per-device ones, and the
+    /// record's own exceptions (`own`, by patch) that the rest of the query
+    /// admits (`admitted`), wherever they are, since their dating is their
+    /// own.
+    fn split(
+        &self,
+        set: &ExposureSet,
+        own: &[u32],
+        test: &dyn Fn(u32) -> PatchTest,
+        admitted: &dyn Fn(u32) -> bool,
+    ) -> (ExposureSet, ExposureSet) {
+        let in_always = |p: &u32| self.always.binary_search(p).is_ok();
+        let in_per_device = |p: &u32| self.per_device.binary_search(p).is_ok();
+        // The exceptions the device is exposed to, not already read one by one.
+        let exposed = |p: &u32| {
+            set.fixless.binary_search(p).is_ok() && set.present.binary_search(p).is_err() || set.needed.contains(p)
+        };
+        let lifted: Vec<u32> =
+            own.iter().copied().filter(|p| admitted(*p) && exposed(p) && !in_per_device(p)).collect();
+        let mut present: Vec<u32> = set.present.iter().copied().filter(in_always).collect();
+        present.extend(lifted.iter().copied().filter(in_always));
+        present.sort_unstable();
+        present.dedup();
+        let needed_always = set.needed.iter().copied().filter(|p| test(*p) == PatchTest::Always && !lifted.contains(p));
+        let always = ExposureSet { fixless: Arc::clone(&self.always), present, needed: needed_always.collect() };
+        let mut extra: Vec<u32> = set.needed.iter().copied().filter(|p| test(*p) == PatchTest::PerDevice).collect();
+        extra.extend(lifted.iter().copied().filter(|p| !in_per_device(p)));
+        extra.sort_unstable();
+        extra.dedup();
+        let candidates = ExposureSet {
+            fixless: Arc::clone(&self.per_device),
+            present: set.present.iter().copied().filter(in_per_device).collect(),
+            needed: extra,
+        };
+        (always, candidates)
     }
 }
 

@@ -23,6 +23,25 @@ use crate::policy::model::Remediation;
 /// given), as recorded.
 pub trait ExposureSince {
     fn since(&self, device: &str, patch: &str, first_seen: jiff::Timestamp) -> Option<jiff::Timestamp>;
+
+    /// The one rule that dates `device`'s exposures, when the record has
+    /// one: what lets a query judge "overdue" per kind of device rather
+    /// than per pair. It must agree with [`ExposureSince::since`].
+    fn rule(&self, _device: &str) -> DatingRule<'_> {
+        DatingRule::PerPair
+    }
+}
+
+/// How a device's exposures are dated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatingRule<'a> {
+    /// No single rule: every pair is asked.
+    PerPair,
+    /// Nothing recorded for the device: every exposure dates from the plan.
+    FromPlan,
+    /// From the later of `baseline` and the patch's `firstSeen`, except the
+    /// patches in `exceptions` (by id), dated on their own.
+    LaterOf { baseline: jiff::Timestamp, exceptions: Vec<&'a str> },
 }
 
 /// No record: an offline plan.
@@ -31,6 +50,10 @@ pub struct NoRecord;
 impl ExposureSince for NoRecord {
     fn since(&self, _device: &str, _patch: &str, _first_seen: jiff::Timestamp) -> Option<jiff::Timestamp> {
         None
+    }
+
+    fn rule(&self, _device: &str) -> DatingRule<'_> {
+        DatingRule::FromPlan
     }
 }
 
@@ -88,6 +111,33 @@ impl RowContext<'_> {
         let record = &self.catalog.patches[patch as usize].view.record;
         let earliest = record.first_seen.min(plan.now).min(self.now);
         !is_overdue(earliest, self.remediation.target(record.severity), self.now)
+    }
+
+    /// The severities (bits by index in `Severity::ALL`) whose target has
+    /// passed for an exposure dated `base`.
+    pub fn overdue_severities(&self, base: jiff::Timestamp) -> u8 {
+        use crate::catalog::feed::Severity;
+        let base = base.min(self.now);
+        Severity::ALL
+            .iter()
+            .enumerate()
+            .filter(|(_, severity)| is_overdue(base, self.remediation.target(**severity), self.now))
+            .fold(0, |mask, (bit, _)| mask | 1 << bit)
+    }
+
+    /// Whether `patch` would be overdue dated from its own `firstSeen`: the
+    /// second half of "the later of baseline and firstSeen" (an exposure is
+    /// overdue exactly when it is both from its baseline and from this).
+    pub fn ripe(&self, patch: u32) -> bool {
+        let record = &self.catalog.patches[patch as usize].view.record;
+        is_overdue(record.first_seen.min(self.now), self.remediation.target(record.severity), self.now)
+    }
+
+    /// `patch`'s severity as a bit of [`RowContext::overdue_severities`].
+    pub fn severity_bit(&self, patch: u32) -> u8 {
+        let severity = self.catalog.patches[patch as usize].view.record.severity;
+        let index = crate::catalog::feed::Severity::ALL.iter().position(|s| *s == severity).unwrap_or(0);
+        1 << index
     }
 
     /// Whether that exposure is past the target of the patch's severity.
