@@ -207,12 +207,13 @@ fn dating_of<'r>(plan: &Plan, context: &'r RowContext, device: &str, overdue: Op
 /// no limit).
 ///
 /// What a patch decides for every device (its own fields, a decision no
-/// device's grants or exclusions change) is judged once; overdue is judged
-/// once per kind of device and dating (the severities past their target
-/// from its baseline). Exposures so decided are counted from each kind's
-/// fixless list, narrowed once, and the device's own exceptions, never one
-/// by one; only the rest (a decision grants or exclusions make, a pair the
-/// record dates on its own) is read exposure by exposure.
+/// device's grants or exclusions change) is judged once; a decision grants
+/// or exclusions make, once per set of scopes; overdue, once per kind of
+/// device and dating (the severities past their target from its baseline).
+/// Exposures so decided are counted from each kind's fixless list, narrowed
+/// once per (kind, dating, scopes), and the device's own exceptions, never
+/// one by one; only the pairs the record dates on its own (or a record with
+/// no rule at all) are read exposure by exposure.
 pub fn select<'a>(
     plan: &Plan,
     devices: &[&'a DevicePlan],
@@ -225,14 +226,24 @@ pub fn select<'a>(
     let base = patch_tests(plan, filter, context, decision);
     let late = OverdueTests::new(plan, context, overdue);
     let end = limit.map_or(usize::MAX, |l| offset.saturating_add(l));
-    let mut kinds: HashMap<(*const [u32], Dating), Narrowed> = HashMap::new();
+    // A decision grants or exclusions make depends on the device's scopes
+    // alone: devices of one kind, dating and scopes share their narrowing.
+    let mut kinds: HashMap<(*const [u32], Dating, &[u32]), Narrowed> = HashMap::new();
     let mut selection = Selection { total: 0, picks: Vec::new() };
     for &device in devices.iter().filter(|d| chosen(&filter.device).is_none_or(|id| id == d.id)) {
         let (dating, exceptions) = dating_of(plan, context, &device.id, overdue);
-        let test = |patch: u32| both(base[patch as usize], late.test(patch, dating));
+        let decided = |patch: u32| match (base[patch as usize], decision) {
+            (PatchTest::PerDevice, Some(wanted)) if plan.exposure_of(device, patch).decision == wanted => {
+                PatchTest::Always
+            }
+            (PatchTest::PerDevice, Some(_)) => PatchTest::Never,
+            (test, _) => test,
+        };
+        let test = |patch: u32| both(decided(patch), late.test(patch, dating));
         let set = &device.exposure;
-        let narrowed =
-            kinds.entry((Arc::as_ptr(&set.fixless), dating)).or_insert_with(|| Narrowed::of(&set.fixless, &test));
+        let scopes: &[u32] = if decision.is_some() { &device.scopes } else { &[] };
+        let key = (Arc::as_ptr(&set.fixless), dating, scopes);
+        let narrowed = kinds.entry(key).or_insert_with(|| Narrowed::of(&set.fixless, &test));
         let own: Vec<u32> = exceptions.iter().filter_map(|id| context.catalog.get(id)).collect();
         let admitted = |patch: u32| base[patch as usize] != PatchTest::Never;
         let (always, candidates) = narrowed.split(set, &own, &test, &admitted);
