@@ -208,10 +208,11 @@ fn dating_of<'r>(plan: &Plan, context: &'r RowContext, device: &str, overdue: Op
 ///
 /// What a patch decides for every device (its own fields, a decision no
 /// device's grants or exclusions change) is judged once; a decision grants
-/// or exclusions make, once per set of scopes; overdue, once per kind of
+/// or exclusions make, once per set of scopes and group of patches decided
+/// alike ([`DecisionGroups`]); overdue, once per kind of
 /// device and dating (the severities past their target from its baseline).
 /// Exposures so decided are counted from each kind's fixless list, narrowed
-/// once per (kind, dating, scopes), and the device's own exceptions, never
+/// once per (kind, dating, answers), and the device's own exceptions, never
 /// one by one; only the pairs the record dates on its own (or a record with
 /// no rule at all) are read exposure by exposure.
 pub fn select<'a>(
@@ -226,33 +227,36 @@ pub fn select<'a>(
     let base = patch_tests(plan, filter, context, decision);
     let late = OverdueTests::new(plan, context, overdue);
     let end = limit.map_or(usize::MAX, |l| offset.saturating_add(l));
-    // A decision grants or exclusions make depends on the device's scopes
-    // alone: devices of one kind, dating and scopes share their narrowing.
-    let mut kinds: HashMap<(*const [u32], Dating, &[u32]), Narrowed> = HashMap::new();
+    let mut groups = DecisionGroups::new(plan, &base, decision);
+    // Devices of one kind, dating and answers to the decision groups share
+    // their narrowing.
+    let mut kinds: HashMap<(*const [u32], Dating, u32), Narrowed> = HashMap::new();
     let mut selection = Selection { total: 0, picks: Vec::new() };
     for &device in devices.iter().filter(|d| chosen(&filter.device).is_none_or(|id| id == d.id)) {
         let (dating, exceptions) = dating_of(plan, context, &device.id, overdue);
-        let decided = |patch: u32| match (base[patch as usize], decision) {
-            (PatchTest::PerDevice, Some(wanted)) if plan.exposure_of(device, patch).decision == wanted => {
-                PatchTest::Always
-            }
-            (PatchTest::PerDevice, Some(_)) => PatchTest::Never,
-            (test, _) => test,
+        let answers = groups.answers(plan, device);
+        let decided = |patch: u32| match base[patch as usize] {
+            PatchTest::PerDevice if groups.passes(answers, patch) => PatchTest::Always,
+            PatchTest::PerDevice => PatchTest::Never,
+            test => test,
         };
         let test = |patch: u32| both(decided(patch), late.test(patch, dating));
         let set = &device.exposure;
-        let scopes: &[u32] = if decision.is_some() { &device.scopes } else { &[] };
-        let key = (Arc::as_ptr(&set.fixless), dating, scopes);
+        let key = (Arc::as_ptr(&set.fixless), dating, answers);
         let narrowed = kinds.entry(key).or_insert_with(|| Narrowed::of(&set.fixless, &test));
         let own: Vec<u32> = exceptions.iter().filter_map(|id| context.catalog.get(id)).collect();
         let admitted = |patch: u32| base[patch as usize] != PatchTest::Never;
         let (always, candidates) = narrowed.split(set, &own, &test, &admitted);
-        let checked: Vec<Exposure> = candidates
-            .patches()
-            .map(|patch| plan.exposure_of(device, patch))
-            .filter(|e| decision.is_none_or(|d| d == e.decision))
-            .filter(|e| overdue.is_none_or(|o| o == context.overdue(plan, &device.id, e.patch)))
-            .collect();
+        let checked: Vec<Exposure> = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            candidates
+                .patches()
+                .map(|patch| plan.exposure_of(device, patch))
+                .filter(|e| decision.is_none_or(|d| d == e.decision))
+                .filter(|e| overdue.is_none_or(|o| o == context.overdue(plan, &device.id, e.patch)))
+                .collect()
+        };
         let (first, last) = (selection.total, selection.total + always.len() + checked.len());
         if first < end && last > offset {
             let skip = offset.saturating_sub(first);
@@ -267,6 +271,77 @@ pub fn select<'a>(
         selection.total = last;
     }
     Ok(selection)
+}
+
+/// For a decision filter, the patches whose decision a device's scopes
+/// make (install grants, exclusions), grouped by everything that decides
+/// it: the scopes of their install grants, their exclusions and their
+/// verdict. A set of scopes answers each group once; devices whose answers
+/// agree share an id.
+struct DecisionGroups<'p> {
+    wanted: Option<ExposureDecision>,
+    /// Per patch, its group (`u32::MAX`: not decided per device).
+    group: Vec<u32>,
+    /// Per group, one of its patches.
+    representative: Vec<u32>,
+    by_scopes: HashMap<&'p [u32], u32>,
+    ids: HashMap<Vec<bool>, u32>,
+    answers: Vec<Vec<bool>>,
+}
+
+impl<'p> DecisionGroups<'p> {
+    fn new(plan: &Plan, base: &[PatchTest], wanted: Option<ExposureDecision>) -> DecisionGroups<'p> {
+        let mut keys: HashMap<(Vec<u32>, Vec<u32>, ExposureDecision), u32> = HashMap::new();
+        let mut representative = Vec::new();
+        let group = (0..plan.patches.len() as u32)
+            .map(|patch| {
+                if base[patch as usize] != PatchTest::PerDevice {
+                    return u32::MAX;
+                }
+                let mut scopes: Vec<u32> = plan.grants[patch as usize]
+                    .iter()
+                    .filter(|g| g.action == crate::policy::model::ItemAction::Install)
+                    .map(|g| g.scope)
+                    .collect();
+                scopes.sort_unstable();
+                scopes.dedup();
+                let key = (scopes, plan.excluded_by[patch as usize].clone(), plan.verdicts[patch as usize].decision);
+                *keys.entry(key).or_insert_with(|| {
+                    representative.push(patch);
+                    representative.len() as u32 - 1
+                })
+            })
+            .collect();
+        DecisionGroups {
+            wanted,
+            group,
+            representative,
+            by_scopes: HashMap::new(),
+            ids: HashMap::new(),
+            answers: Vec::new(),
+        }
+    }
+
+    /// The id of `device`'s answers (0 without a decision filter).
+    fn answers(&mut self, plan: &Plan, device: &'p DevicePlan) -> u32 {
+        let Some(wanted) = self.wanted else { return 0 };
+        if let Some(id) = self.by_scopes.get(device.scopes.as_slice()) {
+            return *id;
+        }
+        let answers: Vec<bool> =
+            self.representative.iter().map(|p| plan.exposure_of(device, *p).decision == wanted).collect();
+        let next = self.answers.len() as u32;
+        let id = *self.ids.entry(answers.clone()).or_insert(next);
+        if id == next {
+            self.answers.push(answers);
+        }
+        self.by_scopes.insert(&device.scopes, id);
+        id
+    }
+
+    fn passes(&self, answers: u32, patch: u32) -> bool {
+        self.answers[answers as usize][self.group[patch as usize] as usize]
+    }
 }
 
 /// A kind's fixless patches split by their test for one dating (those
