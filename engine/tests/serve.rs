@@ -480,3 +480,54 @@ async fn hostile_clients_are_refused_and_others_keep_being_served() {
     assert_eq!(client.send("GET", "/api/v1/device/desired-state", Some(&quiet), None).await.status, 200);
     running.shutdown().await;
 }
+
+/// G3 at the engine: a commit that leaves the policy without any
+/// ApprovalRule or Approval withholds the retractions it would otherwise
+/// make, and the `RetractionsAllowed` condition says how many, so the admin
+/// who emptied the policy understands why nothing is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_grants_nothing_withholds_retractions_and_says_how_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    let first = policy_repository(&repo);
+    let (running, client, admin) = engine(dir.path(), &repo, Limits::default()).await;
+    let status = status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    assert_eq!(condition(&status, "RetractionsAllowed"), (true, "PolicyGrants".into()));
+
+    // A device that installed KB5032190 under `emergency`, and still has it.
+    let token =
+        client.send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment"}))).await;
+    let token = token.json()["token"].as_str().unwrap().to_owned();
+    let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
+        "language": "en-US", "hostname": "ws-0042", "ip": "10.20.1.42"});
+    let credential = enroll_device(&client, &token, &facts).await;
+    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": ["KB5032190"], "packages": []}});
+    let put = client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await;
+    assert_eq!(put.status, 200, "{}", put.text);
+    let events = serde_json::json!({"events": [{"seq": 1, "at": "2026-11-24T10:00:00Z", "kind": "report",
+        "patch": "KB5032190", "status": "succeeded", "action": "install", "policy": "emergency"}]});
+    let sent = client.send("POST", "/api/v1/device/events", Some(&credential), Some(events)).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+
+    // Every rule and approval removed in one commit.
+    git(&repo, &["rm", "-rq", "rules", "approvals"]);
+    git(&repo, &["commit", "-q", "-m", "start over"]);
+    let emptied = git(&repo, &["rev-parse", "HEAD"]);
+    webhook(&client).await;
+    let status = status_until(&client, &admin, |s| {
+        s["applied"]["revision"] == emptied.as_str()
+            && s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["type"] == "RetractionsAllowed" && c["status"] == false)
+    })
+    .await;
+    assert_eq!(condition(&status, "RetractionsAllowed"), (false, "PolicyGrantsNothing".into()));
+    let found = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "RetractionsAllowed").unwrap();
+    let message = found["message"].as_str().unwrap();
+    assert!(message.contains("1 retraction(s) on 1 device(s) are withheld"), "{message}");
+    let desired = client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+    assert!(!desired_items(&desired).contains(&"KB5032190".to_owned()), "nothing is retracted: {}", desired.text);
+    running.shutdown().await;
+}
