@@ -698,10 +698,12 @@ impl Agent {
                 Err(e) => return self.fail(state, item, e.to_string(), None, report),
             };
             // Nothing is upgraded without a way back.
-            if kind == PackageType::Deb
-                && let Err(reason) = self.secure_deb_way_back(item, &staged)
-            {
-                return self.fail(state, item, reason, None, report);
+            if kind == PackageType::Deb {
+                match self.secure_deb_way_back(item, &staged) {
+                    Ok(()) => {}
+                    Err(rollback::Unsecured::Busy(reason)) => return self.retry_later(state, item, &reason, report),
+                    Err(rollback::Unsecured::Failed(reason)) => return self.fail(state, item, reason, None, report),
+                }
             }
             lock(&self.books).record(
                 item,

@@ -175,6 +175,11 @@ impl Agent {
     fn back_up(&self, package: &PackageVersion) -> Result<RestoreFrom, Stop> {
         let dpkg = self.platform.dpkg.as_ref().ok_or_else(|| Stop::Failed("no dpkg database to back up".into()))?;
         let dir = lock(&self.books).state.path().join("backups");
+        // dpkg's frontend lock for the read, as apt and dpkg take it: no
+        // one changes the package while it is copied (released before apt,
+        // which takes it itself).
+        let held = dpkg.try_lock_frontend().map_err(|e| Stop::Failed(e.to_string()))?;
+        let Some(_held) = held else { return Err(Stop::Later("dpkg's frontend lock is held".into())) };
         let backup = self
             .block(|| crate::repo::backup::backup(dpkg, &package.name, &package.arch, &dir))
             .map_err(|e| Stop::Failed(format!("no way back for {}: {e}", package.name)))?;

@@ -24,6 +24,13 @@ use crate::install::{PackageType, VerifiedPackage};
 use crate::repo::apt::PackageVersion;
 use crate::repo::way_back::{Restore, RestoreFrom};
 
+/// Why no way back could be secured before an install.
+pub(super) enum Unsecured {
+    /// dpkg is busy: retry later (G8).
+    Busy(String),
+    Failed(String),
+}
+
 /// What a retraction of a delivered package does.
 pub(super) enum PackageRetraction {
     /// Reinstall these backups (downgrades).
@@ -37,17 +44,22 @@ pub(super) enum PackageRetraction {
 impl Agent {
     /// Records the way back before `staged` (a `.deb`) is installed: a
     /// backup of the installed version it upgrades, or that it is new.
-    pub(super) fn secure_deb_way_back(&self, item: &str, staged: &VerifiedPackage) -> Result<(), String> {
+    pub(super) fn secure_deb_way_back(&self, item: &str, staged: &VerifiedPackage) -> Result<(), Unsecured> {
         let Some(dpkg) = self.platform.dpkg.as_ref() else { return Ok(()) };
-        let field = |name| crate::install::deb::deb_field(staged.path(), name).map_err(|e| e.to_string());
+        let field =
+            |name| crate::install::deb::deb_field(staged.path(), name).map_err(|e| Unsecured::Failed(e.to_string()));
         let (name, arch, version) = (field("Package")?, field("Architecture")?, field("Version")?);
-        let installed = dpkg.status(&name).map_err(|e| e.to_string())?.filter(|s| s.is_installed());
+        let installed = dpkg.status(&name).map_err(|e| Unsecured::Failed(e.to_string()))?.filter(|s| s.is_installed());
         let from = match &installed {
             Some(status) if status.version == version => return Ok(()),
             Some(_) => {
                 let dir = lock(&self.books).state.path().join("backups");
+                // Copied under dpkg's frontend lock, released before the
+                // installer takes it.
+                let held = dpkg.try_lock_frontend().map_err(|e| Unsecured::Failed(e.to_string()))?;
+                let Some(_held) = held else { return Err(Unsecured::Busy("dpkg's frontend lock is held".into())) };
                 let backup = tokio::task::block_in_place(|| crate::repo::backup::backup(dpkg, &name, &arch, &dir))
-                    .map_err(|e| format!("no way back for {name}: {e}"))?;
+                    .map_err(|e| Unsecured::Failed(format!("no way back for {name}: {e}")))?;
                 RestoreFrom::Backup { path: backup.path, sha256: backup.sha256.to_hex(), size: backup.size }
             }
             None => RestoreFrom::NotInstalled,
@@ -58,7 +70,7 @@ impl Agent {
         if !kept.packages.iter().any(|r| r.previous.name == previous.name && r.previous.arch == previous.arch) {
             kept.packages.push(Restore { previous, upgraded_to: version, from });
         }
-        books.save().map_err(|e| e.to_string())
+        books.save().map_err(|e| Unsecured::Failed(e.to_string()))
     }
 
     /// How a retraction of `item`'s delivered packages goes.
