@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use patchward_agent::install::rpm::RpmRoot;
+use patchward_agent::repo::RepoError;
 use patchward_agent::repo::apt::{Direction, Fetch, PackageVersion};
-use patchward_agent::repo::dnf::{Dnf, DnfError, archives_dir};
+use patchward_agent::repo::dnf::{Dnf, archives_dir};
 use support::apt::sha256_hex;
 use support::dnf::{DnfRepo, DnfSandbox, Rpm, other_key};
 
@@ -153,13 +154,13 @@ fn a_staged_file_that_differs_from_the_index_is_not_installed() {
     bytes[middle] ^= 0x55;
     std::fs::write(&staged, bytes).unwrap();
     let error = dnf.install(&upgrade, &[], Direction::Upgrade, &archives).unwrap_err();
-    assert!(matches!(error, DnfError::Failed { .. }), "{error}");
+    assert!(matches!(error, RepoError::Failed { .. }), "{error}");
     assert!(error.to_string().contains("incorrect checksum"), "{error}");
     assert_eq!(sandbox.installed(), map(&[("libpw1", "1:1.0-1"), ("pw-tools", "1.0-1")]));
     assert!(package_requests(&repo).is_empty(), "dnf downloaded {:?}", package_requests(&repo));
     std::fs::remove_file(&staged).unwrap();
     let error = dnf.install(&upgrade, &[], Direction::Upgrade, &archives).unwrap_err();
-    assert!(matches!(error, DnfError::NotStaged { .. }), "{error}");
+    assert!(matches!(error, RepoError::NotStaged { .. }), "{error}");
 }
 
 #[test]
@@ -169,7 +170,7 @@ fn a_repository_signed_by_another_key_is_refused() {
     let stranger = other_key(tmp.path());
     let sandbox = DnfSandbox::new(&tmp.path().join("device"), &repo.url(), &stranger);
     let error = dnf(&sandbox).refresh().unwrap_err();
-    assert!(matches!(error, DnfError::Refresh { .. }), "{error}");
+    assert!(matches!(error, RepoError::Refresh { .. }), "{error}");
     assert!(error.to_string().contains("GPG signature verification error"), "{error}");
 }
 
@@ -182,7 +183,7 @@ fn tampered_metadata_is_refused_once_good_metadata_is_cached() {
     dnf.refresh().unwrap();
     repo.tamper("repodata/repomd.xml");
     let error = dnf.refresh().unwrap_err();
-    assert!(matches!(error, DnfError::Refresh { .. }), "{error}");
+    assert!(matches!(error, RepoError::Refresh { .. }), "{error}");
     assert!(error.to_string().contains("repomd.xml GPG signature verification error"), "{error}");
 }
 
@@ -204,7 +205,7 @@ fn a_transaction_that_would_remove_a_package_is_refused() {
         dnf.install(&replace, &[], Direction::Upgrade, &archives),
     ] {
         match attempt {
-            Err(DnfError::WouldRemove { packages }) => assert_eq!(packages, ["pw-legacy"]),
+            Err(RepoError::WouldRemove { packages }) => assert_eq!(packages, ["pw-legacy"]),
             other => panic!("{other:?}"),
         }
     }
@@ -226,13 +227,13 @@ fn a_held_lock_is_retry_later() {
     let metadata_lock = sandbox.root.join("var/cache/dnf/metadata_lock.pid");
     std::fs::write(&metadata_lock, std::process::id().to_string()).unwrap();
     let error = dnf.records("libpw1", "x86_64").unwrap_err();
-    assert!(matches!(error, DnfError::Locked { .. }), "{error}");
+    assert!(matches!(error, RepoError::Locked { .. }), "{error}");
     std::fs::remove_file(&metadata_lock).unwrap();
 
     // rpm's transaction lock, as rpm takes it (fcntl).
     let lock = hold_fcntl_lock(&sandbox.root.join("var/lib/rpm/.rpm.lock"));
     let error = dnf.install(&upgrade, &[], Direction::Upgrade, &archives).unwrap_err();
-    assert!(matches!(error, DnfError::Locked { .. }), "{error}");
+    assert!(matches!(error, RepoError::Locked { .. }), "{error}");
     drop(lock);
     assert_eq!(sandbox.installed(), map(&[("libpw1", "1:1.0-1"), ("pw-tools", "1.0-1")]));
     dnf.install(&upgrade, &[], Direction::Upgrade, &archives).unwrap();

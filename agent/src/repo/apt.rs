@@ -23,6 +23,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::RepoError;
 use crate::cache::Sha256Digest;
 use crate::install::deb::DpkgRoot;
 use crate::install::process::{self, ProcessExit, ProcessOutput, QUERY_BYTES};
@@ -67,25 +68,6 @@ pub struct Fetch {
     pub sha256: Sha256Digest,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AptError {
-    /// The metadata did not refresh cleanly: a signature that does not
-    /// verify, an unreachable or tampered repository. Nothing was changed.
-    #[error("the repositories' metadata did not refresh: {message}")]
-    Refresh { message: String },
-    /// apt's or dpkg's lock is held by someone else: retry later (G8).
-    #[error("the package manager is busy: {message}")]
-    Locked { message: String },
-    #[error("the transaction would remove {}: refused", .packages.join(", "))]
-    WouldRemove { packages: Vec<String> },
-    #[error("{command}: {exit}: {message}")]
-    Failed { command: String, exit: ProcessExit, message: String },
-    #[error("{command}: unexpected output line {line:?}")]
-    Unparsed { command: String, line: String },
-    #[error(transparent)]
-    Tool(#[from] InstallError),
-}
-
 /// Whether a transaction may move packages to lower versions (a restore).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -128,26 +110,26 @@ impl Apt {
         argv
     }
 
-    fn run(&self, argv: &[OsString], timeout: Duration) -> Result<ProcessOutput, AptError> {
+    fn run(&self, argv: &[OsString], timeout: Duration) -> Result<ProcessOutput, RepoError> {
         let env = [("DEBIAN_FRONTEND", std::ffi::OsStr::new("noninteractive"))];
         Ok(process::run_keeping(argv, &env, None, timeout, QUERY_BYTES)?)
     }
 
     /// Refreshes the metadata; any signature failure or warning refuses.
-    pub fn refresh(&self) -> Result<(), AptError> {
+    pub fn refresh(&self) -> Result<(), RepoError> {
         let mut argv = self.argv("apt-get");
         argv.extend(["update", "-q", "--error-on=any"].map(OsString::from));
         let out = self.run(&argv, QUERY_TIMEOUT)?;
         match out.exit {
             ProcessExit::Code(0) => Ok(()),
-            _ if lock_held(&out.stderr_tail) => Err(AptError::Locked { message: last_error(&out.stderr_tail) }),
-            _ => Err(AptError::Refresh { message: last_error(&out.stderr_tail) }),
+            _ if lock_held(&out.stderr_tail) => Err(RepoError::Locked { message: last_error(&out.stderr_tail) }),
+            _ => Err(RepoError::Refresh { message: last_error(&out.stderr_tail) }),
         }
     }
 
     /// Every version of `name` for `arch` the index holds; none when apt
     /// does not know the package.
-    pub fn records(&self, name: &str, arch: &str) -> Result<Vec<IndexRecord>, AptError> {
+    pub fn records(&self, name: &str, arch: &str) -> Result<Vec<IndexRecord>, RepoError> {
         check_package_name(name)?;
         check_package_name(arch)?;
         let mut argv = self.argv("apt-cache");
@@ -175,7 +157,7 @@ impl Apt {
         argv
     }
 
-    fn operands(targets: &[PackageVersion], files: &[&Path]) -> Result<Vec<OsString>, AptError> {
+    fn operands(targets: &[PackageVersion], files: &[&Path]) -> Result<Vec<OsString>, RepoError> {
         let mut operands = Vec::new();
         for target in targets {
             check_package_name(&target.name)?;
@@ -195,18 +177,18 @@ impl Apt {
         files: &[&Path],
         direction: Direction,
         archives: &Path,
-    ) -> Result<(), AptError> {
+    ) -> Result<(), RepoError> {
         let mut argv = self.transaction(direction, archives);
         argv.extend(["install", "-s", "-q"].map(OsString::from));
         argv.extend(Self::operands(targets, files)?);
         let out = self.run(&argv, QUERY_TIMEOUT)?;
         let removed = removals(&out.stdout_tail);
         if !removed.is_empty() {
-            return Err(AptError::WouldRemove { packages: removed });
+            return Err(RepoError::WouldRemove { packages: removed });
         }
         match out.exit {
             ProcessExit::Code(0) => Ok(()),
-            _ if lock_held(&out.stderr_tail) => Err(AptError::Locked { message: last_error(&out.stderr_tail) }),
+            _ if lock_held(&out.stderr_tail) => Err(RepoError::Locked { message: last_error(&out.stderr_tail) }),
             exit => Err(failed("apt-get install -s", exit, &out)),
         }
     }
@@ -217,14 +199,14 @@ impl Apt {
         targets: &[PackageVersion],
         direction: Direction,
         archives: &Path,
-    ) -> Result<Vec<Fetch>, AptError> {
+    ) -> Result<Vec<Fetch>, RepoError> {
         let mut argv = self.transaction(direction, archives);
         argv.extend(["install", "--print-uris", "-qq", "-o", "Acquire::ForceHash=SHA256"].map(OsString::from));
         argv.extend(Self::operands(targets, &[])?);
         let out = self.run(&argv, QUERY_TIMEOUT)?;
         match out.exit {
             ProcessExit::Code(0) => parse_uris(&out.stdout_tail),
-            _ if lock_held(&out.stderr_tail) => Err(AptError::Locked { message: last_error(&out.stderr_tail) }),
+            _ if lock_held(&out.stderr_tail) => Err(RepoError::Locked { message: last_error(&out.stderr_tail) }),
             exit => Err(failed("apt-get install --print-uris", exit, &out)),
         }
     }
@@ -238,7 +220,7 @@ impl Apt {
         files: &[&Path],
         direction: Direction,
         archives: &Path,
-    ) -> Result<(), AptError> {
+    ) -> Result<(), RepoError> {
         std::fs::create_dir_all(archives.join("partial"))
             .map_err(|e| InstallError::from(crate::cache::io_error("failed to create", archives)(e)))?;
         let mut argv = self.transaction(direction, archives);
@@ -254,14 +236,14 @@ impl Apt {
         let out = self.run(&argv, self.timeout)?;
         match out.exit {
             ProcessExit::Code(0) => Ok(()),
-            _ if lock_held(&out.stderr_tail) => Err(AptError::Locked { message: last_error(&out.stderr_tail) }),
+            _ if lock_held(&out.stderr_tail) => Err(RepoError::Locked { message: last_error(&out.stderr_tail) }),
             exit => Err(failed("apt-get install", exit, &out)),
         }
     }
 }
 
-fn failed(command: &str, exit: ProcessExit, out: &ProcessOutput) -> AptError {
-    AptError::Failed { command: command.into(), exit, message: last_error(&out.stderr_tail) }
+fn failed(command: &str, exit: ProcessExit, out: &ProcessOutput) -> RepoError {
+    RepoError::Failed { command: command.into(), exit, message: last_error(&out.stderr_tail) }
 }
 
 /// apt's and dpkg's words for a lock someone else holds.
@@ -301,8 +283,8 @@ fn parse_record(stanza: &str) -> Option<IndexRecord> {
 }
 
 /// `'URL' FILE SIZE SHA256:hex` lines.
-pub fn parse_uris(text: &str) -> Result<Vec<Fetch>, AptError> {
-    let unparsed = |line: &str| AptError::Unparsed { command: "apt-get --print-uris".into(), line: line.into() };
+pub fn parse_uris(text: &str) -> Result<Vec<Fetch>, RepoError> {
+    let unparsed = |line: &str| RepoError::Unparsed { command: "apt-get --print-uris".into(), line: line.into() };
     let mut fetches = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| l.starts_with('\'')) {
         let (url, rest) = line[1..].split_once('\'').ok_or_else(|| unparsed(line))?;

@@ -76,6 +76,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::RepoError;
 use super::apt::{Direction, Fetch, IndexRecord, PackageVersion};
 use crate::cache::{Sha256Digest, io_error};
 use crate::install::deb::try_lock;
@@ -103,31 +104,6 @@ const RECORD_FORMAT: &str = "%{name}\t%{arch}\t%{epoch}:%{version}-%{release}\t%
 /// repr of its tuple holds a space.
 const FILE_FORMAT: &str =
     "%{name}\t%{arch}\t%{epoch}:%{version}-%{release}\t%{downloadsize}\t%{pkgdir}\t%{location}\t%{chksum}";
-
-#[derive(Debug, thiserror::Error)]
-pub enum DnfError {
-    /// The metadata did not refresh cleanly: a signature that does not
-    /// verify, an unreachable or tampered repository. Nothing was changed.
-    #[error("the repositories' metadata did not refresh: {message}")]
-    Refresh { message: String },
-    /// dnf's or rpm's lock is held by someone else: retry later (G8).
-    #[error("the package manager is busy: {message}")]
-    Locked { message: String },
-    #[error("the transaction would remove {}: refused", .packages.join(", "))]
-    WouldRemove { packages: Vec<String> },
-    /// The signed index names the file by another checksum only.
-    #[error("the index of {repo} gives no sha256 for {package}, only {found}")]
-    NoSha256 { package: String, repo: String, found: String },
-    /// The transaction needs a file of a repository that was not staged.
-    #[error("{package} is not staged at {}", .path.display())]
-    NotStaged { package: String, path: PathBuf },
-    #[error("{command}: {exit}: {message}")]
-    Failed { command: String, exit: ProcessExit, message: String },
-    #[error("{command}: unexpected output line {line:?}")]
-    Unparsed { command: String, line: String },
-    #[error(transparent)]
-    Tool(#[from] InstallError),
-}
 
 /// Whether a command may refresh the metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +144,7 @@ impl Dnf {
 
     /// The agent's `--releasever` for a root other than `/`: it wins over
     /// what the root says. Ignored for `/`, where dnf detects it.
-    pub fn with_releasever(mut self, releasever: &str) -> Result<Dnf, DnfError> {
+    pub fn with_releasever(mut self, releasever: &str) -> Result<Dnf, RepoError> {
         check_word("release version", releasever)?;
         if let Some(root) = &mut self.installroot {
             root.releasever = Some(releasever.to_owned());
@@ -204,7 +180,7 @@ impl Dnf {
 
     /// The `HOME` whose `.rpmmacros` moves `%_dbpath` into the root,
     /// (re)written when it is not as expected; none for `/`.
-    fn macros_home(&self) -> Result<Option<PathBuf>, DnfError> {
+    fn macros_home(&self) -> Result<Option<PathBuf>, RepoError> {
         let Some(root) = &self.installroot else { return Ok(None) };
         let home = root.path.join(MACROS_HOME.trim_start_matches('/'));
         let file = home.join(".rpmmacros");
@@ -216,7 +192,7 @@ impl Dnf {
         Ok(Some(home))
     }
 
-    fn run(&self, argv: &[OsString], timeout: Duration) -> Result<ProcessOutput, DnfError> {
+    fn run(&self, argv: &[OsString], timeout: Duration) -> Result<ProcessOutput, RepoError> {
         let home = self.macros_home()?;
         let mut env: Vec<(&str, &OsStr)> = vec![("LC_ALL", OsStr::new("C.UTF-8")), ("LANGUAGE", OsStr::new(""))];
         if let Some(home) = &home {
@@ -227,20 +203,20 @@ impl Dnf {
 
     /// Refreshes the metadata; any error (a signature that does not
     /// verify, a repository out of reach) refuses.
-    pub fn refresh(&self) -> Result<(), DnfError> {
+    pub fn refresh(&self) -> Result<(), RepoError> {
         let mut argv = self.argv(Metadata::Refresh);
         argv.extend(["--assumeyes", "makecache", "--refresh"].map(OsString::from));
         let out = self.run(&argv, QUERY_TIMEOUT)?;
         match out.exit {
             ProcessExit::Code(0) => Ok(()),
-            exit if lock_held(exit, &out.stderr_tail) => Err(DnfError::Locked { message: last_error(&out) }),
-            _ => Err(DnfError::Refresh { message: last_error(&out) }),
+            exit if lock_held(exit, &out.stderr_tail) => Err(RepoError::Locked { message: last_error(&out) }),
+            _ => Err(RepoError::Refresh { message: last_error(&out) }),
         }
     }
 
     /// Every version of `name` for `arch` the repositories offer; none
     /// when they do not know the package.
-    pub fn records(&self, name: &str, arch: &str) -> Result<Vec<IndexRecord>, DnfError> {
+    pub fn records(&self, name: &str, arch: &str) -> Result<Vec<IndexRecord>, RepoError> {
         check_package_name(name)?;
         check_package_name(arch)?;
         let mut argv = self.argv(Metadata::Cached);
@@ -252,11 +228,11 @@ impl Dnf {
     }
 
     /// Runs a query that succeeds with exit 0; its standard output.
-    fn query(&self, argv: &[OsString], command: &str) -> Result<String, DnfError> {
+    fn query(&self, argv: &[OsString], command: &str) -> Result<String, RepoError> {
         let out = self.run(argv, QUERY_TIMEOUT)?;
         match out.exit {
             ProcessExit::Code(0) => Ok(out.stdout_tail),
-            exit if lock_held(exit, &out.stderr_tail) => Err(DnfError::Locked { message: last_error(&out) }),
+            exit if lock_held(exit, &out.stderr_tail) => Err(RepoError::Locked { message: last_error(&out) }),
             exit => Err(failed(command, exit, &out)),
         }
     }
@@ -268,7 +244,7 @@ impl Dnf {
         files: &[&Path],
         direction: Direction,
         archives: &Path,
-    ) -> Result<(), DnfError> {
+    ) -> Result<(), RepoError> {
         self.plan(targets, files, direction, archives).map(drop)
     }
 
@@ -280,7 +256,7 @@ impl Dnf {
         files: &[&Path],
         direction: Direction,
         archives: &Path,
-    ) -> Result<Vec<Row>, DnfError> {
+    ) -> Result<Vec<Row>, RepoError> {
         let protected = self.protect(archives)?;
         let mut argv = self.transaction(protected, "--assumeno", direction);
         argv.extend(operands(targets, files)?);
@@ -292,14 +268,14 @@ impl Dnf {
             // "Nothing to do.": every target is installed already.
             Ok(None) if out.exit == ProcessExit::Code(0) => Transaction::default(),
             Ok(None) if lock_held(out.exit, &out.stderr_tail) => {
-                return Err(DnfError::Locked { message: last_error(&out) });
+                return Err(RepoError::Locked { message: last_error(&out) });
             }
             Ok(None) => return Err(failed(&command, out.exit, &out)),
             Err(line) => return Err(unparsed(&command, line)),
         };
         let removed = transaction.removals();
         if !removed.is_empty() {
-            return Err(DnfError::WouldRemove { packages: removed });
+            return Err(RepoError::WouldRemove { packages: removed });
         }
         Ok(transaction.rows)
     }
@@ -315,7 +291,7 @@ impl Dnf {
 
     /// Writes the names of every installed package to the protected list
     /// in `archives`; the option that names it.
-    fn protect(&self, archives: &Path) -> Result<OsString, DnfError> {
+    fn protect(&self, archives: &Path) -> Result<OsString, RepoError> {
         let file = archives.join(PROTECTED_FILE);
         // dnf splits the option's value at spaces and commas and expands
         // glob patterns: the path must hold none.
@@ -350,7 +326,7 @@ impl Dnf {
         targets: &[PackageVersion],
         direction: Direction,
         archives: &Path,
-    ) -> Result<Vec<Fetch>, DnfError> {
+    ) -> Result<Vec<Fetch>, RepoError> {
         let rows = self.plan(targets, &[], direction, archives)?;
         let mut fetches = Vec::new();
         for (repo, rows) in by_repository(&rows) {
@@ -364,7 +340,7 @@ impl Dnf {
     }
 
     /// The index entries of `rows`, all from `repo`, in their order.
-    fn repo_files(&self, repo: &str, rows: &[&Row]) -> Result<Vec<RepoFile>, DnfError> {
+    fn repo_files(&self, repo: &str, rows: &[&Row]) -> Result<Vec<RepoFile>, RepoError> {
         let mut argv = self.argv(Metadata::Cached);
         argv.extend(["--quiet".into(), "repoquery".into(), repo_flag(repo)?, "--queryformat".into()]);
         argv.push(FILE_FORMAT.into());
@@ -375,7 +351,7 @@ impl Dnf {
             .map(|row| {
                 let found =
                     files.iter().position(|f| (&f.name, &f.arch, &f.version) == (&row.name, &row.arch, &row.version));
-                found.map(|i| files.swap_remove(i)).ok_or_else(|| DnfError::Unparsed {
+                found.map(|i| files.swap_remove(i)).ok_or_else(|| RepoError::Unparsed {
                     command: format!("dnf repoquery --repo={repo}"),
                     line: format!("(nothing for {})", row.spec()),
                 })
@@ -384,7 +360,7 @@ impl Dnf {
     }
 
     /// The URLs of `rows`' files in `repo` (its first mirror's).
-    fn locations(&self, repo: &str, rows: &[&Row]) -> Result<Vec<String>, DnfError> {
+    fn locations(&self, repo: &str, rows: &[&Row]) -> Result<Vec<String>, RepoError> {
         let mut argv = self.argv(Metadata::Cached);
         argv.extend(["--quiet".into(), "repoquery".into(), repo_flag(repo)?, "--location".into()]);
         argv.extend(specs(rows)?);
@@ -400,7 +376,7 @@ impl Dnf {
         files: &[&Path],
         direction: Direction,
         archives: &Path,
-    ) -> Result<(), DnfError> {
+    ) -> Result<(), RepoError> {
         self.check_rpm_lock()?;
         let rows = self.plan(targets, files, direction, archives)?;
         let placed = self.place(&rows, archives)?;
@@ -413,18 +389,18 @@ impl Dnf {
         refuse_protected(&out.stderr_tail)?;
         match out.exit {
             ProcessExit::Code(0) => Ok(()),
-            exit if lock_held(exit, &out.stderr_tail) => Err(DnfError::Locked { message: last_error(&out) }),
+            exit if lock_held(exit, &out.stderr_tail) => Err(RepoError::Locked { message: last_error(&out) }),
             exit => Err(failed(&format!("dnf {}", verb(direction)), exit, &out)),
         }
     }
 
     /// rpm's transaction lock fails dnf's transaction once it has started
     /// ("can't create transaction lock"): tested first, without waiting.
-    fn check_rpm_lock(&self) -> Result<(), DnfError> {
+    fn check_rpm_lock(&self) -> Result<(), RepoError> {
         let lock = self.rpm.db_dir().join(".rpm.lock");
         if lock.parent().is_some_and(Path::is_dir) && try_lock(&lock)?.is_none() {
             let message = format!("the rpm transaction lock {} is held by another process", lock.display());
-            return Err(DnfError::Locked { message });
+            return Err(RepoError::Locked { message });
         }
         Ok(())
     }
@@ -432,7 +408,7 @@ impl Dnf {
     /// Puts every staged file the transaction needs where dnf looks for
     /// its repository's downloads. A local repository's (`file://`) files
     /// are dnf's to read where they are: nothing is placed there.
-    fn place(&self, rows: &[Row], archives: &Path) -> Result<Placed, DnfError> {
+    fn place(&self, rows: &[Row], archives: &Path) -> Result<Placed, RepoError> {
         let mut placed = Placed(Vec::new());
         for (repo, rows) in by_repository(rows) {
             for file in self.repo_files(repo, &rows)? {
@@ -442,7 +418,7 @@ impl Dnf {
                 let name = file_name(&file.location).ok_or_else(|| unparsed("dnf repoquery", file.location.clone()))?;
                 let staged = archives.join(name);
                 if !staged.is_file() {
-                    return Err(DnfError::NotStaged { package: file.spec(), path: staged });
+                    return Err(RepoError::NotStaged { package: file.spec(), path: staged });
                 }
                 let target = file.pkgdir.join(name);
                 place_file(&staged, &target)?;
@@ -484,10 +460,10 @@ impl Drop for Placed {
 /// A hard link where the staging and dnf's cache share a filesystem, a
 /// copy otherwise; whatever was there (dnf's leftover download) is
 /// replaced.
-fn place_file(staged: &Path, target: &Path) -> Result<(), DnfError> {
+fn place_file(staged: &Path, target: &Path) -> Result<(), RepoError> {
     let io = |action, path: &Path| {
         let path = path.to_owned();
-        move |e| DnfError::from(InstallError::from(io_error(action, &path)(e)))
+        move |e| RepoError::from(InstallError::from(io_error(action, &path)(e)))
     };
     if let Some(dir) = target.parent() {
         std::fs::create_dir_all(dir).map_err(io("failed to create", dir))?;
@@ -513,7 +489,7 @@ fn verb(direction: Direction) -> &'static str {
 
 /// `NAME-[EPOCH:]VERSION-RELEASE.ARCH` for each target, then the local
 /// files (absolute, ending in `.rpm`: dnf takes anything else for a name).
-fn operands(targets: &[PackageVersion], files: &[&Path]) -> Result<Vec<OsString>, DnfError> {
+fn operands(targets: &[PackageVersion], files: &[&Path]) -> Result<Vec<OsString>, RepoError> {
     let mut operands = Vec::new();
     for target in targets {
         check_package_name(&target.name)?;
@@ -543,7 +519,7 @@ fn flag(name: &str, path: &Path) -> OsString {
     flag
 }
 
-fn repo_flag(repo: &str) -> Result<OsString, DnfError> {
+fn repo_flag(repo: &str) -> Result<OsString, RepoError> {
     check_word("repository id", repo)?;
     Ok(format!("--repo={repo}").into())
 }
@@ -564,7 +540,7 @@ fn check_word(what: &'static str, value: &str) -> Result<(), InstallError> {
     }
 }
 
-fn specs(rows: &[&Row]) -> Result<Vec<OsString>, DnfError> {
+fn specs(rows: &[&Row]) -> Result<Vec<OsString>, RepoError> {
     let mut specs = Vec::new();
     for row in rows {
         for part in [&row.name, &row.arch, &row.version] {
@@ -635,21 +611,21 @@ fn last_error(out: &ProcessOutput) -> String {
     chosen.chars().skip(skip).collect()
 }
 
-fn failed(command: &str, exit: ProcessExit, out: &ProcessOutput) -> DnfError {
-    DnfError::Failed { command: command.into(), exit, message: last_error(out) }
+fn failed(command: &str, exit: ProcessExit, out: &ProcessOutput) -> RepoError {
+    RepoError::Failed { command: command.into(), exit, message: last_error(out) }
 }
 
-fn unparsed(command: &str, line: String) -> DnfError {
-    DnfError::Unparsed { command: command.into(), line: line.chars().take(500).collect() }
+fn unparsed(command: &str, line: String) -> RepoError {
+    RepoError::Unparsed { command: command.into(), line: line.chars().take(500).collect() }
 }
 
-/// dnf's refusal to remove a protected package, as [`DnfError::WouldRemove`].
-fn refuse_protected(stderr: &str) -> Result<(), DnfError> {
+/// dnf's refusal to remove a protected package, as [`RepoError::WouldRemove`].
+fn refuse_protected(stderr: &str) -> Result<(), RepoError> {
     let needle = "removing the following protected packages:";
     let Some(at) = stderr.find(needle) else { return Ok(()) };
     let rest = stderr[at + needle.len()..].lines().next().unwrap_or("");
     let packages: Vec<String> = rest.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect();
-    Err(DnfError::WouldRemove { packages })
+    Err(RepoError::WouldRemove { packages })
 }
 
 /// `E:V-R` as the inventory writes it: the epoch only when it is not 0.
@@ -825,7 +801,7 @@ impl RepoFile {
     /// The fetch, its URL the shortest of `urls` ending in the location:
     /// every URL of one repository is one base and a location, and another
     /// location may end in this one.
-    fn fetch(&self, repo: &str, urls: &[String]) -> Result<Fetch, DnfError> {
+    fn fetch(&self, repo: &str, urls: &[String]) -> Result<Fetch, RepoError> {
         let bad = |line: String| unparsed("dnf repoquery --location", line);
         let suffix = format!("/{}", self.location.trim_start_matches('/'));
         let url = urls.iter().filter(|u| u.ends_with(&suffix)).min_by_key(|u| u.len());
@@ -834,7 +810,7 @@ impl RepoFile {
         let sha256 = match &self.checksum {
             Checksum::Sha256(digest) => *digest,
             Checksum::Other(found) => {
-                return Err(DnfError::NoSha256 { package: self.spec(), repo: repo.into(), found: found.clone() });
+                return Err(RepoError::NoSha256 { package: self.spec(), repo: repo.into(), found: found.clone() });
             }
         };
         Ok(Fetch { url: url.clone(), file: file.to_owned(), size: self.size, sha256 })
@@ -1048,7 +1024,7 @@ Upgrading:
     fn dnfs_protected_package_refusal_names_the_packages() {
         let stderr = "Error: \n Problem: The operation would result in removing the following protected packages: pw-legacy, kernel-core\n(try to add '--skip-broken' to skip uninstallable packages or '--nobest' to use not only best candidate packages)\n";
         match refuse_protected(stderr) {
-            Err(DnfError::WouldRemove { packages }) => assert_eq!(packages, ["pw-legacy", "kernel-core"]),
+            Err(RepoError::WouldRemove { packages }) => assert_eq!(packages, ["pw-legacy", "kernel-core"]),
             other => panic!("{other:?}"),
         }
         assert!(refuse_protected("Error: GPG check FAILED\n").is_ok());
@@ -1107,7 +1083,7 @@ Upgrading:
         assert!(fetch.sha256.to_hex().starts_with("3f7acf74"));
         let mut sha1 = files[0].clone();
         sha1.checksum = Checksum::Other("sha1".into());
-        assert!(matches!(sha1.fetch("test", &urls), Err(DnfError::NoSha256 { .. })));
+        assert!(matches!(sha1.fetch("test", &urls), Err(RepoError::NoSha256 { .. })));
         assert!(files[0].fetch("test", &urls[..0]).is_err());
     }
 

@@ -34,9 +34,10 @@ use std::path::{Path, PathBuf};
 
 use patchward_api::PackageManager;
 
-use self::apt::{Apt, AptError, Direction, Fetch, IndexRecord, PackageVersion};
-use self::dnf::{Dnf, DnfError};
-use crate::install::PackageType;
+use self::apt::{Apt, Direction, Fetch, IndexRecord, PackageVersion};
+use self::dnf::Dnf;
+use crate::install::process::ProcessExit;
+use crate::install::{InstallError, PackageType};
 
 /// The client of the device's own repositories, one per package manager:
 /// apt on dpkg systems, dnf on rpm systems. An item goes to the one whose
@@ -47,19 +48,36 @@ pub enum Repositories {
     Dnf(Dnf),
 }
 
-/// A repository client's refusal or failure.
+/// A repository client's (apt's or dnf's) refusal or failure.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
+    /// The metadata did not refresh cleanly: a signature that does not
+    /// verify, an unreachable or tampered repository. Nothing was changed.
+    #[error("the repositories' metadata did not refresh: {message}")]
+    Refresh { message: String },
+    /// The package manager's lock is held by someone else: retry later (G8).
+    #[error("the package manager is busy: {message}")]
+    Locked { message: String },
+    #[error("the transaction would remove {}: refused", .packages.join(", "))]
+    WouldRemove { packages: Vec<String> },
+    /// The signed index names the file by another checksum only (dnf).
+    #[error("the index of {repo} gives no sha256 for {package}, only {found}")]
+    NoSha256 { package: String, repo: String, found: String },
+    /// The transaction needs a file of a repository that was not staged (dnf).
+    #[error("{package} is not staged at {}", .path.display())]
+    NotStaged { package: String, path: PathBuf },
+    #[error("{command}: {exit}: {message}")]
+    Failed { command: String, exit: ProcessExit, message: String },
+    #[error("{command}: unexpected output line {line:?}")]
+    Unparsed { command: String, line: String },
     #[error(transparent)]
-    Apt(#[from] AptError),
-    #[error(transparent)]
-    Dnf(#[from] DnfError),
+    Tool(#[from] InstallError),
 }
 
 impl RepoError {
     /// A lock held by someone else: retry later (G8), never a failure.
     pub fn is_locked(&self) -> bool {
-        matches!(self, RepoError::Apt(AptError::Locked { .. }) | RepoError::Dnf(DnfError::Locked { .. }))
+        matches!(self, RepoError::Locked { .. })
     }
 }
 
@@ -88,15 +106,15 @@ impl Repositories {
 
     pub fn refresh(&self) -> Result<(), RepoError> {
         match self {
-            Repositories::Apt(apt) => Ok(apt.refresh()?),
-            Repositories::Dnf(dnf) => Ok(dnf.refresh()?),
+            Repositories::Apt(apt) => apt.refresh(),
+            Repositories::Dnf(dnf) => dnf.refresh(),
         }
     }
 
     pub fn records(&self, name: &str, arch: &str) -> Result<Vec<IndexRecord>, RepoError> {
         match self {
-            Repositories::Apt(apt) => Ok(apt.records(name, arch)?),
-            Repositories::Dnf(dnf) => Ok(dnf.records(name, arch)?),
+            Repositories::Apt(apt) => apt.records(name, arch),
+            Repositories::Dnf(dnf) => dnf.records(name, arch),
         }
     }
 
@@ -108,8 +126,8 @@ impl Repositories {
         archives: &Path,
     ) -> Result<(), RepoError> {
         match self {
-            Repositories::Apt(apt) => Ok(apt.simulate(targets, files, direction, archives)?),
-            Repositories::Dnf(dnf) => Ok(dnf.simulate(targets, files, direction, archives)?),
+            Repositories::Apt(apt) => apt.simulate(targets, files, direction, archives),
+            Repositories::Dnf(dnf) => dnf.simulate(targets, files, direction, archives),
         }
     }
 
@@ -120,8 +138,8 @@ impl Repositories {
         archives: &Path,
     ) -> Result<Vec<Fetch>, RepoError> {
         match self {
-            Repositories::Apt(apt) => Ok(apt.uris(targets, direction, archives)?),
-            Repositories::Dnf(dnf) => Ok(dnf.uris(targets, direction, archives)?),
+            Repositories::Apt(apt) => apt.uris(targets, direction, archives),
+            Repositories::Dnf(dnf) => dnf.uris(targets, direction, archives),
         }
     }
 
@@ -133,8 +151,8 @@ impl Repositories {
         archives: &Path,
     ) -> Result<(), RepoError> {
         match self {
-            Repositories::Apt(apt) => Ok(apt.install(targets, files, direction, archives)?),
-            Repositories::Dnf(dnf) => Ok(dnf.install(targets, files, direction, archives)?),
+            Repositories::Apt(apt) => apt.install(targets, files, direction, archives),
+            Repositories::Dnf(dnf) => dnf.install(targets, files, direction, archives),
         }
     }
 }
