@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::plan::Exposure;
-use crate::plan::exposed::ExposureSet;
+use crate::plan::exposed::{ExposureSet, merge};
 use crate::plan::exposure::{DatingRule, ExposureRow, RowContext};
 use crate::plan::{DevicePlan, ExposureDecision, Plan, PlanCatalog};
 use crate::store::exposure::RemediationTally;
@@ -394,16 +394,6 @@ impl Narrowed {
         };
         (always, candidates)
     }
-}
-
-/// Two ascending, disjoint sequences of patches as one.
-fn merge(a: impl Iterator<Item = u32>, b: impl Iterator<Item = u32>) -> impl Iterator<Item = u32> {
-    let (mut a, mut b) = (a.peekable(), b.peekable());
-    std::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (Some(x), Some(y)) if y < x => b.next(),
-        (Some(_), _) => a.next(),
-        (None, _) => b.next(),
-    })
 }
 
 /// The rows of `picks`, in their order.

@@ -52,7 +52,7 @@ impl ExposureSet {
             while present.next_if(|q| **q < *p).is_some() {}
             present.next_if_eq(&p).is_none()
         });
-        Merge { a: missing.peekable(), b: self.needed.iter().copied().peekable() }
+        merge(missing, self.needed.iter().copied())
     }
 
     pub fn len(&self) -> usize {
@@ -64,22 +64,14 @@ impl ExposureSet {
     }
 }
 
-/// Two ascending, disjoint sequences as one.
-struct Merge<A: Iterator<Item = u32>, B: Iterator<Item = u32>> {
-    a: std::iter::Peekable<A>,
-    b: std::iter::Peekable<B>,
-}
-
-impl<A: Iterator<Item = u32>, B: Iterator<Item = u32>> Iterator for Merge<A, B> {
-    type Item = u32;
-
-    fn next(&mut self) -> Option<u32> {
-        match (self.a.peek(), self.b.peek()) {
-            (Some(a), Some(b)) if b < a => self.b.next(),
-            (Some(_), _) => self.a.next(),
-            (None, _) => self.b.next(),
-        }
-    }
+/// Two ascending, disjoint sequences of patches as one.
+pub fn merge(a: impl Iterator<Item = u32>, b: impl Iterator<Item = u32>) -> impl Iterator<Item = u32> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some(x), Some(y)) if y < x => b.next(),
+        (Some(_), _) => a.next(),
+        (None, _) => b.next(),
+    })
 }
 
 /// What finding a device's exposure reads, built once per plan.
