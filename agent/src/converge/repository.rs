@@ -336,7 +336,10 @@ impl Agent {
                 RestoreFrom::Repository => targets.push(restore.previous.clone()),
                 RestoreFrom::Backup { path, sha256, size } => {
                     let kind = repositories.package_type();
-                    files.push((restore.previous.clone(), self.stage_backup(kind, path, sha256, *size)?));
+                    files.push((
+                        restore.previous.clone(),
+                        self.stage_backup(kind, path, sha256, *size).map_err(Stop::Failed)?,
+                    ));
                 }
                 // A repository install upgrades only what is installed.
                 RestoreFrom::NotInstalled => {}
@@ -345,13 +348,18 @@ impl Agent {
         self.transact(state, item, repositories, &targets, &files, Direction::Downgrade).await
     }
 
-    /// A backup, re-hashed as it is staged (G1), under a name apt reads as
-    /// a file.
-    fn stage_backup(&self, kind: PackageType, path: &Path, sha256: &str, size: u64) -> Result<VerifiedPackage, Stop> {
-        let digest = Sha256Digest::parse(sha256).map_err(|e| Stop::Failed(e.to_string()))?;
+    /// A backup, re-hashed as it is staged (G1), under a name the package
+    /// manager reads as a file.
+    pub(super) fn stage_backup(
+        &self,
+        kind: PackageType,
+        path: &Path,
+        sha256: &str,
+        size: u64,
+    ) -> Result<VerifiedPackage, String> {
+        let digest = Sha256Digest::parse(sha256).map_err(|e| format!("the backup cannot be restored: {e}"))?;
         let blob = CachedBlob::claimed(PathBuf::from(path), digest, size);
-        VerifiedPackage::stage(&blob, kind, &self.staging)
-            .map_err(|e| Stop::Failed(format!("the backup cannot be restored: {e}")))
+        VerifiedPackage::stage(&blob, kind, &self.staging).map_err(|e| format!("the backup cannot be restored: {e}"))
     }
 }
 

@@ -19,7 +19,6 @@
 use patchward_api::desired::{DesiredItem, DesiredState};
 
 use super::{Agent, AgentError, PassReport, lock};
-use crate::cache::{CachedBlob, Sha256Digest};
 use crate::install::{PackageType, VerifiedPackage};
 use crate::repo::apt::PackageVersion;
 use crate::repo::way_back::{Restore, RestoreFrom};
@@ -101,15 +100,9 @@ impl Agent {
         lock(&self.books).record(item, state.generation, crate::journal::Step::Uninstalling, None, self.now())?;
         for restore in backups {
             let RestoreFrom::Backup { path, sha256, size } = &restore.from else { continue };
-            let staged = Sha256Digest::parse(sha256)
-                .map_err(|e| e.to_string())
-                .map(|digest| CachedBlob::claimed(path.clone(), digest, *size))
-                .and_then(|blob| {
-                    VerifiedPackage::stage(&blob, PackageType::Deb, &self.staging).map_err(|e| e.to_string())
-                });
-            let staged = match staged {
+            let staged = match self.stage_backup(PackageType::Deb, path, sha256, *size) {
                 Ok(staged) => staged,
-                Err(e) => return self.fail(state, item, format!("the backup cannot be restored: {e}"), None, report),
+                Err(reason) => return self.fail(state, item, reason, None, report),
             };
             match tokio::task::block_in_place(|| installer.install(&staged, &[])) {
                 Ok(outcome) if outcome.succeeded() => {}
