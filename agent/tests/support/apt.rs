@@ -223,7 +223,7 @@ impl Deb {
 
 /// Creates the directory and its missing parents with mode 0755, whatever
 /// the umask (dpkg-deb refuses a DEBIAN directory with odd permissions).
-fn make_dir(dir: &Path) {
+pub(super) fn make_dir(dir: &Path) {
     if dir.is_dir() {
         return;
     }
@@ -234,21 +234,21 @@ fn make_dir(dir: &Path) {
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn write_file(path: &Path, bytes: &[u8], mode: u32) {
+pub(super) fn write_file(path: &Path, bytes: &[u8], mode: u32) {
     std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 /// Writes through a temporary file and a rename, so the server never
 /// serves half a file.
-fn replace_file(path: &Path, bytes: &[u8]) {
+pub(super) fn replace_file(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("fixture-tmp");
     write_file(&tmp, bytes, 0o644);
     std::fs::rename(&tmp, path).unwrap_or_else(|e| panic!("rename to {}: {e}", path.display()));
 }
 
 /// Runs the command, panicking with its output unless it exits 0.
-fn run(command: &mut Command) -> Output {
+pub(super) fn run(command: &mut Command) -> Output {
     let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(
         output.status.success(),
@@ -288,49 +288,61 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 // ---------------------------------------------------------------- gpg
 
 /// A GNUPGHOME holding one fresh ed25519 signing key without passphrase.
-struct Gpg {
-    home: PathBuf,
+pub(super) struct Gpg {
+    pub(super) home: PathBuf,
+    pub(super) uid: String,
 }
 
 impl Gpg {
-    fn new(home: &Path, uid: &str) -> Gpg {
+    pub(super) fn new(home: &Path, uid: &str) -> Gpg {
         std::fs::create_dir_all(home).unwrap_or_else(|e| panic!("create {}: {e}", home.display()));
         std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let gpg = Gpg { home: home.to_owned() };
+        let gpg = Gpg { home: home.to_owned(), uid: uid.to_owned() };
         run(gpg.command().args(["--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"]));
         gpg
     }
 
-    fn command(&self) -> Command {
+    pub(super) fn command(&self) -> Command {
         let mut command = Command::new("gpg");
         command.env("GNUPGHOME", &self.home).args(["--batch", "--yes", "--quiet", "--no-tty"]);
         command
     }
 
-    /// The public key, binary (not armored): what `signed-by=` takes.
-    fn export(&self, to: &Path) {
-        let output = run(self.command().arg("--export"));
+    /// The public key: binary for apt's `signed-by=`, armored for dnf's
+    /// `gpgkey=file://`.
+    pub(super) fn export(&self, to: &Path, armored: bool) {
+        let mut command = self.command();
+        if armored {
+            command.arg("--armor");
+        }
+        let output = run(command.arg("--export"));
         assert!(!output.stdout.is_empty(), "gpg --export gave nothing");
         write_file(to, &output.stdout, 0o644);
     }
 
-    fn stop_agent(&self) {
+    pub(super) fn stop_agent(&self) {
         let _ = Command::new("gpgconf").arg("--homedir").arg(&self.home).args(["--kill", "all"]).output();
     }
 }
 
 static STRANGERS: AtomicUsize = AtomicUsize::new(0);
 
-/// A stranger's key: a different fresh public key (binary), for the
-/// "wrong key" tests. Its gpg-agent is already stopped.
-pub fn other_key(dir: &Path) -> PathBuf {
+/// A stranger's fresh public key (armored or binary), for the "wrong key"
+/// tests. Its gpg-agent is already stopped.
+pub(super) fn stranger_key(dir: &Path, armored: bool) -> PathBuf {
     let n = STRANGERS.fetch_add(1, Ordering::Relaxed);
     let gpg =
         Gpg::new(&dir.join(format!("stranger-{n}.gnupg")), &format!("Stranger {n} <stranger{n}@example.invalid>"));
-    let key = dir.join(format!("stranger-{n}.gpg"));
-    gpg.export(&key);
+    let key = dir.join(format!("stranger-{n}.{}", if armored { "asc" } else { "gpg" }));
+    gpg.export(&key, armored);
     gpg.stop_agent();
     key
+}
+
+/// A stranger's key: a different fresh public key (binary), for the
+/// "wrong key" tests.
+pub fn other_key(dir: &Path) -> PathBuf {
+    stranger_key(dir, false)
 }
 
 // ---------------------------------------------------------------- AptRepo
@@ -353,7 +365,7 @@ impl AptRepo {
         make_dir(&www);
         let gpg = Gpg::new(&dir.join("gnupg"), "Patchward Test Repository <repo@example.invalid>");
         let key = dir.join("key.gpg");
-        gpg.export(&key);
+        gpg.export(&key, false);
         let server = Server::start(&www);
         let mut repo = AptRepo { www, suite: suite.to_owned(), gpg, key, server };
         repo.publish(debs);
@@ -599,7 +611,7 @@ fn serve(stream: TcpStream, root: &Path, recorded: &Mutex<Vec<String>>, stopping
 
 /// The file under `root` that a decoded URL path names; `None` for
 /// anything that leaves the root or is not a regular file.
-fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
+pub(super) fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
     let relative = Path::new(path.strip_prefix('/')?);
     if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
         return None;

@@ -71,14 +71,12 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use patchward_agent::install::rpm::DB_PATH;
 
-use super::apt::percent_decode;
+use super::apt::{Gpg, make_dir, percent_decode, replace_file, resolve, run, stranger_key, write_file};
 use super::http::{Body, Reply, Request, Server};
 
 /// Every Rpm is built with this timestamp and host.
@@ -274,111 +272,29 @@ impl Rpm {
     }
 }
 
-/// Creates the directory and its missing parents with mode 0755.
-fn make_dir(dir: &Path) {
-    if dir.is_dir() {
-        return;
-    }
-    if let Some(parent) = dir.parent() {
-        make_dir(parent);
-    }
-    std::fs::create_dir(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-fn write_file(path: &Path, bytes: &[u8], mode: u32) {
-    std::fs::write(path, bytes).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// Runs the command, panicking with its output unless it exits 0.
-fn run(command: &mut Command) -> Output {
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}):\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-/// The file under `root` that a decoded URL path names; `None` for
-/// anything that leaves the root or is not a regular file.
-fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
-    let relative = Path::new(path.strip_prefix('/')?);
-    if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
-        return None;
-    }
-    let file = root.join(relative);
-    file.is_file().then_some(file)
-}
-
 // ---------------------------------------------------------------- gpg
 
-/// A GNUPGHOME holding one fresh ed25519 signing key without passphrase.
-struct Gpg {
-    home: PathBuf,
-    uid: String,
+/// `rpmsign --addsign` on every file with `gpg`'s key (Debian's rpm calls
+/// `gpg2` unless told otherwise).
+fn sign_rpms(gpg: &Gpg, rpms: &[PathBuf]) {
+    if rpms.is_empty() {
+        return;
+    }
+    let mut command = Command::new("rpmsign");
+    command
+        .env("GNUPGHOME", &gpg.home)
+        .env("LC_ALL", "C")
+        .args(["--define", "__gpg /usr/bin/gpg", "--define"])
+        .arg(format!("_gpg_name {}", gpg.uid))
+        .arg("--addsign")
+        .args(rpms);
+    run(&mut command);
 }
-
-impl Gpg {
-    fn new(home: &Path, uid: &str) -> Gpg {
-        make_dir(home);
-        std::fs::set_permissions(home, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let gpg = Gpg { home: home.to_owned(), uid: uid.to_owned() };
-        run(gpg.command().args(["--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign", "never"]));
-        gpg
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new("gpg");
-        command.env("GNUPGHOME", &self.home).args(["--batch", "--yes", "--quiet", "--no-tty"]);
-        command
-    }
-
-    /// The armored public key: what `gpgkey=file://` takes.
-    fn export(&self, to: &Path) {
-        let output = run(self.command().arg("--armor").arg("--export"));
-        assert!(!output.stdout.is_empty(), "gpg --export gave nothing");
-        write_file(to, &output.stdout, 0o644);
-    }
-
-    /// `rpmsign --addsign` on every file (Debian's rpm calls `gpg2`
-    /// unless told otherwise).
-    fn sign_rpms(&self, rpms: &[PathBuf]) {
-        if rpms.is_empty() {
-            return;
-        }
-        let mut command = Command::new("rpmsign");
-        command
-            .env("GNUPGHOME", &self.home)
-            .env("LC_ALL", "C")
-            .args(["--define", "__gpg /usr/bin/gpg", "--define"])
-            .arg(format!("_gpg_name {}", self.uid))
-            .arg("--addsign")
-            .args(rpms);
-        run(&mut command);
-    }
-
-    fn stop_agent(&self) {
-        let _ = Command::new("gpgconf").arg("--homedir").arg(&self.home).args(["--kill", "all"]).output();
-    }
-}
-
-static STRANGERS: AtomicUsize = AtomicUsize::new(0);
 
 /// A stranger's key: a different fresh armored public key, for the "wrong
-/// key" tests. Its gpg-agent is already stopped.
+/// key" tests.
 pub fn other_key(dir: &Path) -> PathBuf {
-    let n = STRANGERS.fetch_add(1, Ordering::Relaxed);
-    let gpg =
-        Gpg::new(&dir.join(format!("stranger-{n}.gnupg")), &format!("Stranger {n} <stranger{n}@example.invalid>"));
-    let key = dir.join(format!("stranger-{n}.asc"));
-    gpg.export(&key);
-    gpg.stop_agent();
-    key
+    stranger_key(dir, true)
 }
 
 // ---------------------------------------------------------------- DnfRepo
@@ -403,7 +319,7 @@ impl DnfRepo {
         make_dir(&www);
         let gpg = Gpg::new(&dir.join("gnupg"), REPO_UID);
         let key = dir.join("key.asc");
-        gpg.export(&key);
+        gpg.export(&key, true);
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         let root = www.clone();
         let server = runtime.block_on(Server::start(move |request, _| serve(&root, request)));
@@ -429,7 +345,7 @@ impl DnfRepo {
             std::fs::rename(&built, &path).unwrap();
             served.push(path);
         }
-        self.gpg.sign_rpms(&served);
+        sign_rpms(&self.gpg, &served);
         run(Command::new("createrepo_c").args(["--no-database", "--quiet"]).arg(&self.www));
         let repomd = self.www.join("repodata/repomd.xml");
         run(self
@@ -481,9 +397,7 @@ impl DnfRepo {
         assert!(!bytes.is_empty(), "cannot tamper an empty {}", path.display());
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x55;
-        let tmp = path.with_extension("fixture-tmp");
-        write_file(&tmp, &bytes, 0o644);
-        std::fs::rename(&tmp, &path).unwrap();
+        replace_file(&path, &bytes);
     }
 }
 
