@@ -101,7 +101,7 @@ fn a_source_is_upgraded_and_restored_from_staged_files_of_the_signed_index() {
     let archives = archives_dir(&tmp.path().join("staging"));
     let upgrade = [target("libpw1", "1:1.0-2"), target("pw-tools", "1.0-2")];
     dnf.simulate(&upgrade, &[], Direction::Upgrade, &archives).unwrap();
-    let fetches = dnf.uris(&upgrade, Direction::Upgrade, &archives).unwrap();
+    let fetches = dnf.uris(&upgrade, &[], Direction::Upgrade, &archives).unwrap();
     let files: Vec<&str> = fetches.iter().map(|f| f.file.as_str()).collect();
     assert_eq!(files, ["libpw1-1.0-2.x86_64.rpm", "pw-tools-1.0-2.x86_64.rpm"]);
     for fetch in &fetches {
@@ -114,7 +114,7 @@ fn a_source_is_upgraded_and_restored_from_staged_files_of_the_signed_index() {
     assert!(sandbox.cached_packages().is_empty(), "left in dnf's cache: {:?}", sandbox.cached_packages());
 
     let restore = [target("libpw1", "1:1.0-1"), target("pw-tools", "1.0-1")];
-    let fetches = dnf.uris(&restore, Direction::Downgrade, &archives).unwrap();
+    let fetches = dnf.uris(&restore, &[], Direction::Downgrade, &archives).unwrap();
     assert_eq!(fetches.len(), 2);
     stage(&repo, &fetches, &archives);
     dnf.install(&restore, &[], Direction::Downgrade, &archives).unwrap();
@@ -130,7 +130,7 @@ fn dependencies_of_the_transaction_are_fetched_too() {
     dnf.refresh().unwrap();
     let archives = archives_dir(&tmp.path().join("staging"));
     // pw-tools 1.0-2 requires libpw1 1:1.0-2: dnf upgrades both.
-    let fetches = dnf.uris(&[target("pw-tools", "1.0-2")], Direction::Upgrade, &archives).unwrap();
+    let fetches = dnf.uris(&[target("pw-tools", "1.0-2")], &[], Direction::Upgrade, &archives).unwrap();
     let files: Vec<&str> = fetches.iter().map(|f| f.file.as_str()).collect();
     assert_eq!(files, ["libpw1-1.0-2.x86_64.rpm", "pw-tools-1.0-2.x86_64.rpm"]);
     stage(&repo, &fetches, &archives);
@@ -146,7 +146,7 @@ fn a_staged_file_that_differs_from_the_index_is_not_installed() {
     dnf.refresh().unwrap();
     let archives = archives_dir(&tmp.path().join("staging"));
     let upgrade = [target("libpw1", "1:1.0-2"), target("pw-tools", "1.0-2")];
-    let fetches = dnf.uris(&upgrade, Direction::Upgrade, &archives).unwrap();
+    let fetches = dnf.uris(&upgrade, &[], Direction::Upgrade, &archives).unwrap();
     stage(&repo, &fetches, &archives);
     let staged = archives.join(&fetches[1].file);
     let mut bytes = std::fs::read(&staged).unwrap();
@@ -201,7 +201,7 @@ fn a_transaction_that_would_remove_a_package_is_refused() {
     let replace = [PackageVersion { name: "pw-newtools".into(), arch: "noarch".into(), version: "2.0-1".into() }];
     for attempt in [
         dnf.simulate(&replace, &[], Direction::Upgrade, &archives),
-        dnf.uris(&replace, Direction::Upgrade, &archives).map(drop),
+        dnf.uris(&replace, &[], Direction::Upgrade, &archives).map(drop),
         dnf.install(&replace, &[], Direction::Upgrade, &archives),
     ] {
         match attempt {
@@ -220,7 +220,7 @@ fn a_held_lock_is_retry_later() {
     dnf.refresh().unwrap();
     let archives = archives_dir(&tmp.path().join("staging"));
     let upgrade = [target("libpw1", "1:1.0-2"), target("pw-tools", "1.0-2")];
-    let fetches = dnf.uris(&upgrade, Direction::Upgrade, &archives).unwrap();
+    let fetches = dnf.uris(&upgrade, &[], Direction::Upgrade, &archives).unwrap();
     stage(&repo, &fetches, &archives);
 
     // dnf's own lock: a pid file naming a live process (this test).

@@ -10,7 +10,8 @@ use std::process::Command;
 
 use patchward_agent::cache::Sha256Digest;
 use patchward_agent::install::deb::DpkgRoot;
-use patchward_agent::repo::backup::{Backup, BackupError, backup};
+use patchward_agent::repo::backup::deb::rebuild as backup;
+use patchward_agent::repo::backup::{Backup, BackupError};
 
 const LIB: &str = "usr/lib/x86_64-linux-gnu/libpwdemo.so.1.0.0";
 const LINK: &str = "usr/lib/x86_64-linux-gnu/libpwdemo.so.1";

@@ -4,19 +4,15 @@
 //! dpkg, apt, rpm or dnf; software assignments set `absent` keep theirs,
 //! in the installers, which this path does not call.
 
-const ROLLBACK_PATH: [&str; 7] = [
-    "src/converge/repository.rs",
-    "src/converge/rollback.rs",
-    "src/repo/mod.rs",
-    "src/repo/apt.rs",
-    "src/repo/resolve.rs",
-    "src/repo/way_back.rs",
-    "src/repo/backup.rs",
-];
+const ROLLBACK_PATH: [&str; 2] = ["src/converge/repository.rs", "src/converge/rollback.rs"];
+
+/// Every source under these folders is on the rollback path too.
+const ROLLBACK_FOLDERS: [&str; 1] = ["src/repo"];
 
 /// Words that remove a package: dpkg's, apt's, rpm's and dnf's.
-const REMOVALS: [&str; 10] = [
+const REMOVALS: [&str; 11] = [
     "\"--remove\"",
+    "\"--erase\"",
     "\"--purge\"",
     "\"-r\"",
     "\"-P\"",
@@ -31,8 +27,13 @@ const REMOVALS: [&str; 10] = [
 #[test]
 fn the_rollback_path_holds_no_removal_command() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for file in ROLLBACK_PATH {
-        let path = root.join(file);
+    let mut files: Vec<std::path::PathBuf> = ROLLBACK_PATH.iter().map(|f| root.join(f)).collect();
+    for folder in ROLLBACK_FOLDERS {
+        files.extend(sources(&root.join(folder)));
+    }
+    assert!(files.len() > 8, "the scan finds the rollback path's sources: {files:?}");
+    for path in files {
+        let file = path.strip_prefix(root).unwrap().display().to_string();
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         for (number, line) in text.lines().enumerate() {
             for word in REMOVALS {
@@ -47,4 +48,18 @@ fn the_scan_sees_a_removal_when_there_is_one() {
     // The scan itself must be able to fail.
     let line = r#"argv.extend(["--remove".into(), name.into()]);"#;
     assert!(REMOVALS.iter().any(|w| line.contains(w)));
+}
+
+/// The `.rs` files under `dir`, at any depth.
+fn sources(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+    found
 }

@@ -117,6 +117,7 @@ fn binary_fixes_install_through_the_signed_dnf_repository_and_a_retraction_resto
         let reported = detail["packages"].as_array().unwrap().iter().find(|p| p["name"] == rpm.name.as_str());
         let reported = reported.unwrap_or_else(|| panic!("{} in {detail}", rpm.name));
         assert_eq!(reported["sha256"], support::apt::sha256_hex(&served));
+        assert_eq!(reported["version"], rpm.evr().as_str(), "the epoch included");
     }
 
     device.serve(2, "uninstall");
@@ -190,17 +191,76 @@ fn the_fix_installs_once_the_dnf_mirror_has_it() {
     assert!(device.reports(ReportStatus::Failed).is_empty());
 }
 
-/// T42 with dnf: an rpm the repositories no longer offer has no way back
-/// (rpm packages are not backed up), so it is not upgraded, and says why.
+/// T42 with dnf: an rpm the repositories no longer offer is rebuilt from
+/// the rpm database before the upgrade, and the retraction restores it.
 #[test]
-fn without_the_old_rpm_in_the_repository_nothing_is_upgraded_without_a_way_back() {
+fn without_the_old_rpm_in_the_repository_the_backup_made_before_the_upgrade_restores_it() {
     let dir = tempfile::tempdir().unwrap();
     let repo = DnfRepo::new(&dir.path().join("repo"), &pwlib("2"));
     let device = Device::new(dir.path(), &repo, &repo.key());
     device.serve(1, "install");
     device.pass();
-    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"]);
-    let failed = device.reports(ReportStatus::Failed);
-    assert_eq!(failed.len(), 1, "{:?}", device.engine.recorded());
-    assert!(failed[0].message.as_deref().unwrap_or_default().contains("no way back"), "{failed:?}");
+    assert_eq!(device.versions(), ["1:1.0-2", "1.0-2"], "{:?}", device.engine.recorded());
+    let backups: Vec<PathBuf> =
+        std::fs::read_dir(device.agent.state.join("backups")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(backups.len(), 2, "one backup per upgraded package: {backups:?}");
+
+    device.serve(2, "uninstall");
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"], "restored from the backups: {:?}", device.engine.recorded());
+    let root = &device.agent.root;
+    assert_eq!(std::fs::read_to_string(root.join("usr/lib64/libpw.so.1")).unwrap(), "libpw 1.0-1\n");
+    assert!(device.reports(ReportStatus::Failed).is_empty(), "{:?}", device.engine.recorded());
+    let left = std::fs::read_dir(device.agent.state.join("backups")).unwrap().count();
+    assert_eq!(left, 0, "the backups go once restored");
+}
+
+/// T43 with dnf: the agent and dnf killed while rpm installs the upgrade,
+/// after it installed the new libpw1 and before it erased the old one
+/// (pw-tools, installed in between, carries thousands of files to make that
+/// moment last). The restart finishes the replacement rpm left half done,
+/// detection decides, and nothing was reported installed before it was.
+#[test]
+fn t43_kill_9_mid_dnf_the_restart_repairs_the_database_and_detection_decides() {
+    use agent_support::{kill9, kill9_pid, pids_mentioning, poll_until};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rpms = pwlib("1");
+    let mut fixed = pwlib("2");
+    for n in 0..6000 {
+        fixed[1] = fixed[1].clone().file(&format!("/usr/share/pw-tools/data/{n:05}"), format!("{n}\n"));
+    }
+    rpms.extend(fixed);
+    let repo = DnfRepo::new(&dir.path().join("repo"), &rpms);
+    let device = Device::new(dir.path(), &repo, &repo.key());
+    device.serve(1, "install");
+    let mut child = device
+        .agent
+        .command(&["run", "--once"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    poll_until("libpw1 installed beside its old version", std::time::Duration::from_secs(120), || {
+        device.dnf.instances("libpw1").len() == 2
+    });
+    kill9(&mut child);
+    let root = device.agent.root.display().to_string();
+    for pid in pids_mentioning(&root) {
+        kill9_pid(pid);
+    }
+    poll_until("dnf and rpm gone", std::time::Duration::from_secs(30), || pids_mentioning(&root).is_empty());
+    assert_eq!(device.dnf.instances("libpw1").len(), 2, "rpm was cut short");
+    assert!(device.reports(ReportStatus::Succeeded).is_empty(), "nothing reported before detection");
+
+    device.pass();
+    assert_eq!(device.versions(), ["1:1.0-2", "1.0-2"], "{:?}", device.engine.recorded());
+    assert_eq!(device.dnf.instances("libpw1"), ["1:1.0-2"], "the replacement was finished");
+    assert_eq!(device.dnf.instances("pw-tools"), ["1.0-2"]);
+    let succeeded = device.reports(ReportStatus::Succeeded);
+    assert_eq!(succeeded.len(), 1, "{:?}", device.engine.recorded());
+    let repaired = device.engine.recorded().iter().any(|e| {
+        let message = e.message.as_deref().unwrap_or_default();
+        e.kind == EventKind::Step && message.contains("package database was repaired") && message.contains("libpw1")
+    });
+    assert!(repaired, "{:?}", device.engine.recorded());
 }

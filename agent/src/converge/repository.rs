@@ -153,16 +153,9 @@ impl Agent {
                 version: affected.package.version.clone(),
             };
             let offered = records.iter().any(|r| r.version == previous.version && r.downloadable);
-            let from = match (offered, manager) {
-                (true, _) => RestoreFrom::Repository,
-                (false, PackageManager::Dpkg) => self.back_up(&previous)?,
-                (false, PackageManager::Rpm) => {
-                    return Err(Stop::Failed(format!(
-                        "no way back for {}: the repositories no longer offer {} and rpm packages are not backed up; \
-                         nothing was upgraded",
-                        previous.name, previous.version
-                    )));
-                }
+            let from = match offered {
+                true => RestoreFrom::Repository,
+                false => self.back_up(repositories, &previous)?,
             };
             way_back.packages.push(Restore { previous, upgraded_to: target.version.clone(), from });
             targets.push(target);
@@ -171,18 +164,28 @@ impl Agent {
         self.transact(state, &desired.patch, repositories, &targets, &[], Direction::Upgrade).await
     }
 
-    /// Rebuilds `package` from the dpkg database into the backups folder.
-    fn back_up(&self, package: &PackageVersion) -> Result<RestoreFrom, Stop> {
-        let dpkg = self.platform.dpkg.as_ref().ok_or_else(|| Stop::Failed("no dpkg database to back up".into()))?;
+    /// Rebuilds `package` from its manager's database into the backups
+    /// folder, under the manager's lock, as apt, dpkg and rpm take it: no
+    /// one changes the package while it is copied (released before the
+    /// transaction, which takes it itself).
+    fn back_up(&self, repositories: &Repositories, package: &PackageVersion) -> Result<RestoreFrom, Stop> {
         let dir = lock(&self.books).state.path().join("backups");
-        // dpkg's frontend lock for the read, as apt and dpkg take it: no
-        // one changes the package while it is copied (released before apt,
-        // which takes it itself).
-        let held = dpkg.try_lock_frontend().map_err(|e| Stop::Failed(e.to_string()))?;
-        let Some(_held) = held else { return Err(Stop::Later("dpkg's frontend lock is held".into())) };
-        let backup = self
-            .block(|| crate::repo::backup::backup(dpkg, &package.name, &package.arch, &dir))
-            .map_err(|e| Stop::Failed(format!("no way back for {}: {e}", package.name)))?;
+        let no_way_back =
+            |e: String| Stop::Failed(format!("no way back for {}: {e}; nothing was upgraded", package.name));
+        let rebuilt = match repositories {
+            Repositories::Apt(_) => {
+                let dpkg = self.platform.dpkg.as_ref().ok_or_else(|| no_way_back("no dpkg database".into()))?;
+                let held = dpkg.try_lock_frontend().map_err(|e| Stop::Failed(e.to_string()))?;
+                let Some(_held) = held else { return Err(Stop::Later("dpkg's frontend lock is held".into())) };
+                self.block(|| crate::repo::backup::deb::rebuild(dpkg, &package.name, &package.arch, &dir))
+            }
+            Repositories::Dnf(dnf) => {
+                let held = dnf.rpm().try_lock_transaction().map_err(|e| Stop::Failed(e.to_string()))?;
+                let Some(_held) = held else { return Err(Stop::Later("rpm's transaction lock is held".into())) };
+                self.block(|| crate::repo::backup::rpm::rebuild(dnf.rpm(), &package.name, &package.arch, &dir))
+            }
+        };
+        let backup = rebuilt.map_err(|e| no_way_back(e.to_string()))?;
         Ok(RestoreFrom::Backup { path: backup.path, sha256: backup.sha256.to_hex(), size: backup.size })
     }
 
@@ -218,7 +221,7 @@ impl Agent {
         std::fs::create_dir_all(archives.join("partial")).map_err(|e| Stop::Failed(e.to_string()))?;
         let paths: Vec<&Path> = files.iter().map(|(_, f)| f.path()).collect();
         self.block(|| repositories.simulate(targets, &paths, direction, &archives))?;
-        let fetches = self.block(|| repositories.uris(targets, direction, &archives))?;
+        let fetches = self.block(|| repositories.uris(targets, &paths, direction, &archives))?;
         let mut staged = Staged::default();
         for fetch in &fetches {
             let sources: Vec<Source> = state
@@ -232,7 +235,7 @@ impl Agent {
             let kind = repositories.package_type();
             let package = VerifiedPackage::stage_as(&blob, kind, &archives, &fetch.file)
                 .map_err(|e| Stop::Failed(e.to_string()))?;
-            staged.installed.push(installed_file(kind, &fetch.file, package.digest()));
+            staged.installed.push(installed_file(kind, &fetch.file, package.digest(), targets));
             staged.packages.push(package);
         }
         for (version, package) in files {
@@ -365,8 +368,9 @@ impl Agent {
 
 /// A fetched file as the report names it, from its archive name: apt's
 /// `NAME_VERSION_ARCH.deb` (the epoch's `:` as `%3a`), rpm's
-/// `NAME-VERSION-RELEASE.ARCH.rpm` (no epoch in the name).
-fn installed_file(kind: PackageType, file: &str, digest: Sha256Digest) -> InstalledFile {
+/// `NAME-VERSION-RELEASE.ARCH.rpm` (no epoch in the name, so a target's
+/// version, which has it, wins).
+fn installed_file(kind: PackageType, file: &str, digest: Sha256Digest, targets: &[PackageVersion]) -> InstalledFile {
     let (name, version, arch) = match kind {
         PackageType::Rpm => {
             let stem = file.trim_end_matches(".rpm");
@@ -382,6 +386,8 @@ fn installed_file(kind: PackageType, file: &str, digest: Sha256Digest) -> Instal
             (name, version, parts.next().unwrap_or_default().to_owned())
         }
     };
+    let target = targets.iter().find(|t| t.name == name && t.arch == arch);
+    let version = target.map_or(version, |t| t.version.clone());
     InstalledFile { name, arch, version, sha256: digest.to_hex() }
 }
 

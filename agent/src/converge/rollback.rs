@@ -57,8 +57,9 @@ impl Agent {
                 // installer takes it.
                 let held = dpkg.try_lock_frontend().map_err(|e| Unsecured::Failed(e.to_string()))?;
                 let Some(_held) = held else { return Err(Unsecured::Busy("dpkg's frontend lock is held".into())) };
-                let backup = tokio::task::block_in_place(|| crate::repo::backup::backup(dpkg, &name, &arch, &dir))
-                    .map_err(|e| Unsecured::Failed(format!("no way back for {name}: {e}")))?;
+                let backup =
+                    tokio::task::block_in_place(|| crate::repo::backup::deb::rebuild(dpkg, &name, &arch, &dir))
+                        .map_err(|e| Unsecured::Failed(format!("no way back for {name}: {e}")))?;
                 RestoreFrom::Backup { path: backup.path, sha256: backup.sha256.to_hex(), size: backup.size }
             }
             None => RestoreFrom::NotInstalled,

@@ -72,6 +72,14 @@ impl RpmRoot {
         vec!["rpm".into(), root, format!("--dbpath={DB_PATH}").into()]
     }
 
+    /// rpm's transaction lock (`DBPATH/.rpm.lock`), taken without waiting:
+    /// `None` while another process holds it. While held, no rpm
+    /// transaction changes the database (queries still read it).
+    pub fn try_lock_transaction(&self) -> Result<Option<TransactionLock>, InstallError> {
+        let path = self.db_dir().join(".rpm.lock");
+        Ok(try_lock(&path)?.map(|file| TransactionLock { _file: file }))
+    }
+
     /// `NAME-VERSION-RELEASE.ARCH` of an installed package, `None` when it
     /// is not installed.
     pub fn query(&self, name: &str) -> Result<Option<String>, InstallError> {
@@ -85,6 +93,12 @@ impl RpmRoot {
             _ => Err(tool_error(&argv, &out)),
         }
     }
+}
+
+/// rpm's transaction lock, released when dropped.
+#[derive(Debug)]
+pub struct TransactionLock {
+    _file: std::fs::File,
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, InstallError> {
@@ -146,6 +160,47 @@ impl RpmInstaller {
         argv.extend(args);
         let out = process::run(&argv, &[], None, self.timeout)?;
         Ok(classify(out.exit, &out.stderr_tail))
+    }
+}
+
+impl RpmInstaller {
+    /// Finishes a replacement a kill cut short. rpm installs the new
+    /// version of a package before it erases the one it replaces, so an
+    /// interrupted upgrade or downgrade leaves both in the database. When
+    /// `name.arch` is installed more than once and one instance is `kept`
+    /// (`[EPOCH:]VERSION-RELEASE`, the version the transaction was heading
+    /// to), the others are erased, as the transaction would have: files the
+    /// kept instance owns stay. Returns the versions erased; nothing when
+    /// there are no such duplicates (detection decides).
+    pub fn finish_replacement(&self, name: &str, arch: &str, kept: &str) -> Result<Vec<String>, InstallError> {
+        check_package_name(name)?;
+        check_package_name(arch)?;
+        let mut argv = self.root.rpm_argv();
+        let format = "%|EPOCH?{%{EPOCH}:}|%{VERSION}-%{RELEASE}\\n";
+        argv.extend(["--query".into(), "--queryformat".into(), format.into(), format!("{name}.{arch}").into()]);
+        let out = process::run(&argv, &[], None, Duration::from_secs(60))?;
+        if out.exit != ProcessExit::Code(0) {
+            return Ok(Vec::new());
+        }
+        let instances: Vec<&str> = out.stdout_tail.lines().collect();
+        if instances.len() < 2 || !instances.contains(&kept) {
+            return Ok(Vec::new());
+        }
+        let mut erased = Vec::new();
+        for evr in instances.into_iter().filter(|evr| *evr != kept) {
+            check_package_name(evr)?;
+            match self.run(vec!["--erase".into(), format!("{name}-{evr}.{arch}").into()])? {
+                outcome if outcome.succeeded() => erased.push(evr.to_owned()),
+                other => {
+                    return Err(InstallError::Tool {
+                        program: "rpm".into(),
+                        args: format!("--erase {name}-{evr}.{arch}"),
+                        message: format!("{other:?}"),
+                    });
+                }
+            }
+        }
+        Ok(erased)
     }
 }
 

@@ -197,15 +197,16 @@ impl Apt {
     pub fn uris(
         &self,
         targets: &[PackageVersion],
+        files: &[&Path],
         direction: Direction,
         archives: &Path,
     ) -> Result<Vec<Fetch>, RepoError> {
         let mut argv = self.transaction(direction, archives);
         argv.extend(["install", "--print-uris", "-qq", "-o", "Acquire::ForceHash=SHA256"].map(OsString::from));
-        argv.extend(Self::operands(targets, &[])?);
+        argv.extend(Self::operands(targets, files)?);
         let out = self.run(&argv, QUERY_TIMEOUT)?;
         match out.exit {
-            ProcessExit::Code(0) => parse_uris(&out.stdout_tail),
+            ProcessExit::Code(0) => parse_uris(&out.stdout_tail, files),
             _ if lock_held(&out.stderr_tail) => Err(RepoError::Locked { message: last_error(&out.stderr_tail) }),
             exit => Err(failed("apt-get install --print-uris", exit, &out)),
         }
@@ -282,12 +283,18 @@ fn parse_record(stanza: &str) -> Option<IndexRecord> {
     Some(IndexRecord { name, arch, version, source, source_version, downloadable })
 }
 
-/// `'URL' FILE SIZE SHA256:hex` lines.
-pub fn parse_uris(text: &str) -> Result<Vec<Fetch>, RepoError> {
+/// `'URL' FILE SIZE SHA256:hex` lines. A `local` file handed to apt is
+/// listed too, as `'file:PATH' FILE SIZE` without a hash: not a fetch.
+pub fn parse_uris(text: &str, local: &[&Path]) -> Result<Vec<Fetch>, RepoError> {
     let unparsed = |line: &str| RepoError::Unparsed { command: "apt-get --print-uris".into(), line: line.into() };
+    let is_local =
+        |url: &str| url.strip_prefix("file:").is_some_and(|path| local.iter().any(|l| *l == Path::new(path)));
     let mut fetches = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| l.starts_with('\'')) {
         let (url, rest) = line[1..].split_once('\'').ok_or_else(|| unparsed(line))?;
+        if is_local(url) {
+            continue;
+        }
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let [file, size, hash] = fields[..] else { return Err(unparsed(line)) };
         let hex = hash.strip_prefix("SHA256:").ok_or_else(|| unparsed(line))?;
@@ -336,11 +343,15 @@ mod tests {
         let hex = "a".repeat(64);
         let text =
             format!("'http://127.0.0.1:8/pool/libpw1_1.0-2_amd64.deb' libpw1_1%3a1.0-2_amd64.deb 1234 SHA256:{hex}\n");
-        let fetches = parse_uris(&text).unwrap();
+        let local = Path::new("/var/lib/patchward/staging/abc.deb");
+        let text = format!("{text}'file:{}' pw-tools_1.0-1_amd64.deb 720\n", local.display());
+        let fetches = parse_uris(&text, &[local]).unwrap();
+        assert_eq!(fetches.len(), 1, "{fetches:?}");
         assert_eq!(fetches[0].file, "libpw1_1%3a1.0-2_amd64.deb");
         assert_eq!(fetches[0].size, 1234);
         assert_eq!(fetches[0].sha256.to_hex(), hex);
-        assert!(parse_uris("'http://x' file 12 MD5Sum:abc").is_err());
+        assert!(parse_uris("'http://x' file 12 MD5Sum:abc", &[]).is_err());
+        assert!(parse_uris("'file:/elsewhere.deb' x.deb 720", &[local]).is_err(), "only the files handed over");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!
 //! **Configuration is the system's own.** `--config=FILE` when the agent's
 //! `dnf.config` names one, otherwise whatever dnf reads by itself. The agent
-//! never sets `gpgcheck`, `repo_gpgcheck` or `localpkg_gpgcheck`; it
+//! never sets `gpgcheck` or `repo_gpgcheck` (nor `localpkg_gpgcheck`, but
+//! for its own backups: below); it
 //! answers yes (`--assumeyes`) where dnf would ask a person: to the
 //! transaction it decided on, and to importing the keys a repository's own
 //! `gpgkey=` names. Every command adds only:
@@ -57,8 +58,9 @@
 //! them only as `localpkg_gpgcheck` says (off by default). The placed
 //! copies are removed afterwards. A `file://` repository's `%{pkgdir}` is
 //! the repository itself: nothing is placed there, dnf reads (and checks)
-//! its files where they are. Local `files` (backups) are handed over as
-//! such, checked as `localpkg_gpgcheck` says.
+//! its files where they are. Local `files` are the agent's own backups
+//! (`crate::repo::backup::rpm`), unsigned and vouched for by the sha256 it
+//! journaled: they are handed over as such with `localpkg_gpgcheck=False`.
 //!
 //! **Refusals:** a refresh with any error; a transaction that would remove a
 //! package: every installed name is protected (`protected_packages=glob:`
@@ -153,6 +155,11 @@ impl Dnf {
     }
 
     /// `dnf` and the options every command carries.
+    /// The rpm database dnf acts on.
+    pub fn rpm(&self) -> &RpmRoot {
+        &self.rpm
+    }
+
     fn argv(&self, metadata: Metadata) -> Vec<OsString> {
         let mut argv: Vec<OsString> = vec!["dnf".into()];
         if let Some(config) = &self.config {
@@ -258,7 +265,7 @@ impl Dnf {
         archives: &Path,
     ) -> Result<Vec<Row>, RepoError> {
         let protected = self.protect(archives)?;
-        let mut argv = self.transaction(protected, "--assumeno", direction);
+        let mut argv = self.transaction(protected, "--assumeno", direction, !files.is_empty());
         argv.extend(operands(targets, files)?);
         let out = self.run(&argv, QUERY_TIMEOUT)?;
         refuse_protected(&out.stderr_tail)?;
@@ -283,9 +290,19 @@ impl Dnf {
     /// A transaction's command up to its operands: `strict`, so a target
     /// dnf cannot install is an error rather than skipped ("Nothing to
     /// do."), whatever the configuration says.
-    fn transaction(&self, protected: OsString, answer: &str, direction: Direction) -> Vec<OsString> {
+    ///
+    /// The only local files the agent hands over are its own backups,
+    /// rebuilt from the rpm database and unsigned: what vouches for them is
+    /// the sha256 it journaled, checked again as they were staged (G1). So
+    /// a transaction with files says `localpkg_gpgcheck=False`; the
+    /// repositories' packages stay checked as their `gpgcheck` says.
+    fn transaction(&self, protected: OsString, answer: &str, direction: Direction, files: bool) -> Vec<OsString> {
         let mut argv = self.argv(Metadata::Cached);
-        argv.extend([protected, "--setopt=strict=True".into(), answer.into(), verb(direction).into()]);
+        argv.extend([protected, "--setopt=strict=True".into()]);
+        if files {
+            argv.push("--setopt=localpkg_gpgcheck=False".into());
+        }
+        argv.extend([answer.into(), verb(direction).into()]);
         argv
     }
 
@@ -324,10 +341,11 @@ impl Dnf {
     pub fn uris(
         &self,
         targets: &[PackageVersion],
+        files: &[&Path],
         direction: Direction,
         archives: &Path,
     ) -> Result<Vec<Fetch>, RepoError> {
-        let rows = self.plan(targets, &[], direction, archives)?;
+        let rows = self.plan(targets, files, direction, archives)?;
         let mut fetches = Vec::new();
         for (repo, rows) in by_repository(&rows) {
             let files = self.repo_files(repo, &rows)?;
@@ -381,7 +399,7 @@ impl Dnf {
         let rows = self.plan(targets, files, direction, archives)?;
         let placed = self.place(&rows, archives)?;
         let protected = flag("--setopt=protected_packages=glob:", &archives.join(PROTECTED_FILE));
-        let mut argv = self.transaction(protected, "--assumeyes", direction);
+        let mut argv = self.transaction(protected, "--assumeyes", direction, !files.is_empty());
         argv.extend(operands(targets, files)?);
         let out = self.run(&argv, self.timeout);
         drop(placed);
@@ -1148,12 +1166,18 @@ Upgrading:
         let argv: Vec<String> = dnf.argv(Metadata::Refresh).iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(argv, ["dnf", "--setopt=skip_if_unavailable=False", "--setopt=exit_on_lock=True"]);
         assert_eq!(dnf.macros_home().unwrap(), None);
-        let transaction =
-            dnf.transaction("--setopt=protected_packages=glob:/s/p".into(), "--assumeno", Direction::Downgrade);
+        let protected = || OsString::from("--setopt=protected_packages=glob:/s/p");
+        let transaction = dnf.transaction(protected(), "--assumeno", Direction::Downgrade, false);
         let tail: Vec<&OsStr> = transaction.iter().skip(3).map(OsString::as_os_str).collect();
         assert_eq!(
             tail,
             ["--cacheonly", "--setopt=protected_packages=glob:/s/p", "--setopt=strict=True", "--assumeno", "downgrade"]
+        );
+        let with_backups = dnf.transaction(protected(), "--assumeyes", Direction::Downgrade, true);
+        let local = OsString::from("--setopt=localpkg_gpgcheck=False");
+        assert!(with_backups.contains(&local), "only the agent's own backups, vouched for by their sha256");
+        assert!(
+            !with_backups.iter().any(|a| a == "--nogpgcheck" || a.to_string_lossy().starts_with("--setopt=gpgcheck"))
         );
     }
 

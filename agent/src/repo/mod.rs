@@ -89,6 +89,14 @@ impl Repositories {
         }
     }
 
+    /// The rpm database dnf acts on; none for apt.
+    pub fn rpm_root(&self) -> Option<&crate::install::rpm::RpmRoot> {
+        match self {
+            Repositories::Apt(_) => None,
+            Repositories::Dnf(dnf) => Some(dnf.rpm()),
+        }
+    }
+
     pub fn package_type(&self) -> PackageType {
         match self {
             Repositories::Apt(_) => PackageType::Deb,
@@ -131,15 +139,18 @@ impl Repositories {
         }
     }
 
+    /// The files to fetch for `targets`, resolved together with the local
+    /// `files` (which are not fetched).
     pub fn uris(
         &self,
         targets: &[PackageVersion],
+        files: &[&Path],
         direction: Direction,
         archives: &Path,
     ) -> Result<Vec<Fetch>, RepoError> {
         match self {
-            Repositories::Apt(apt) => apt.uris(targets, direction, archives),
-            Repositories::Dnf(dnf) => dnf.uris(targets, direction, archives),
+            Repositories::Apt(apt) => apt.uris(targets, files, direction, archives),
+            Repositories::Dnf(dnf) => dnf.uris(targets, files, direction, archives),
         }
     }
 

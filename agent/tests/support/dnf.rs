@@ -102,6 +102,10 @@ pub struct Rpm {
     pub obsoletes: Vec<String>,
     /// (absolute path such as `/usr/share/pwlib/VERSION`, contents).
     pub files: Vec<(String, Vec<u8>)>,
+    /// Files among `files` marked `%config(noreplace)`.
+    pub config: Vec<String>,
+    /// The `%post` scriptlet's body.
+    pub post: Option<String>,
 }
 
 impl Rpm {
@@ -125,6 +129,8 @@ impl Rpm {
             requires: Vec::new(),
             obsoletes: Vec::new(),
             files: Vec::new(),
+            config: Vec::new(),
+            post: None,
         }
     }
 
@@ -162,6 +168,20 @@ impl Rpm {
             "bad package file path {path:?}"
         );
         self.files.push((path.to_owned(), bytes.into()));
+        self
+    }
+
+    /// A file marked `%config(noreplace)`.
+    pub fn config_file(mut self, path: &str, bytes: impl Into<Vec<u8>>) -> Rpm {
+        self = self.file(path, bytes);
+        self.config.push(path.to_owned());
+        self
+    }
+
+    /// A `%post` scriptlet (`/bin/sh`); no line may start with `%`.
+    pub fn post(mut self, body: &str) -> Rpm {
+        assert!(!body.lines().any(|l| l.starts_with('%')), "bad scriptlet {body:?}");
+        self.post = Some(body.to_owned());
         self
     }
 
@@ -220,9 +240,21 @@ impl Rpm {
             head.push_str(&tags);
             (description.to_owned(), "%files\n".to_owned())
         };
-        let listed: String = self.files.iter().map(|(path, _)| format!("{path}\n")).collect();
+        let listed: String = self
+            .files
+            .iter()
+            .map(|(path, _)| match self.config.contains(path) {
+                true => format!("%config(noreplace) {path}\n"),
+                false => format!("{path}\n"),
+            })
+            .collect();
         let install = format!("%install\nmkdir -p %{{buildroot}}\ncp -a {}/. %{{buildroot}}/\n", tree.display());
-        format!("{head}{package}{install}{files}{listed}")
+        let post = match (&self.post, subpackage) {
+            (None, _) => String::new(),
+            (Some(body), false) => format!("%post\n{body}\n"),
+            (Some(body), true) => format!("%post -n {}\n{body}\n", self.name),
+        };
+        format!("{head}{package}{install}{post}{files}{listed}")
     }
 
     /// Builds `out_dir/NAME-VERSION-RELEASE.ARCH.rpm` with rpmbuild (a
@@ -495,6 +527,17 @@ impl DnfSandbox {
                 (name != "gpg-pubkey").then(|| (name.to_owned(), version))
             })
             .collect()
+    }
+
+    /// Every installed instance of `name` (`[EPOCH:]V-R`, as rpm lists
+    /// them): two while a replacement is under way.
+    pub fn instances(&self, name: &str) -> Vec<String> {
+        let output = self
+            .rpm()
+            .args(["--query", "--queryformat", "%|EPOCH?{%{EPOCH}:}|%{VERSION}-%{RELEASE}\\n", name])
+            .output()
+            .expect("run rpm");
+        String::from_utf8_lossy(&output.stdout).lines().filter(|l| !l.contains(' ')).map(str::to_owned).collect()
     }
 
     /// dnf on the root with the sandbox's configuration, then `args`.
