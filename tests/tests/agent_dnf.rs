@@ -155,6 +155,39 @@ fn a_dnf_mirror_that_lacks_the_fix_leaves_the_item_for_later_not_failed() {
     assert_eq!(device.agent.steps(PATCH).last().map(String::as_str), Some("retry-later"));
 }
 
+/// T39 with dnf: unsigned or tampered metadata never installs anything,
+/// and the reason is reported.
+#[test]
+fn unsigned_or_tampered_dnf_metadata_installs_nothing_and_says_why() {
+    let primary = |repo: &DnfRepo| {
+        let dir = repo.file("repodata");
+        let mut found = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap());
+        let name = found.find(|n| n.ends_with("primary.xml.gz") || n.ends_with("primary.xml.zst"));
+        format!("repodata/{}", name.expect("a primary metadata file"))
+    };
+    type Breaks<'a> = &'a dyn Fn(&DnfRepo);
+    let cases: [(&str, Breaks); 3] = [
+        ("unsigned", &|repo| std::fs::remove_file(repo.file("repodata/repomd.xml.asc")).unwrap()),
+        ("a tampered repomd.xml", &|repo| repo.tamper("repodata/repomd.xml")),
+        ("a tampered primary", &|repo| repo.tamper(&primary(repo))),
+    ];
+    for (what, break_it) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rpms = pwlib("1");
+        rpms.extend(pwlib("2"));
+        let repo = DnfRepo::new(&dir.path().join("repo"), &rpms);
+        let device = Device::new(dir.path(), &repo, &repo.key());
+        break_it(&repo);
+        device.serve(1, "install");
+        device.pass();
+        assert_eq!(device.versions(), ["1:1.0-1", "1.0-1"], "{what}: nothing installed");
+        let failed = device.reports(ReportStatus::Failed);
+        assert_eq!(failed.len(), 1, "{what}: {:?}", device.engine.recorded());
+        let message = failed[0].message.clone().unwrap_or_default();
+        assert!(message.contains("did not refresh"), "{what}: {message}");
+    }
+}
+
 /// T39 with dnf: a tampered package in the repository never installs: the
 /// agent's own download refuses bytes that are not the signed index's.
 #[test]
