@@ -82,10 +82,8 @@ fn every_installed_copy_must_be_at_least() {
 /// as the oracle of each answer.
 #[test]
 fn package_rules_agree_with_dpkg_on_this_machines_packages() {
-    let Ok(records) = read_dpkg_packages(Path::new("/var/lib/dpkg")) else {
-        eprintln!("skipping: no dpkg database on this machine");
-        return;
-    };
+    let records = read_dpkg_packages(Path::new("/var/lib/dpkg"))
+        .expect("this test needs a Debian host with a dpkg database at /var/lib/dpkg");
     let device = Inventory { patches: vec![], packages: records.iter().map(|r| r.installed()).collect() };
     let mut checked = 0;
     for record in records.iter().filter(|r| ["dpkg", "libc6", "bash", "coreutils", "tar"].contains(&r.name.as_str())) {

@@ -327,10 +327,8 @@ fn a_file_diverted_by_another_package_is_taken_from_where_the_diversion_put_it()
 #[test]
 fn owners_and_setgid_modes_survive_when_the_agent_is_root() {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: only root can give files other owners");
-        return;
-    }
+    let is_root = unsafe { libc::geteuid() } == 0;
+    assert!(is_root, "this test needs root, to give files other owners: `scripts/test` runs as root");
     let s = sandbox();
     s.install(&s.build(&pwall()));
     let data = s.path("usr/share/pwall/data");

@@ -142,10 +142,10 @@ fn dpkg_admindir_is_read_with_crlf_and_stray_bytes() {
 #[test]
 fn reads_this_machines_dpkg_database_as_dpkg_query_does() {
     let admindir = Path::new("/var/lib/dpkg");
-    if !admindir.join("status").exists() {
-        eprintln!("skipping: no dpkg database at /var/lib/dpkg on this machine");
-        return;
-    }
+    assert!(
+        admindir.join("status").exists(),
+        "this test needs a Debian host with a dpkg database at /var/lib/dpkg: run it where the agent runs"
+    );
     let ours = read_dpkg_packages(admindir).expect("reads the status file");
     let output = Command::new("dpkg-query")
         .args(["-W", "-f", "${db:Status-Want} ${db:Status-Eflag} ${db:Status-Status}\t${Package}\t${Version}\n"])
@@ -520,10 +520,10 @@ fn sources_read_as_dpkg_query_reads_them_on_a_sandbox_root() {
 #[test]
 fn this_machines_sources_read_as_dpkg_query_reads_them() {
     let admindir = Path::new("/var/lib/dpkg");
-    if !admindir.join("status").exists() {
-        eprintln!("skipping: no dpkg database at /var/lib/dpkg on this machine");
-        return;
-    }
+    assert!(
+        admindir.join("status").exists(),
+        "this test needs a Debian host with a dpkg database at /var/lib/dpkg: run it where the agent runs"
+    );
     let records = read_dpkg_packages(admindir).expect("reads the status file");
     let report = patchward_agent::inventory::InventoryReport { records, problems: vec![] };
     let mut ours = as_the_engine_reads(&report.inventory(vec![]).packages);
