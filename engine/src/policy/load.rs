@@ -1,14 +1,16 @@
 //! From files to typed documents: UTF-8 and size checks, then YAML.
 
 use std::collections::BTreeMap;
+use std::ops::{Range, RangeInclusive};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::model::{Kind, ParsedDocument, PolicyDocument};
+use super::recover::recover;
 use super::source::SourceFile;
-use super::yaml::{Spanned, YamlLimits, from_str_documents};
-use crate::diagnostics::{Diagnostic, Pos};
+use super::yaml::{Repair, Spanned, YamlLimits, from_str_documents};
+use crate::diagnostics::{Diagnostic, Pos, Severity};
 
 /// A document and the file it came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,6 +32,31 @@ pub struct ParsedFiles {
     /// Kind and name of documents that failed to parse: they exist, so a
     /// reference to them is not reported as a second, misleading error.
     pub invalid_names: Vec<(Kind, String)>,
+    /// Invalid documents whose repaired text reads (`recover`): checked
+    /// semantically so that all their errors show, never part of a policy.
+    pub recovered: Vec<RecoveredDocument>,
+}
+
+/// An invalid document, repaired to find its other errors.
+#[derive(Debug)]
+pub struct RecoveredDocument {
+    pub document: LoadedDocument,
+    /// Its lines (1-based).
+    pub lines: RangeInclusive<u32>,
+    /// Blocks holding a stand-in value (`recover::Recovery`).
+    pub stand_in_blocks: Vec<RangeInclusive<u32>>,
+}
+
+impl RecoveredDocument {
+    /// Whether a semantic finding is an artifact of the repair rather than
+    /// something the admin wrote: any warning of the document, and anything
+    /// in a stand-in's block.
+    pub fn is_artifact(&self, diagnostic: &Diagnostic) -> bool {
+        if *diagnostic.path != *self.document.path || !self.lines.contains(&diagnostic.line) {
+            return false;
+        }
+        diagnostic.severity == Severity::Warning || self.stand_in_blocks.iter().any(|b| b.contains(&diagnostic.line))
+    }
 }
 
 /// Just enough of a document to know what it is called, read leniently.
@@ -81,6 +108,10 @@ pub fn parse_files(files: &[SourceFile], limits: &YamlLimits) -> ParsedFiles {
         } else {
             Vec::new()
         };
+        // Recovery isolates a document by its lines; when they cannot be
+        // told apart with certainty, each document shows its first error.
+        let lines = document_lines(text);
+        let lines = if lines.len() == results.len() { lines } else { Vec::new() };
         for (index, result) in results.into_iter().enumerate() {
             if !matches!(result, Ok(Spanned { value: ParsedDocument::Document(_), .. }))
                 && let Some(Ok(DocumentHeader {
@@ -100,11 +131,42 @@ pub fn parse_files(files: &[SourceFile], limits: &YamlLimits) -> ParsedFiles {
                         out.diagnostics.push(Diagnostic::error(&*path, at.or(pos), message));
                     }
                 }
-                Err(error) => out.diagnostics.push(Diagnostic::error(&*path, error.pos, error.message)),
+                Err(error) => match lines.get(index) {
+                    Some(range) if error.repair != Repair::None => {
+                        let recovery = recover(text, range.clone(), error, limits);
+                        for (at, message) in recovery.problems {
+                            out.diagnostics.push(Diagnostic::error(&*path, at, message));
+                        }
+                        if let Some(Spanned { value: doc, pos }) = recovery.document {
+                            out.recovered.push(RecoveredDocument {
+                                document: LoadedDocument { path: path.clone(), pos, doc },
+                                lines: (range.start as u32 + 1)..=(range.end as u32),
+                                stand_in_blocks: recovery.stand_in_blocks,
+                            });
+                        }
+                    }
+                    _ => out.diagnostics.push(Diagnostic::error(&*path, error.pos, error.message)),
+                },
             }
         }
     }
     out
+}
+
+/// The lines (0-based, end exclusive) of each document of `text`: a
+/// document starts at a `---` line, or at the top when anything but
+/// comments comes before the first one.
+fn document_lines(text: &str) -> Vec<Range<usize>> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut starts: Vec<usize> =
+        lines.iter().enumerate().filter(|(_, line)| line.starts_with("---")).map(|(i, _)| i).collect();
+    let first = starts.first().copied().unwrap_or(lines.len());
+    let content_before = lines[..first].iter().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    if content_before {
+        starts.insert(0, 0);
+    }
+    let ends = starts.iter().skip(1).copied().chain([lines.len()]);
+    starts.iter().copied().zip(ends).map(|(start, end)| start..end).collect()
 }
 
 /// The position just after `text`.

@@ -7,6 +7,7 @@
 
 pub mod load;
 pub mod model;
+pub mod recover;
 pub mod source;
 pub mod validate;
 pub mod yaml;
@@ -80,8 +81,12 @@ pub fn load_policy(source: &PolicySource, limits: &PolicyLimits) -> Result<Polic
 pub fn load_files(files: source::SourceFiles, limits: &PolicyLimits) -> PolicyLoad {
     let parsed = load::parse_files(&files.files, &limits.yaml);
     let documents = parsed.documents.len();
-    let (mut diagnostics, policy) =
-        validate::validate(&parsed.documents, &parsed.invalid_names, &parsed.texts, &limits.expr);
+    // Recovered documents are invalid: checked with the rest so every error
+    // shows, while the errors that made them invalid keep the policy out.
+    let mut checked = parsed.documents.clone();
+    checked.extend(parsed.recovered.iter().map(|r| r.document.clone()));
+    let (mut diagnostics, policy) = validate::validate(&checked, &parsed.invalid_names, &parsed.texts, &limits.expr);
+    diagnostics.retain(|d| !parsed.recovered.iter().any(|r| r.is_artifact(d)));
     diagnostics.extend(files.diagnostics);
     diagnostics.extend(parsed.diagnostics);
     diagnostics.sort();

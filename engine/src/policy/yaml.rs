@@ -44,6 +44,24 @@ impl Default for YamlLimits {
 pub struct YamlError {
     pub pos: Pos,
     pub message: String,
+    /// How error recovery (`policy::recover`) may get past this error to
+    /// find the next one.
+    pub repair: Repair,
+}
+
+/// What would make a text read past an error, so the next error shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Repair {
+    /// Drop the key at the error's position with its value: an unknown or
+    /// a duplicate key.
+    RemoveKey,
+    /// Put a value that reads in place of the scalar at `offset` (in
+    /// characters), `len` characters long; `expected` are the values the
+    /// type names (an enum's variants), best first.
+    ReplaceScalar { offset: usize, len: usize, expected: Vec<String> },
+    /// Nothing reads past it: a syntax error, a budget, a missing field.
+    #[default]
+    None,
 }
 
 /// A value together with where it was written.
@@ -198,7 +216,31 @@ fn convert_error(error: &serde_saphyr::Error, text: &str, limits: &YamlLimits) -
             }
         }
     };
-    YamlError { pos, message }
+    YamlError { pos, message, repair: repair_of(error) }
+}
+
+fn repair_of(error: &serde_saphyr::Error) -> Repair {
+    use serde_saphyr::Error as E;
+    let scalar = |expected: Vec<String>| match error.location() {
+        Some(location) if !location.span().is_empty() => Repair::ReplaceScalar {
+            offset: location.span().offset() as usize,
+            len: location.span().len() as usize,
+            expected,
+        },
+        _ => Repair::None,
+    };
+    match error {
+        E::SerdeUnknownField { .. } | E::DuplicateMappingKey { .. } => Repair::RemoveKey,
+        E::SerdeUnknownVariant { expected, .. } => scalar(expected.iter().map(|e| (*e).to_owned()).collect()),
+        E::InvalidScalar { .. }
+        | E::Message { .. }
+        | E::SerdeInvalidType { .. }
+        | E::SerdeInvalidValue { .. }
+        | E::InvalidBooleanStrict { .. }
+        | E::NullIntoString { .. }
+        | E::NonFiniteFloat { .. } => scalar(Vec::new()),
+        _ => Repair::None,
+    }
 }
 
 /// The source text an error location spans (one scalar).
