@@ -632,3 +632,32 @@ async fn the_compliance_and_device_views_show_the_admin_apis_figures() {
     assert_eq!(typo.status, StatusCode::BAD_REQUEST);
     assert!(typo.text.contains("unknown parameter `severty`"), "{}", typo.text);
 }
+
+/// Every "Export CSV" link the console shows works from the console: with
+/// the session cookie alone (no API token), it answers CSV whose cells
+/// never start a formula.
+#[tokio::test]
+async fn every_export_link_of_the_console_answers_csv_to_the_signed_in_admin() {
+    let dir = tempfile::tempdir().unwrap();
+    let console = console(dir.path()).await;
+    let (cookie, _) = console.sign_in(ADMIN).await;
+    let mut exports = Vec::new();
+    for path in ["/console", "/console/devices", "/console/review", "/console/exposure", "/console/catalog"] {
+        let reply = console.send(page(path, Some(&cookie))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+        for (at, _) in reply.text.match_indices(">Export CSV<") {
+            let href = reply.text[..at].rsplit("href=\"").next().unwrap().split('"').next().unwrap();
+            exports.push(href.replace("&amp;", "&"));
+        }
+    }
+    assert!(exports.len() >= 4, "the console's exports: {exports:?}");
+    for href in exports {
+        assert!(href.starts_with("/console"), "{href} is a console route, not the API's");
+        let reply = console.send(page(&href, Some(&cookie))).await;
+        assert_eq!(reply.status, StatusCode::OK, "{href}: {}", reply.text);
+        let kind = reply.headers.get(header::CONTENT_TYPE).unwrap().to_str().unwrap();
+        assert!(kind.starts_with("text/csv"), "{href}: {kind}");
+        let cells = reply.text.lines().flat_map(|l| l.split(',')).map(|c| c.trim_start_matches('"'));
+        assert!(cells.clone().all(|c| !c.starts_with(['=', '+', '-', '@', '\t', '\r'])), "{href}: {}", reply.text);
+    }
+}

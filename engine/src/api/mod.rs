@@ -605,19 +605,7 @@ async fn compliance(
     let mut report = views::compliance(&in_force, &plan, &devices, now);
     report.exposure = Some(exposure_summary(&state, &in_force, &plan, &devices)?);
     if csv {
-        let mut rows = Vec::new();
-        for (group, map) in
-            [("severity", &report.by_severity), ("category", &report.by_category), ("policy", &report.by_policy)]
-        {
-            for (name, counts) in map {
-                let mut row = serde_json::to_value(counts).unwrap_or_default();
-                row["group"] = group.into();
-                row["name"] = name.clone().into();
-                rows.push(row);
-            }
-        }
-        let columns = ["group", "name", "installed", "due", "scheduled", "blocked", "removed", "overdue"];
-        return Ok(csv_response(views::to_csv(&columns, &rows)));
+        return Ok(csv_response(views::compliance_csv(&report)));
     }
     Ok(Json(report).into_response())
 }

@@ -342,6 +342,24 @@ pub struct ComplianceReport {
     pub exposure: Option<super::exposure_view::ExposureSummary>,
 }
 
+/// The compliance report's counts by group as CSV: one row per severity,
+/// category and policy, as the console's tables show them.
+pub fn compliance_csv(report: &ComplianceReport) -> String {
+    #[derive(Serialize)]
+    struct GroupRow<'a> {
+        group: &'static str,
+        name: &'a str,
+        #[serde(flatten)]
+        counts: &'a Counts,
+    }
+    let groups = [("severity", &report.by_severity), ("category", &report.by_category), ("policy", &report.by_policy)];
+    let rows: Vec<GroupRow<'_>> = groups
+        .into_iter()
+        .flat_map(|(group, map)| map.iter().map(move |(name, counts)| GroupRow { group, name, counts }))
+        .collect();
+    to_csv(&["group", "name", "installed", "due", "scheduled", "blocked", "removed", "overdue"], &rows)
+}
+
 pub fn compliance(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan], now: jiff::Timestamp) -> ComplianceReport {
     let mut report = ComplianceReport {
         at: now,
@@ -918,8 +936,15 @@ impl SortOrder {
     }
 }
 
+/// The characters a spreadsheet reads as the start of a formula (OWASP's
+/// CSV injection list): a cell starting with one is prefixed with `'`, so
+/// it shows as the text it is and never runs.
+pub const FORMULA_PREFIXES: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// One CSV cell: formulas defused, then quoted when it holds a separator,
+/// a quote or a line break.
 pub fn csv_field(text: &str) -> String {
-    let defused = if text.starts_with(['=', '+', '-', '@']) { format!("'{text}") } else { text.to_owned() };
+    let defused = if text.starts_with(FORMULA_PREFIXES) { format!("'{text}") } else { text.to_owned() };
     if defused.contains([',', '"', '\n', '\r']) { format!("\"{}\"", defused.replace('"', "\"\"")) } else { defused }
 }
 
@@ -989,7 +1014,14 @@ mod tests {
         assert_eq!(csv_field("plain"), "plain");
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        for formula in ["=cmd()", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            let cell = csv_field(formula);
+            let unquoted = cell.trim_matches('"');
+            assert!(unquoted.starts_with('\''), "{formula:?} is defused: {cell:?}");
+        }
         assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("\r=cmd()"), "\"'\r=cmd()\"", "defused, then quoted for its line break");
+        assert_eq!(csv_field("a=b"), "a=b", "only a leading character starts a formula");
         let rows = vec![serde_json::json!({"a": "x", "b": 3, "c": ["p", "q"]})];
         assert_eq!(to_csv(&["a", "b", "c", "d"], &rows), "a,b,c,d\nx,3,p q,\n");
     }

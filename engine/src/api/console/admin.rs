@@ -40,18 +40,30 @@ pub struct FlashQuery {
     pub error: Option<String>,
 }
 
+/// The compliance page's query: a flash, or `format=csv` for the counts.
+#[derive(Deserialize, Default)]
+pub struct ComplianceQuery {
+    #[serde(flatten)]
+    flash: FlashQuery,
+    format: Option<String>,
+}
+
 /// The compliance report: devices fully patched, pending and past their
 /// deadline, with a chart, the trend, and counts by severity, category and
 /// policy that drill down to the devices.
 pub async fn compliance(
     State(state): State<Arc<ApiState>>,
     AdminSession(session): AdminSession,
-    Query(flash): Query<FlashQuery>,
+    Query(query): Query<ComplianceQuery>,
 ) -> Response {
+    let flash = query.flash;
     let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
     let now = state.engine.clock.now();
     let devices = views::device_plans(&plan, &replanned);
     let report = views::compliance(&in_force, &plan, &devices, now);
+    if query.format.as_deref() == Some("csv") {
+        return csv_response(views::compliance_csv(&report));
+    }
     let exposure = crate::api::exposure_summary(&state, &in_force, &plan, &devices).unwrap_or_default();
     let trend = state.engine.compliance_trend().unwrap_or_default();
     let group = |title: &str, key: &str, map: &std::collections::BTreeMap<String, views::Counts>| {
@@ -90,7 +102,7 @@ pub async fn compliance(
         ]))
         p { a href="/console/devices?compliance=non-compliant" { "Non-compliant devices" } " · "
             a href="/console/devices?compliance=pending" { "Pending devices" } " · "
-            a href="/api/v1/compliance?format=csv" { "Export CSV" } }
+            a href="/console?format=csv" { "Export CSV" } }
         h2 { "Exposure" }
         div.cards {
             div.card { div.muted { "Exposures (approved or not)" } div.figure #exposures { (exposure.exposures) } }
