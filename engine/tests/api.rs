@@ -23,6 +23,11 @@ const ADMIN: &str = "pwa_admin-token-for-tests-0123456789";
 
 fn state(dir: &std::path::Path, in_force: bool) -> Arc<ApiState> {
     let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
+    state_on(dir, in_force, Arc::new(FakeClock::new(now)))
+}
+
+fn state_on(dir: &std::path::Path, in_force: bool, clock: Arc<FakeClock>) -> Arc<ApiState> {
+    let now = patchward::clock::Clock::now(&*clock);
     let store = Arc::new(Store::open(dir).unwrap());
     for (token, uses) in [("pwe_single", 1), ("pwe_team", 10)] {
         store
@@ -39,7 +44,7 @@ fn state(dir: &std::path::Path, in_force: bool) -> Arc<ApiState> {
     let settings =
         EngineSettings { desired_ttl: jiff::SignedDuration::from_hours(24 * 7), ..EngineSettings::default() };
     let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
-    let engine = Arc::new(Engine::new(store, key, Arc::new(FakeClock::new(now)), settings));
+    let engine = Arc::new(Engine::new(store, key, clock, settings));
     if let Some(in_force) = in_force {
         engine.install(in_force).unwrap();
     }
@@ -282,4 +287,28 @@ async fn the_users_requests_come_back_in_the_desired_state() {
 fn base64_decode(text: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+}
+
+/// "Last seen" moves with every check-in, a poll of the desired state
+/// included, and the status counts a device as soon as it enrolls.
+#[tokio::test]
+async fn a_poll_moves_last_seen_and_the_status_counts_devices_as_they_enroll() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new("2026-11-24T12:00:00Z".parse().unwrap()));
+    let state = state_on(dir.path(), true, Arc::clone(&clock));
+    let status = call(&state, "GET", "/api/v1/status", Some(ADMIN), None, None).await;
+    assert_eq!(status.json["devices"], 0);
+    let facts = serde_json::json!({"os": "linux", "hostname": "ws-7"});
+    let (id, credential) = enroll(&state, "pwe_team", facts.clone()).await;
+    let status = call(&state, "GET", "/api/v1/status", Some(ADMIN), None, None).await;
+    assert_eq!(status.json["devices"], 1, "counted at once, not at the next reconcile");
+    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+    call(&state, "PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory), None).await;
+
+    clock.advance(jiff::SignedDuration::from_hours(3));
+    let poll = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, None).await;
+    assert_eq!(poll.status, StatusCode::OK);
+    let listed = call(&state, "GET", "/api/v1/devices", Some(ADMIN), None, None).await;
+    let device = listed.json["devices"].as_array().unwrap().iter().find(|d| d["id"] == id.as_str()).unwrap().clone();
+    assert_eq!(device["lastSeen"], "2026-11-24T15:00:00Z", "{device}");
 }

@@ -57,6 +57,7 @@ impl FromRequestParts<Arc<ApiState>> for AgentDevice {
         match identify(state, bearer(&parts.headers)?)? {
             Caller::Device(device) => {
                 state.admit(&device)?;
+                state.engine.check_ins.note(&device, state.engine.clock.now());
                 Ok(AgentDevice(device))
             }
             Caller::Access(_) => Err(ApiError::forbidden("an admin or user token is not a device credential")),

@@ -404,7 +404,7 @@ async fn ack_rewrite(
 }
 
 async fn status(State(state): State<Arc<ApiState>>, _admin: Admin) -> Json<crate::daemon::status::Status> {
-    Json(state.engine.status.snapshot())
+    Json(state.engine.status())
 }
 
 #[derive(Deserialize)]
@@ -530,7 +530,7 @@ async fn devices(
     let csv = wants_csv(&query.format)?;
     let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
     let now = state.engine.clock.now();
-    let records = state.engine.store.devices().map_err(ApiError::store)?;
+    let records = state.engine.devices().map_err(ApiError::store)?;
     let lines = views::device_lines(&in_force, &plan, &replanned, records, &query.filter, now);
     if csv {
         let rows: Vec<&views::ItemRow> = lines.iter().flat_map(|l| &l.rows).collect();
@@ -956,7 +956,7 @@ async fn installed(
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let (from, to) = time_range(query.from.as_deref(), query.to.as_deref(), state.engine.clock.now())?;
-    let records = state.engine.store.devices().map_err(ApiError::store)?;
+    let records = state.engine.devices().map_err(ApiError::store)?;
     let rows: Vec<_> =
         views::installed_between(&records, from, to).into_iter().filter(|r| query.filter.keeps(r)).collect();
     let rows = query.order.apply(rows);

@@ -15,6 +15,7 @@
 //! valid policy revision (G2); a generation is stored before the state that
 //! carries it is served, so generations never go back (G4).
 
+pub mod check_ins;
 pub mod config;
 pub mod exposure;
 pub mod exposure_view;
@@ -122,6 +123,8 @@ pub struct Engine {
     stopping: AtomicBool,
     /// Since when each device has been exposed to each patch.
     pub exposure: exposure::ExposureBook,
+    /// When each device last checked in (its "last seen").
+    pub check_ins: check_ins::CheckIns,
 }
 
 /// The content of a desired state is what decides its generation; these
@@ -219,6 +222,7 @@ impl Engine {
             reports_arrived: tokio::sync::Notify::new(),
             stopping: AtomicBool::new(false),
             exposure: exposure::ExposureBook::default(),
+            check_ins: check_ins::CheckIns::default(),
         }
     }
 
@@ -248,6 +252,32 @@ impl Engine {
     }
 
     /// Waits for desired-state changes (long polls).
+    /// The status board as it stands, with the devices enrolled now (the
+    /// board's own count moves only when the reconciler runs).
+    pub fn status(&self) -> status::Status {
+        let mut status = self.status.snapshot();
+        if let Ok(count) = self.store.device_count() {
+            status.devices = count;
+        }
+        status
+    }
+
+    /// Every enrolled device, each seen as late as it last checked in.
+    pub fn devices(&self) -> Result<Vec<crate::store::fleet::DeviceRecord>, StoreError> {
+        let mut records = self.store.devices()?;
+        records.iter_mut().for_each(|r| self.check_ins.apply(r));
+        Ok(records)
+    }
+
+    /// One device, seen as late as it last checked in.
+    pub fn device(&self, id: &str) -> Result<Option<crate::store::fleet::DeviceRecord>, StoreError> {
+        let mut record = self.store.device(id)?;
+        if let Some(record) = record.as_mut() {
+            self.check_ins.apply(record);
+        }
+        Ok(record)
+    }
+
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }

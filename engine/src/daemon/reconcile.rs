@@ -157,9 +157,6 @@ impl Reconciler {
         if let Err(e) = self.engine.replan_if_due() {
             self.failed(format!("plan: {e}"));
         }
-        self.engine.status.update(|s| {
-            s.devices = self.engine.plan_view().map_or(0, |(_, plan, _)| plan.devices.len());
-        });
         Action { requeue_after: self.requeue_after(now) }
     }
 

@@ -76,6 +76,7 @@ pub struct Status {
     pub catalog_revision: u64,
     /// The catalog is the bundled example feed: no source was synced yet.
     pub bundled_feed: bool,
+    /// Devices enrolled: filled in as the status is read (`Engine::status`).
     pub devices: usize,
 }
 

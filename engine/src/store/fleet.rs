@@ -280,6 +280,16 @@ impl Store {
         Ok(out)
     }
 
+    /// How many devices are enrolled (their keys counted, nothing decoded).
+    pub fn device_count(&self) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for entry in self.fleet.scan_prefix(b"device/").keys() {
+            entry.map_err(|e| self.io("read", e))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
     /// Replaces a device's facts and inventory, durably.
     pub fn update_inventory(
         &self,

@@ -144,7 +144,7 @@ pub async fn devices(
 ) -> Response {
     let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
     let now = state.engine.clock.now();
-    let records = match state.engine.store.devices() {
+    let records = match state.engine.devices() {
         Ok(records) => records,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
     };
@@ -243,7 +243,7 @@ pub async fn device(
     Path(id): Path<String>,
     Query(query): Query<DevicesQuery>,
 ) -> Response {
-    let record = match state.engine.store.device(&id) {
+    let record = match state.engine.device(&id) {
         Ok(Some(record)) => record,
         Ok(None) => return error_page(StatusCode::NOT_FOUND, Some(&session), &format!("No device {id} is enrolled.")),
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
@@ -397,7 +397,7 @@ pub async fn status(
     AdminSession(session): AdminSession,
     Query(flash): Query<FlashQuery>,
 ) -> Response {
-    let status = state.engine.status.snapshot();
+    let status = state.engine.status();
     let revision = |r: &Option<crate::daemon::status::RevisionStatus>| {
         html! {
             @match r {
@@ -812,7 +812,7 @@ pub async fn installed(
         Ok(range) => range,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, Some(&session), &e.message),
     };
-    let records = match state.engine.store.devices() {
+    let records = match state.engine.devices() {
         Ok(records) => records,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
     };
