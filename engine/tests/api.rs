@@ -131,6 +131,8 @@ async fn an_agent_enrolls_reports_and_receives_its_signed_desired_state() {
     let desired: patchward_api::desired::DesiredState = serde_json::from_slice(&body).unwrap();
     assert_eq!((desired.device.as_str(), desired.generation, desired.catalog_revision), ("ws-0042", 1, 3));
     assert_eq!(desired.mirrors, ["http://ip-hel-01:8080/blobs"]);
+    let shown = call(&state, "GET", "/api/v1/devices/ws-0042", Some(ADMIN), None, None).await;
+    assert_eq!((&shown.json["location"], &shown.json["facts"]["ip"]), (&"helsinki".into(), &"10.20.1.42".into()));
     assert!(desired.items.iter().any(|i| i.patch == "KB5032190"), "{:?}", desired.items);
 
     // Unchanged: 304 with the same tag.

@@ -538,31 +538,51 @@ async fn devices(
     }
     let (total, offset) = (lines.len(), query.offset.unwrap_or(0));
     let limit = query.limit.unwrap_or(100).min(10_000);
-    let page: Vec<serde_json::Value> = lines
-        .into_iter()
-        .skip(offset)
-        .take(limit)
-        .map(|line| device_json(line.record, line.rows, line.compliance))
-        .collect();
-    Ok(Json(serde_json::json!({"total": total, "offset": offset, "devices": page})).into_response())
+    let devices: Vec<DeviceView> = lines.into_iter().skip(offset).take(limit).map(DeviceView::new).collect();
+    Ok(Json(DevicePage { total, offset, devices }).into_response())
 }
 
-/// `compliance` is over all the device's items, `rows` those listed.
-fn device_json(
-    record: crate::store::fleet::DeviceRecord,
-    rows: Vec<views::ItemRow>,
+/// One page of the device list.
+#[derive(Serialize)]
+struct DevicePage {
+    total: usize,
+    offset: usize,
+    devices: Vec<DeviceView>,
+}
+
+/// A device as the API shows it: what it reported, and its items
+/// (`compliance` is over all of them, `items` those the filter keeps).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeviceView {
+    id: String,
+    facts: patchward_api::Facts,
+    inventory: patchward_api::Inventory,
+    reports: Vec<patchward_api::Report>,
+    enrolled_at: jiff::Timestamp,
+    last_seen: jiff::Timestamp,
     compliance: views::Compliance,
-) -> serde_json::Value {
-    serde_json::json!({
-        "id": record.id,
-        "facts": record.facts,
-        "inventory": record.inventory,
-        "reports": record.reports,
-        "enrolledAt": record.enrolled_at,
-        "lastSeen": record.last_seen,
-        "compliance": compliance,
-        "items": rows,
-    })
+    /// The Location its address falls in, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: Option<String>,
+    items: Vec<views::ItemRow>,
+}
+
+impl DeviceView {
+    fn new(line: views::DeviceLine) -> DeviceView {
+        let record = line.record;
+        DeviceView {
+            id: record.id,
+            facts: record.facts,
+            inventory: record.inventory,
+            reports: record.reports,
+            enrolled_at: record.enrolled_at,
+            last_seen: record.last_seen,
+            compliance: line.compliance,
+            location: line.location,
+            items: line.rows,
+        }
+    }
 }
 
 async fn device(
@@ -574,7 +594,6 @@ async fn device(
     let csv = wants_csv(&query.format)?;
     let record = state
         .engine
-        .store
         .device(&id)
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found(format!("no device {id}")))?;
@@ -583,7 +602,15 @@ async fn device(
         return Ok(csv_response(views::to_csv(ITEM_COLUMNS, &rows)));
     }
     let compliance = views::compliance_of(&rows);
-    Ok(Json(device_json(record, rows, compliance)).into_response())
+    let location = device_location(&state, &id);
+    Ok(Json(DeviceView::new(views::DeviceLine { record, rows, compliance, location })).into_response())
+}
+
+/// The name of the Location a device's address falls in, by its plan.
+fn device_location(state: &ApiState, id: &str) -> Option<String> {
+    let (_, plan, replanned) = plan_or_unavailable(state).ok()?;
+    let device = views::device_plans(&plan, &replanned).into_iter().find(|p| p.id == id)?;
+    device.location.and_then(|l| plan.location_names.get(l as usize)).cloned()
 }
 
 fn device_rows(state: &ApiState, id: &str) -> Result<Vec<views::ItemRow>, ApiError> {

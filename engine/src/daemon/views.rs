@@ -150,6 +150,8 @@ pub struct DeviceLine {
     pub record: DeviceRecord,
     pub rows: Vec<ItemRow>,
     pub compliance: Compliance,
+    /// The Location its address falls in, by name.
+    pub location: Option<String>,
 }
 
 /// The enrolled devices (`records`) that `filter` keeps, in its order.
@@ -167,7 +169,9 @@ pub fn device_lines(
         .into_iter()
         .filter(|r| mentions(&filter.q, std::iter::once(r.id.as_str()).chain(r.facts.hostname.as_deref())))
         .filter_map(|record| {
-            let all = by_id.get(record.id.as_str()).map(|p| item_rows(in_force, plan, p, now)).unwrap_or_default();
+            let device = by_id.get(record.id.as_str());
+            let all = device.map(|p| item_rows(in_force, plan, p, now)).unwrap_or_default();
+            let location = device.and_then(|p| p.location).and_then(|l| plan.location_names.get(l as usize)).cloned();
             let compliance = compliance_of(&all);
             if !passes(&filter.compliance, compliance.as_str()) {
                 return None;
@@ -176,7 +180,7 @@ pub fn device_lines(
             if filter.filters_items() && rows.is_empty() {
                 return None;
             }
-            Some(DeviceLine { record, rows, compliance })
+            Some(DeviceLine { record, rows, compliance, location })
         })
         .collect();
     let (sort, descending) = (filter.sort_key(), filter.descending());
@@ -187,6 +191,7 @@ pub fn device_lines(
             "compliance" => a.compliance.cmp(&b.compliance),
             "pending" => pending(a).cmp(&pending(b)),
             "platform" => a.record.facts.platform.cmp(&b.record.facts.platform),
+            "location" => a.location.cmp(&b.location),
             _ => std::cmp::Ordering::Equal,
         }
         .then_with(|| a.record.id.cmp(&b.record.id));

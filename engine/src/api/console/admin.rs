@@ -184,7 +184,7 @@ pub async fn devices(
         (pager("/console/devices", &pairs, offset, limit, total))
         table #devices {
             thead { tr {
-                (header("Device", "id")) (header("Platform", "platform")) th { "Location" }
+                (header("Device", "id")) (header("Platform", "platform")) (header("Location", "location")) th { "Address" }
                 (header("Compliance", "compliance")) (header("Pending items", "pending")) th.num { "Items" }
                 (header("Last seen", "lastSeen"))
             } }
@@ -193,7 +193,8 @@ pub async fn devices(
                     tr data-device=(line.record.id) {
                         td { a href=(format!("/console/devices/{}", line.record.id)) { (line.record.id) } }
                         td { (line.record.facts.platform.as_deref().unwrap_or("—")) }
-                        td { (line.record.facts.ip.as_deref().unwrap_or("—")) }
+                        td.location { (line.location.as_deref().unwrap_or("—")) }
+                        td.address { (line.record.facts.ip.as_deref().unwrap_or("—")) }
                         td class=(format!("compliance-{}", line.compliance.as_str())) { (line.compliance.as_str()) }
                         td.num { (line.rows.iter().filter(|r| r.pending()).count()) }
                         td.num { (line.rows.len()) }
