@@ -524,9 +524,29 @@ async fn the_audit_log_pages_newest_first_through_the_whole_log() {
     let mut expected: Vec<u64> =
         api["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     expected.reverse();
-    let (seen, pages) = walk_audit(&console, &cookie, "/console/audit").await;
+    let (seen, pages) = walk_audit(&console, &cookie, "/console/audit?kind=all").await;
     assert!(expected.len() > 230 && pages == expected.len().div_ceil(100), "{pages} pages");
     assert_eq!(seen, expected, "every entry once, newest first, as the API has them");
+    // By default the view shows changes: the admin's reads through the API
+    // are recorded apart, and left out.
+    let reads: Vec<u64> = api["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "api.read")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(!reads.is_empty(), "the API read above is recorded");
+    let (changes, _) = walk_audit(&console, &cookie, "/console/audit").await;
+    assert_eq!(changes.len(), expected.len() - reads.len());
+    assert!(changes.iter().all(|seq| !reads.contains(seq)));
+    let first = console.send(page("/console/audit", Some(&cookie))).await.text;
+    let (newest, oldest) = (changes[0], changes[99]);
+    assert!(
+        first.contains(&format!("Entries <span class=\"from\">{oldest}</span>–<span class=\"to\">{newest}</span>")),
+        "{first}"
+    );
+    assert!(first.contains("<dt>n</dt><dd>229</dd>"), "details as fields: {first}");
 
     let (commits, _) = walk_audit(&console, &cookie, "/console/audit?actor=commit%3AAda&limit=7").await;
     let expected_commits: Vec<u64> = api["entries"]

@@ -376,7 +376,8 @@ async fn a_commit_reaches_an_enrolled_agent_within_seconds_of_the_webhook() {
     assert!(has("commit:Ada Admin <ada@example.com>", "revision.refused"));
     assert!(has("commit:Ada Admin <ada@example.com>", "approval.lost"));
     assert!(has("admin", "rewrite.acknowledged"));
-    assert!(has("admin", "api.call"));
+    assert!(has("admin", "api.call"), "an admin's change through the API");
+    assert!(has("admin", "api.read"), "an admin's read, recorded apart from changes");
     assert!(has("webhook", "sync.requested"));
     let csv = client.send("GET", "/api/v1/audit?format=csv", Some(&admin), None).await;
     assert!(csv.text.starts_with("seq,at,actor,action,detail\n"), "{}", csv.text);

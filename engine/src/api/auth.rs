@@ -75,11 +75,13 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
         match identify(state, bearer(&parts.headers)?)? {
             Caller::Access(AccessToken { role: Role::Admin, .. }) => {
                 // Every admin call is in the audit log (no secrets: the
-                // path and the method only).
+                // path and the method only); reads apart from changes.
                 let path = parts.uri.path().to_owned();
                 let detail = serde_json::json!({"method": parts.method.as_str(), "path": path});
                 let now = state.engine.clock.now();
-                state.engine.store.append_audit(now, "admin", "api.call", detail).map_err(ApiError::store)?;
+                let read = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
+                let action = if read { crate::daemon::audit::READ } else { crate::daemon::audit::CHANGE };
+                state.engine.store.append_audit(now, "admin", action, detail).map_err(ApiError::store)?;
                 Ok(Admin)
             }
             Caller::Access(_) => Err(ApiError::forbidden("a user token cannot use the admin routes")),

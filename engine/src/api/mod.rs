@@ -643,6 +643,8 @@ struct AuditQuery {
     after: Option<u64>,
     limit: Option<usize>,
     format: Option<String>,
+    /// Only entries of this kind among the page (every kind when left out).
+    kind: Option<crate::daemon::audit::AuditKind>,
 }
 
 async fn audit(
@@ -651,11 +653,14 @@ async fn audit(
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
-    let entries = state
+    let mut entries = state
         .engine
         .store
         .audit(query.after.unwrap_or(0), query.limit.unwrap_or(1000).min(100_000))
         .map_err(ApiError::store)?;
+    if let Some(kind) = query.kind {
+        entries.retain(|e| kind.keeps(&e.action));
+    }
     if csv {
         return Ok(audit_csv(&entries));
     }

@@ -15,6 +15,7 @@
 //! valid policy revision (G2); a generation is stored before the state that
 //! carries it is served, so generations never go back (G4).
 
+pub mod audit;
 pub mod check_ins;
 pub mod config;
 pub mod exposure;

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use super::page::{self, Flash, layout, pager, post_form, select, sort_header, when, when_opt};
 use super::{AdminSession, check_csrf, error_page, html_page};
 use crate::api::{ApiState, csv_response, plan_or_unavailable};
+use crate::daemon::audit::{self, AuditKind};
 use crate::daemon::views::{self, ItemRow};
 
 /// The largest page a view shows; CSV exports are not paged.
@@ -508,6 +509,8 @@ pub async fn ack_rewrite(
 pub struct AuditQuery {
     actor: Option<String>,
     action: Option<String>,
+    #[serde(default)]
+    kind: AuditKind,
     /// Show entries older than this sequence number (the "older" link).
     before: Option<u64>,
     limit: Option<usize>,
@@ -525,8 +528,11 @@ pub async fn audit(
 ) -> Response {
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let (actor, action) = (text(&query.actor), text(&query.action));
+    let kind = query.kind;
     let keep = |e: &crate::store::fleet::AuditEntry| {
-        (actor.is_empty() || e.actor.contains(&actor)) && (action.is_empty() || e.action.starts_with(&action))
+        kind.keeps(&e.action)
+            && (actor.is_empty() || e.actor.contains(&actor))
+            && (action.is_empty() || e.action.starts_with(&action))
     };
     let csv = query.format.as_deref() == Some("csv");
     let limit = if csv { usize::MAX } else { query.limit.unwrap_or(100).clamp(1, MAX_PAGE) };
@@ -538,21 +544,23 @@ pub async fn audit(
         return crate::api::audit_csv(&entries);
     }
     let total = state.engine.store.audit_len().unwrap_or(0);
-    let pairs = vec![("actor", actor.clone()), ("action", action.clone())];
+    let pairs = vec![("kind", kind.as_str().to_owned()), ("actor", actor.clone()), ("action", action.clone())];
+    let kinds: Vec<String> = AuditKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
     let link = |extra: Vec<(&'static str, String)>| {
         format!("/console/audit{}", page::query_string(&[pairs.clone(), extra].concat()))
     };
     let body = html! {
         form.filters method="get" action="/console/audit" {
+            (page::choice("kind", "Kind", &kinds, kind.as_str()))
             label { "Who " input type="text" name="actor" value=(actor) placeholder="commit:alice, admin, user:…, device:…"; }
             label { "What " input type="text" name="action" value=(action) placeholder="approval., revision., agent."; }
             button type="submit" { "Filter" }
             a href=(link(vec![("format", "csv".into())])) { "Export CSV" }
         }
         p.pager {
-            @if entries.is_empty() { "Nothing to show. " } @else {
-                "Entries " span.from { (entries[0].seq) } "–" span.to { (entries[entries.len() - 1].seq) } " of "
-                span.total { (total) } " in the log. "
+            @if entries.is_empty() { "No entry of this kind matches. " } @else {
+                "Entries " span.from { (entries[entries.len() - 1].seq) } "–" span.to { (entries[0].seq) }
+                ", newest first, of " span.total { (total) } " in the log. "
             }
             @if query.before.is_some() { a rel="first" href=(link(Vec::new())) { "← newest" } " " }
             @if let (true, Some(last)) = (older, entries.last()) {
@@ -562,7 +570,8 @@ pub async fn audit(
         table #audit {
             thead { tr { th.num { "#" } th { "When" } th { "Who" } th { "What" } th { "Detail" } } }
             tbody { @for e in &entries {
-                tr { td.num { (e.seq) } td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } } td { code { (e.detail.to_string()) } } }
+                tr { td.num { (e.seq) } td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } }
+                    td { dl.fields { @for (name, value) in audit::detail_fields(&e.detail) { dt { (name) } dd { (value) } } } } }
             } }
         }
     };

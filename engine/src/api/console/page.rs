@@ -167,6 +167,20 @@ pub fn sort_header(
 }
 
 /// A `<select>` of `options` (an empty first option means "any").
+/// A select that always has one of `options` chosen (no "any").
+pub fn choice(name: &str, label: &str, options: &[String], chosen: &str) -> Markup {
+    html! {
+        label {
+            (label) " "
+            select name=(name) {
+                @for option in options {
+                    option value=(option) selected[option == chosen] { (option) }
+                }
+            }
+        }
+    }
+}
+
 pub fn select(name: &str, label: &str, options: &[String], chosen: &str) -> Markup {
     html! {
         label {
