@@ -143,7 +143,24 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         tokio::spawn(serve_connections(metrics_listener, metrics_app, limits, stopped)),
     ];
     eprintln!("patchward: API on http://{api}, metrics on http://{metrics}/metrics");
+    eprintln!(
+        "patchward: console on {} — sign in with the admin token in {}",
+        console_url(api),
+        admin_token_file.display()
+    );
     Ok(Running { api, metrics, engine, admin_token_file, stop, tasks })
+}
+
+/// The console's address for a browser on this machine: a wildcard
+/// listener is reached through loopback.
+pub fn console_url(api: std::net::SocketAddr) -> String {
+    let host = match api.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_owned(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}/", api.port())
 }
 
 /// `patchward serve`: runs until Ctrl-C or SIGTERM.
@@ -380,4 +397,16 @@ async fn serve_connections(
     // Wait (bounded) for the connections in flight.
     let all = limits.max_connections as u32;
     let _ = tokio::time::timeout(limits.request_timeout, connections.acquire_many(all)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_console_url_is_one_a_browser_here_opens() {
+        let url = |addr: &str| super::console_url(addr.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8420"), "http://127.0.0.1:8420/");
+        assert_eq!(url("127.0.0.1:8420"), "http://127.0.0.1:8420/");
+        assert_eq!(url("[::]:8420"), "http://[::1]:8420/");
+        assert_eq!(url("10.0.0.5:80"), "http://10.0.0.5:80/");
+    }
 }

@@ -336,7 +336,12 @@ pub struct ComplianceReport {
     pub compliant: usize,
     pub pending: usize,
     pub non_compliant: usize,
-    /// Compliant devices, in percent of all (100 for an empty fleet).
+    /// Devices the policy plans nothing for: neither compliant nor not,
+    /// and left out of the percentage (a fleet of such devices is not
+    /// "fully patched", it is not managed yet).
+    pub without_items: usize,
+    /// Compliant devices, in percent of those with anything planned (100
+    /// when none has: read it beside `withoutItems`).
     pub compliant_percent: f64,
     pub by_severity: BTreeMap<String, Counts>,
     pub by_category: BTreeMap<String, Counts>,
@@ -373,6 +378,7 @@ pub fn compliance(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan], now:
         compliant: 0,
         pending: 0,
         non_compliant: 0,
+        without_items: 0,
         compliant_percent: 100.0,
         by_severity: BTreeMap::new(),
         by_category: BTreeMap::new(),
@@ -381,6 +387,10 @@ pub fn compliance(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan], now:
     };
     for device in devices {
         let rows = item_rows(in_force, plan, device, now);
+        if rows.is_empty() {
+            report.without_items += 1;
+            continue;
+        }
         match compliance_of(&rows) {
             Compliance::Compliant => report.compliant += 1,
             Compliance::Pending => report.pending += 1,
@@ -392,8 +402,9 @@ pub fn compliance(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan], now:
             report.by_policy.entry(row.policy.clone()).or_default().add(row);
         }
     }
-    if !devices.is_empty() {
-        report.compliant_percent = (report.compliant as f64 * 1000.0 / devices.len() as f64).round() / 10.0;
+    let planned = devices.len() - report.without_items;
+    if planned > 0 {
+        report.compliant_percent = (report.compliant as f64 * 1000.0 / planned as f64).round() / 10.0;
     }
     report
 }
@@ -533,6 +544,11 @@ pub struct CatalogRow {
     pub obsolete_since: Option<jiff::Timestamp>,
     /// The rules whose `match` is true for it (whether or not they decide it).
     pub matched_by: Vec<String>,
+    /// The rule that decides the patch (approve, review or hold): the
+    /// highest-ranked rule that matches it. The others matched and were
+    /// outranked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
     /// How many devices it applies to and do not have it, whatever the
     /// policy decided (0 for an inactive patch).
     pub missing: usize,
@@ -546,9 +562,13 @@ pub fn catalog_rows(
 ) -> Vec<CatalogRow> {
     let missing = super::exposure_view::missing_by_patch(plan, devices);
     let mut matched: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut decided: HashMap<&str, &str> = HashMap::new();
     for rule in &plan.rules {
         for &patch in &rule.matched {
             matched.entry(plan.patches[patch as usize].as_str()).or_default().push(rule.name.clone());
+        }
+        for &patch in &rule.decided {
+            decided.insert(plan.patches[patch as usize].as_str(), rule.name.as_str());
         }
     }
     views
@@ -570,6 +590,7 @@ pub fn catalog_rows(
                 active: view.active,
                 obsolete_since: record.obsolete_since,
                 matched_by: matched.get(record.patch.id.as_str()).cloned().unwrap_or_default(),
+                decided_by: decided.get(record.patch.id.as_str()).map(|r| (*r).to_owned()),
                 missing: plan.patches.binary_search(&record.patch.id).map_or(0, |p| missing[p]),
             }
         })

@@ -70,18 +70,20 @@ pub async fn compliance(
     let group = |title: &str, key: &str, map: &std::collections::BTreeMap<String, views::Counts>| {
         html! {
             h2 { "By " (title) }
-            table.counts data-group=(key) {
-                thead { tr {
-                    th { (title) } th.num { "installed" } th.num { "due" } th.num { "scheduled" }
-                    th.num { "blocked" } th.num { "removed" } th.num { "overdue" }
-                } }
-                tbody {
-                    @for (name, counts) in map {
-                        tr data-name=(name) {
-                            td { a href=(format!("/console/devices{}", page::query_string(&[(key, name.clone())]))) { (name) } }
-                            td.num { (counts.installed) } td.num { (counts.due) } td.num { (counts.scheduled) }
-                            td.num { (counts.blocked) } td.num { (counts.removed) }
-                            td.num.overdue[counts.overdue > 0] { (counts.overdue) }
+            @if map.is_empty() { (page::empty_state("no item is planned, so there is nothing to count")) } @else {
+                table.counts data-group=(key) {
+                    thead { tr {
+                        th { (title) } th.num { "installed" } th.num { "due" } th.num { "scheduled" }
+                        th.num { "blocked" } th.num { "removed" } th.num { "overdue" }
+                    } }
+                    tbody {
+                        @for (name, counts) in map {
+                            tr data-name=(name) {
+                                td { a href=(format!("/console/devices{}", page::query_string(&[(key, name.clone())]))) { (name) } }
+                                td.num { (counts.installed) } td.num { (counts.due) } td.num { (counts.scheduled) }
+                                td.num { (counts.blocked) } td.num { (counts.removed) }
+                                td.num.overdue[counts.overdue > 0] { (counts.overdue) }
+                            }
                         }
                     }
                 }
@@ -91,7 +93,10 @@ pub async fn compliance(
     let body = html! {
         div.cards {
             div.card { div.muted { "Devices" } div.figure #devices { (report.devices) } }
-            div.card { div.muted { "Fully patched" } div.figure #compliant-percent { (format!("{:.1}", report.compliant_percent)) "%" } }
+            div.card { div.muted { "Fully patched" }
+                @if report.devices == report.without_items { div.figure #compliant-percent { "—" } div.muted { "nothing is planned for any device yet" } }
+                @else { div.figure #compliant-percent { (format!("{:.1}", report.compliant_percent)) "%" }
+                    @if report.without_items > 0 { div.muted #without-items { (page::count(report.without_items, "device has", "devices have")) " nothing planned" } } } }
             div.card { div.muted { "Pending" } div.figure #pending { (report.pending) } }
             div.card { div.muted { "Non-compliant (past deadline)" } div.figure #non-compliant { (report.non_compliant) } }
         }
@@ -183,23 +188,25 @@ pub async fn devices(
             a href=(format!("/console/devices{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
         }
         (pager("/console/devices", &pairs, offset, limit, total))
-        table #devices {
-            thead { tr {
-                (header("Device", "id")) (header("Platform", "platform")) (header("Location", "location")) th { "Address" }
-                (header("Compliance", "compliance")) (header("Pending items", "pending")) th.num { "Items" }
-                (header("Last seen", "lastSeen"))
-            } }
-            tbody {
-                @for line in lines.iter().skip(offset).take(limit) {
-                    tr data-device=(line.record.id) {
-                        td { a href=(format!("/console/devices/{}", line.record.id)) { (line.record.id) } }
-                        td { (line.record.facts.platform.as_deref().unwrap_or("—")) }
-                        td.location { (line.location.as_deref().unwrap_or("—")) }
-                        td.address { (line.record.facts.ip.as_deref().unwrap_or("—")) }
-                        td class=(format!("compliance-{}", line.compliance.as_str())) { (line.compliance.as_str()) }
-                        td.num { (line.rows.iter().filter(|r| r.pending()).count()) }
-                        td.num { (line.rows.len()) }
-                        td { (when(line.record.last_seen)) }
+        @if lines.is_empty() { (page::empty_state("no enrolled device matches these filters")) } @else {
+            table #devices {
+                thead { tr {
+                    (header("Device", "id")) (header("Platform", "platform")) (header("Location", "location")) th { "Address" }
+                    (header("Compliance", "compliance")) (header("Pending items", "pending")) th.num { "Items" }
+                    (header("Last seen", "lastSeen"))
+                } }
+                tbody {
+                    @for line in lines.iter().skip(offset).take(limit) {
+                        tr data-device=(line.record.id) {
+                            td { a href=(format!("/console/devices/{}", line.record.id)) { (line.record.id) } }
+                            td { (line.record.facts.platform.as_deref().unwrap_or("—")) }
+                            td.location { (line.location.as_deref().unwrap_or("—")) }
+                            td.address { (line.record.facts.ip.as_deref().unwrap_or("—")) }
+                            td class=(format!("compliance-{}", line.compliance.as_str())) { (line.compliance.as_str()) }
+                            td.num { (line.rows.iter().filter(|r| r.pending()).count()) }
+                            td.num { (line.rows.len()) }
+                            td { (when(line.record.last_seen)) }
+                        }
                     }
                 }
             }
@@ -212,25 +219,27 @@ pub async fn devices(
 /// The items of one device's table (also the portal's, without actions).
 pub fn items_table(rows: &[ItemRow]) -> Markup {
     html! {
-        table.items {
-            thead { tr {
-                th { "Patch" } th { "Title" } th { "Severity" } th { "Action" } th { "Status" } th { "Source" }
-                th { "Stage" } th { "Policy" } th { "Windows" } th { "Not before" } th { "Deadline" }
-            } }
-            tbody {
-                @for row in rows {
-                    tr data-patch=(row.patch) {
-                        td { code { (row.patch) } }
-                        td { (row.title) }
-                        td { (row.severity) }
-                        td { (row.action) }
-                        td class=(format!("status-{}", row.status)) { (row.status) @if row.overdue { " " span.overdue { "(overdue)" } } }
-                        td { (row.source) }
-                        td { (row.stage.map_or("—".to_owned(), |s| s.to_string())) }
-                        td { (row.policy) }
-                        td { (if row.windows.is_empty() { "any time".to_owned() } else { row.windows.join(", ") }) }
-                        td { (when(row.not_before)) }
-                        td { (when_opt(row.deadline)) }
+        @if rows.is_empty() { (page::empty_state("the policy plans no item for this device")) } @else {
+            table.items {
+                thead { tr {
+                    th { "Patch" } th { "Title" } th { "Severity" } th { "Action" } th { "Status" } th { "Source" }
+                    th { "Stage" } th { "Policy" } th { "Windows" } th { "Not before" } th { "Deadline" }
+                } }
+                tbody {
+                    @for row in rows {
+                        tr data-patch=(row.patch) {
+                            td { code { (row.patch) } }
+                            td { (row.title) }
+                            td { (row.severity) }
+                            td { (row.action) }
+                            td class=(format!("status-{}", row.status)) { (row.status) @if row.overdue { " " span.overdue { "(overdue)" } } }
+                            td { (row.source) }
+                            td { (row.stage.map_or("—".to_owned(), |s| s.to_string())) }
+                            td { (row.policy) }
+                            td { (if row.windows.is_empty() { "any time".to_owned() } else { row.windows.join(", ") }) }
+                            td { (when(row.not_before)) }
+                            td { (when_opt(row.deadline)) }
+                        }
                     }
                 }
             }
@@ -262,7 +271,9 @@ pub async fn device(
     let fact = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
     let last_report = record.reports.iter().max_by_key(|r| r.at);
     let body = html! {
-        p { "Compliance: " strong #compliance class=(format!("compliance-{}", compliance.as_str())) data-compliance=(compliance.as_str()) { (compliance.as_str()) }
+        p { "Compliance: "
+            @if rows.is_empty() { strong #compliance data-compliance="nothing-applies" { "nothing applies: the policy plans no item for this device" } }
+            @else { strong #compliance class=(format!("compliance-{}", compliance.as_str())) data-compliance=(compliance.as_str()) { (compliance.as_str()) } }
             " · " a href=(format!("/console/devices/{id}?format=csv")) { "Export CSV" } }
         h2 { "Facts" }
         dl.facts {
@@ -288,9 +299,48 @@ pub async fn device(
         h2 { "Items" }
         (items_table(&rows))
         h2 { "Installed packages" }
-        p.muted { (record.inventory.packages.len()) " packages, " (record.inventory.patches.len()) " catalog patches." }
+        (installed_packages(&record.inventory, query.filter.q.as_deref().unwrap_or("")))
     };
     html_page(StatusCode::OK, layout(&format!("Device {id}"), Some(&session), "/console/devices", None, body))
+}
+
+/// How many packages the device page lists before it asks for a filter.
+const PACKAGES_SHOWN: usize = 500;
+
+/// A device's inventory: its packages (those whose name holds `filter`,
+/// up to [`PACKAGES_SHOWN`]) and the catalog patches it reported.
+fn installed_packages(inventory: &patchward_api::Inventory, filter: &str) -> Markup {
+    let matching: Vec<&patchward_api::InstalledPackage> =
+        inventory.packages.iter().filter(|p| filter.is_empty() || p.name.contains(filter)).collect();
+    html! {
+        p.muted { (page::count(inventory.packages.len(), "package", "packages")) ", "
+            (page::count(inventory.patches.len(), "catalog patch", "catalog patches")) " reported." }
+        @if !inventory.patches.is_empty() { p #patches { "Catalog patches: " (inventory.patches.join(", ")) } }
+        @if inventory.packages.is_empty() { p.empty { "The device reported no packages." } }
+        @else {
+            form.filters method="get" {
+                label { "Package " input type="text" name="q" value=(filter) placeholder="name"; }
+                button type="submit" { "Filter" }
+            }
+            @if matching.is_empty() { p.empty { "No package matches." } }
+            @else {
+                table #packages {
+                    thead { tr { th { "Package" } th { "Version" } th { "Arch" } th { "Manager" } th { "Source" } } }
+                    tbody { @for package in matching.iter().take(PACKAGES_SHOWN) {
+                        tr data-package=(package.name) {
+                            td { code { (package.name) } } td { (package.version) }
+                            td { (package.arch.as_deref().unwrap_or("—")) }
+                            td { (format!("{:?}", package.manager).to_lowercase()) }
+                            td { (package.source.as_deref().unwrap_or("—")) }
+                        }
+                    } }
+                }
+                @if matching.len() > PACKAGES_SHOWN {
+                    p.muted { (matching.len() - PACKAGES_SHOWN) " more: filter by name to see them." }
+                }
+            }
+        }
+    }
 }
 
 /// The YAML an admin commits to approve `patch` for a scope.
@@ -350,24 +400,26 @@ pub async fn review(
     let severities = ["critical", "high", "medium", "low", "informational"].map(String::from);
     let table = |id: &str, rows: &[views::ReviewRow], offset: usize, actions: bool| {
         html! {
-            table #(id) {
-                thead { tr {
-                    (header("Patch", "patch")) (header("Title", "title")) (header("Severity", "severity"))
-                    (header("Released", "released")) (header("Rule", "rule")) @if actions { th { "To act on it, commit" } }
-                } }
-                tbody { @for row in rows.iter().skip(offset).take(DEFAULT_PAGE) {
-                    @let patch = &row.patch;
-                    tr data-patch=(patch) {
-                        td { code { (patch) } } td { (row.title) } td { (row.severity) } td { (when(row.released)) } td { (row.rule) }
-                        @if actions {
-                            td {
-                                details { summary { "Approve" } (page::yaml_to_commit(&format!("approvals/approve-{}.yaml", patch.to_lowercase()), &approval_yaml(patch, &policy))) }
-                                details { summary { "Exclude" } (page::yaml_to_commit(&format!("exclusions/exclude-{}.yaml", patch.to_lowercase()), &exclusion_yaml(patch))) }
-                                details { summary { "Hold" } (page::yaml_to_commit(&format!("rules/hold-{}.yaml", patch.to_lowercase()), &hold_yaml(patch))) }
+            @if rows.is_empty() { (page::empty_state("no patch is waiting here")) } @else {
+                table #(id) {
+                    thead { tr {
+                        (header("Patch", "patch")) (header("Title", "title")) (header("Severity", "severity"))
+                        (header("Released", "released")) (header("Rule", "rule")) @if actions { th { "To act on it, commit" } }
+                    } }
+                    tbody { @for row in rows.iter().skip(offset).take(DEFAULT_PAGE) {
+                        @let patch = &row.patch;
+                        tr data-patch=(patch) {
+                            td { code { (patch) } } td { (row.title) } td { (row.severity) } td { (when(row.released)) } td { (row.rule) }
+                            @if actions {
+                                td {
+                                    details { summary { "Approve" } (page::yaml_to_commit(&format!("approvals/approve-{}.yaml", patch.to_lowercase()), &approval_yaml(patch, &policy))) }
+                                    details { summary { "Exclude" } (page::yaml_to_commit(&format!("exclusions/exclude-{}.yaml", patch.to_lowercase()), &exclusion_yaml(patch))) }
+                                    details { summary { "Hold" } (page::yaml_to_commit(&format!("rules/hold-{}.yaml", patch.to_lowercase()), &hold_yaml(patch))) }
+                                }
                             }
                         }
-                    }
-                } }
+                    } }
+                }
             }
         }
     };
@@ -400,15 +452,18 @@ pub async fn status(
     Query(flash): Query<FlashQuery>,
 ) -> Response {
     let status = state.engine.status();
+    // A plain folder has no commits: no author, signature or rewrite.
+    let from_git = status.branch.is_some();
     let revision = |r: &Option<crate::daemon::status::RevisionStatus>| {
         html! {
             @match r {
-                Some(r) => {
+                Some(r) if from_git => {
                     code { (r.revision) }
                     " by " (r.author.as_deref().unwrap_or("—")) ": "
                     q { (r.message.as_deref().unwrap_or("").lines().next().unwrap_or("")) }
                     " (signature " (r.signature.as_deref().unwrap_or("not checked")) ", at " (when(r.at)) ")"
                 }
+                Some(r) => { "the folder's contents " code { (r.revision) } ", read at " (when(r.at)) }
                 None => "none",
             }
         }
@@ -437,25 +492,29 @@ pub async fn status(
             } }
         }
         h2 { "Catalog sources" }
-        table #catalog-sources {
-            thead { tr { th { "Source" } th { "URL" } th { "Revision" } th { "Last checked" } th { "Fresh" } th { "Refused" } } }
-            tbody { @for s in &status.catalog {
-                tr {
-                    td { (s.name) } td { code { (s.url) } }
-                    td { (s.revision.map_or("—".into(), |r| r.to_string())) }
-                    td { (when_opt(s.last_checked)) }
-                    td class=(format!("condition-{}", s.fresh)) { (s.fresh) }
-                    td { (s.refused.as_deref().unwrap_or("")) }
-                }
-            } }
+        @if status.catalog.is_empty() { (page::empty_state("no catalog source is configured; the bundled example feed is in use")) } @else {
+            table #catalog-sources {
+                thead { tr { th { "Source" } th { "URL" } th { "Revision" } th { "Last checked" } th { "Fresh" } th { "Refused" } } }
+                tbody { @for s in &status.catalog {
+                    tr {
+                        td { (s.name) } td { code { (s.url) } }
+                        td { (s.revision.map_or("—".into(), |r| r.to_string())) }
+                        td { (when_opt(s.last_checked)) }
+                        td class=(format!("condition-{}", s.fresh)) { (s.fresh) }
+                        td { (s.refused.as_deref().unwrap_or("")) }
+                    }
+                } }
+            }
         }
         h2 { "Actions" }
         (post_form(&session, "/console/sync", "inline", html! {}, "Sync now"))
-        h2 { "Acknowledge a rewrite" }
-        p { "A force-pushed branch is refused until an admin acknowledges its new head commit." }
-        (post_form(&session, "/console/ack-rewrite", "filters", html! {
-            label { "Commit " input type="text" name="commit" size="42" pattern="[0-9a-fA-F]{40}" required; }
-        }, "Acknowledge"))
+        @if from_git {
+            h2 { "Acknowledge a rewrite" }
+            p { "A force-pushed branch is refused until an admin acknowledges its new head commit." }
+            (post_form(&session, "/console/ack-rewrite", "filters", html! {
+                label { "Commit " input type="text" name="commit" size="42" pattern="[0-9a-fA-F]{40}" required; }
+            }, "Acknowledge"))
+        }
     };
     html_page(
         StatusCode::OK,
@@ -558,7 +617,7 @@ pub async fn audit(
             a href=(link(vec![("format", "csv".into())])) { "Export CSV" }
         }
         p.pager {
-            @if entries.is_empty() { "No entry of this kind matches. " } @else {
+            @if !entries.is_empty() {
                 "Entries " span.from { (entries[entries.len() - 1].seq) } "–" span.to { (entries[0].seq) }
                 ", newest first, of " span.total { (total) } " in the log. "
             }
@@ -567,12 +626,14 @@ pub async fn audit(
                 a rel="next" href=(link(vec![("before", last.seq.to_string())])) { "older →" }
             }
         }
-        table #audit {
-            thead { tr { th.num { "#" } th { "When" } th { "Who" } th { "What" } th { "Detail" } } }
-            tbody { @for e in &entries {
-                tr { td.num { (e.seq) } td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } }
-                    td { dl.fields { @for (name, value) in audit::detail_fields(&e.detail) { dt { (name) } dd { (value) } } } } }
-            } }
+        @if entries.is_empty() { (page::empty_state("no entry of this kind matches")) } @else {
+            table #audit {
+                thead { tr { th.num { "#" } th { "When" } th { "Who" } th { "What" } th { "Detail" } } }
+                tbody { @for e in &entries {
+                    tr { td.num { (e.seq) } td { (when(e.at)) } td { (e.actor) } td { code { (e.action) } }
+                        td { dl.fields { @for (name, value) in audit::detail_fields(&e.detail) { dt { (name) } dd { (value) } } } } }
+                } }
+            }
         }
     };
     html_page(StatusCode::OK, layout("Audit log", Some(&session), "/console/audit", None, body))
@@ -616,7 +677,7 @@ pub async fn rollouts(
             button type="submit" { "Filter" }
             a href=(format!("/console/rollouts{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
         }
-        p.muted { span #rollout-count { (rollouts.len()) } " rollouts. A stage's counts are the devices whose item comes from that stage." }
+        p.muted { span #rollout-count { (rollouts.len()) } (if rollouts.len() == 1 { " rollout" } else { " rollouts" }) ". A stage's counts are the devices whose item comes from that stage." }
         (pager("/console/rollouts", &pairs, offset, ROLLOUTS_PER_PAGE, rollouts.len()))
         @for rollout in rollouts.iter().skip(offset).take(ROLLOUTS_PER_PAGE) {
             section.rollout data-rule=(rollout.rule) data-patch=(rollout.patch) {
@@ -696,6 +757,8 @@ pub async fn catalog(
     let limit = query.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let offset = query.offset.unwrap_or(0);
     let rule_names: Vec<String> = plan.rules.iter().map(|r| r.name.clone()).collect();
+    let action_of = |name: &str| plan.rules.iter().find(|r| r.name == name).map_or("", |r| r.action.as_str());
+    let chosen_rule = filter.rule.as_deref().filter(|r| !r.is_empty());
     let body = html! {
         form.filters method="get" action="/console/catalog" {
             label { "Search " input type="text" name="q" value=(text(&filter.q)) placeholder="id, title, product, CVE"; }
@@ -705,28 +768,41 @@ pub async fn catalog(
             button type="submit" { "Filter" }
             a href=(format!("/console/catalog{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
         }
+        @if let Some(rule) = chosen_rule {
+            @let decides = rows.iter().filter(|r| r.decided_by.as_deref() == Some(rule)).count();
+            p #rule-summary { "Rule " code { (rule) } " says " strong { (action_of(rule)) } " for the patches it matches. It decides "
+                (decides) " of the " (rows.len()) " listed; the others it matches but does not decide (a higher-ranked rule does, or they are skipped as superseded)." }
+        }
         (pager("/console/catalog", &pairs, offset, limit, total))
-        table #catalog {
-            thead { tr {
-                (header("Patch", "id")) (header("Title", "title")) (header("Product", "product")) (header("Severity", "severity"))
-                (header("CVSS", "cvss")) (header("Missing on", "missing")) (header("Released", "released"))
-                th { "Supersedes" } th { "Superseded by" } th { "State" } th { "Matching rules" }
-            } }
-            tbody { @for row in rows.iter().skip(offset).take(limit) {
-                tr data-patch=(row.id) {
-                    td { a href=(format!("/console/devices{}", page::query_string(&[("patch", row.id.clone())]))) title="the devices it is an item of" { code { (row.id) } } }
-                    td { (row.title) @if !row.cves.is_empty() { br; span.muted { (row.cves.join(", ")) } } }
-                    td { (row.vendor) " " (row.product) }
-                    td { (row.severity) }
-                    td.num { (row.cvss.map_or("—".to_owned(), |s| format!("{s:.1}"))) }
-                    td.num.missing { a href=(format!("/console/exposure{}", page::query_string(&[("patch", row.id.clone())]))) title="the devices exposed to it" { (row.missing) } }
-                    td { (when(row.released)) }
-                    td { (row.supersedes.join(", ")) }
-                    td { (row.superseded_by.join(", ")) }
-                    td { @if let Some(at) = row.obsolete_since { "obsolete since " (when(at)) } @else if row.active { "active" } @else { "out of coverage" } }
-                    td { @for rule in &row.matched_by { a href=(format!("/console/catalog{}", page::query_string(&[("rule", rule.clone())]))) { (rule) } " " } }
-                }
-            } }
+        @if rows.is_empty() { (page::empty_state("no patch in the catalog matches these filters")) } @else {
+            table #catalog {
+                thead { tr {
+                    (header("Patch", "id")) (header("Title", "title")) (header("Product", "product")) (header("Severity", "severity"))
+                    (header("CVSS", "cvss")) (header("Missing on", "missing")) (header("Released", "released"))
+                    th { "Supersedes" } th { "Superseded by" } th { "State" } th { "Matching rules" }
+                } }
+                tbody { @for row in rows.iter().skip(offset).take(limit) {
+                    tr data-patch=(row.id) {
+                        td { a href=(format!("/console/devices{}", page::query_string(&[("patch", row.id.clone())]))) title="the devices it is an item of" { code { (row.id) } } }
+                        td { (row.title) @if !row.cves.is_empty() { br; span.muted { (row.cves.join(", ")) } } }
+                        td { (row.vendor) " " (row.product) }
+                        td { (row.severity) }
+                        td.num { (row.cvss.map_or("—".to_owned(), |s| format!("{s:.1}"))) }
+                        td.num.missing { a href=(format!("/console/exposure{}", page::query_string(&[("patch", row.id.clone())]))) title="the devices exposed to it" { (row.missing) } }
+                        td { (when(row.released)) }
+                        td { (row.supersedes.join(", ")) }
+                        td { (row.superseded_by.join(", ")) }
+                        td { @if let Some(at) = row.obsolete_since { "obsolete since " (when(at)) } @else if row.active { "active" } @else { "out of coverage" } }
+                        td { @for rule in &row.matched_by {
+                            @let decides = row.decided_by.as_ref() == Some(rule);
+                            span.rule.decides[decides] {
+                                a href=(format!("/console/catalog{}", page::query_string(&[("rule", rule.clone())]))) { (rule) }
+                                " (" (action_of(rule)) @if decides { ", decides" } @else { ", outranked" } ") "
+                            }
+                        } }
+                    }
+                } }
+            }
         }
         (pager("/console/catalog", &pairs, offset, limit, total))
     };
@@ -795,17 +871,19 @@ pub async fn software(
             }
         }
         h2 { "Packages (" span #package-count { (library.packages.len()) } ")" }
-        table #packages {
-            thead { tr { th { "Package" } th { "Vendor" } th { "Version" } th { "Type" } th.num { "Size" } th { "sha256" } th { "Assigned by" } } }
-            tbody { @for package in &library.packages { @for v in &package.versions {
-                tr data-package=(package.name) data-version=(v.version) {
-                    td { code { (package.name) } @if let Some(name) = &package.display_name { " " span.muted { (name) } } }
-                    td { (package.vendor.as_deref().unwrap_or("—")) } td { (v.version) } td { (v.kind) }
-                    td.num { (v.size.map_or_else(|| "—".to_owned(), |s| s.to_string())) }
-                    td { code title=(v.sha256) { (v.sha256.get(..12).unwrap_or(&v.sha256)) "…" } }
-                    td { (if v.assignments.is_empty() { "—".to_owned() } else { v.assignments.join(", ") }) }
-                }
-            } } }
+        @if library.packages.is_empty() { (page::empty_state("no SoftwarePackage is in force")) } @else {
+            table #packages {
+                thead { tr { th { "Package" } th { "Vendor" } th { "Version" } th { "Type" } th.num { "Size" } th { "sha256" } th { "Assigned by" } } }
+                tbody { @for package in &library.packages { @for v in &package.versions {
+                    tr data-package=(package.name) data-version=(v.version) {
+                        td { code { (package.name) } @if let Some(name) = &package.display_name { " " span.muted { (name) } } }
+                        td { (package.vendor.as_deref().unwrap_or("—")) } td { (v.version) } td { (v.kind) }
+                        td.num { (v.size.map_or_else(|| "—".to_owned(), page::size)) }
+                        td { code title=(v.sha256) { (v.sha256.get(..12).unwrap_or(&v.sha256)) "…" } }
+                        td { (if v.assignments.is_empty() { "—".to_owned() } else { v.assignments.join(", ") }) }
+                    }
+                } } }
+            }
         }
     };
     html_page(StatusCode::OK, layout("Software", Some(&session), "/console/software", None, body))

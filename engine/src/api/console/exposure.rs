@@ -62,26 +62,28 @@ pub async fn exposure(
             button type="submit" { "Show" }
             a href=(format!("/console/exposure{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
         }
-        p { span #exposure-count { (total) } " exposures match." }
+        p { span #exposure-count { (total) } (if total == 1 { " exposure matches." } else { " exposures match." }) }
         (pager("/console/exposure", &pairs, offset, PAGE, total))
-        table #exposure {
-            thead { tr { (header("Device", "device")) (header("Patch", "patch")) th { "CVEs" } (header("Severity", "severity"))
-                (header("CVSS", "cvss")) (header("Decision", "decision")) th { "Why" } (header("Since", "since"))
-                th { "Target" } (header("Overdue", "overdue")) } }
-            tbody { @for row in &rows {
-                tr data-device=(row.device) data-patch=(row.patch) {
-                    td { a href=(format!("/console/devices/{}", row.device)) { (row.device) } }
-                    td { code { (row.patch) } }
-                    td { (row.cves.join(" ")) }
-                    td { (row.severity) }
-                    td.num { (row.cvss.map(|s| format!("{s:.1}")).unwrap_or_default()) }
-                    td { (row.decision.as_str()) }
-                    td.muted { (row.reason) }
-                    td { (row.since) }
-                    td { (row.target.as_deref().unwrap_or("—")) }
-                    td.overdue[row.overdue] { (if row.overdue { "yes" } else { "no" }) }
-                }
-            } }
+        @if rows.is_empty() { (page::empty_state("no device is exposed to a patch that matches these filters")) } @else {
+            table #exposure {
+                thead { tr { (header("Device", "device")) (header("Patch", "patch")) th { "CVEs" } (header("Severity", "severity"))
+                    (header("CVSS", "cvss")) (header("Decision", "decision")) th { "Why" } (header("Since", "since"))
+                    th { "Target" } (header("Overdue", "overdue")) } }
+                tbody { @for row in &rows {
+                    tr data-device=(row.device) data-patch=(row.patch) {
+                        td { a href=(format!("/console/devices/{}", row.device)) { (row.device) } }
+                        td { code { (row.patch) } }
+                        td { (row.cves.join(" ")) }
+                        td { (row.severity) }
+                        td.num { (row.cvss.map(|s| format!("{s:.1}")).unwrap_or_default()) }
+                        td { (row.decision.as_str()) }
+                        td.muted { (row.reason) }
+                        td { (row.since) }
+                        td { (row.target.as_deref().unwrap_or("—")) }
+                        td.overdue[row.overdue] { (if row.overdue { "yes" } else { "no" }) }
+                    }
+                } }
+            }
         }
     };
     html_page(StatusCode::OK, layout("Exposure", Some(&session), "/console/exposure", None, body))

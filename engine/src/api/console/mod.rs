@@ -80,9 +80,21 @@ fn html_page(status: StatusCode, markup: Markup) -> Response {
 }
 
 /// A page that says what went wrong, in the console's layout.
+/// A page that says what went wrong, and always offers a way back: the
+/// viewer's home, or the sign-in and the portal when the page does not
+/// know who is looking.
 fn error_page(status: StatusCode, session: Option<&Session>, message: &str) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
-    html_page(status, layout(title, session, "", Some(&Flash::error(message)), html! {}))
+    let body = html! {
+        p.way-back {
+            @match session.map(|s| &s.viewer) {
+                Some(Viewer::Admin) => { a href="/console" { "Back to the console" } }
+                Some(_) => { a href="/portal" { "Back to your device" } }
+                None => { a href="/" { "Back to your start page" } " · " a href="/signin" { "Sign in with another token" } }
+            }
+        }
+    };
+    html_page(status, layout(title, session, "", Some(&Flash::error(message)), body))
 }
 
 /// Why a console request was turned away: each becomes a redirect or a
@@ -108,7 +120,7 @@ impl IntoResponse for Refusal {
             Refusal::AdminsOnly => error_page(
                 StatusCode::FORBIDDEN,
                 None,
-                "This page is for admins: a user token shows only its own device, in the portal (/portal).",
+                "This page is for admins. Your token shows your own device, in the portal.",
             ),
             Refusal::Csrf => error_page(
                 StatusCode::FORBIDDEN,

@@ -256,8 +256,34 @@ pub fn yaml_to_commit(path: &str, yaml: &str) -> Markup {
 }
 
 /// An instant as admins read it: UTC, to the second.
+/// An instant as people read it, to the minute: `2026-12-05 17:03 UTC`.
 pub fn when(at: jiff::Timestamp) -> String {
-    at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+    at.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A size as people read it: `512 B`, `1.5 KiB`, `1.5 MiB`, `2.0 GiB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// What an empty table shows instead of bare headers.
+pub fn empty_state(why: &str) -> Markup {
+    html! { p.empty { "Nothing applies: " (why) "." } }
+}
+
+/// `1 rollout`, `2 rollouts`: a count with its noun, singular or plural.
+pub fn count(n: usize, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
 }
 
 pub fn when_opt(at: Option<jiff::Timestamp>) -> String {

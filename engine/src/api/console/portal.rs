@@ -9,6 +9,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
+use patchward_api::ReportStatus;
+use patchward_api::desired::Action;
+use patchward_api::events::{AgentEvent, EventKind};
 use serde::Deserialize;
 
 use super::admin::FlashQuery;
@@ -71,16 +74,14 @@ pub async fn portal(
             ul #done { @for row in done { li { code { (row.patch) } " " (row.title) " — " (row.status) } } }
         }
         h2 { "History" }
-        table #history {
-            thead { tr { th { "When" } th { "What" } th { "Item" } th { "Outcome" } } }
-            tbody {
-                @for event in events.iter().rev().take(200) {
-                    @let body = &event.body;
-                    tr {
-                        td { (body.get("at").and_then(|a| a.as_str()).map_or_else(|| when(event.received_at), str::to_owned)) }
-                        td { (body.get("kind").and_then(|k| k.as_str()).unwrap_or("event")) }
-                        td { (body.get("patch").and_then(|p| p.as_str()).unwrap_or("")) }
-                        td { (body.get("status").and_then(|s| s.as_str()).unwrap_or("")) " " (body.get("message").and_then(|m| m.as_str()).unwrap_or("")) }
+        @let history: Vec<HistoryLine> = events.iter().rev().take(200).map(HistoryLine::of).collect();
+        @if history.is_empty() { p.empty { "Nothing has happened on this device yet." } }
+        @else {
+            table #history {
+                thead { tr { th { "When" } th { "Item" } th { "What happened" } } }
+                tbody {
+                    @for line in &history {
+                        tr { td { (line.when) } td { (line.item) } td { (line.what) } }
                     }
                 }
             }
@@ -121,5 +122,40 @@ pub async fn request(
             back("done", message)
         }
         Err(e) => back("error", e.message),
+    }
+}
+
+/// One line of the portal's history, in words a user reads: no event
+/// kinds, statuses or agent messages, but for a failure's reason.
+struct HistoryLine {
+    when: String,
+    item: String,
+    what: String,
+}
+
+impl HistoryLine {
+    fn of(event: &crate::store::fleet::StoredEvent) -> HistoryLine {
+        let Ok(parsed) = serde_json::from_value::<AgentEvent>(event.body.clone()) else {
+            return HistoryLine {
+                when: when(event.received_at),
+                item: String::new(),
+                what: "Something was recorded".into(),
+            };
+        };
+        let reason = parsed.message.clone().unwrap_or_default();
+        let what = match (parsed.kind, parsed.status, parsed.action) {
+            (EventKind::Report, Some(ReportStatus::Succeeded), Some(Action::Uninstall)) => "Removed".to_owned(),
+            (EventKind::Report, Some(ReportStatus::Succeeded), _) => "Installed".to_owned(),
+            (EventKind::Report, Some(ReportStatus::Failed), Some(Action::Uninstall)) => {
+                format!("Could not be removed: {reason}")
+            }
+            (EventKind::Report, _, _) => format!("Could not be installed: {reason}"),
+            (EventKind::Step, _, _) => "In progress".to_owned(),
+            (EventKind::Snooze, _, _) => "Put off".to_owned(),
+            (EventKind::InstallRequest, _, _) => "Install requested".to_owned(),
+            (EventKind::RefusedState, _, _) => "The device refused instructions it could not trust".to_owned(),
+            (EventKind::Error, _, _) => format!("A problem: {reason}"),
+        };
+        HistoryLine { when: when(parsed.at), item: parsed.patch.unwrap_or_default(), what }
     }
 }
