@@ -285,7 +285,7 @@ const DEVICES: [&str; 3] = ["pilot-01", "prod-01", "prod-02"];
 #[test]
 fn the_demo_rolls_a_commit_out_through_apt_and_its_revert_back_then_exits_and_leaves_nothing_behind() {
     let started = Instant::now();
-    let mut demo = Demo::start(&["--agents", "3", "--production-after", "0s", "--for", "20s"]);
+    let mut demo = Demo::start(&["--agents", "3", "--production-after", "0s", "--review-for", "5s", "--for", "20s"]);
     let dir = files_dir(&demo.until("the first line", Duration::from_secs(60), |l| l.starts_with("patchward demo:")));
     assert!(dir.is_dir(), "{}", dir.display());
     let (early_console_url, early_token) = follow_the_tour(&mut demo);
@@ -346,7 +346,13 @@ fn follow_the_tour(demo: &mut Demo) -> (String, String) {
 
     let waiting = demo.until("the enrollments", Duration::from_secs(120), |l| l.contains("every agent is in"));
     assert!(waiting.contains("DSA-DEMO-0001 is missing on 3 of them"), "{waiting}");
-    assert!(waiting.contains("is unrated (Debian's advisories carry none) and no rule matches it"), "{waiting}");
+    assert!(waiting.contains("is unrated (Debian's advisories carry none) and review-unrated matches it"), "{waiting}");
+    // It waits in the review queue, with the YAML that approves it.
+    let review = demo.until("the review line", Duration::from_secs(10), |l| l.contains("] review queue http"));
+    assert!(review.contains("--review-for"), "{review}");
+    let (status, page) = console_page(&console, &token, "console/review");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("DSA-DEMO-0001") && page.contains("kind: Approval"), "{page}");
     demo.until("the approval commit", Duration::from_secs(60), |l| {
         l.contains("commit ") && l.contains("Approve DSA-DEMO-0001")
     });
@@ -374,7 +380,10 @@ fn follow_the_tour(demo: &mut Demo) -> (String, String) {
 /// reports, each naming the file apt installed by its sha256.
 fn check_admin_api(console: &str, admin: &str, dir: &std::path::Path) {
     let compliance = json(&format!("{console}api/v1/compliance"), admin);
-    assert_eq!((compliance["devices"].as_u64(), compliance["compliant"].as_u64()), (Some(3), Some(3)), "{compliance}");
+    // Retracted everywhere: the policy plans nothing for any device now,
+    // which is not "fully patched" (they are counted apart).
+    let counts = ["devices", "compliant", "withoutItems"].map(|k| compliance[k].as_u64());
+    assert_eq!(counts, [Some(3), Some(0), Some(3)], "{compliance}");
     let devices = json(&format!("{console}api/v1/devices"), admin);
     let devices = devices["devices"].as_array().unwrap();
     let mut ids: Vec<&str> = devices.iter().map(|d| d["id"].as_str().unwrap()).collect();

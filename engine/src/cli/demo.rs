@@ -41,6 +41,11 @@ pub struct DemoArgs {
     /// How long after the pilot ring production's stage begins.
     #[arg(long, value_name = "DURATION", default_value = "1m")]
     production_after: patchward_api::Duration,
+    /// How long the advisory waits in the review queue before the tour
+    /// commits its approval: time to look at the queue and the YAML it
+    /// offers in the console.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    review_for: patchward_api::Duration,
     /// Exit by itself this long after the rollout completed, rather than
     /// at Ctrl-C.
     #[arg(long = "for", value_name = "DURATION")]
@@ -145,14 +150,22 @@ async fn tour(office: &mut Office, args: &DemoArgs, agent: &Path, out: &Printer)
     let patch = exposure(office, total).await?;
     let matched = match patch.matched_by.is_empty() {
         true => "no rule".to_owned(),
-        false => format!("only {}", patch.matched_by.join(", ")),
+        false => patch.matched_by.join(", "),
     };
     out.line(&format!(
         "every agent is in, and {PATCH} is missing on {} of them. Nothing is approved for the devices: the shipped \
          playbook's rules go by severity, {PATCH} is {} (Debian's advisories carry none) and {matched} matches it, \
-         so it waits for an approval. The engine fetches nothing for it: it names a version, not a file",
+         so it waits in the review queue for an admin. The engine fetches nothing for it: it names a version, not a \
+         file",
         patch.missing, patch.severity
     ));
+    out.line(&format!(
+        "review queue {}/console/review : {PATCH} with the YAML that approves it. The tour commits its own approval \
+         in {} (--review-for)",
+        office.base(),
+        args.review_for
+    ));
+    tokio::time::sleep(args.review_for.as_std()).await;
     let approved = roll_out(office, args, total, out).await?;
     roll_back(office, &approved, total, out).await?;
 

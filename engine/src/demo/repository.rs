@@ -79,6 +79,17 @@ pub fn initial_files(endpoints: &Endpoints) -> Vec<(String, String)> {
         ),
     ));
     files.push((
+        "rules/review-unrated.yaml".into(),
+        "# Advisories that carry no severity (Debian's OSV records do not) wait in\n\
+         # the review queue, where an admin sees them and the YAML that approves\n\
+         # them, instead of waiting unseen. A rule of higher priority decides.\n\
+         apiVersion: patchward.dev/v1\n\
+         kind: ApprovalRule\n\
+         metadata:\n  name: review-unrated\n  description: advisories without a severity, for an admin to decide\n\
+         spec:\n  priority: 10\n  match: 'patch.severity == \"unrated\"'\n  action: review\n"
+            .into(),
+    ));
+    files.push((
         "demo.yaml".into(),
         format!(
             "# The demo's deployment policy: install at once, any time. The shipped\n\
