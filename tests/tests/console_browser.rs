@@ -171,6 +171,19 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
         assert_eq!(cells[1].text().await, counts["installed"].to_string(), "{severity} installed");
     }
     browser.screenshot(&shots, "compliance").await;
+    // Its export works from the console, with the session alone.
+    let export = browser.find("a[href='/console?format=csv']").await;
+    assert_eq!(export.text().await, "Export CSV");
+    let fetched = browser
+        .run(
+            "const done = arguments[arguments.length - 1];
+             fetch('/console?format=csv').then(r => r.text().then(t =>
+                done([r.status, r.headers.get('content-type'), t.split('\\n')[0]])));",
+        )
+        .await;
+    assert_eq!(fetched[0], 200, "{fetched}");
+    assert!(fetched[1].as_str().unwrap().starts_with("text/csv"), "{fetched}");
+    assert_eq!(fetched[2], "group,name,installed,due,scheduled,blocked,removed,overdue", "{fetched}");
 
     // Devices: every enrolled device, with the compliance the API gives it.
     browser.go(&format!("{base}/console/devices")).await;
@@ -179,14 +192,17 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
     for device in devices["devices"].as_array().unwrap() {
         let id = device["id"].as_str().unwrap();
         let cells = browser.find_all(&format!("#devices tr[data-device='{id}'] td")).await;
-        assert_eq!(cells[3].text().await, device["compliance"].as_str().unwrap(), "{id}");
+        // The Location by name, its address in a column of its own.
+        assert_eq!(cells[2].text().await, device["location"].as_str().unwrap_or("—"), "{id} location");
+        assert_eq!(cells[3].text().await, device["facts"]["ip"].as_str().unwrap_or("—"), "{id} address");
+        assert_eq!(cells[4].text().await, device["compliance"].as_str().unwrap(), "{id}");
         let pending = device["items"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|i| i["status"] != "installed" && i["status"] != "removed")
             .count();
-        assert_eq!(cells[4].text().await, pending.to_string(), "{id} pending");
+        assert_eq!(cells[5].text().await, pending.to_string(), "{id} pending");
     }
     browser.screenshot(&shots, "devices").await;
     // A filter narrows the list the way the API's filter does.
@@ -205,6 +221,9 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
         assert!(cells[4].text().await.starts_with(item["status"].as_str().unwrap()), "{patch}");
         assert_eq!(cells[7].text().await, item["policy"].as_str().unwrap(), "{patch}");
     }
+    // Its packages, listed.
+    let packages = device["inventory"]["packages"].as_array().unwrap();
+    assert_eq!(browser.find_all("#packages tbody tr").await.len(), packages.len().min(500));
     browser.screenshot(&shots, "device").await;
 
     // The review queue shows the YAML to commit; status and audit render.
@@ -257,6 +276,9 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
     browser.screenshot(&shots, "catalog").await;
     let rule = rollouts.first().map_or("low-hold".to_owned(), |r| r["rule"].as_str().unwrap().to_owned());
     browser.go(&format!("{base}/console/catalog?rule={rule}")).await;
+    let summary = browser.text("#rule-summary").await;
+    assert!(summary.contains(&format!("Rule {rule} says")) && summary.contains("It decides"), "{summary}");
+    browser.screenshot(&shots, "catalog-rule").await;
     let matching = fleet.api(&format!("/api/v1/catalog?rule={rule}"), &fleet.admin).await;
     let shown: Vec<String> = {
         let mut ids = Vec::new();
@@ -282,7 +304,19 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
     browser.wait_for_text(".flash.ok", "Sync requested").await;
     browser.go(&format!("{base}/console/audit?action=sync.")).await;
     assert!(browser.text("#audit").await.contains("sync.requested"));
+    // The log shows changes by default: the API reads of this test are
+    // recorded apart; each detail reads as fields.
+    browser.go(&format!("{base}/console/audit")).await;
+    let log = browser.text("#audit").await;
+    assert!(!log.contains("api.read") && log.contains("console.signin"), "{log}");
+    assert!(!browser.find_all("#audit dl.fields dt").await.is_empty());
+    let from: u64 = browser.text("p.pager span.from").await.parse().unwrap();
+    let to: u64 = browser.text("p.pager span.to").await.parse().unwrap();
+    assert!(from <= to, "the header reads oldest to newest: #{from} to #{to}");
     browser.screenshot(&shots, "audit").await;
+    browser.go(&format!("{base}/console/audit?kind=reads")).await;
+    assert!(browser.text("#audit").await.contains("api.read"));
+    browser.screenshot(&shots, "audit-reads").await;
 
     // A state-changing request without the session's CSRF token is refused.
     let forged = browser
@@ -344,6 +378,10 @@ async fn the_console_in_chromium_shows_the_apis_figures_and_keeps_users_to_their
     browser.go(&format!("{base}/console/devices/ws-0077")).await;
     let refused = browser.text("main").await;
     assert!(refused.contains("for admins") && !refused.contains("KB"), "{refused}");
+    // The refusal offers a way back.
+    browser.find("p.way-back a[href='/']").await.click().await;
+    browser.wait_for_url(&format!("{base}/portal")).await;
+    browser.screenshot(&shots, "portal-back").await;
 
     browser.quit().await;
     fleet.running.shutdown().await;

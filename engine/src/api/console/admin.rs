@@ -618,8 +618,8 @@ pub async fn audit(
         }
         p.pager {
             @if !entries.is_empty() {
-                "Entries " span.from { (entries[entries.len() - 1].seq) } "–" span.to { (entries[0].seq) }
-                ", newest first, of " span.total { (total) } " in the log. "
+                (page::count(entries.len(), "entry", "entries")) " shown, #" span.from { (entries[entries.len() - 1].seq) }
+                " to #" span.to { (entries[0].seq) } ", newest first; the log holds " span.total { (total) } ". "
             }
             @if query.before.is_some() { a rel="first" href=(link(Vec::new())) { "← newest" } " " }
             @if let (true, Some(last)) = (older, entries.last()) {
