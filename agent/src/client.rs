@@ -5,7 +5,6 @@
 //! The device's credential goes out as a bearer and nowhere else: it is
 //! in no error, no log line and no Debug output.
 
-use std::fmt;
 use std::time::Duration;
 
 use patchward_api::device::{EnrollRequest, EnrollResponse, InventoryAccepted, InventoryUpload};
@@ -46,24 +45,8 @@ pub enum Fetched {
     NothingInForce,
 }
 
-/// The device's credential; never shown.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Credential(String);
-
-impl Credential {
-    pub fn new(secret: impl Into<String>) -> Credential {
-        Credential(secret.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Credential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Credential(<redacted>)")
-    }
-}
+/// The device's credential: a [`Secret`], never shown.
+pub type Credential = patchward_api::logging::Secret;
 
 pub struct EngineClient {
     http: reqwest::Client,

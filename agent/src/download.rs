@@ -21,31 +21,25 @@
 //! - a credential never appears in an error or a log: errors name the URL
 //!   without its user-info or query.
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 
 use crate::cache::{Cache, CacheError, CachedBlob, PartialFile, Sha256Digest};
+use patchward_api::logging::Secret;
 
-/// A secret sent as `Authorization: Bearer …`; its Debug and Display never
-/// show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Bearer(String);
+/// A credential sent as `Authorization: Bearer …`: a [`Secret`], so its
+/// Debug and Display never show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bearer(Secret);
 
 impl Bearer {
-    pub fn new(credential: impl Into<String>) -> Bearer {
-        Bearer(credential.into())
+    pub fn new(credential: &Secret) -> Bearer {
+        Bearer(credential.clone())
     }
     fn header_value(&self) -> String {
-        format!("Bearer {}", self.0)
-    }
-}
-
-impl fmt::Debug for Bearer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Bearer(<redacted>)")
+        format!("Bearer {}", self.0.expose())
     }
 }
 
@@ -699,8 +693,9 @@ mod tests {
     #[test]
     fn urls_are_shown_without_secrets() {
         assert_eq!(display_url("http://user:pw@mirror:8080/blobs/ab?token=s3cret"), "http://mirror:8080/blobs/ab?…");
-        assert!(!format!("{:?}", Bearer::new("s3cret")).contains("s3cret"));
-        let source = Source::engine("http://engine:8420/", &Sha256Digest::of(b"x"), Bearer::new("s3cret"));
+        assert!(!format!("{:?}", Bearer::new(&"s3cret".to_owned().into())).contains("s3cret"));
+        let source =
+            Source::engine("http://engine:8420/", &Sha256Digest::of(b"x"), Bearer::new(&"s3cret".to_owned().into()));
         assert!(!format!("{source:?}").contains("s3cret"));
         assert!(source.display_url().ends_with(&format!("/api/v1/blobs/{}", Sha256Digest::of(b"x"))));
     }

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
-use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::observe::{Clock, SystemClock};
@@ -28,50 +27,9 @@ use crate::observe::{Clock, SystemClock};
 /// `log.level` and `log.format`.
 pub use patchward_api::agent_config::{LogFormat as Format, LogLevel as Level};
 
-/// A credential or token. Printing it, in any way the logger or `{:?}`
-/// knows, gives `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret<T = String>(T);
+/// A credential or token: one type for both binaries, which prints `***`.
+pub use patchward_api::logging::Secret;
 
-impl<T> Secret<T> {
-    pub fn new(value: T) -> Secret<T> {
-        Secret(value)
-    }
-
-    /// The secret itself, for the one place that must send or store it.
-    pub fn expose(&self) -> &T {
-        &self.0
-    }
-}
-
-impl<T> fmt::Debug for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl<T> fmt::Display for Secret<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl<T> From<T> for Secret<T> {
-    fn from(value: T) -> Secret<T> {
-        Secret(value)
-    }
-}
-
-// Reading a secret (from a config or state file) is fine; writing one out
-// through serde is deliberately impossible: storing it goes through
-// `expose`, where the reader of the code sees it.
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Secret<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Secret<T>, D::Error> {
-        T::deserialize(deserializer).map(Secret)
-    }
-}
-
-/// A value a log field can hold.
 pub trait LogValue {
     fn to_log_value(&self) -> Value;
 }
@@ -362,7 +320,7 @@ mod tests {
 
     #[test]
     fn a_secret_reads_from_serde_like_its_value() {
-        #[derive(Deserialize, Debug)]
+        #[derive(serde::Deserialize, Debug)]
         struct Credential {
             token: Secret,
         }

@@ -132,7 +132,7 @@ async fn enroll(server: &str, token: &str, settings: &Settings) -> anyhow::Resul
     let identity = Identity {
         server: server.trim_end_matches('/').to_owned(),
         device_id: enrolled.device_id.clone(),
-        credential: enrolled.credential,
+        credential: enrolled.credential.into(),
         engine_key: enrolled.engine_key,
     };
     state.write_json(IDENTITY_FILE, &identity)?;

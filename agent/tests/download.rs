@@ -479,7 +479,8 @@ async fn the_engine_route_carries_the_bearer_and_no_error_shows_it() {
     let mirror = Server::start(|_, _| Reply::status(404)).await;
     let s = setup();
 
-    let sources = sources_for(&[mirror.base()], &engine.base(), &Bearer::new("device-secret"), &digest);
+    let sources =
+        sources_for(&[mirror.base()], &engine.base(), &Bearer::new(&"device-secret".to_owned().into()), &digest);
     assert_eq!(sources[0], Source::mirror(&mirror.base(), &digest));
     let blob = s.downloader.fetch(&sources, &digest, bytes.len() as u64, &limits()).await.unwrap();
     assert_eq!(std::fs::read(blob.path()).unwrap(), bytes);
@@ -488,7 +489,7 @@ async fn the_engine_route_carries_the_bearer_and_no_error_shows_it() {
 
     let other = package(10);
     let other_digest = Sha256Digest::of(&other);
-    let wrong = [Source::engine(&engine.base(), &other_digest, Bearer::new("stolen-secret"))];
+    let wrong = [Source::engine(&engine.base(), &other_digest, Bearer::new(&"stolen-secret".to_owned().into()))];
     let error = s.downloader.fetch(&wrong, &other_digest, 10, &limits()).await.unwrap_err();
     assert_eq!(only_failure(&error), &Failure::Status { status: 401 });
     let shown = format!("{error} {error:?}");

@@ -35,7 +35,7 @@ use patchward_api::device::InventoryUpload;
 use patchward_api::events::EventKind;
 
 use crate::cache::{Cache, Sha256Digest};
-use crate::client::{Credential, EngineClient, Fetched};
+use crate::client::{EngineClient, Fetched};
 use crate::decide::{self, Decision, Item, LocalItemState, Observations, RestartBaseline};
 use crate::detect::{DetectedBy, DetectionResult, DeviceView, detect_item, detected_by, package_to_remove};
 use crate::download::{Bearer, Downloader, Limits, sources_for};
@@ -88,7 +88,10 @@ pub use platform::{NoReboot, Platform, Reboot, SystemReboot};
 pub struct Identity {
     pub server: String,
     pub device_id: String,
-    pub credential: String,
+    /// Written to `identity.json` (0600) and sent as the bearer; never
+    /// printed.
+    #[serde(serialize_with = "patchward_api::logging::serialize_exposed")]
+    pub credential: patchward_api::logging::Secret,
     /// `ed25519:BASE64`, pinned at enrollment.
     pub engine_key: String,
 }
@@ -171,7 +174,7 @@ impl Agent {
         })?;
         let engine_key = patchward_api::dsse::parse_public_key(&identity.engine_key)
             .map_err(|e| AgentError::Setup(format!("{IDENTITY_FILE}: engineKey: {e}")))?;
-        let client = EngineClient::new(&identity.server, Some(Credential::new(&identity.credential)), request_timeout)
+        let client = EngineClient::new(&identity.server, Some(identity.credential.clone()), request_timeout)
             .map_err(|e| AgentError::Setup(e.to_string()))?;
         let cache = Cache::open(state.path()).map_err(|e| AgentError::Setup(e.to_string()))?;
         let staging = cache.staging_dir().to_owned();
@@ -963,7 +966,7 @@ mod tests {
         let identity = Identity {
             server: "http://127.0.0.1:1".into(),
             device_id: "ws-1".into(),
-            credential: "pwd_x".into(),
+            credential: patchward_api::logging::Secret::new("pwd_x".into()),
             engine_key: patchward_api::dsse::public_key_text(&key.verifying_key()),
         };
         state.write_json(IDENTITY_FILE, &identity).unwrap();

@@ -15,6 +15,7 @@ mod duration;
 pub mod events;
 pub mod fixes;
 mod fleet;
+pub mod logging;
 mod time_of_day;
 mod version;
 mod weekday;

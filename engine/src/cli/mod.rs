@@ -17,6 +17,7 @@ mod window;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use patchward_api::logging::Output;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +27,14 @@ use clap::{Parser, Subcommand};
     propagate_version = true
 )]
 struct Cli {
+    /// What to log: a level (`debug`), or levels by module
+    /// (`warn,patchward::daemon=debug`) [default: the PATCHWARD_LOG
+    /// environment variable, else `info`].
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+    /// How log lines are written: `human`, or `json` lines.
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "human", value_parser = ["human", "json"])]
+    log_format: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +62,11 @@ pub enum Outcome {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let output = if cli.log_format == "json" { Output::Json } else { Output::Human };
+    if let Err(error) = patchward_api::logging::init(cli.log.as_deref(), "info", output) {
+        eprintln!("error: {error}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Catalog(args) => catalog::run(args),

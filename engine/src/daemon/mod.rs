@@ -352,6 +352,8 @@ impl Engine {
     }
 
     fn plan_fleet(&self, in_force: Arc<InForce>, audit_changes: bool) -> Result<(), StoreError> {
+        let revision = in_force.policy.revision.as_deref().unwrap_or("-");
+        let _plan = tracing::info_span!("plan", revision).entered();
         let started = std::time::Instant::now();
         let now = self.clock.now();
         self.reports_changed.store(false, Ordering::SeqCst);
@@ -426,6 +428,7 @@ impl Engine {
             }
         }
         self.metrics.record_full_plan(started.elapsed(), fleet.len());
+        tracing::info!(devices = fleet.len(), elapsed = ?started.elapsed(), "planned the fleet");
         self.sample_compliance(now)?;
         if changed > 0 {
             self.changes.send_modify(|n| *n += 1);
@@ -528,6 +531,7 @@ impl Engine {
     /// last full plan, and returns its generation. `None` while no policy
     /// is in force.
     pub fn replan_device(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let _device = tracing::debug_span!("device", id).entered();
         let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
         let (in_force, base, previous, before) = {
             let served = self.served.read().unwrap_or_else(|p| p.into_inner());

@@ -141,6 +141,7 @@ impl Reconciler {
     /// call for it. `forced` (a webhook, `sync`) skips the backoff.
     pub fn reconcile(&mut self, forced: bool) -> Action {
         let now = self.engine.clock.now();
+        let _pass = tracing::info_span!("reconcile", forced).entered();
         self.engine.metrics.reconciles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.engine.in_force().is_none()
             && let Some(applied) = self.follow.applied.clone()
@@ -162,7 +163,7 @@ impl Reconciler {
 
     fn failed(&self, message: String) {
         self.engine.metrics.reconcile_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        eprintln!("patchward: {message}");
+        tracing::error!("{message}");
     }
 
     fn requeue_after(&self, now: jiff::Timestamp) -> std::time::Duration {
@@ -421,7 +422,7 @@ impl Reconciler {
         }
         self.refused_logged = Some(commit.to_owned());
         self.engine.metrics.revisions_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        eprintln!("patchward: refused revision {commit} ({why}): {detail}");
+        tracing::warn!(revision = commit, why, detail, "refused a revision: the last good one stays in force");
         let actor = info.as_ref().map_or("policy".to_owned(), |i| format!("commit:{}", i.author));
         let _ = self.engine.store.append_audit(
             now,
@@ -543,9 +544,9 @@ impl CatalogSync {
             ..ImportRequest::snapshot(BUNDLED_SOURCE, FeedFormat::Patchward, BUNDLED_FEED, self.engine.clock.now())
         };
         let report = crate::catalog::import(store, &request)?;
-        eprintln!(
-            "patchward: no catalog source could be synced yet: planning with the bundled example feed ({} patches) until one is",
-            report.patches
+        tracing::warn!(
+            patches = report.patches,
+            "no catalog source could be synced yet: planning with the bundled example feed until one is"
         );
         Ok(true)
     }
@@ -555,7 +556,7 @@ impl CatalogSync {
         let now = self.engine.clock.now();
         if let Err(e) = self.sync_catalog(now) {
             self.engine.metrics.reconcile_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            eprintln!("patchward: catalog sync: {e:#}");
+            tracing::error!("catalog sync: {e:#}");
         }
         let mut wake = self.poll_interval;
         for (_, at) in self.catalog_backoff.values() {

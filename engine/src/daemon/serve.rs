@@ -72,17 +72,17 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let store = Arc::new(Store::open(data)?);
     let (key, new_key) = crate::keys::load_or_create(data)?;
     if new_key {
-        eprintln!(
-            "patchward: made the engine's signing key in {} ({})",
-            data.display(),
-            patchward_api::dsse::public_key_text(&key.verifying_key())
+        tracing::info!(
+            data = %data.display(),
+            key = %patchward_api::dsse::public_key_text(&key.verifying_key()),
+            "made the engine's signing key"
         );
     }
     let (admin_token_file, created) = admin_token(data, &store, clock.now())?;
     if created {
-        eprintln!("patchward: wrote the admin token to {} (mode 0600)", admin_token_file.display());
+        tracing::info!(file = %admin_token_file.display(), "wrote the admin token (mode 0600)");
     } else {
-        eprintln!("patchward: the admin token is in {}", admin_token_file.display());
+        tracing::info!(file = %admin_token_file.display(), "the admin token is in its file");
     }
     let webhook_secret = match &config.webhook_secret_file {
         None => None,
@@ -109,7 +109,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     );
     crate::follow::set_network_timeouts(config.connect_timeout, config.read_timeout);
     let origin = PolicyOrigin::resolve(&config.policies, &config.branch);
-    eprintln!("patchward: following {}", origin.describe());
+    tracing::info!(policy = %origin.describe(), "following the policy");
     let reconciler = Reconciler::new(
         engine.clone(),
         ReconcilerSettings {
@@ -142,12 +142,8 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         tokio::spawn(serve_connections(api_listener, app, limits.clone(), stopped.clone())),
         tokio::spawn(serve_connections(metrics_listener, metrics_app, limits, stopped)),
     ];
-    eprintln!("patchward: API on http://{api}, metrics on http://{metrics}/metrics");
-    eprintln!(
-        "patchward: console on {} — sign in with the admin token in {}",
-        console_url(api),
-        admin_token_file.display()
-    );
+    tracing::info!("API on http://{api}, metrics on http://{metrics}/metrics");
+    tracing::info!("console on {} — sign in with the admin token in {}", console_url(api), admin_token_file.display());
     Ok(Running { api, metrics, engine, admin_token_file, stop, tasks })
 }
 
@@ -169,7 +165,7 @@ pub fn run(config: ServeConfig) -> anyhow::Result<()> {
     runtime.block_on(async {
         let running = start(config, Arc::new(SystemClock)).await?;
         wait_for_signal().await;
-        eprintln!("patchward: shutting down");
+        tracing::info!("shutting down");
         running.shutdown().await;
         Ok(())
     })
@@ -206,7 +202,7 @@ async fn reconcile_loop(reconciler: Reconciler, engine: Arc<Engine>, mut stopped
         let action =
             tokio::task::spawn_blocking(move || pass.lock().unwrap_or_else(|p| p.into_inner()).reconcile(forced)).await;
         let Ok(action) = action else {
-            eprintln!("patchward: a reconcile pass panicked; retrying in 5s");
+            tracing::error!("a reconcile pass panicked; retrying in 5s");
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             continue;
         };
@@ -238,8 +234,8 @@ async fn report_replan_loop(engine: Arc<Engine>, mut stopped: tokio::sync::watch
             }
             let planner = engine.clone();
             match tokio::task::spawn_blocking(move || planner.replan_if_due()).await {
-                Ok(Err(e)) => eprintln!("patchward: plan after reports: {e}"),
-                Err(_) => eprintln!("patchward: a plan after reports panicked"),
+                Ok(Err(e)) => tracing::error!(error = %e, "plan after reports failed"),
+                Err(_) => tracing::error!("a plan after reports panicked"),
                 Ok(Ok(_)) => {}
             }
         }
@@ -282,7 +278,7 @@ async fn media_loop(engine: Arc<Engine>, blobs: Arc<BlobStore>, mut stopped: tok
     let client = match crate::catalog::fetch::client(&crate::catalog::fetch::FetchLimits::default()) {
         Ok(client) => client,
         Err(e) => {
-            eprintln!("patchward: no HTTP client for the media master: {e}");
+            tracing::error!(error = %e, "no HTTP client for the media master: it fetches nothing");
             return;
         }
     };
@@ -319,7 +315,7 @@ async fn fetch_media(
                 failed.remove(&package.sha256);
             }
             Err(e) => {
-                eprintln!("patchward: media master: {e}");
+                tracing::warn!(url = %package.url, sha256 = %package.sha256, error = %e, "media master: fetch failed");
                 failed.insert(package.sha256.clone(), now.checked_add(MEDIA_RETRY).unwrap_or(now));
             }
         }

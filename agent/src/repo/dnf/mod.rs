@@ -86,13 +86,13 @@ use crate::install::process::{self, ProcessExit, ProcessOutput, QUERY_BYTES};
 use crate::install::rpm::{DB_PATH, RpmRoot};
 use crate::install::{InstallError, check_package_name};
 
-/// Where, inside a root other than `/`, the `HOME` holding `.rpmmacros`
-/// is: the only file the agent adds to such a root.
 mod output;
 
-pub use output::{Transaction, parse_records, parse_transaction};
 use output::{Action, Row, version_of};
+pub use output::{Transaction, parse_records, parse_transaction};
 
+/// Where, inside a root other than `/`, the `HOME` holding `.rpmmacros`
+/// is: the only file the agent adds to such a root.
 pub const MACROS_HOME: &str = "/var/lib/patchward/dnf-home";
 
 /// The protected-packages list, in the transaction's staging folder.

@@ -148,4 +148,3 @@ pub fn parse_transaction(text: &str) -> Result<Option<Transaction>, String> {
     }
     Ok(Some(transaction))
 }
-
