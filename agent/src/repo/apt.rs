@@ -297,6 +297,13 @@ pub fn parse_uris(text: &str, local: &[&Path]) -> Result<Vec<Fetch>, RepoError> 
         }
         let fields: Vec<&str> = rest.split_whitespace().collect();
         let [file, size, hash] = fields[..] else { return Err(unparsed(line)) };
+        // apt quotes a URL with a scheme and names a plain file: anything
+        // else is not a line of its (fuzzing found an empty URL).
+        let plain_file = !file.is_empty() && !file.contains(['/', '\'', '"']) && file != "." && file != "..";
+        let has_scheme = url.contains("://") || url.starts_with("file:/");
+        if !has_scheme || !plain_file {
+            return Err(unparsed(line));
+        }
         let hex = hash.strip_prefix("SHA256:").ok_or_else(|| unparsed(line))?;
         fetches.push(Fetch {
             url: url.to_owned(),
@@ -352,6 +359,10 @@ mod tests {
         assert_eq!(fetches[0].sha256.to_hex(), hex);
         assert!(parse_uris("'http://x' file 12 MD5Sum:abc", &[]).is_err());
         assert!(parse_uris("'file:/elsewhere.deb' x.deb 720", &[local]).is_err(), "only the files handed over");
+        let sha = format!("SHA256:{hex}");
+        let empty_url = format!("'''' ''deb 1234 {sha}");
+        assert!(parse_uris(&empty_url, &[]).is_err(), "an empty URL (found by fuzzing)");
+        assert!(parse_uris(&format!("'http://x/a.deb' ../a.deb 1 {sha}"), &[]).is_err(), "a file name with a path");
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! Coverage-guided fuzzing of patchward's parsers (RELIABILITY T36).
+
+pub mod targets;
