@@ -98,40 +98,19 @@ pub fn dpkg_status(data: &[u8]) {
 /// The csaf feed importer: any bytes are a feed or a refusal, never a panic;
 /// an accepted feed holds unique, non-empty patch ids within the limit.
 pub fn feed_csaf(data: &[u8]) {
-    use patchward::policy::model::FeedFormat;
-    let limits = patchward::catalog::FeedLimits::default();
-    if let Ok(feed) = patchward::catalog::import::parse(FeedFormat::Csaf, data, &limits) {
-        assert!(feed.patches.len() <= limits.max_patches);
-        let mut ids: Vec<&str> = feed.patches.iter().map(|p| p.id.as_str()).collect();
-        ids.sort_unstable();
-        assert!(ids.windows(2).all(|w| w[0] != w[1]) && ids.iter().all(|id| !id.trim().is_empty()));
-    }
+    feed(patchward::policy::model::FeedFormat::Csaf, data);
 }
 
 /// The osv feed importer: any bytes are a feed or a refusal, never a panic;
 /// an accepted feed holds unique, non-empty patch ids within the limit.
 pub fn feed_osv(data: &[u8]) {
-    use patchward::policy::model::FeedFormat;
-    let limits = patchward::catalog::FeedLimits::default();
-    if let Ok(feed) = patchward::catalog::import::parse(FeedFormat::Osv, data, &limits) {
-        assert!(feed.patches.len() <= limits.max_patches);
-        let mut ids: Vec<&str> = feed.patches.iter().map(|p| p.id.as_str()).collect();
-        ids.sort_unstable();
-        assert!(ids.windows(2).all(|w| w[0] != w[1]) && ids.iter().all(|id| !id.trim().is_empty()));
-    }
+    feed(patchward::policy::model::FeedFormat::Osv, data);
 }
 
 /// The patchward feed importer: any bytes are a feed or a refusal, never a panic;
 /// an accepted feed holds unique, non-empty patch ids within the limit.
 pub fn feed_patchward(data: &[u8]) {
-    use patchward::policy::model::FeedFormat;
-    let limits = patchward::catalog::FeedLimits::default();
-    if let Ok(feed) = patchward::catalog::import::parse(FeedFormat::Patchward, data, &limits) {
-        assert!(feed.patches.len() <= limits.max_patches);
-        let mut ids: Vec<&str> = feed.patches.iter().map(|p| p.id.as_str()).collect();
-        ids.sort_unstable();
-        assert!(ids.windows(2).all(|w| w[0] != w[1]) && ids.iter().all(|id| !id.trim().is_empty()));
-    }
+    feed(patchward::policy::model::FeedFormat::Patchward, data);
 }
 
 /// The policy loader and validation: one policy file, read, parsed and
@@ -169,5 +148,17 @@ pub fn versions(data: &[u8]) {
         let forward = compare_versions(a, b, scheme);
         assert_eq!(forward, compare_versions(b, a, scheme).reverse(), "{scheme:?} {a:?} {b:?}");
         assert_eq!(compare_versions(a, a, scheme), std::cmp::Ordering::Equal, "{scheme:?} {a:?}");
+    }
+}
+
+/// One importer's body: a feed or a refusal, never a panic; an accepted
+/// feed holds unique, non-empty patch ids within the limit.
+fn feed(format: patchward::policy::model::FeedFormat, data: &[u8]) {
+    let limits = patchward::catalog::FeedLimits::default();
+    if let Ok(feed) = patchward::catalog::import::parse(format, data, &limits) {
+        assert!(feed.patches.len() <= limits.max_patches);
+        let mut ids: Vec<&str> = feed.patches.iter().map(|p| p.id.as_str()).collect();
+        ids.sort_unstable();
+        assert!(ids.windows(2).all(|w| w[0] != w[1]) && ids.iter().all(|id| !id.trim().is_empty()));
     }
 }

@@ -54,7 +54,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::{
     Backup, BackupError, Listed, Owners, QUERY_TIMEOUT, TOOL_TIMEOUT, WorkDir, capture, check_word, copy_files,
-    create_dir, create_private_dir, keep, parse_verify,
+    create_dir, create_private_dir, flag, keep, parse_verify,
 };
 use crate::cache::io_error;
 use crate::install::deb::DpkgRoot;
@@ -136,12 +136,6 @@ fn installed_stanza(root: &DpkgRoot, package: &str, work: &Path) -> Result<Vec<u
         return Err(BackupError::NotFullyInstalled { package: package.into(), status });
     }
     Ok(out.stdout)
-}
-
-fn flag(name: &str, path: &Path) -> OsString {
-    let mut flag = OsString::from(name);
-    flag.push(path.as_os_str());
-    flag
 }
 
 /// One field of a stanza: its name and all its lines, continuation lines

@@ -86,6 +86,14 @@ pub enum BackupError {
     Storage(#[from] CacheError),
 }
 
+/// `NAME` and `path` as one argument (`--admindir=/x`, `HOME=/x`), the
+/// path's bytes kept as they are.
+pub(super) fn flag(name: &str, path: &Path) -> OsString {
+    let mut flag = OsString::from(name);
+    flag.push(path.as_os_str());
+    flag
+}
+
 /// A query answers from the database at once; anything longer is stuck.
 pub(super) const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A verify hashes every file of the package, and a build compresses them:

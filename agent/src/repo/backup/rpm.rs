@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     Backup, BackupError, Listed, Owners, QUERY_TIMEOUT, TOOL_TIMEOUT, WorkDir, capture, check_word, copy_files,
-    create_private_dir, keep, parse_verify,
+    create_private_dir, flag, keep, parse_verify,
 };
 use crate::cache::io_error;
 use crate::install::process::ProcessExit;
@@ -401,7 +401,7 @@ fn build(spec: &Path, tree: &Path, work: &Path, arch: &str) -> Result<PathBuf, B
     let define = |name: &str, value: &str| -> [OsString; 2] { ["--define".into(), format!("{name} {value}").into()] };
     let mut argv: Vec<OsString> = vec![
         "env".into(),
-        with_path("HOME=", &home),
+        flag("HOME=", &home),
         "LC_ALL=C.UTF-8".into(),
         "rpmbuild".into(),
         "-bb".into(),
@@ -428,12 +428,6 @@ fn build(spec: &Path, tree: &Path, work: &Path, arch: &str) -> Result<PathBuf, B
         return Err(out.failure(&argv, out.exit));
     }
     built_package(&work.join("out"))
-}
-
-fn with_path(prefix: &str, path: &Path) -> OsString {
-    let mut value = OsString::from(prefix);
-    value.push(path.as_os_str());
-    value
 }
 
 /// The one `.rpm` rpmbuild wrote under `out/ARCH/`.
