@@ -17,7 +17,7 @@ use url::Url;
 
 use crate::download::{Limits, MinRate};
 use crate::local::{DEFAULT_RUNTIME_DIR, socket_path};
-use crate::log::{Format, Level};
+use patchward_api::agent_config::{LogFormat as Format, LogLevel as Level};
 
 /// Where `run` looks for its config without `--config`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/patchward-agent/config.yaml";

@@ -16,7 +16,6 @@ pub mod install;
 pub mod inventory;
 pub mod journal;
 pub mod local;
-pub mod log;
 pub mod notify;
 pub mod observe;
 pub mod outbox;

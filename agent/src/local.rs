@@ -58,11 +58,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
+use tracing::instrument::WithSubscriber as _;
 
 use crate::decide::{
     BlackoutHold, Decision, GiveUpReason, NothingReason, Refusal, SelfServiceAccepted, SnoozeGranted, WaitReason,
 };
-use crate::log::{Logger, Shown};
 
 /// Where the socket's directory is by default (systemd's `RuntimeDirectory`).
 pub const DEFAULT_RUNTIME_DIR: &str = "/run/patchward-agent";
@@ -422,7 +423,6 @@ impl Default for ServerLimits {
 #[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
     pub limits: ServerLimits,
-    pub log: Logger,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -486,36 +486,43 @@ pub async fn serve(listener: UnixListener, handler: Arc<dyn LocalHandler>, optio
             Err(e) if is_transient_accept_error(&e) => {
                 // Out of file descriptors, or a client that gave up before
                 // we accepted: wait a little rather than spin.
-                options.log.warn("local socket: accept failed", &[("error", &Shown(&e))]);
+                tracing::warn!(error = %e, "local socket: accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let log = options.log.clone();
         let limits = options.limits;
         // Taken here, in accept order, so the client past the limit is the
         // one told it is busy.
         match Arc::clone(&slots).try_acquire_owned() {
             Ok(slot) => {
                 let handler = Arc::clone(&handler);
-                tokio::spawn(async move {
-                    serve_one(stream, handler, limits, &log).await;
-                    drop(slot);
-                });
+                tokio::spawn(
+                    async move {
+                        serve_one(stream, handler, limits).await;
+                        drop(slot);
+                    }
+                    .in_current_span()
+                    .with_current_subscriber(),
+                );
             }
             Err(_) => {
-                tokio::spawn(async move {
-                    let busy = Response::Error {
-                        message: format!(
-                            "the agent is already serving {} requests; try again in a moment",
-                            limits.max_clients
-                        ),
-                    };
-                    log.warn("local socket: too many clients", &[("max", &limits.max_clients)]);
-                    let mut stream = stream;
-                    let _ = write_response(&mut stream, &busy, limits.write_timeout).await;
-                });
+                tokio::spawn(
+                    async move {
+                        let busy = Response::Error {
+                            message: format!(
+                                "the agent is already serving {} requests; try again in a moment",
+                                limits.max_clients
+                            ),
+                        };
+                        tracing::warn!(max = limits.max_clients, "local socket: too many clients");
+                        let mut stream = stream;
+                        let _ = write_response(&mut stream, &busy, limits.write_timeout).await;
+                    }
+                    .in_current_span()
+                    .with_current_subscriber(),
+                );
             }
         }
     }
@@ -551,11 +558,11 @@ async fn read_request_line(stream: &mut UnixStream, limits: &ServerLimits) -> Re
     }
 }
 
-async fn serve_one(mut stream: UnixStream, handler: Arc<dyn LocalHandler>, limits: ServerLimits, log: &Logger) {
+async fn serve_one(mut stream: UnixStream, handler: Arc<dyn LocalHandler>, limits: ServerLimits) {
     let peer = match stream.peer_cred() {
         Ok(cred) => Peer { uid: cred.uid(), gid: cred.gid(), pid: cred.pid() },
         Err(e) => {
-            log.warn("local socket: no peer credentials; request dropped", &[("error", &Shown(&e))]);
+            tracing::warn!(error = %e, "local socket: no peer credentials; request dropped");
             return;
         }
     };
@@ -563,40 +570,38 @@ async fn serve_one(mut stream: UnixStream, handler: Arc<dyn LocalHandler>, limit
         Ok(line) => match serde_json::from_slice::<Request>(&line) {
             Ok(request) => {
                 let answer = answer(handler, request.clone(), peer).await;
-                log.info(
-                    "local request",
-                    &[
-                        ("request", &request.kind()),
-                        ("item", &request.item()),
-                        ("uid", &peer.uid),
-                        ("gid", &peer.gid),
-                        ("pid", &peer.pid),
-                        ("response", &answer.kind()),
-                    ],
+                tracing::info!(
+                    request = request.kind(),
+                    item = request.item(),
+                    uid = peer.uid,
+                    gid = peer.gid,
+                    pid = peer.pid,
+                    response = answer.kind(),
+                    "local request"
                 );
                 answer
             }
             Err(e) => {
-                log.warn("local request unreadable", &[("uid", &peer.uid), ("pid", &peer.pid), ("error", &Shown(&e))]);
+                tracing::warn!(uid = peer.uid, pid = peer.pid, error = %e, "local request unreadable");
                 Response::Error { message: format!("not a request: {e}") }
             }
         },
         Err(ReadFailure::TooLong) => {
-            log.warn("local request too long", &[("uid", &peer.uid), ("pid", &peer.pid)]);
+            tracing::warn!(uid = peer.uid, pid = peer.pid, "local request too long");
             Response::Error { message: format!("a request is one line of at most {} bytes", limits.max_line_bytes) }
         }
         Err(ReadFailure::TimedOut) => {
-            log.warn("local request timed out", &[("uid", &peer.uid), ("pid", &peer.pid)]);
+            tracing::warn!(uid = peer.uid, pid = peer.pid, "local request timed out");
             Response::Error { message: format!("no request line within {:?}", limits.read_timeout) }
         }
         Err(ReadFailure::Closed) => return,
         Err(ReadFailure::Io(e)) => {
-            log.warn("local request: read failed", &[("uid", &peer.uid), ("error", &Shown(&e))]);
+            tracing::warn!(uid = peer.uid, error = %e, "local request: read failed");
             return;
         }
     };
     if let Err(e) = write_response(&mut stream, &response, limits.write_timeout).await {
-        log.warn("local response not delivered", &[("uid", &peer.uid), ("error", &Shown(&e))]);
+        tracing::warn!(uid = peer.uid, error = %e, "local response not delivered");
     }
 }
 

@@ -14,6 +14,8 @@ use patchward_agent::local::{Request, Response};
 use patchward_agent::observe::{Clock, SystemClock};
 use patchward_agent::service::{FileClock, Handler, history_entries, status_view, system_platform};
 use patchward_agent::state::StateDir;
+use patchward_api::agent_config::LogFormat;
+use patchward_api::logging::Output;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +42,11 @@ struct Common {
     /// The filesystem root package managers act on, and facts are read under.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// What to log: a level (`debug`), or levels by module
+    /// (`info,patchward_agent::repo=debug`) [default: the PATCHWARD_LOG
+    /// environment variable, else the config's `log.level`].
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -92,10 +99,20 @@ enum Command {
     },
 }
 
+/// Reads the settings, and starts logging as they say: the filter from
+/// `--log`, else `PATCHWARD_LOG`, else the config's `log.level`; lines in
+/// its `log.format`.
 fn settings(common: &Common) -> anyhow::Result<Settings> {
     let file = config_file_to_read(common.config.as_deref());
     let overrides = Overrides { state: common.state.clone(), root: common.root.clone(), ..Overrides::default() };
-    Ok(Settings::load(file.as_deref(), overrides)?)
+    let settings = Settings::load(file.as_deref(), overrides)?;
+    let output = match settings.log.format {
+        LogFormat::Json => Output::Json,
+        LogFormat::Text => Output::Human,
+    };
+    patchward_api::logging::init(common.log.as_deref(), settings.log.level.as_str(), output)
+        .map_err(anyhow::Error::msg)?;
+    Ok(settings)
 }
 
 /// The agent's clock: the system's, or (for tests and demos) the instant
@@ -105,10 +122,6 @@ fn clock() -> Arc<dyn Clock> {
         Some(path) => Arc::new(FileClock(PathBuf::from(path))),
         None => Arc::new(SystemClock),
     }
-}
-
-fn logger(settings: &Settings) -> patchward_agent::log::Logger {
-    patchward_agent::log::Logger::stderr(settings.log.format, settings.log.level)
 }
 
 async fn enroll(server: &str, token: &str, settings: &Settings) -> anyhow::Result<()> {
@@ -141,15 +154,14 @@ async fn enroll(server: &str, token: &str, settings: &Settings) -> anyhow::Resul
 }
 
 async fn run(settings: &Settings, once: bool) -> anyhow::Result<()> {
-    let log = logger(settings);
     let clock = clock();
     let state = StateDir::open(&settings.state)?;
     let _lock = state.lock_exclusive()?;
-    let platform = system_platform(settings, clock.clone(), &log).map_err(anyhow::Error::msg)?;
+    let platform = system_platform(settings, clock.clone()).map_err(anyhow::Error::msg)?;
     let mut agent = Agent::open(state, platform, settings.download.clone(), Duration::from_secs(60))?;
     if once {
         let report = agent.pass(None).await?;
-        patchward_agent::service::log_report(&log, &report);
+        patchward_agent::service::log_report(&report);
         if let Some(refused) = report.refused {
             eprintln!("patchward-agent: refused a desired state: {refused}");
         }
@@ -165,15 +177,14 @@ async fn run(settings: &Settings, once: bool) -> anyhow::Result<()> {
         zone,
         wake: wake.clone(),
     });
-    let options = patchward_agent::local::ServerOptions { log: log.clone(), ..Default::default() };
-    tokio::spawn(patchward_agent::local::serve(listener, handler, options));
-    log.info("running", &[("device", &agent.identity.device_id), ("server", &agent.identity.server)]);
+    tokio::spawn(patchward_agent::local::serve(listener, handler, Default::default()));
+    tracing::info!(device = agent.identity.device_id, server = agent.identity.server, "running");
     // systemd stops a service with SIGTERM; a terminal with SIGINT.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        _ = patchward_agent::service::run_loop(&mut agent, settings.poll_interval, wake, &log) => {}
-        _ = tokio::signal::ctrl_c() => log.info("stopping", &[]),
-        _ = terminate.recv() => log.info("stopping", &[]),
+        _ = patchward_agent::service::run_loop(&mut agent, settings.poll_interval, wake) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("stopping"),
+        _ = terminate.recv() => tracing::info!("stopping"),
     }
     let _ = std::fs::remove_file(settings.socket());
     Ok(())

@@ -21,7 +21,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-use crate::log::{Logger, Shown};
 use crate::observe::{CommandLine, CommandRunner, ObserveError, parse_list_sessions, parse_show_session};
 
 /// A prompt: an install the user may start now or (perhaps) put off.
@@ -197,37 +196,32 @@ pub fn notify_send_command(
 /// when nobody is at a graphical session.
 #[derive(Clone, Debug)]
 pub struct LogNotifier {
-    pub log: Logger,
     pub zone: TimeZone,
 }
 
 impl Notifier for LogNotifier {
     fn prompt(&self, notice: &PromptNotice) -> Result<Delivery, NotifyError> {
         let body = prompt_body(notice, &self.zone);
-        self.log.info(
-            "prompt",
-            &[
-                ("item", &notice.item),
-                ("title", &notice.title),
-                ("body", &body),
-                ("snoozesLeft", &notice.snoozes_left),
-                ("canSnooze", &notice.can_snooze),
-                ("answerBy", &notice.answer_by),
-                ("deadline", &notice.deadline),
-            ],
+        tracing::info!(
+            item = notice.item,
+            title = notice.title,
+            body,
+            snoozesLeft = notice.snoozes_left,
+            canSnooze = notice.can_snooze,
+            answerBy = %notice.answer_by,
+            deadline = notice.deadline.map(tracing::field::display),
+            "prompt"
         );
         Ok(Delivery::Logged)
     }
 
     fn inform(&self, notice: &Notice) -> Result<Delivery, NotifyError> {
-        self.log.info(
-            "notice",
-            &[
-                ("item", &notice.item),
-                ("title", &notice.title),
-                ("body", &notice.message),
-                ("urgency", &notice.urgency.as_str()),
-            ],
+        tracing::info!(
+            item = notice.item,
+            title = notice.title,
+            body = notice.message,
+            urgency = notice.urgency.as_str(),
+            "notice"
         );
         Ok(Delivery::Logged)
     }
@@ -282,10 +276,7 @@ impl<R: CommandRunner> DesktopNotifier<R> {
             match self.runner.run_ok(&command) {
                 Ok(_) => shown.push(user.name.clone()),
                 Err(e) => {
-                    self.fallback.log.warn(
-                        "desktop notification failed",
-                        &[("user", &user.name), ("uid", &user.uid), ("error", &Shown(&e))],
-                    );
+                    tracing::warn!(user = user.name, uid = user.uid, error = %e, "desktop notification failed");
                     failures.push(format!("{}: {e}", user.name));
                 }
             }

@@ -224,12 +224,7 @@ impl LocalHandler for Handler {
 /// Runs passes until stopped: each pass long-polls the engine for at most
 /// the poll interval (less when an item's decision changes sooner), and a
 /// user's request wakes it early.
-pub async fn run_loop(
-    agent: &mut Agent,
-    poll: std::time::Duration,
-    wake: Arc<tokio::sync::Notify>,
-    log: &crate::log::Logger,
-) {
+pub async fn run_loop(agent: &mut Agent, poll: std::time::Duration, wake: Arc<tokio::sync::Notify>) {
     // The idle mode's CPU and network series need samples between passes.
     let load = agent.load.clone();
     tokio::spawn(async move {
@@ -243,7 +238,7 @@ pub async fn run_loop(
         let report = match agent.pass(Some(poll)).await {
             Ok(report) => report,
             Err(e) => {
-                log.error("pass failed", &[("error", &crate::log::Shown(&e))]);
+                tracing::error!(error = %e, "pass failed");
                 tokio::select! {
                     _ = tokio::time::sleep(poll) => {}
                     _ = wake.notified() => {}
@@ -251,7 +246,7 @@ pub async fn run_loop(
                 continue;
             }
         };
-        log_report(log, &report);
+        log_report(&report);
         let until_wake = report
             .wake_at
             .and_then(|at| std::time::Duration::try_from(at.duration_since(now)).ok())
@@ -269,19 +264,16 @@ pub async fn run_loop(
     }
 }
 
-pub fn log_report(log: &crate::log::Logger, report: &crate::converge::PassReport) {
+pub fn log_report(report: &crate::converge::PassReport) {
     let installed = report.installed.join(",");
     let failed = report.failed.join(",");
     let removed = report.uninstalled.join(",");
-    log.info(
-        "pass",
-        &[("installed", &installed), ("removed", &removed), ("failed", &failed), ("eventsSent", &report.events_sent)],
-    );
+    tracing::info!(installed, removed, failed, eventsSent = report.events_sent, "pass");
     if let Some(error) = &report.engine_unreachable {
-        log.warn("the engine could not be reached; the last good state stays in force", &[("error", error)]);
+        tracing::warn!(error, "the engine could not be reached; the last good state stays in force");
     }
     if let Some(refused) = &report.refused {
-        log.warn("a desired state was refused", &[("reason", refused)]);
+        tracing::warn!(reason = refused, "a desired state was refused");
     }
 }
 
@@ -308,7 +300,6 @@ fn dnf_client(
 pub fn system_platform(
     settings: &crate::config::Settings,
     clock: Arc<dyn Clock>,
-    log: &crate::log::Logger,
 ) -> Result<crate::converge::Platform, String> {
     use crate::install::{Installer, PackageType};
     let root = settings.root.clone();
@@ -356,7 +347,7 @@ pub fn system_platform(
         }
     }
     let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
-    let fallback = crate::notify::LogNotifier { log: log.clone(), zone };
+    let fallback = crate::notify::LogNotifier { zone };
     let notifier: Box<dyn crate::notify::Notifier> =
         Box::new(crate::notify::DesktopNotifier::new(crate::observe::SystemCommands, fallback));
     Ok(crate::converge::Platform {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use patchward_agent::config::{ConfigError, Overrides, Settings};
 use patchward_agent::download::{Limits, MinRate};
-use patchward_agent::log::{Format, Level};
+use patchward_api::agent_config::{LogFormat as Format, LogLevel as Level};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/agent/patchward-agent.yaml")

@@ -13,10 +13,10 @@ use patchward_agent::local::{
     self, HistoryEntry, LocalError, LocalHandler, MAX_HISTORY_LIMIT, Peer, Request, Response, ServerLimits,
     ServerOptions, StatusView,
 };
-use patchward_agent::log::{Captured, Format, Level, Logger};
-use patchward_agent::observe::FakeClock;
 use patchward_api::events::EventKind;
+use patchward_api::logging::{Captured, Output};
 use tokio::io::AsyncReadExt;
+use tracing::instrument::WithSubscriber as _;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -123,13 +123,11 @@ fn start(handler: FakeHandler, limits: ServerLimits) -> Running {
     let socket = dir.path().join("run").join("agent.sock");
     let listener = local::bind(&socket).unwrap();
     let handler = Arc::new(handler);
-    let (log, captured) =
-        Logger::capture(Format::Json, Level::Info, Arc::new(FakeClock::new(at("2025-03-04T05:06:07Z"))));
-    let server = tokio::spawn(local::serve(
-        listener,
-        Arc::clone(&handler) as Arc<dyn LocalHandler>,
-        ServerOptions { limits, log },
-    ));
+    let (log, captured) = patchward_api::logging::capture("info", Output::Json);
+    let server = tokio::spawn(
+        local::serve(listener, Arc::clone(&handler) as Arc<dyn LocalHandler>, ServerOptions { limits })
+            .with_subscriber(log),
+    );
     Running { _dir: dir, socket, handler, log: captured, server }
 }
 
@@ -174,7 +172,7 @@ async fn each_request_reaches_the_handler_with_the_senders_credentials() {
     assert_eq!(snooze_line["pid"], std::process::id());
     assert_eq!(snooze_line["item"], "pw-1");
     assert_eq!(snooze_line["response"], "snoozed");
-    assert_eq!(lines.iter().filter(|l| l["msg"] == "local request").count(), 4);
+    assert_eq!(lines.iter().filter(|l| l["message"] == "local request").count(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,17 +2,17 @@
 //! a notification, the exact `runuser … notify-send` command lines, the
 //! text that tells the user which command answers, and the log fallback.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use patchward_agent::log::{Captured, Format, Level, Logger};
 use patchward_agent::notify::{
     Delivery, DesktopNotifier, DesktopUser, LogNotifier, Notice, Notifier, NotifyError, PromptNotice, Urgency,
     graphical_session_query, notify_send_command, prompt_body,
 };
-use patchward_agent::observe::{CommandError, CommandLine, CommandOutput, CommandRunner, FakeClock, ScriptedCommands};
+use patchward_agent::observe::{CommandError, CommandLine, CommandOutput, CommandRunner, ScriptedCommands};
+use patchward_api::logging::{Captured, Output};
 
 fn at(text: &str) -> Timestamp {
     text.parse().unwrap()
@@ -79,12 +79,14 @@ fn prompt() -> PromptNotice {
     }
 }
 
-fn logger() -> (Logger, Captured) {
-    Logger::capture(Format::Json, Level::Info, Arc::new(FakeClock::new(at("2025-03-04T09:00:00Z"))))
+/// Logs into memory on this thread until the guard drops.
+fn logger() -> (tracing::dispatcher::DefaultGuard, Captured) {
+    let (dispatch, captured) = patchward_api::logging::capture("info", Output::Json);
+    (tracing::dispatcher::set_default(&dispatch), captured)
 }
 
-fn fallback(log: Logger) -> LogNotifier {
-    LogNotifier { log, zone: TimeZone::UTC }
+fn fallback() -> LogNotifier {
+    LogNotifier { zone: TimeZone::UTC }
 }
 
 #[test]
@@ -145,8 +147,8 @@ fn each_active_desktop_user_gets_one_notification_on_their_session_bus() {
         ],
     );
     let runner = Recording::new(an_office_machine().answer(expected.clone(), ""));
-    let (log, _) = logger();
-    let notifier = DesktopNotifier::new(&runner, fallback(log));
+    let _log = logger();
+    let notifier = DesktopNotifier::new(&runner, fallback());
 
     let delivery = notifier.prompt(&prompt()).unwrap();
 
@@ -162,7 +164,7 @@ fn a_notice_carries_its_urgency_and_display_time() {
     let command =
         notify_send_command(&alice, Urgency::Critical, Duration::from_secs(30), "Restart needed", "Restart by 18:00.");
     let runner = Recording::new(an_office_machine().answer(command.clone(), ""));
-    let (log, _) = logger();
+    let _log = logger();
     let notice = Notice {
         item: None,
         title: "Restart needed".into(),
@@ -171,7 +173,7 @@ fn a_notice_carries_its_urgency_and_display_time() {
         display_for: Duration::from_secs(30),
     };
     assert_eq!(
-        DesktopNotifier::new(&runner, fallback(log)).inform(&notice).unwrap(),
+        DesktopNotifier::new(&runner, fallback()).inform(&notice).unwrap(),
         Delivery::Desktop { users: vec!["alice".into()] }
     );
     assert_eq!(runner.notify_sends(), vec![command]);
@@ -186,12 +188,12 @@ fn with_no_graphical_session_the_prompt_goes_to_the_log() {
             .answer(list_sessions(), "      3 1001 bob - pts/0\n")
             .answer(graphical_session_query("3"), &session("bob", 1001, "tty", "user", true)),
     );
-    let (log, captured) = logger();
-    let delivery = DesktopNotifier::new(&runner, fallback(log)).prompt(&prompt()).unwrap();
+    let (_log, captured) = logger();
+    let delivery = DesktopNotifier::new(&runner, fallback()).prompt(&prompt()).unwrap();
     assert_eq!(delivery, Delivery::Logged);
     assert_eq!(runner.notify_sends(), vec![]);
     let line: serde_json::Value = serde_json::from_str(&captured.lines()[0]).unwrap();
-    assert_eq!(line["msg"], "prompt");
+    assert_eq!(line["message"], "prompt");
     assert_eq!(line["item"], "pw-2025-001");
     assert!(line["body"].as_str().unwrap().contains("patchward-agent snooze pw-2025-001"), "{line}");
 }
@@ -199,8 +201,8 @@ fn with_no_graphical_session_the_prompt_goes_to_the_log() {
 #[test]
 fn without_logind_the_notice_goes_to_the_log() {
     let runner = Recording::new(ScriptedCommands::new().missing(list_sessions()));
-    let (log, captured) = logger();
-    let delivery = DesktopNotifier::new(&runner, fallback(log)).prompt(&prompt()).unwrap();
+    let (_log, captured) = logger();
+    let delivery = DesktopNotifier::new(&runner, fallback()).prompt(&prompt()).unwrap();
     assert_eq!(delivery, Delivery::Logged);
     assert_eq!(captured.lines().len(), 1);
 }
@@ -228,8 +230,8 @@ fn a_failed_notify_send_is_an_error_only_when_nobody_saw_it() {
             .fail(send("alice", 1000), 1, "Cannot autolaunch D-Bus without X11 $DISPLAY")
             .answer(send("dave", 1003), ""),
     );
-    let (log, captured) = logger();
-    let delivery = DesktopNotifier::new(&one_fails, fallback(log)).prompt(&prompt()).unwrap();
+    let (_log, captured) = logger();
+    let delivery = DesktopNotifier::new(&one_fails, fallback()).prompt(&prompt()).unwrap();
     assert_eq!(delivery, Delivery::Desktop { users: vec!["dave".into()] });
     assert!(captured.text().contains("desktop notification failed"), "{}", captured.text());
 
@@ -241,7 +243,7 @@ fn a_failed_notify_send_is_an_error_only_when_nobody_saw_it() {
             .fail(send("alice", 1000), 1, "no bus")
             .missing(send("dave", 1003)),
     );
-    let (log, _) = logger();
-    let error = DesktopNotifier::new(&all_fail, fallback(log)).prompt(&prompt()).unwrap_err();
+    let _log = logger();
+    let error = DesktopNotifier::new(&all_fail, fallback()).prompt(&prompt()).unwrap_err();
     assert!(matches!(&error, NotifyError::NotShown { failures } if failures.len() == 2), "{error:?}");
 }

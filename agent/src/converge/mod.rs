@@ -317,6 +317,7 @@ impl Agent {
     }
 
     /// One full pass. `wait` long-polls the engine for a change first.
+    #[tracing::instrument(name = "pass", skip_all)]
     pub async fn pass(&mut self, wait: Option<std::time::Duration>) -> Result<PassReport, AgentError> {
         let mut report = PassReport::default();
         let now = self.now();
@@ -420,6 +421,7 @@ impl Agent {
     }
 
     /// Decides one item and acts on it; true when the device changed.
+    #[tracing::instrument(name = "item", skip_all, fields(patch = %desired.patch, generation = state.generation))]
     async fn converge_item(
         &self,
         state: &DesiredState,
@@ -628,6 +630,7 @@ impl Agent {
             Wait::ForTheRepositories => RETRY_REPOSITORIES,
         };
         let until = self.now().checked_add(after).unwrap_or(self.now());
+        tracing::info!(%until, reason, "retry later");
         let mut books = lock(&self.books);
         if let Some(local) = books.memory.items.get_mut(item) {
             if wait == Wait::Attempt {
@@ -653,6 +656,7 @@ impl Agent {
         report: &mut PassReport,
     ) -> Result<bool, AgentError> {
         let now = self.now();
+        tracing::warn!(reason, "failed");
         let mut books = lock(&self.books);
         let mut event = outcome_event(state, item, ReportStatus::Failed, now)
             .unwrap_or_else(|| NewEvent::report(item, ReportStatus::Failed, state.generation, now))
@@ -781,6 +785,7 @@ impl Agent {
         report: &mut PassReport,
     ) -> Result<(), AgentError> {
         let now = self.now();
+        tracing::info!(detail = message, "succeeded");
         let mut books = lock(&self.books);
         let event = outcome_event(state, item, ReportStatus::Succeeded, now)
             .unwrap_or_else(|| NewEvent::report(item, ReportStatus::Succeeded, state.generation, now))

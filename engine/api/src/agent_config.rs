@@ -126,9 +126,11 @@ impl FromStr for LogLevel {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// One JSON object per line, for log shippers.
+    /// One JSON object per line (`timestamp`, `level`, `message`, the
+    /// fields, `target`, the spans), for log shippers.
     Json,
-    /// `AT LEVEL msg key=value ...`, for people reading `journalctl`.
+    /// `AT LEVEL span{fields}: message key=value`, for people reading
+    /// `journalctl`.
     #[default]
     Text,
 }

@@ -32,9 +32,9 @@ struct Cli {
     /// environment variable, else `info`].
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
-    /// How log lines are written: `human`, or `json` lines.
-    #[arg(long, global = true, value_name = "FORMAT", default_value = "human", value_parser = ["human", "json"])]
-    log_format: String,
+    /// How log lines are written.
+    #[arg(long, global = true, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +53,15 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// `--log-format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people.
+    Human,
+    /// JSON lines, for log shippers.
+    Json,
+}
+
 /// What a command reports back to `main`.
 pub enum Outcome {
     Success,
@@ -62,7 +71,10 @@ pub enum Outcome {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let output = if cli.log_format == "json" { Output::Json } else { Output::Human };
+    let output = match cli.log_format {
+        LogFormat::Human => Output::Human,
+        LogFormat::Json => Output::Json,
+    };
     if let Err(error) = patchward_api::logging::init(cli.log.as_deref(), "info", output) {
         eprintln!("error: {error}");
         return ExitCode::from(2);
