@@ -669,14 +669,7 @@ async fn audit(
 
 /// Audit entries as CSV, their detail as one JSON field.
 pub(crate) fn audit_csv(entries: &[crate::store::fleet::AuditEntry]) -> Response {
-    let rows: Vec<serde_json::Value> = entries
-        .iter()
-        .map(|e| {
-            serde_json::json!({"seq": e.seq, "at": e.at.to_string(), "actor": e.actor, "action": e.action,
-                "detail": e.detail.to_string()})
-        })
-        .collect();
-    csv_response(views::to_csv(&["seq", "at", "actor", "action", "detail"], &rows))
+    csv_response(views::to_csv(&["seq", "at", "actor", "action", "detail"], entries))
 }
 
 /// Every approving rule's rollout of every patch it decides, stage by
@@ -690,7 +683,7 @@ async fn rollouts(
     let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
     let rollouts = rollout_rows(&in_force, &plan, &replanned, &query.filter, &query.order);
     if csv {
-        return Ok(csv_response(views::to_csv(views::ROLLOUT_COLUMNS, &views::rollout_csv_rows(&rollouts))));
+        return Ok(csv_response(views::to_csv(views::ROLLOUT_COLUMNS, &views::rollout_lines(&rollouts))));
     }
     let (total, offset) = (rollouts.len(), query.offset.unwrap_or(0));
     let page: Vec<_> = rollouts.into_iter().skip(offset).take(query.limit.unwrap_or(usize::MAX)).collect();
@@ -699,14 +692,14 @@ async fn rollouts(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RolloutQuery {
+pub(crate) struct RolloutQuery {
     #[serde(flatten)]
-    filter: views::RolloutFilter,
+    pub(crate) filter: views::RolloutFilter,
     #[serde(flatten)]
-    order: views::SortOrder,
-    offset: Option<usize>,
-    limit: Option<usize>,
-    format: Option<String>,
+    pub(crate) order: views::SortOrder,
+    pub(crate) offset: Option<usize>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) format: Option<String>,
 }
 
 /// The rollouts `filter` keeps, in `order`: the API's and the console's.
@@ -754,17 +747,7 @@ pub(crate) fn software_library(state: &ApiState, order: &views::SortOrder) -> Re
 
 /// The assignments as CSV, one line each with its devices' counts.
 pub(crate) fn assignments_csv(assignments: &[views::AssignmentRow]) -> Response {
-    let rows: Vec<serde_json::Value> = assignments
-        .iter()
-        .map(|a| {
-            serde_json::json!({"name": a.name, "package": a.package, "version": a.version, "state": a.state,
-                "scopes": a.scopes.join(" "), "policy": a.policy, "selfService": a.self_service,
-                "installed": a.devices.installed, "due": a.devices.due, "removed": a.devices.removed})
-        })
-        .collect();
-    let columns =
-        ["name", "package", "version", "state", "scopes", "policy", "selfService", "installed", "due", "removed"];
-    csv_response(views::to_csv(&columns, &rows))
+    csv_response(views::to_csv(views::ASSIGNMENT_COLUMNS, assignments))
 }
 
 /// The stored catalog with the engine's fields and the rules matching each
@@ -937,16 +920,16 @@ pub(crate) const INSTALLED_COLUMNS: &[&str] = &["at", "device", "patch", "action
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RangeQuery {
-    from: Option<String>,
-    to: Option<String>,
+pub(crate) struct RangeQuery {
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
     #[serde(flatten)]
-    filter: views::InstalledFilter,
+    pub(crate) filter: views::InstalledFilter,
     #[serde(flatten)]
-    order: views::SortOrder,
-    offset: Option<usize>,
-    limit: Option<usize>,
-    format: Option<String>,
+    pub(crate) order: views::SortOrder,
+    pub(crate) offset: Option<usize>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) format: Option<String>,
 }
 
 /// `from` and `to` as instants: RFC 3339, or a date (midnight UTC); `to`

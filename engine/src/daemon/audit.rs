@@ -8,6 +8,9 @@
 
 use serde::Deserialize;
 
+use super::views::{Cell, Columns};
+use crate::store::fleet::AuditEntry;
+
 /// The kinds of entry the log view filters by, each a set of actions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -88,6 +91,20 @@ pub fn detail_fields(detail: &serde_json::Value) -> Vec<(String, String)> {
         serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), text(v))).collect(),
         serde_json::Value::Null => Vec::new(),
         other => vec![("detail".to_owned(), text(other))],
+    }
+}
+
+/// An entry as a line of the audit log's CSV, its detail as JSON text.
+impl Columns for AuditEntry {
+    fn cell(&self, column: &str) -> Option<Cell<'_>> {
+        Some(match column {
+            "seq" => Cell::Count(self.seq),
+            "at" => Cell::Time(self.at),
+            "actor" => Cell::Text(&self.actor),
+            "action" => Cell::Text(&self.action),
+            "detail" => Cell::Json(&self.detail),
+            _ => return None,
+        })
     }
 }
 

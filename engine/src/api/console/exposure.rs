@@ -10,7 +10,8 @@ use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::page::{self, layout, pager, select, sort_header};
+use super::list::{Page, SortHeaders, csv_link};
+use super::page::{self, layout, select};
 use super::{AdminSession, error_page, html_page};
 use crate::api::{ApiState, EXPOSURE_COLUMNS, csv_response, exposure_page};
 use crate::daemon::exposure_view::ExposureFilter;
@@ -45,9 +46,9 @@ pub async fn exposure(
         return csv_response(views::to_csv(EXPOSURE_COLUMNS, &rows));
     }
     let pairs = [query.filter.pairs(), query.order.pairs()].concat();
-    let header = |label: &str, key: &str| {
-        sort_header("/console/exposure", &pairs, label, key, query.order.key().unwrap_or(""), query.order.descending())
-    };
+    let headers = SortHeaders { base: "/console/exposure", pairs: &pairs, order: &query.order };
+    // Paged where the rows are picked (`exposure_page`), so not clamped here.
+    let page = Page { offset, limit: PAGE, total, param: "offset" };
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let decisions: Vec<String> = ExposureDecision::ALL.iter().map(|d| d.as_str().to_owned()).collect();
     let severities: Vec<String> = crate::catalog::feed::Severity::ALL.iter().map(|s| s.as_str().to_owned()).collect();
@@ -60,15 +61,15 @@ pub async fn exposure(
             (select("decision", "Decision", &decisions, &text(&query.filter.decision)))
             (select("overdue", "Overdue", &["true".to_owned(), "false".to_owned()], &text(&query.filter.overdue)))
             button type="submit" { "Show" }
-            a href=(format!("/console/exposure{}", page::query_string(&[pairs.clone(), vec![("format", "csv".into())]].concat()))) { "Export CSV" }
+            a href=(csv_link("/console/exposure", &pairs)) { "Export CSV" }
         }
         p { span #exposure-count { (total) } (if total == 1 { " exposure matches." } else { " exposures match." }) }
-        (pager("/console/exposure", &pairs, offset, PAGE, total))
+        (page.pager("/console/exposure", &pairs))
         @if rows.is_empty() { (page::empty_state("no device is exposed to a patch that matches these filters")) } @else {
             table #exposure {
-                thead { tr { (header("Device", "device")) (header("Patch", "patch")) th { "CVEs" } (header("Severity", "severity"))
-                    (header("CVSS", "cvss")) (header("Decision", "decision")) th { "Why" } (header("Since", "since"))
-                    th { "Target" } (header("Overdue", "overdue")) } }
+                thead { tr { (headers.th("Device", "device")) (headers.th("Patch", "patch")) th { "CVEs" } (headers.th("Severity", "severity"))
+                    (headers.th("CVSS", "cvss")) (headers.th("Decision", "decision")) th { "Why" } (headers.th("Since", "since"))
+                    th { "Target" } (headers.th("Overdue", "overdue")) } }
                 tbody { @for row in &rows {
                     tr data-device=(row.device) data-patch=(row.patch) {
                         td { a href=(format!("/console/devices/{}", row.device)) { (row.device) } }

@@ -12,6 +12,7 @@
 
 mod admin;
 mod exposure;
+mod list;
 mod page;
 mod portal;
 pub mod session;

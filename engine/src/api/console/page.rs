@@ -112,60 +112,6 @@ pub fn query_string(pairs: &[(&str, String)]) -> String {
     if encoded.is_empty() { String::new() } else { format!("?{}", encoded.join("&")) }
 }
 
-/// "Showing 51–100 of 812", with links to the previous and next pages.
-pub fn pager(base: &str, pairs: &[(&str, String)], offset: usize, limit: usize, total: usize) -> Markup {
-    pager_by(base, pairs, "offset", offset, limit, total)
-}
-
-/// [`pager`] for a page whose offset is the query parameter `param` (a
-/// page with two paged lists).
-pub fn pager_by(
-    base: &str,
-    pairs: &[(&str, String)],
-    param: &str,
-    offset: usize,
-    limit: usize,
-    total: usize,
-) -> Markup {
-    let link = |offset: usize| {
-        let mut pairs = pairs.to_vec();
-        pairs.push((param, offset.to_string()));
-        format!("{base}{}", query_string(&pairs))
-    };
-    let shown_to = (offset + limit).min(total);
-    html! {
-        p.pager {
-            @if total == 0 { "Nothing to show." } @else {
-                "Showing " span.from { (offset + 1) } "–" span.to { (shown_to) } " of " span.total { (total) } ". "
-            }
-            @if offset > 0 { a rel="prev" href=(link(offset.saturating_sub(limit))) { "← previous" } " " }
-            @if shown_to < total { a rel="next" href=(link(offset + limit)) { "next →" } }
-        }
-    }
-}
-
-/// A column header that sorts by `key`, flipping the order when it is the
-/// current sort.
-pub fn sort_header(
-    base: &str,
-    pairs: &[(&str, String)],
-    label: &str,
-    key: &str,
-    sort: &str,
-    descending: bool,
-) -> Markup {
-    let current = sort == key;
-    let mut pairs: Vec<(&str, String)> = pairs.iter().filter(|(k, _)| *k != "sort" && *k != "order").cloned().collect();
-    pairs.push(("sort", key.to_owned()));
-    pairs.push(("order", if current && !descending { "desc".into() } else { "asc".into() }));
-    let arrow = match (current, descending) {
-        (false, _) => "",
-        (true, false) => " ▲",
-        (true, true) => " ▼",
-    };
-    html! { th { a href=(format!("{base}{}", query_string(&pairs))) { (label) (arrow) } } }
-}
-
 /// A `<select>` of `options` (an empty first option means "any").
 /// A select that always has one of `options` chosen (no "any").
 pub fn choice(name: &str, label: &str, options: &[String], chosen: &str) -> Markup {
