@@ -93,11 +93,11 @@ fn main() {
     let (change, _) = patchward::catalog::plan_import(&snapshot, &request(&third, now)).expect("plans");
     report("  phase: plan (parse, diff, digest)", patches, third.len(), started.elapsed().as_secs_f64());
     let started = Instant::now();
-    store.commit_catalog(change).expect("commits");
+    patchward::store::Store::wait(store.commit_catalog(change)).expect("commits");
     report("  phase: commit (batch + flush)", patches, 0, started.elapsed().as_secs_f64());
 
     let started = Instant::now();
-    store.verify_catalog().expect("verifies");
+    patchward::store::Store::wait(store.verify_catalog()).expect("verifies");
     report("verify (count and digest)", patches, 0, started.elapsed().as_secs_f64());
 
     println!("store size on disk: {:.1} MB", store.size_on_disk() as f64 / 1e6);
@@ -199,6 +199,6 @@ fn osv_bundle_import(records: usize, now: jiff::Timestamp) {
     report("  phase: plan (parse, encode, digest)", records, bundle.len(), started.elapsed().as_secs_f64());
     let written: usize = change.put.iter().map(|p| p.bytes.len()).sum();
     let started = Instant::now();
-    store.commit_catalog(change).expect("commits");
+    patchward::store::Store::wait(store.commit_catalog(change)).expect("commits");
     report("  phase: commit (batch + flush)", records, written, started.elapsed().as_secs_f64());
 }

@@ -30,16 +30,19 @@ fn state_on(dir: &std::path::Path, in_force: bool, clock: Arc<FakeClock>) -> Arc
     let now = patchward::clock::Clock::now(&*clock);
     let store = Arc::new(Store::open(dir).unwrap());
     for (token, uses) in [("pwe_single", 1), ("pwe_team", 10)] {
-        store
-            .create_enrollment_token(token, &EnrollmentToken { uses_left: uses, expires_at: None, created_at: now })
-            .unwrap();
-    }
-    store
-        .create_access_token(
-            ADMIN,
-            &AccessToken { role: Role::Admin, device: None, expires_at: None, created_at: now, revoked: false },
+        patchward::store::Store::wait(
+            store.create_enrollment_token(
+                token,
+                &EnrollmentToken { uses_left: uses, expires_at: None, created_at: now },
+            ),
         )
         .unwrap();
+    }
+    patchward::store::Store::wait(store.create_access_token(
+        ADMIN,
+        &AccessToken { role: Role::Admin, device: None, expires_at: None, created_at: now, revoked: false },
+    ))
+    .unwrap();
     let in_force = in_force.then(|| example_in_force(&root().join("policies"), now));
     let settings =
         EngineSettings { desired_ttl: jiff::SignedDuration::from_hours(24 * 7), ..EngineSettings::default() };
@@ -169,13 +172,13 @@ async fn events_retried_after_a_lost_response_are_recorded_once() {
         (bad.status, bad.json["message"].as_str()),
         (StatusCode::BAD_REQUEST, Some("events[0].seq must be a positive integer"))
     );
-    assert_eq!(state.engine.store.events("srv-db-01").unwrap().len(), 2);
+    assert_eq!(patchward::store::Store::wait(state.engine.store.events("srv-db-01")).unwrap().len(), 2);
     // A succeeded event is the device's report for the patch; the audit
     // log has every event once.
-    let record = state.engine.store.device("srv-db-01").unwrap().unwrap();
+    let record = patchward::store::Store::wait(state.engine.store.device("srv-db-01")).unwrap().unwrap();
     assert_eq!(record.reports.len(), 1);
     assert_eq!(record.reports[0].status, patchward_api::ReportStatus::Succeeded);
-    let audit = state.engine.store.audit(0, 100).unwrap();
+    let audit = patchward::store::Store::wait(state.engine.store.audit(0, 100)).unwrap();
     assert_eq!(audit.iter().filter(|e| e.actor == "device:srv-db-01" && e.action.starts_with("agent.")).count(), 2);
 }
 

@@ -30,14 +30,14 @@ fn sample(name: &str) -> Vec<u8> {
 }
 
 fn patch(store: &Store, id: &str) -> CatalogPatch {
-    let patches = store.catalog_patches().unwrap();
+    let patches = patchward::store::Store::wait(store.catalog_patches()).unwrap();
     patches.into_iter().find(|p| p.patch.id == id).unwrap_or_else(|| panic!("{id} is not in the catalog"))
 }
 
 /// The store's logical content: every source state and record, encoded.
 fn digest(store: &Store) -> String {
-    let sources = serde_json::to_string(&store.catalog_sources().unwrap()).unwrap();
-    let patches = serde_json::to_string(&store.catalog_patches().unwrap()).unwrap();
+    let sources = serde_json::to_string(&patchward::store::Store::wait(store.catalog_sources()).unwrap()).unwrap();
+    let patches = serde_json::to_string(&patchward::store::Store::wait(store.catalog_patches()).unwrap()).unwrap();
     patchward::catalog::sha256_hex(format!("{sources}\n{patches}").as_bytes())
 }
 
@@ -141,7 +141,7 @@ fn an_osv_zip_imports_its_records_and_names_those_it_skips() {
     assert!(report.warnings.iter().any(|w| w.starts_with("BROKEN-1.json: record BROKEN-1 does not parse")));
     assert!(report.warnings.iter().any(|w| w.starts_with("garbage.json: not JSON")));
     assert_eq!(patch(&store, "USN-8001-1").patch.fixes[0].kind, FixKind::Source);
-    store.verify_catalog().unwrap();
+    patchward::store::Store::wait(store.verify_catalog()).unwrap();
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn a_zip_that_unpacks_past_its_bound_is_refused() {
     assert!(bundle.len() < 16 << 10, "{} bytes zipped", bundle.len());
     let Err(ImportError::Refused(refusal)) = import(&store, &request) else { panic!("a zip bomb imported") };
     assert!(refusal.to_string().contains("unpacks to more than 262144 bytes"), "{refusal}");
-    assert!(store.catalog_sources().unwrap().is_empty());
+    assert!(patchward::store::Store::wait(store.catalog_sources()).unwrap().is_empty());
     // Within its bound, the same bundle imports.
     request.limits.max_bytes = 1 << 20;
     assert_eq!(import(&store, &request).unwrap().patches, 1);
@@ -376,7 +376,7 @@ async fn a_csaf_provider_syncs_only_what_changed_and_refuses_what_does_not_verif
     let packages: Vec<_> = first.patch.fixes.iter().map(|f| (f.package.as_str(), f.kind)).collect();
     assert_eq!(packages, [("openssl", FixKind::Binary), ("openssl-libs", FixKind::Binary)]);
     assert_eq!(patch(&store, "EXSA-2026:0002").severity, Severity::Unrated);
-    let state = store.catalog_source("example").unwrap().unwrap();
+    let state = patchward::store::Store::wait(store.catalog_source("example")).unwrap().unwrap();
     assert_eq!(state.csaf_provider.unwrap().changes_through, Some(t("2026-11-02T00:00:00Z")));
 
     // Nothing changed: changes.csv answers 304, no document is fetched.
@@ -396,7 +396,7 @@ async fn a_csaf_provider_syncs_only_what_changed_and_refuses_what_does_not_verif
     assert_eq!(asked.len(), 5, "{asked:?}");
     assert_eq!(patch(&store, "EXSA-2026:0002").severity, Severity::Medium);
     assert_eq!(patch(&store, "EXSA-2026:0001"), first);
-    store.verify_catalog().unwrap();
+    patchward::store::Store::wait(store.verify_catalog()).unwrap();
     let good = digest(&store);
 
     // Tampered: the document changes but its checksum file does not.

@@ -36,9 +36,11 @@ struct Console {
 async fn console(dir: &std::path::Path) -> Console {
     let now: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
     let store = Arc::new(Store::open(&dir.join("data")).unwrap());
-    store
-        .create_enrollment_token("pwe_team", &EnrollmentToken { uses_left: 10, expires_at: None, created_at: now })
-        .unwrap();
+    patchward::store::Store::wait(
+        store
+            .create_enrollment_token("pwe_team", &EnrollmentToken { uses_left: 10, expires_at: None, created_at: now }),
+    )
+    .unwrap();
     let token = |role, device: Option<&str>, expires_at| AccessToken {
         role,
         device: device.map(str::to_owned),
@@ -46,8 +48,8 @@ async fn console(dir: &std::path::Path) -> Console {
         created_at: now,
         revoked: false,
     };
-    store.create_access_token(ADMIN, &token(Role::Admin, None, None)).unwrap();
-    store.create_access_token(USER, &token(Role::User, Some("ws-0042"), None)).unwrap();
+    patchward::store::Store::wait(store.create_access_token(ADMIN, &token(Role::Admin, None, None))).unwrap();
+    patchward::store::Store::wait(store.create_access_token(USER, &token(Role::User, Some("ws-0042"), None))).unwrap();
     // The shipped policy, and an Approval that puts one patch under a
     // prompting policy (three snoozes), so the portal has one to snooze.
     let policies = dir.join("policies");
@@ -82,7 +84,7 @@ async fn console(dir: &std::path::Path) -> Console {
     );
     let (change, _) =
         patchward::catalog::plan_import(&patchward::catalog::CatalogSnapshot::default(), &request).unwrap();
-    store.commit_catalog(change).unwrap();
+    patchward::store::Store::wait(store.commit_catalog(change)).unwrap();
     let clock = Arc::new(FakeClock::new(now));
     let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let engine = Arc::new(Engine::new(store, key, clock.clone(), EngineSettings::default()));
@@ -517,7 +519,13 @@ async fn the_audit_log_pages_newest_first_through_the_whole_log() {
     let at: jiff::Timestamp = "2026-11-24T12:30:00Z".parse().unwrap();
     for n in 0..230 {
         let actor = if n % 10 == 0 { "commit:Ada Admin <ada@example.com>" } else { "device:ws-0042" };
-        console.state.engine.store.append_audit(at, actor, "test.entry", serde_json::json!({"n": n})).unwrap();
+        patchward::store::Store::wait(console.state.engine.store.append_audit(
+            at,
+            actor,
+            "test.entry",
+            serde_json::json!({"n": n}),
+        ))
+        .unwrap();
     }
     let (cookie, _) = console.sign_in(ADMIN).await;
     let api = console.api("/api/v1/audit?limit=100000", ADMIN).await;

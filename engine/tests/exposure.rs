@@ -71,13 +71,13 @@ impl Fixture {
     fn start(dir: &Path, now: jiff::Timestamp) -> Fixture {
         let store = Arc::new(Store::open(&dir.join("data")).unwrap());
         let feed = serde_json::to_vec(&feed()).unwrap();
-        if store.catalog_sources().unwrap().is_empty() {
+        if patchward::store::Store::wait(store.catalog_sources()).unwrap().is_empty() {
             let at = "2026-11-01T00:00:00Z".parse().unwrap();
             let token =
                 AccessToken { role: Role::Admin, device: None, expires_at: None, created_at: at, revoked: false };
-            store.create_access_token(ADMIN, &token).unwrap();
+            patchward::store::Store::wait(store.create_access_token(ADMIN, &token)).unwrap();
             let enrollment = EnrollmentToken { uses_left: 10, expires_at: None, created_at: at };
-            store.create_enrollment_token("pwe_exposure", &enrollment).unwrap();
+            patchward::store::Store::wait(store.create_enrollment_token("pwe_exposure", &enrollment)).unwrap();
             let request = patchward::catalog::ImportRequest::snapshot(
                 "bundled",
                 patchward::policy::model::FeedFormat::Patchward,
@@ -85,7 +85,10 @@ impl Fixture {
                 at,
             );
             let snapshot = patchward::catalog::CatalogSnapshot::default();
-            store.commit_catalog(patchward::catalog::plan_import(&snapshot, &request).unwrap().0).unwrap();
+            patchward::store::Store::wait(
+                store.commit_catalog(patchward::catalog::plan_import(&snapshot, &request).unwrap().0),
+            )
+            .unwrap();
         }
         let policies = dir.join("policies");
         std::fs::create_dir_all(&policies).unwrap();

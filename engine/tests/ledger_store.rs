@@ -13,20 +13,26 @@ fn first_matches_are_kept_across_reopens_and_never_move() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = Store::open(dir.path()).unwrap();
-        assert!(store.ledger().unwrap().is_empty());
-        let added = store
-            .record_ledger(&[
-                entry("critical", "KB1", "2026-11-01T00:00:00Z"),
-                entry("critical", "KB2", "2026-11-02T00:00:00Z"),
-                entry("critical", "KB1", "2026-11-03T00:00:00Z"),
-            ])
-            .unwrap();
+        assert!(patchward::store::Store::wait(store.ledger()).unwrap().is_empty());
+        let added = patchward::store::Store::wait(store.record_ledger(&[
+            entry("critical", "KB1", "2026-11-01T00:00:00Z"),
+            entry("critical", "KB2", "2026-11-02T00:00:00Z"),
+            entry("critical", "KB1", "2026-11-03T00:00:00Z"),
+        ]))
+        .unwrap();
         assert_eq!(added, 2, "the same pair twice in one batch counts once");
     }
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.record_ledger(&[entry("critical", "KB1", "2026-11-20T00:00:00Z")]).unwrap(), 0);
-    assert_eq!(store.record_ledger(&[entry("high", "KB1", "2026-11-20T00:00:00Z")]).unwrap(), 1);
-    let ledger: Ledger = store.ledger().unwrap();
+    assert_eq!(
+        patchward::store::Store::wait(store.record_ledger(&[entry("critical", "KB1", "2026-11-20T00:00:00Z")]))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        patchward::store::Store::wait(store.record_ledger(&[entry("high", "KB1", "2026-11-20T00:00:00Z")])).unwrap(),
+        1
+    );
+    let ledger: Ledger = patchward::store::Store::wait(store.ledger()).unwrap();
     assert_eq!(ledger.len(), 3);
     assert_eq!(ledger.first_matched("critical", "KB1"), Some("2026-11-01T00:00:00Z".parse().unwrap()));
     assert_eq!(ledger.first_matched("high", "KB1"), Some("2026-11-20T00:00:00Z".parse().unwrap()));
@@ -67,7 +73,9 @@ fn plan_with_the_store_uses_its_ledger() {
         .output()
         .unwrap();
     assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
-    Store::open(&data).unwrap().record_ledger(&[entry("staged", "OLD", "2026-11-20T00:00:00Z")]).unwrap();
+    let store = Store::open(&data).unwrap();
+    Store::wait(store.record_ledger(&[entry("staged", "OLD", "2026-11-20T00:00:00Z")])).unwrap();
+    drop(store);
     let plan = |extra: &[&str]| -> serde_json::Value {
         let output = std::process::Command::new(patchward)
             .arg("plan")

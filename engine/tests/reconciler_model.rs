@@ -310,11 +310,14 @@ impl World {
         assert_eq!(in_force.policy.revision.as_deref(), Some(applied.as_str()), "{when}: revision in force");
         assert_eq!(in_force.commit.as_ref().map(|c| c.commit.as_str()), Some(applied.as_str()), "{when}: commit");
         let store = &engine.store;
-        let source = store.catalog_source("vendor").unwrap().unwrap_or_else(|| panic!("{when}: feed not imported"));
+        let source = patchward::store::Store::wait(store.catalog_source("vendor"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{when}: feed not imported"));
         assert_eq!(source.revision, self.model.feed_revision, "{when}: feed revision in the store");
         let (_, served_plan, _) = engine.plan_view().unwrap();
         let expected = oracle(store, &repo, &applied, served_plan.now);
-        let devices: Vec<String> = store.devices().unwrap().into_iter().map(|d| d.id).collect();
+        let devices: Vec<String> =
+            patchward::store::Store::wait(store.devices()).unwrap().into_iter().map(|d| d.id).collect();
         assert_eq!(devices.len(), expected.len(), "{when}: every device planned");
         for id in devices {
             let served = engine.desired(&id).unwrap().unwrap_or_else(|| panic!("{when}: no desired state for {id}"));
@@ -361,11 +364,15 @@ fn oracle(store: &Store, repo: &Path, commit: &str, now: jiff::Timestamp) -> BTr
     let source = PolicySource::GitRevision { repo: repo.to_owned(), rev: commit.to_owned() };
     let load = patchward::policy::load_policy(&source, &PolicyLimits::default()).unwrap();
     let compiled = CompiledPolicy::from_load(load).unwrap_or_else(|e| panic!("{commit} should be valid: {e:?}"));
-    let sources = store.catalog_sources().unwrap();
+    let sources = patchward::store::Store::wait(store.catalog_sources()).unwrap();
     let revision = sources.iter().filter(|s| compiled.policy.catalog_sources.contains_key(&s.name)).map(|s| s.revision);
-    let catalog = PlanCatalog::new(store.catalog_patches().unwrap(), &CoverageSet::of_policy(&compiled.policy));
-    let fleet: Vec<patchward_api::Device> = store.devices().unwrap().iter().map(|r| r.to_device()).collect();
-    let ledger = store.ledger().unwrap();
+    let catalog = PlanCatalog::new(
+        patchward::store::Store::wait(store.catalog_patches()).unwrap(),
+        &CoverageSet::of_policy(&compiled.policy),
+    );
+    let fleet: Vec<patchward_api::Device> =
+        patchward::store::Store::wait(store.devices()).unwrap().iter().map(|r| r.to_device()).collect();
+    let ledger = patchward::store::Store::wait(store.ledger()).unwrap();
     let planned = plan(&PlanInput { policy: &compiled, catalog: &catalog, fleet: &fleet, ledger: Some(&ledger), now });
     let envelope = Envelope { generation: 0, catalog_revision: revision.sum(), issued_at: now, expires_at: now };
     planned
@@ -386,10 +393,17 @@ fn enroll_fleet(data: &Path, now: jiff::Timestamp) {
     let fleet: patchward_api::Fleet = serde_saphyr::from_str(&text).unwrap();
     let token = "pwe_model";
     let record = EnrollmentToken { uses_left: fleet.devices.len() as u32, expires_at: None, created_at: now };
-    store.create_enrollment_token(token, &record).unwrap();
+    patchward::store::Store::wait(store.create_enrollment_token(token, &record)).unwrap();
     for device in fleet.devices {
-        store.enroll(token, &device.id, &format!("pwd_{}", device.id), device.facts.clone(), now).unwrap();
-        store.update_inventory(&device.id, device.facts, device.inventory, now).unwrap();
+        patchward::store::Store::wait(store.enroll(
+            token,
+            &device.id,
+            &format!("pwd_{}", device.id),
+            device.facts.clone(),
+            now,
+        ))
+        .unwrap();
+        patchward::store::Store::wait(store.update_inventory(&device.id, device.facts, device.inventory, now)).unwrap();
     }
 }
 

@@ -51,8 +51,8 @@ impl Random {
 
 fn revision_in_store(data: &Path) -> Option<u64> {
     let store = Store::open(data).expect("the store opens after a kill -9");
-    store.verify_catalog().expect("the catalog is whole after a kill -9");
-    store.catalog_source("import").unwrap().map(|s| s.revision)
+    patchward::store::Store::wait(store.verify_catalog()).expect("the catalog is whole after a kill -9");
+    patchward::store::Store::wait(store.catalog_source("import")).unwrap().map(|s| s.revision)
 }
 
 #[test]
@@ -128,11 +128,12 @@ fn a_corrupted_store_is_refused_with_the_way_out_and_rebuild_recovers() {
     // A record written behind the catalog's back (a torn or rotten store).
     {
         let store = Store::open(&data).unwrap();
-        let mut stray = store.catalog_patches().unwrap().remove(0);
+        let mut stray = patchward::store::Store::wait(store.catalog_patches()).unwrap().remove(0);
         stray.patch.id = "STRAY".into();
-        store
-            .commit_catalog(CatalogChange { put: vec![EncodedPatch::new(&stray)], ..CatalogChange::default() })
-            .unwrap();
+        patchward::store::Store::wait(
+            store.commit_catalog(CatalogChange { put: vec![EncodedPatch::new(&stray)], ..CatalogChange::default() }),
+        )
+        .unwrap();
     }
     let output = list(&data, &policies);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -28,8 +28,8 @@ fn request<'a>(source: &'a str, format: FeedFormat, bytes: &'a [u8], now: jiff::
 }
 
 fn all(store: &Store) -> Vec<PatchView> {
-    store.verify_catalog().unwrap();
-    views(store.catalog_patches().unwrap(), &CoverageSet::default())
+    patchward::store::Store::wait(store.verify_catalog()).unwrap();
+    views(patchward::store::Store::wait(store.catalog_patches()).unwrap(), &CoverageSet::default())
 }
 
 fn find<'a>(list: &'a [PatchView], id: &str) -> &'a PatchView {
@@ -38,8 +38,8 @@ fn find<'a>(list: &'a [PatchView], id: &str) -> &'a PatchView {
 
 /// The store's logical content: every source state and record, encoded.
 fn digest(store: &Store) -> String {
-    let sources = serde_json::to_string(&store.catalog_sources().unwrap()).unwrap();
-    let patches = serde_json::to_string(&store.catalog_patches().unwrap()).unwrap();
+    let sources = serde_json::to_string(&patchward::store::Store::wait(store.catalog_sources()).unwrap()).unwrap();
+    let patches = serde_json::to_string(&patchward::store::Store::wait(store.catalog_patches()).unwrap()).unwrap();
     patchward::catalog::sha256_hex(format!("{sources}\n{patches}").as_bytes())
 }
 
@@ -196,7 +196,7 @@ fn an_unchanged_feed_still_purges_what_retention_says() {
     assert_eq!(report.purged, 1);
     let ids: Vec<String> = all(&store).into_iter().map(|v| v.record.patch.id).collect();
     assert_eq!(ids, ["A"]);
-    let state = store.catalog_source("v").unwrap().unwrap();
+    let state = patchward::store::Store::wait(store.catalog_source("v")).unwrap().unwrap();
     assert!(state.obsolete.is_empty());
     assert_eq!(state.checked_at, t("2026-05-01T00:00:00Z"));
 }
@@ -226,7 +226,7 @@ fn widening_coverage_activates_stored_patches_without_a_download() {
         }],
     };
     let active = |coverage: &CoverageSet| -> Vec<String> {
-        views(store.catalog_patches().unwrap(), coverage)
+        views(patchward::store::Store::wait(store.catalog_patches()).unwrap(), coverage)
             .into_iter()
             .filter(|v| v.active)
             .map(|v| v.record.patch.id)
@@ -246,13 +246,16 @@ fn public_key(key: &SigningKey) -> String {
 
 fn refused(store: &Store, request: &ImportRequest) -> Refusal {
     let before = digest(store);
-    let revision = store.catalog_source(request.source).unwrap().map(|s| s.revision);
+    let revision = patchward::store::Store::wait(store.catalog_source(request.source)).unwrap().map(|s| s.revision);
     let refusal = match import(store, request) {
         Err(ImportError::Refused(refusal)) => refusal,
         other => panic!("expected a refusal, got {other:?}"),
     };
     assert_eq!(digest(store), before, "a refused feed changed the store ({refusal})");
-    assert_eq!(store.catalog_source(request.source).unwrap().map(|s| s.revision), revision);
+    assert_eq!(
+        patchward::store::Store::wait(store.catalog_source(request.source)).unwrap().map(|s| s.revision),
+        revision
+    );
     refusal
 }
 
@@ -347,7 +350,10 @@ fn a_feed_past_its_expiry_with_nothing_newer_is_stale_never_fresh() {
             Freshness::Stale { revision: 1, expired_at: t("2026-02-01T00:00:00Z") }
         );
     }
-    assert_eq!(store.catalog_source("v").unwrap().unwrap().checked_at, t("2027-01-01T00:00:00Z"));
+    assert_eq!(
+        patchward::store::Store::wait(store.catalog_source("v")).unwrap().unwrap().checked_at,
+        t("2027-01-01T00:00:00Z")
+    );
     assert_eq!(record_not_modified(&store, "never-synced", t("2026-01-20T00:00:00Z")).unwrap(), Freshness::Unknown);
 }
 
@@ -371,7 +377,7 @@ fn csaf_and_osv_advisories_add_up_one_file_at_a_time() {
     let ids: Vec<String> = all(&store).into_iter().map(|v| v.record.patch.id).collect();
     assert_eq!(ids, ["OSV-1", "OSV-2"]);
     assert_eq!(
-        store.catalog_source("osv").unwrap().unwrap().revision,
+        patchward::store::Store::wait(store.catalog_source("osv")).unwrap().unwrap().revision,
         jiff::Timestamp::from_second(1772323200).unwrap().as_second() as u64
     );
 }

@@ -34,10 +34,10 @@ enum Caller {
 
 fn identify(state: &ApiState, secret: &str) -> Result<Caller, ApiError> {
     let store = &state.engine.store;
-    if let Some(device) = store.device_id_by_credential(secret).map_err(ApiError::store)? {
+    if let Some(device) = crate::store::Store::wait(store.device_id_by_credential(secret)).map_err(ApiError::store)? {
         return Ok(Caller::Device(device));
     }
-    match store.access_token(secret).map_err(ApiError::store)? {
+    match crate::store::Store::wait(store.access_token(secret)).map_err(ApiError::store)? {
         Some(token) if token.revoked => Err(ApiError::unauthorized("the token was revoked")),
         Some(token) if token.expires_at.is_some_and(|at| at <= state.engine.clock.now()) => {
             Err(ApiError::unauthorized("the token expired"))
@@ -81,7 +81,8 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
                 let now = state.engine.clock.now();
                 let read = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
                 let action = if read { crate::daemon::audit::READ } else { crate::daemon::audit::CHANGE };
-                state.engine.store.append_audit(now, "admin", action, detail).map_err(ApiError::store)?;
+                crate::store::Store::wait(state.engine.store.append_audit(now, "admin", action, detail))
+                    .map_err(ApiError::store)?;
                 Ok(Admin)
             }
             Caller::Access(_) => Err(ApiError::forbidden("a user token cannot use the admin routes")),

@@ -119,7 +119,7 @@ async fn enroll(
     // The hostname when it is a good name and free, else a random id.
     let wanted = request.facts.hostname.clone().filter(|h| valid_device_id(h));
     let device_id = match wanted {
-        Some(host) if engine.store.device(&host).map_err(ApiError::store)?.is_none() => host,
+        Some(host) if crate::store::Store::wait(engine.store.device(&host)).map_err(ApiError::store)?.is_none() => host,
         _ => {
             let secret = crate::clock::new_secret("").map_err(internal)?;
             format!("dev-{}", &secret[..12].to_ascii_lowercase().replace(['-', '_'], "x"))
@@ -127,16 +127,22 @@ async fn enroll(
     };
     let store = engine.store.clone();
     let secret = credential.clone();
-    let record = blocking(move || store.enroll(&token, &device_id, &secret, request.facts, now)).await?.map_err(
-        |e| match e {
-            crate::store::fleet::EnrollError::Store(e) => ApiError::store(e),
-            crate::store::fleet::EnrollError::DeviceExists(id) => ApiError::conflict(format!("device {id} exists")),
-            // Unknown, expired or used up: the token is not (or no longer) a credential.
-            other => ApiError::unauthorized(other.to_string()),
-        },
-    )?;
+    let record =
+        blocking(move || crate::store::Store::wait(store.enroll(&token, &device_id, &secret, request.facts, now)))
+            .await?
+            .map_err(|e| match e {
+                crate::store::fleet::EnrollError::Store(e) => ApiError::store(e),
+                crate::store::fleet::EnrollError::DeviceExists(id) => ApiError::conflict(format!("device {id} exists")),
+                // Unknown, expired or used up: the token is not (or no longer) a credential.
+                other => ApiError::unauthorized(other.to_string()),
+            })?;
     engine.metrics.enrollments.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let _ = engine.store.append_audit(now, &format!("device:{}", record.id), "device.enrolled", serde_json::json!({}));
+    let _ = crate::store::Store::wait(engine.store.append_audit(
+        now,
+        &format!("device:{}", record.id),
+        "device.enrolled",
+        serde_json::json!({}),
+    ));
     Ok(Json(EnrollResponse {
         device_id: record.id,
         credential,
@@ -160,7 +166,7 @@ async fn inventory(
     let engine = state.engine.clone();
     let generation = blocking(move || {
         let now = engine.clock.now();
-        engine.store.update_inventory(&device, request.facts, request.inventory, now)?;
+        crate::store::Store::wait(engine.store.update_inventory(&device, request.facts, request.inventory, now))?;
         engine.metrics.inventories.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         engine.replan_device(&device)
     })
@@ -263,7 +269,7 @@ async fn events(
     let outcome = blocking(move || {
         let now = engine.clock.now();
         // The events and their audit entries are one transaction.
-        let outcome = engine.store.record_events(&device, &batch, now)?;
+        let outcome = crate::store::Store::wait(engine.store.record_events(&device, &batch, now))?;
         // Snoozes and self-service requests made at the device count
         // against the same limits as the portal's.
         for (_, event) in batch.iter().filter(|(seq, _)| outcome.new.contains(seq)) {
@@ -306,10 +312,10 @@ async fn blob(
 ) -> Result<Response, ApiError> {
     let secret = auth::bearer(&headers)?;
     let store = &state.engine.store;
-    let device = store.device_id_by_credential(secret).map_err(ApiError::store)?;
+    let device = crate::store::Store::wait(store.device_id_by_credential(secret)).map_err(ApiError::store)?;
     match &device {
         Some(id) => state.admit(id)?,
-        None => match store.access_token(secret).map_err(ApiError::store)? {
+        None => match crate::store::Store::wait(store.access_token(secret)).map_err(ApiError::store)? {
             Some(t) if t.role == Role::Admin && !t.revoked => {}
             Some(_) => return Err(ApiError::forbidden("only agents and admins download packages")),
             None => return Err(ApiError::unauthorized("unknown credential")),
@@ -364,7 +370,7 @@ async fn sync(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Byte
 /// the console all come here).
 pub(crate) fn request_sync(state: &ApiState, actor: &str, detail: serde_json::Value) {
     let now = state.engine.clock.now();
-    let _ = state.engine.store.append_audit(now, actor, "sync.requested", detail);
+    let _ = crate::store::Store::wait(state.engine.store.append_audit(now, actor, "sync.requested", detail));
     state.engine.sync_requests.notify_one();
 }
 
@@ -383,7 +389,7 @@ pub(crate) fn acknowledge_rewrite(
     let now = state.engine.clock.now();
     let mut detail = detail;
     detail["commit"] = commit.clone().into();
-    let _ = state.engine.store.append_audit(now, "admin", "rewrite.acknowledged", detail);
+    let _ = crate::store::Store::wait(state.engine.store.append_audit(now, "admin", "rewrite.acknowledged", detail));
     state.engine.sync_requests.notify_one();
     Ok(commit)
 }
@@ -435,7 +441,8 @@ async fn create_token(
             }
             let token = crate::clock::new_secret("pwe_").map_err(internal)?;
             let record = EnrollmentToken { uses_left: request.uses.unwrap_or(1).max(1), expires_at, created_at: now };
-            engine.store.create_enrollment_token(&token, &record).map_err(ApiError::store)?;
+            crate::store::Store::wait(engine.store.create_enrollment_token(&token, &record))
+                .map_err(ApiError::store)?;
             token
         }
         "admin" | "user" => {
@@ -446,7 +453,9 @@ async fn create_token(
             match (role, &request.device) {
                 (Role::User, None) => return Err(ApiError::bad_request("a user token needs --device ID")),
                 (Role::Admin, Some(_)) => return Err(ApiError::bad_request("an admin token is bound to no device")),
-                (Role::User, Some(id)) if engine.store.device(id).map_err(ApiError::store)?.is_none() => {
+                (Role::User, Some(id))
+                    if crate::store::Store::wait(engine.store.device(id)).map_err(ApiError::store)?.is_none() =>
+                {
                     return Err(ApiError::not_found(format!("no device {id}")));
                 }
                 _ => {}
@@ -455,7 +464,7 @@ async fn create_token(
             let token = crate::clock::new_secret(prefix).map_err(internal)?;
             let record =
                 AccessToken { role, device: request.device.clone(), expires_at, created_at: now, revoked: false };
-            engine.store.create_access_token(&token, &record).map_err(ApiError::store)?;
+            crate::store::Store::wait(engine.store.create_access_token(&token, &record)).map_err(ApiError::store)?;
             token
         }
         other => {
@@ -464,7 +473,7 @@ async fn create_token(
     };
     let detail = serde_json::json!({"kind": request.kind, "uses": request.uses, "device": request.device,
         "expiresAt": expires_at});
-    let _ = engine.store.append_audit(now, "admin", "token.created", detail);
+    let _ = crate::store::Store::wait(engine.store.append_audit(now, "admin", "token.created", detail));
     Ok(Json(serde_json::json!({"token": token, "kind": request.kind, "expiresAt": expires_at})))
 }
 
@@ -657,6 +666,7 @@ async fn audit(
         .engine
         .store
         .audit(query.after.unwrap_or(0), query.limit.unwrap_or(1000).min(100_000))
+        .await
         .map_err(ApiError::store)?;
     if let Some(kind) = query.kind {
         entries.retain(|e| kind.keeps(&e.action));
@@ -757,7 +767,7 @@ pub(crate) fn catalog_rows(
     filter: &views::CatalogFilter,
 ) -> Result<Vec<views::CatalogRow>, ApiError> {
     let (in_force, plan, replanned) = plan_or_unavailable(state)?;
-    let records = state.engine.store.catalog_patches().map_err(ApiError::store)?;
+    let records = crate::store::Store::wait(state.engine.store.catalog_patches()).map_err(ApiError::store)?;
     let coverage = crate::catalog::coverage::CoverageSet::of_policy(&in_force.policy.policy);
     let views = crate::catalog::view::views(records, &coverage);
     let mut rows: Vec<views::CatalogRow> = views::catalog_rows(&views, &plan, &views::device_plans(&plan, &replanned))
@@ -818,7 +828,7 @@ pub(crate) fn exposure_summary(
 ) -> Result<exposure_view::ExposureSummary, ApiError> {
     let engine = &state.engine;
     let since = engine.exposure.read(&engine.store).map_err(ApiError::store)?;
-    let tally = engine.store.remediation_tally().map_err(ApiError::store)?;
+    let tally = crate::store::Store::wait(engine.store.remediation_tally()).map_err(ApiError::store)?;
     let remediation = in_force.policy.remediation();
     let context = exposure_context(in_force, &remediation, &since, engine.clock.now());
     Ok(exposure_view::exposure_summary(plan, devices, &context, tally))
@@ -1031,7 +1041,7 @@ async fn user_device(State(state): State<Arc<ApiState>>, UserDevice(id): UserDev
             value
         })
         .collect();
-    let history = state.engine.store.events(&id).map_err(ApiError::store)?;
+    let history = crate::store::Store::wait(state.engine.store.events(&id)).map_err(ApiError::store)?;
     let history: Vec<serde_json::Value> = history
         .into_iter()
         .rev()
@@ -1117,11 +1127,11 @@ pub(crate) fn take_user_request(
     });
     let request = UserRequest { item: item.to_owned(), kind, at: now, until };
     state.engine.add_user_request(device, request.clone()).map_err(ApiError::store)?;
-    let _ = state.engine.store.append_audit(
+    let _ = crate::store::Store::wait(state.engine.store.append_audit(
         now,
         actor,
         &format!("user.{}", kind.as_str()),
         serde_json::json!({"item": item, "policy": row.policy, "device": device}),
-    );
+    ));
     Ok(request)
 }

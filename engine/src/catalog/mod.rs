@@ -187,8 +187,11 @@ pub struct CatalogSnapshot {
 impl CatalogSnapshot {
     pub fn read(store: &Store) -> Result<CatalogSnapshot, StoreError> {
         Ok(CatalogSnapshot {
-            sources: store.catalog_sources()?.into_iter().map(|s| (s.name.clone(), s)).collect(),
-            records: store.catalog_records()?,
+            sources: crate::store::Store::wait(store.catalog_sources())?
+                .into_iter()
+                .map(|s| (s.name.clone(), s))
+                .collect(),
+            records: crate::store::Store::wait(store.catalog_records())?,
         })
     }
 }
@@ -518,7 +521,7 @@ fn effective_severity(patch: &feed::Patch) -> (Option<f64>, Severity, Option<Str
 /// whole catalog: a sync that finds nothing new costs a hash.
 pub fn import(store: &Store, request: &ImportRequest) -> Result<ImportReport, ImportError> {
     let sources: BTreeMap<String, SourceState> =
-        store.catalog_sources()?.into_iter().map(|s| (s.name.clone(), s)).collect();
+        crate::store::Store::wait(store.catalog_sources())?.into_iter().map(|s| (s.name.clone(), s)).collect();
     let (digest, previous) = judge_bytes(&sources, request)?;
     if let Some(previous) = previous.filter(|p| p.feed_sha256 == digest && request.mode == ImportMode::Snapshot) {
         if let Some(expires_at) = previous.expires_at
@@ -528,19 +531,19 @@ pub fn import(store: &Store, request: &ImportRequest) -> Result<ImportReport, Im
         }
         let mut obsolete_records = BTreeMap::new();
         for id in previous.obsolete.keys() {
-            if let Some(bytes) = store.catalog_record(id)? {
+            if let Some(bytes) = crate::store::Store::wait(store.catalog_record(id))? {
                 obsolete_records.insert(id.clone(), bytes);
             }
         }
         let (change, report) = plan_unchanged(previous, &obsolete_records, request);
-        store.commit_catalog(change)?;
+        crate::store::Store::wait(store.commit_catalog(change))?;
         return Ok(report);
     }
-    let snapshot = CatalogSnapshot { sources, records: store.catalog_records()? };
+    let snapshot = CatalogSnapshot { sources, records: crate::store::Store::wait(store.catalog_records())? };
     // The bytes were judged above; hashing and verifying them again would
     // only repeat the answer.
     let (change, report) = plan_judged(&snapshot, request, digest)?;
-    store.commit_catalog(change)?;
+    crate::store::Store::wait(store.commit_catalog(change))?;
     Ok(report)
 }
 
@@ -551,12 +554,12 @@ pub fn import(store: &Store, request: &ImportRequest) -> Result<ImportReport, Im
 /// any feed's, and committed in one change like [`import`]'s.
 pub fn import_parsed(store: &Store, request: &ImportRequest, feed: ImportedFeed) -> Result<ImportReport, ImportError> {
     let sources: BTreeMap<String, SourceState> =
-        store.catalog_sources()?.into_iter().map(|s| (s.name.clone(), s)).collect();
+        crate::store::Store::wait(store.catalog_sources())?.into_iter().map(|s| (s.name.clone(), s)).collect();
     let (digest, _) = judge_bytes(&sources, request)?;
     import::check_patches(request.format, &feed, &request.limits)?;
-    let snapshot = CatalogSnapshot { sources, records: store.catalog_records()? };
+    let snapshot = CatalogSnapshot { sources, records: crate::store::Store::wait(store.catalog_records())? };
     let (change, report) = plan_parsed(&snapshot, request, feed, digest)?;
-    store.commit_catalog(change)?;
+    crate::store::Store::wait(store.commit_catalog(change))?;
     Ok(report)
 }
 
@@ -586,9 +589,13 @@ pub fn freshness(state: Option<&SourceState>, now: jiff::Timestamp) -> Freshness
 /// Records that the source was checked and had nothing new (HTTP 304), and
 /// says whether what is in force is still fresh.
 pub fn record_not_modified(store: &Store, source: &str, now: jiff::Timestamp) -> Result<Freshness, StoreError> {
-    let Some(mut state) = store.catalog_source(source)? else { return Ok(Freshness::Unknown) };
+    let Some(mut state) = crate::store::Store::wait(store.catalog_source(source))? else {
+        return Ok(Freshness::Unknown);
+    };
     state.checked_at = now;
-    store.commit_catalog(CatalogChange { sources: vec![state.clone()], ..CatalogChange::default() })?;
+    crate::store::Store::wait(
+        store.commit_catalog(CatalogChange { sources: vec![state.clone()], ..CatalogChange::default() }),
+    )?;
     Ok(freshness(Some(&state), now))
 }
 

@@ -256,7 +256,7 @@ pub async fn sync_provider(job: &SyncJob<'_>, metadata: &[u8]) -> Result<Synced,
     };
     let provider = Provider { client: job.client, limits: job.limits, key };
     let directory = directory(metadata, &spec.url.value)?;
-    let state = job.store.catalog_source(&job.source.name)?.filter(|_| job.revalidate);
+    let state = crate::store::Store::wait(job.store.catalog_source(&job.source.name))?.filter(|_| job.revalidate);
     let since = state.as_ref().and_then(|s| s.csaf_provider.as_ref()).and_then(|p| p.changes_through);
     let validators = match state.filter(|s| s.csaf_provider.is_some()) {
         Some(state) => Validators { etag: state.etag, last_modified: state.last_modified },

@@ -79,7 +79,7 @@ pub async fn sync_source(
     let job = SyncJob { store, client, source, retention, revalidate, now, limits };
     let csaf = source.spec.format == FeedFormat::Csaf;
     let url = source.spec.url.value.as_str();
-    let state = store.catalog_source(&source.name)?;
+    let state = crate::store::Store::wait(store.catalog_source(&source.name))?;
     // A provider's validators are its changes.csv's, never its metadata's.
     let metadata_url = csaf && (provider::is_metadata_url(url) || provider::was_provider(state.as_ref()));
     let validators = match state {

@@ -405,8 +405,8 @@ fn load_views(args: &StoreArgs) -> anyhow::Result<Vec<PatchView>> {
     let policy = policy(args)?;
     let store = open_store(args)?;
     // A torn or rotten catalog is refused, never shown partly or empty.
-    store.verify_catalog()?;
-    Ok(views(store.catalog_patches()?, &coverage_of(policy.as_ref())))
+    crate::store::Store::wait(store.verify_catalog())?;
+    Ok(views(crate::store::Store::wait(store.catalog_patches())?, &coverage_of(policy.as_ref())))
 }
 
 fn run_list(args: ListArgs) -> anyhow::Result<Outcome> {
@@ -489,9 +489,9 @@ fn run_show(args: ShowArgs) -> anyhow::Result<Outcome> {
 
 fn run_status(args: StatusArgs) -> anyhow::Result<Outcome> {
     let store = open_store(&args.store)?;
-    store.verify_catalog()?;
+    crate::store::Store::wait(store.verify_catalog())?;
     let now = now();
-    let sources = store.catalog_sources()?;
+    let sources = crate::store::Store::wait(store.catalog_sources())?;
     let fresh = |s: &SourceState| freshness(Some(s), now) == Freshness::Fresh;
     match args.format {
         OutputFormat::Json => {

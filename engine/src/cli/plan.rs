@@ -107,9 +107,9 @@ impl PlanInputs {
             }
             (None, Some(data)) => {
                 let store = crate::store::Store::open(data)?;
-                store.verify_catalog()?;
-                stored_ledger = Some(store.ledger()?);
-                store.catalog_patches()?
+                crate::store::Store::wait(store.verify_catalog())?;
+                stored_ledger = Some(crate::store::Store::wait(store.ledger())?);
+                crate::store::Store::wait(store.catalog_patches())?
             }
             (None, None) => bail!("give the catalog: --catalog FILE (a feed) or --data DIR (the engine's store)"),
         };

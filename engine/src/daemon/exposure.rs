@@ -65,7 +65,7 @@ impl ExposureBook {
     fn load(&self, store: &Store) -> Result<(), StoreError> {
         let mut devices = self.devices.write().unwrap_or_else(|p| p.into_inner());
         if devices.is_none() {
-            *devices = Some(store.exposures()?.into_iter().collect());
+            *devices = Some(crate::store::Store::wait(store.exposures())?.into_iter().collect());
         }
         Ok(())
     }
@@ -85,7 +85,7 @@ impl ExposureBook {
             .filter(|d| !book.contains_key(&d.id))
             .map(|d| (d.id.clone(), DeviceExposure { baseline: now, opened: Default::default() }))
             .collect();
-        store.record_exposures(&new, RemediationTally::default())?;
+        crate::store::Store::wait(store.record_exposures(&new, RemediationTally::default()))?;
         book.extend(new);
         Ok(())
     }
@@ -128,7 +128,7 @@ impl ExposureBook {
         if tally.remediated == 0 && book.get(&after.id) == Some(&record) {
             return Ok(());
         }
-        store.record_exposures(&[(after.id.clone(), record.clone())], tally)?;
+        crate::store::Store::wait(store.record_exposures(&[(after.id.clone(), record.clone())], tally))?;
         book.insert(after.id.clone(), record);
         Ok(())
     }

@@ -257,7 +257,7 @@ impl Engine {
     /// board's own count moves only when the reconciler runs).
     pub fn status(&self) -> status::Status {
         let mut status = self.status.snapshot();
-        if let Ok(count) = self.store.device_count() {
+        if let Ok(count) = crate::store::Store::wait(self.store.device_count()) {
             status.devices = count;
         }
         status
@@ -265,14 +265,14 @@ impl Engine {
 
     /// Every enrolled device, each seen as late as it last checked in.
     pub fn devices(&self) -> Result<Vec<crate::store::fleet::DeviceRecord>, StoreError> {
-        let mut records = self.store.devices()?;
+        let mut records = crate::store::Store::wait(self.store.devices())?;
         records.iter_mut().for_each(|r| self.check_ins.apply(r));
         Ok(records)
     }
 
     /// One device, seen as late as it last checked in.
     pub fn device(&self, id: &str) -> Result<Option<crate::store::fleet::DeviceRecord>, StoreError> {
-        let mut record = self.store.device(id)?;
+        let mut record = crate::store::Store::wait(self.store.device(id))?;
         if let Some(record) = record.as_mut() {
             self.check_ins.apply(record);
         }
@@ -313,9 +313,9 @@ impl Engine {
     /// The active catalog of `policy` from the store, and its revision (the
     /// sum of its sources' revisions: it only goes up while they do).
     fn catalog_for(&self, policy: &crate::policy::Policy) -> Result<(PlanCatalog, u64), StoreError> {
-        let sources = self.store.catalog_sources()?;
+        let sources = crate::store::Store::wait(self.store.catalog_sources())?;
         let real = sources.iter().any(|s| policy.catalog_sources.contains_key(&s.name));
-        let mut records = self.store.catalog_patches()?;
+        let mut records = crate::store::Store::wait(self.store.catalog_patches())?;
         if real {
             // The bundled example stands in only until a real source imports.
             records.retain(|r| r.source != reconcile::BUNDLED_SOURCE);
@@ -357,8 +357,9 @@ impl Engine {
         let started = std::time::Instant::now();
         let now = self.clock.now();
         self.reports_changed.store(false, Ordering::SeqCst);
-        let fleet: Vec<patchward_api::Device> = self.store.devices()?.iter().map(|r| r.to_device()).collect();
-        let ledger = self.store.ledger()?;
+        let fleet: Vec<patchward_api::Device> =
+            crate::store::Store::wait(self.store.devices())?.iter().map(|r| r.to_device()).collect();
+        let ledger = crate::store::Store::wait(self.store.ledger())?;
         let computed = plan(&PlanInput {
             policy: &in_force.policy,
             catalog: &in_force.catalog,
@@ -366,7 +367,7 @@ impl Engine {
             ledger: Some(&ledger),
             now,
         });
-        self.store.record_ledger(&computed.ledger_additions)?;
+        crate::store::Store::wait(self.store.record_ledger(&computed.ledger_additions))?;
         self.report_withheld(&computed, now);
         let planned: Vec<&DevicePlan> = computed.devices.iter().collect();
         self.exposure.track_plan(&self.store, &planned, now)?;
@@ -385,7 +386,7 @@ impl Engine {
             .collect();
         let pairs: Vec<(&str, &str)> =
             computed.devices.iter().zip(&contents).map(|(d, (_, digest))| (d.id.as_str(), digest.as_str())).collect();
-        let generations = self.store.desired_generations(&pairs)?;
+        let generations = crate::store::Store::wait(self.store.desired_generations(&pairs))?;
         let desired: HashMap<String, Arc<ServedDesired>> = contents
             .into_par_iter()
             .zip(generations.into_par_iter())
@@ -417,13 +418,13 @@ impl Engine {
                     let listed: Vec<&String> = devices.iter().take(AUDIT_DEVICES).collect();
                     let actor =
                         in_force.commit.as_ref().map_or("policy".to_owned(), |c| format!("commit:{}", c.author));
-                    self.store.append_audit(
+                    crate::store::Store::wait(self.store.append_audit(
                         now,
                         &actor,
                         action,
                         serde_json::json!({"patch": patch, "devices": devices.len(), "first": listed,
                             "revision": in_force.policy.revision}),
-                    )?;
+                    ))?;
                 }
             }
         }
@@ -467,12 +468,12 @@ impl Engine {
         trend.push(point);
         let excess = trend.len().saturating_sub(TREND_POINTS);
         trend.drain(..excess);
-        self.store.set_engine_state(TREND_STATE, &trend)
+        crate::store::Store::wait(self.store.set_engine_state(TREND_STATE, &trend))
     }
 
     /// The compliance trend, oldest first.
     pub fn compliance_trend(&self) -> Result<Vec<TrendPoint>, StoreError> {
-        Ok(self.store.engine_state(TREND_STATE)?.unwrap_or_default())
+        Ok(crate::store::Store::wait(self.store.engine_state(TREND_STATE))?.unwrap_or_default())
     }
 
     /// Whether a served state can be served again as it is: same content,
@@ -543,7 +544,7 @@ impl Engine {
                 _ => return Ok(None),
             }
         };
-        let Some(record) = self.store.device(id)? else { return Ok(None) };
+        let Some(record) = crate::store::Store::wait(self.store.device(id))? else { return Ok(None) };
         let now = self.clock.now();
         let device = record.to_device();
         let planned = replan_devices(
@@ -561,7 +562,7 @@ impl Engine {
         self.exposure.track_device(&self.store, &base, &in_force.catalog, before.as_ref(), &planned, now)?;
         let content = self.content(&base, &in_force, &planned, now);
         let digest = content_digest(&content);
-        let generation = self.store.desired_generation(id, &digest)?;
+        let generation = crate::store::Store::wait(self.store.desired_generation(id, &digest))?;
         let kept = previous.filter(|old| self.still_good(old, &digest, generation, now));
         let changed = kept.is_none();
         let served_state = kept.unwrap_or_else(|| Arc::new(self.sign(content, digest, generation, now)));
@@ -652,23 +653,23 @@ impl Engine {
     pub fn acknowledge_rewrite(&self, commit: &str) -> Result<(), StoreError> {
         let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
         let mut acknowledged: BTreeSet<String> =
-            self.store.engine_state(ACKNOWLEDGED).map(Option::unwrap_or_default)?;
+            crate::store::Store::wait(self.store.engine_state(ACKNOWLEDGED)).map(Option::unwrap_or_default)?;
         acknowledged.insert(commit.to_owned());
-        self.store.set_engine_state(ACKNOWLEDGED, &acknowledged)
+        crate::store::Store::wait(self.store.set_engine_state(ACKNOWLEDGED, &acknowledged))
     }
 
     /// The acknowledged rewrites not yet used.
     pub fn acknowledged_rewrites(&self) -> Result<BTreeSet<String>, StoreError> {
-        self.store.engine_state(ACKNOWLEDGED).map(Option::unwrap_or_default)
+        crate::store::Store::wait(self.store.engine_state(ACKNOWLEDGED)).map(Option::unwrap_or_default)
     }
 
     /// Uses up the acknowledgement of `commit`.
     pub fn use_acknowledgement(&self, commit: &str) -> Result<(), StoreError> {
         let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
         let mut acknowledged: BTreeSet<String> =
-            self.store.engine_state(ACKNOWLEDGED).map(Option::unwrap_or_default)?;
+            crate::store::Store::wait(self.store.engine_state(ACKNOWLEDGED)).map(Option::unwrap_or_default)?;
         if acknowledged.remove(commit) {
-            self.store.set_engine_state(ACKNOWLEDGED, &acknowledged)?;
+            crate::store::Store::wait(self.store.set_engine_state(ACKNOWLEDGED, &acknowledged))?;
         }
         Ok(())
     }
@@ -738,7 +739,7 @@ impl UserRequest {
 
 impl Engine {
     pub fn user_requests(&self, device: &str) -> Result<Vec<UserRequest>, StoreError> {
-        self.store.engine_state(&format!("requests/{device}")).map(Option::unwrap_or_default)
+        crate::store::Store::wait(self.store.engine_state(&format!("requests/{device}"))).map(Option::unwrap_or_default)
     }
 
     /// Records a user's request and plans the device again, so that its
@@ -748,7 +749,7 @@ impl Engine {
             let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
             let mut requests = self.user_requests(device)?;
             requests.push(request);
-            self.store.set_engine_state(&format!("requests/{device}"), &requests)?;
+            crate::store::Store::wait(self.store.set_engine_state(&format!("requests/{device}"), &requests))?;
         }
         self.replan_device(device).map(|_| ())
     }

@@ -122,7 +122,7 @@ impl Reconciler {
             ),
             PolicyOrigin::Folder(_) => None,
         };
-        let saved: SavedFollow = engine.store.engine_state(FOLLOW)?.unwrap_or_default();
+        let saved: SavedFollow = crate::store::Store::wait(engine.store.engine_state(FOLLOW))?.unwrap_or_default();
         let follow = FollowState { applied: saved.applied, attempted: saved.attempted, ..FollowState::default() };
         let source = settings.origin.describe();
         let branch = match &settings.origin {
@@ -364,7 +364,8 @@ impl Reconciler {
                     "signature": signature,
                 });
                 let actor = info.as_ref().map_or("policy".to_owned(), |i| format!("commit:{}", i.author));
-                let _ = self.engine.store.append_audit(now, &actor, "revision.applied", detail);
+                let _ =
+                    crate::store::Store::wait(self.engine.store.append_audit(now, &actor, "revision.applied", detail));
                 self.set_revision_status(&commit, info.as_ref(), true, signature, now);
                 self.set_condition(ConditionType::SourceReachable, true, "Fetched", format!("fetched {commit}"), now);
                 self.set_condition(
@@ -424,13 +425,13 @@ impl Reconciler {
         self.engine.metrics.revisions_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(revision = commit, why, detail, "refused a revision: the last good one stays in force");
         let actor = info.as_ref().map_or("policy".to_owned(), |i| format!("commit:{}", i.author));
-        let _ = self.engine.store.append_audit(
+        let _ = crate::store::Store::wait(self.engine.store.append_audit(
             now,
             &actor,
             "revision.refused",
             serde_json::json!({"revision": commit, "why": why, "detail": detail,
                 "message": info.map(|i| i.message)}),
-        );
+        ));
     }
 
     fn signature_status(&self, commit: &str) -> Option<String> {
@@ -442,7 +443,7 @@ impl Reconciler {
 
     fn save_follow(&self) {
         let saved = SavedFollow { applied: self.follow.applied.clone(), attempted: self.follow.attempted.clone() };
-        if let Err(e) = self.engine.store.set_engine_state(FOLLOW, &saved) {
+        if let Err(e) = crate::store::Store::wait(self.engine.store.set_engine_state(FOLLOW, &saved)) {
             self.failed(format!("could not save what is followed: {e}"));
         }
     }
@@ -533,7 +534,7 @@ impl CatalogSync {
     /// `Engine::catalog_for`).
     fn seed_catalog(&self, policy: &Policy) -> anyhow::Result<bool> {
         let store = &self.engine.store;
-        let sources = store.catalog_sources()?;
+        let sources = crate::store::Store::wait(store.catalog_sources())?;
         if !self.bundled_feed
             || sources.iter().any(|s| s.name == BUNDLED_SOURCE || policy.catalog_sources.contains_key(&s.name))
         {
@@ -575,7 +576,7 @@ impl CatalogSync {
         let mut changed = false;
         let mut statuses = Vec::new();
         for source in policy.catalog_sources.values() {
-            let state = self.engine.store.catalog_source(&source.name)?;
+            let state = crate::store::Store::wait(self.engine.store.catalog_source(&source.name))?;
             let interval = jiff::SignedDuration::from_secs(source.spec.interval.value.as_secs() as i64);
             let due = !self.synced.contains(&source.name)
                 || state.as_ref().is_none_or(|s| s.checked_at.checked_add(interval).is_ok_and(|at| now >= at));
@@ -598,7 +599,7 @@ impl CatalogSync {
             } else if let Some(status) = self.engine.status.snapshot().catalog.iter().find(|s| s.name == source.name) {
                 refused = status.refused.clone();
             }
-            let state = self.engine.store.catalog_source(&source.name)?;
+            let state = crate::store::Store::wait(self.engine.store.catalog_source(&source.name))?;
             let fresh = matches!(crate::catalog::freshness(state.as_ref(), now), Freshness::Fresh);
             statuses.push(SourceStatus {
                 name: source.name.clone(),
@@ -631,7 +632,7 @@ impl CatalogSync {
         if changed {
             self.engine.reload_catalog()?;
         }
-        let stored = self.engine.store.catalog_sources()?;
+        let stored = crate::store::Store::wait(self.engine.store.catalog_sources())?;
         let bundled = stored.iter().any(|s| s.name == BUNDLED_SOURCE)
             && !stored.iter().any(|s| policy.catalog_sources.contains_key(&s.name));
         let catalog_revision = self.engine.in_force().map_or(0, |f| f.catalog_revision);
@@ -652,7 +653,7 @@ impl CatalogSync {
         now: jiff::Timestamp,
     ) -> Result<bool, String> {
         let store = &self.engine.store;
-        let previous = store.catalog_source(&source.name).ok().flatten().map(|s| s.revision);
+        let previous = crate::store::Store::wait(store.catalog_source(&source.name)).ok().flatten().map(|s| s.revision);
         let synced = tokio::runtime::Handle::current().block_on(sync_source(
             store,
             &self.client,
@@ -668,13 +669,13 @@ impl CatalogSync {
             // desired states say they were planned against.
             Synced::Imported(report) if report.unchanged && previous == Some(report.revision) => Ok(false),
             Synced::Imported(report) => {
-                let _ = store.append_audit(
+                let _ = crate::store::Store::wait(store.append_audit(
                     now,
                     &format!("feed:{}", source.name),
                     "catalog.imported",
                     serde_json::json!({"revision": report.revision, "patches": report.patches,
                         "added": report.added, "updated": report.updated, "obsoleted": report.obsoleted}),
-                );
+                ));
                 Ok(true)
             }
         }

@@ -58,9 +58,9 @@ fn admin_token(data: &Path, store: &Store, now: jiff::Timestamp) -> anyhow::Resu
             .with_context(|| format!("failed to write {}", path.display()))?;
         (token, true)
     };
-    if store.access_token(&token)?.is_none() {
+    if crate::store::Store::wait(store.access_token(&token))?.is_none() {
         let record = AccessToken { role: Role::Admin, device: None, expires_at: None, created_at: now, revoked: false };
-        store.create_access_token(&token, &record)?;
+        crate::store::Store::wait(store.create_access_token(&token, &record))?;
     }
     Ok((path, created))
 }

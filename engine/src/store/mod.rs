@@ -1,44 +1,31 @@
-//! The engine's durable store. sled is the embedded backend; nothing
-//! outside this module names sled, so another backend (PostgreSQL, for
-//! several engine replicas) replaces this module and nothing else.
+//! The engine's durable store, behind one boundary with two backends:
+//! sled in the data directory (the embedded default, one engine), and
+//! PostgreSQL (several engine replicas). Nothing outside this module names
+//! either.
 //!
-//! Key layout of the `catalog` tree (values are JSON):
-//!
-//! | key | value |
-//! | --- | --- |
-//! | `format` | the layout version, `1` |
-//! | `source/{name}` | [`SourceState`]: revision, times, validators, digest of its patches, its obsolete patches |
-//! | `patch/{id}` | [`CatalogPatch`]: the patch and the engine's fields |
-//!
-//! A source's `patchesDigest` is the XOR of sha256(id, record) over its
-//! records: order-free, so an import updates it from the records it
-//! touches, and [`Store::verify_catalog`] recomputes it from all.
-//!
-//! Writes go through [`Store::commit_catalog`]: one sled batch (atomic),
-//! then a flush; only then is the write acknowledged. After a crash the
-//! catalog is therefore exactly the state before or after a commit.
+//! [`Store`] is async all the way: the embedded backend's calls block, so
+//! they run on tokio's blocking threads, never on its workers. Code that
+//! runs on a blocking thread itself (the planner's) waits with
+//! [`Store::wait`]. A write returns only after it is durable (flushed, or
+//! committed), and either all of it is visible or none.
 
+mod embedded;
 pub mod exposure;
 pub mod fleet;
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::feed::{Patch, Severity};
 use crate::plan::{Ledger, LedgerEntry};
-
-const CATALOG_TREE: &str = "catalog";
-/// `{rule}\0{patch}` → the instant (JSON string) the rule first matched
-/// the patch. Names cannot hold a NUL, so keys are unambiguous.
-const LEDGER_TREE: &str = "ledger";
-/// Devices, tokens, events and the audit log: see [`fleet`].
-const FLEET_TREE: &str = "fleet";
-/// Open exposures by device: see [`exposure`].
-const EXPOSURE_TREE: &str = "exposure";
-const LAYOUT_VERSION: &str = "1";
+pub use embedded::SledStore;
+use exposure::{DeviceExposure, RemediationTally};
+use fleet::{AccessToken, AuditEntry, DeviceRecord, EnrollError, EnrollmentToken, RecordedEvents, StoredEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,6 +40,8 @@ pub enum StoreError {
          `patchward catalog rebuild --data {path}`, which re-imports every source"
     )]
     Corrupted { path: PathBuf, reason: String },
+    #[error("a call to the store at {path} did not finish: {reason}")]
+    Interrupted { path: PathBuf, reason: String },
     #[error("the store at {path} failed to {action}")]
     Io {
         path: PathBuf,
@@ -164,23 +153,6 @@ pub struct StoredRecord {
     pub bytes: Vec<u8>,
 }
 
-pub struct Store {
-    path: PathBuf,
-    db: sled::Db,
-    catalog: sled::Tree,
-    ledger: sled::Tree,
-    fleet: sled::Tree,
-    exposure: sled::Tree,
-}
-
-fn patch_key(id: &str) -> Vec<u8> {
-    format!("patch/{id}").into_bytes()
-}
-
-fn source_key(name: &str) -> Vec<u8> {
-    format!("source/{name}").into_bytes()
-}
-
 /// The order-free digest of a set of records: XOR of sha256(id, record).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PatchesDigest([u8; 32]);
@@ -211,212 +183,396 @@ pub fn encode_patch(patch: &CatalogPatch) -> Vec<u8> {
     serde_json::to_vec(patch).expect("a catalog patch always serializes")
 }
 
-/// How long `open` waits for sled's lock file. A store just dropped in this
-/// process can hold the lock a moment longer, because sled's background IO
-/// threads own the file until their last write ends (sled's own tests block
-/// on the lock for that reason); another live process holds it for good.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The store: one backend, shared by every task of the engine (cheap to
+/// clone).
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
 
-fn open_sled(path: &Path) -> sled::Result<sled::Db> {
-    let started = std::time::Instant::now();
-    loop {
-        match sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open() {
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                if started.elapsed() >= LOCK_WAIT {
-                    return Err(sled::Error::Io(std::io::Error::other(format!(
-                        "{e} (is another patchward using this data directory?)"
-                    ))));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
+#[derive(Clone)]
+enum Backend {
+    Sled(Arc<SledStore>),
+}
+
+/// Runs a call of the embedded backend on a blocking thread.
+async fn on_sled<T: Send + 'static>(
+    sled: &Arc<SledStore>,
+    call: impl FnOnce(&SledStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let sled = Arc::clone(sled);
+    let path = sled.path().to_owned();
+    tokio::task::spawn_blocking(move || call(&sled))
+        .await
+        .map_err(|e| StoreError::Interrupted { path, reason: e.to_string() })?
+}
+
+/// One facade method: the same call on whichever backend is open. `$arg`s
+/// are cloned into the blocking call.
+macro_rules! on_backend {
+    ($self:ident, $method:ident($($arg:ident),*)) => {
+        match &$self.backend {
+            Backend::Sled(sled) => {
+                $(let $arg = $arg.to_owned();)*
+                on_sled(sled, move |sled| sled.$method($(&$arg),*)).await
             }
-            other => return other,
         }
-    }
+    };
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`. A store that sled cannot open
-    /// is reported with the way to recover, never silently recreated.
+    /// Opens (or creates) the embedded store in `dir` (see [`SledStore::open`]).
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let unreadable = |reason: String| StoreError::Unreadable { path: dir.to_owned(), reason };
-        std::fs::create_dir_all(dir).map_err(|e| unreadable(format!("cannot create it: {e}")))?;
-        let db = open_sled(&dir.join("store")).map_err(|e| unreadable(e.to_string()))?;
-        let catalog = db.open_tree(CATALOG_TREE).map_err(|e| unreadable(e.to_string()))?;
-        let ledger = db.open_tree(LEDGER_TREE).map_err(|e| unreadable(e.to_string()))?;
-        let fleet = db.open_tree(FLEET_TREE).map_err(|e| unreadable(e.to_string()))?;
-        let exposure = db.open_tree(EXPOSURE_TREE).map_err(|e| unreadable(e.to_string()))?;
-        let store = Store { path: dir.to_owned(), db, catalog, ledger, fleet, exposure };
-        match store.catalog.get(b"format").map_err(|e| store.io("read", e))? {
-            None => {
-                store.catalog.insert(b"format", LAYOUT_VERSION.as_bytes()).map_err(|e| store.io("write", e))?;
-                store.db.flush().map_err(|e| store.io("flush", e))?;
+        Ok(Store::sled(SledStore::open(dir)?))
+    }
+
+    pub fn sled(sled: SledStore) -> Store {
+        Store { backend: Backend::Sled(Arc::new(sled)) }
+    }
+
+    /// Waits for a store call from code that is not async: the planner's
+    /// (on a blocking thread), a command's (no runtime yet), or a sync
+    /// helper an async handler calls. On a multi-threaded runtime's worker
+    /// the worker first hands its other tasks off (`block_in_place`), so
+    /// the runtime never stalls; on a current-thread runtime the call runs
+    /// on a thread of its own.
+    pub fn wait<T: Send>(future: impl Future<Output = T> + Send) -> T {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let own_runtime = || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a current-thread runtime starts")
+        };
+        match Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(future))
             }
-            Some(v) if v.as_ref() == LAYOUT_VERSION.as_bytes() => {}
-            Some(v) => return Err(unreadable(format!("unknown layout version {:?}", String::from_utf8_lossy(&v)))),
+            Ok(_) => std::thread::scope(|scope| {
+                scope.spawn(|| own_runtime().block_on(future)).join().expect("a store call does not panic")
+            }),
+            Err(_) => own_runtime().block_on(future),
         }
-        Ok(store)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn io(&self, action: &'static str, source: sled::Error) -> StoreError {
-        StoreError::Io { path: self.path.clone(), action, source }
-    }
-
-    fn corrupted(&self, reason: String) -> StoreError {
-        StoreError::Corrupted { path: self.path.clone(), reason }
-    }
-
-    pub fn catalog_sources(&self) -> Result<Vec<SourceState>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.catalog.scan_prefix(b"source/") {
-            let (key, value) = entry.map_err(|e| self.io("read", e))?;
-            let state: SourceState = serde_json::from_slice(&value).map_err(|e| {
-                self.corrupted(format!("record {} does not decode: {e}", String::from_utf8_lossy(&key)))
-            })?;
-            out.push(state);
+    /// Where the store is, for messages: the data directory, or the
+    /// database's address without its password.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Sled(sled) => sled.path().display().to_string(),
         }
-        Ok(out)
     }
 
-    pub fn catalog_source(&self, name: &str) -> Result<Option<SourceState>, StoreError> {
-        Ok(self.catalog_sources()?.into_iter().find(|s| s.name == name))
+    /// The embedded backend's data directory.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sled(sled) => Some(sled.path()),
+        }
+    }
+
+    /// Bytes the store occupies on disk (embedded only; 0 for a database).
+    pub fn size_on_disk(&self) -> u64 {
+        match &self.backend {
+            Backend::Sled(sled) => sled.size_on_disk(),
+        }
+    }
+
+    pub async fn catalog_sources(&self) -> Result<Vec<SourceState>, StoreError> {
+        on_backend!(self, catalog_sources())
+    }
+
+    pub async fn catalog_source(&self, name: &str) -> Result<Option<SourceState>, StoreError> {
+        Ok(self.catalog_sources().await?.into_iter().find(|s| s.name == name))
     }
 
     /// Every patch, in id order.
-    pub fn catalog_patches(&self) -> Result<Vec<CatalogPatch>, StoreError> {
-        let mut out = Vec::new();
-        for entry in self.catalog.scan_prefix(b"patch/") {
-            let (key, value) = entry.map_err(|e| self.io("read", e))?;
-            out.push(self.decode_patch(&key, &value)?);
-        }
-        Ok(out)
+    pub async fn catalog_patches(&self) -> Result<Vec<CatalogPatch>, StoreError> {
+        on_backend!(self, catalog_patches())
     }
 
     /// Every record's head and bytes, by id: what an import compares with.
-    pub fn catalog_records(&self) -> Result<BTreeMap<String, StoredRecord>, StoreError> {
-        let mut out = BTreeMap::new();
-        for entry in self.catalog.scan_prefix(b"patch/") {
-            let (key, value) = entry.map_err(|e| self.io("read", e))?;
-            let head: RecordHead = serde_json::from_slice(&value).map_err(|e| {
-                self.corrupted(format!("record {} does not decode: {e}", String::from_utf8_lossy(&key)))
-            })?;
-            let id = String::from_utf8_lossy(&key["patch/".len()..]).into_owned();
-            out.insert(id, StoredRecord { head, bytes: value.to_vec() });
-        }
-        Ok(out)
+    pub async fn catalog_records(&self) -> Result<BTreeMap<String, StoredRecord>, StoreError> {
+        on_backend!(self, catalog_records())
     }
 
     /// One record's bytes.
-    pub fn catalog_record(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.catalog.get(patch_key(id)).map_err(|e| self.io("read", e))?.map(|v| v.to_vec()))
+    pub async fn catalog_record(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        on_backend!(self, catalog_record(id))
     }
 
-    pub fn catalog_patch(&self, id: &str) -> Result<Option<CatalogPatch>, StoreError> {
-        let key = patch_key(id);
-        match self.catalog.get(&key).map_err(|e| self.io("read", e))? {
-            Some(value) => Ok(Some(self.decode_patch(&key, &value)?)),
-            None => Ok(None),
-        }
-    }
-
-    fn decode_patch(&self, key: &[u8], value: &[u8]) -> Result<CatalogPatch, StoreError> {
-        serde_json::from_slice(value)
-            .map_err(|e| self.corrupted(format!("record {} does not decode: {e}", String::from_utf8_lossy(key))))
+    pub async fn catalog_patch(&self, id: &str) -> Result<Option<CatalogPatch>, StoreError> {
+        on_backend!(self, catalog_patch(id))
     }
 
     /// Checks that each source's patch records are exactly those its state
     /// describes (count and digest): the proof that no import was torn and
     /// nothing rotted. Fails with the first problem found.
-    pub fn verify_catalog(&self) -> Result<(), StoreError> {
-        let mut by_source: BTreeMap<String, (usize, PatchesDigest)> = BTreeMap::new();
-        for (id, record) in self.catalog_records()? {
-            let entry = by_source.entry(record.head.source).or_default();
-            entry.0 += 1;
-            entry.1.toggle(&id, &record.bytes);
-        }
-        let sources = self.catalog_sources()?;
-        for state in &sources {
-            let (count, digest) = by_source.remove(&state.name).unwrap_or_default();
-            if count != state.patch_count {
-                return Err(self.corrupted(format!(
-                    "source `{}` should have {} patch records, it has {count}",
-                    state.name, state.patch_count
-                )));
-            }
-            if digest.to_hex() != state.patches_digest {
-                return Err(
-                    self.corrupted(format!("the patch records of source `{}` do not match their digest", state.name))
-                );
-            }
-        }
-        if let Some((source, (count, _))) = by_source.into_iter().next() {
-            return Err(self.corrupted(format!("{count} patch records belong to unknown source `{source}`")));
-        }
-        Ok(())
+    pub async fn verify_catalog(&self) -> Result<(), StoreError> {
+        let records = self.catalog_records().await?;
+        let sources = self.catalog_sources().await?;
+        verify_catalog(&self.location(), records, &sources)
     }
 
     /// Applies `change` atomically and durably: after this returns, a crash
     /// cannot lose it; if it fails or the process dies first, nothing of it
     /// is visible.
-    pub fn commit_catalog(&self, change: CatalogChange) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for state in &change.sources {
-            batch.insert(source_key(&state.name), serde_json::to_vec(state).expect("a source state serializes"));
+    pub async fn commit_catalog(&self, change: CatalogChange) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.commit_catalog(change)).await,
         }
-        for patch in change.put {
-            batch.insert(patch_key(&patch.id), patch.bytes);
-        }
-        for id in &change.delete {
-            batch.remove(patch_key(id));
-        }
-        self.catalog.apply_batch(batch).map_err(|e| self.io("write", e))?;
-        self.db.flush().map_err(|e| self.io("flush", e))?;
-        Ok(())
     }
 
     /// The planner's ledger: when each (rule, patch) pair first matched.
-    pub fn ledger(&self) -> Result<Ledger, StoreError> {
-        let mut entries = Vec::new();
-        for entry in self.ledger.iter() {
-            let (key, value) = entry.map_err(|e| self.io("read", e))?;
-            let text = String::from_utf8_lossy(&key);
-            let Some((rule, patch)) = text.split_once('\0') else {
-                return Err(self.corrupted(format!("ledger key {text:?} has no separator")));
-            };
-            let at: jiff::Timestamp = serde_json::from_slice(&value)
-                .map_err(|e| self.corrupted(format!("ledger entry {rule}/{patch} does not decode: {e}")))?;
-            entries.push(LedgerEntry { rule: rule.to_owned(), patch: patch.to_owned(), at });
-        }
-        Ok(entries.into_iter().collect())
+    pub async fn ledger(&self) -> Result<Ledger, StoreError> {
+        on_backend!(self, ledger())
     }
 
-    /// Records first matches, durably (one batch, then a flush). A pair
-    /// already in the ledger keeps its instant: the first match never
-    /// moves. Returns how many pairs were new. The reconciler is the one
-    /// writer, so reading then writing cannot race.
-    pub fn record_ledger(&self, entries: &[LedgerEntry]) -> Result<usize, StoreError> {
-        let mut batch = sled::Batch::default();
-        let mut added = std::collections::BTreeSet::new();
-        for entry in entries {
-            let key = format!("{}\0{}", entry.rule, entry.patch).into_bytes();
-            if self.ledger.contains_key(&key).map_err(|e| self.io("read", e))? || !added.insert(key.clone()) {
-                continue;
+    /// Records first matches, durably. A pair already in the ledger keeps
+    /// its instant: the first match never moves. Returns how many pairs
+    /// were new.
+    pub async fn record_ledger(&self, entries: &[LedgerEntry]) -> Result<usize, StoreError> {
+        let entries = entries.to_vec();
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.record_ledger(&entries)).await,
+        }
+    }
+
+    /// Stores an enrollment token (by its hash), durably.
+    pub async fn create_enrollment_token(&self, token: &str, record: &EnrollmentToken) -> Result<(), StoreError> {
+        on_backend!(self, create_enrollment_token(token, record))
+    }
+
+    /// Trades an enrollment token for a new device with `credential`: one
+    /// transaction (the token's use, the device, its credential).
+    pub async fn enroll(
+        &self,
+        token: &str,
+        device_id: &str,
+        credential: &str,
+        facts: patchward_api::Facts,
+        now: jiff::Timestamp,
+    ) -> Result<DeviceRecord, EnrollError> {
+        let (token, device_id, credential) = (token.to_owned(), device_id.to_owned(), credential.to_owned());
+        match &self.backend {
+            Backend::Sled(sled) => {
+                let sled = Arc::clone(sled);
+                let path = sled.path().to_owned();
+                tokio::task::spawn_blocking(move || sled.enroll(&token, &device_id, &credential, facts, now))
+                    .await
+                    .map_err(|e| EnrollError::Store(StoreError::Interrupted { path, reason: e.to_string() }))?
             }
-            batch.insert(key, serde_json::to_vec(&entry.at).expect("a timestamp serializes"));
         }
-        if added.is_empty() {
-            return Ok(0);
-        }
-        self.ledger.apply_batch(batch).map_err(|e| self.io("write", e))?;
-        self.db.flush().map_err(|e| self.io("flush", e))?;
-        Ok(added.len())
     }
 
-    /// Bytes the store occupies on disk.
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+    /// The id of the device a credential belongs to.
+    pub async fn device_id_by_credential(&self, credential: &str) -> Result<Option<String>, StoreError> {
+        on_backend!(self, device_id_by_credential(credential))
     }
+
+    /// The device a credential belongs to.
+    pub async fn device_by_credential(&self, credential: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        on_backend!(self, device_by_credential(credential))
+    }
+
+    pub async fn device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        on_backend!(self, device(id))
+    }
+
+    /// Every device, by id.
+    pub async fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        on_backend!(self, devices())
+    }
+
+    /// How many devices are enrolled.
+    pub async fn device_count(&self) -> Result<usize, StoreError> {
+        on_backend!(self, device_count())
+    }
+
+    /// Replaces a device's facts and inventory, durably.
+    pub async fn update_inventory(
+        &self,
+        id: &str,
+        facts: patchward_api::Facts,
+        inventory: patchward_api::Inventory,
+        now: jiff::Timestamp,
+    ) -> Result<DeviceRecord, StoreError> {
+        let id = id.to_owned();
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.update_inventory(&id, facts, inventory, now)).await,
+        }
+    }
+
+    /// Records a device's events by their sequence numbers, once each (a
+    /// retried batch records nothing twice), each with its audit entry in
+    /// the same transaction.
+    pub async fn record_events(
+        &self,
+        id: &str,
+        events: &[(u64, serde_json::Value)],
+        now: jiff::Timestamp,
+    ) -> Result<RecordedEvents, StoreError> {
+        let (id, events) = (id.to_owned(), events.to_vec());
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.record_events(&id, &events, now)).await,
+        }
+    }
+
+    /// A device's events in sequence order.
+    pub async fn events(&self, id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        on_backend!(self, events(id))
+    }
+
+    /// The generation to serve for content with `digest`: the stored one
+    /// when the content is unchanged, else the next one, durable before it
+    /// is returned, so a generation never goes back (G4).
+    pub async fn desired_generation(&self, device: &str, digest: &str) -> Result<u64, StoreError> {
+        on_backend!(self, desired_generation(device, digest))
+    }
+
+    /// [`Store::desired_generation`] for many devices at once, in one
+    /// transaction.
+    pub async fn desired_generations(&self, contents: &[(&str, &str)]) -> Result<Vec<u64>, StoreError> {
+        let owned: Vec<(String, String)> = contents.iter().map(|(d, c)| ((*d).to_owned(), (*c).to_owned())).collect();
+        match &self.backend {
+            Backend::Sled(sled) => {
+                on_sled(sled, move |sled| {
+                    let borrowed: Vec<(&str, &str)> = owned.iter().map(|(d, c)| (d.as_str(), c.as_str())).collect();
+                    sled.desired_generations(&borrowed)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Appends to the audit log, durably; returns the entry's sequence number.
+    pub async fn append_audit(
+        &self,
+        at: jiff::Timestamp,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<u64, StoreError> {
+        let (actor, action) = (actor.to_owned(), action.to_owned());
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.append_audit(at, &actor, &action, detail)).await,
+        }
+    }
+
+    /// Appends several entries by one actor, in one transaction.
+    pub async fn append_audits(
+        &self,
+        at: jiff::Timestamp,
+        actor: &str,
+        entries: &[(String, serde_json::Value)],
+    ) -> Result<u64, StoreError> {
+        let (actor, entries) = (actor.to_owned(), entries.to_vec());
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.append_audits(at, &actor, &entries)).await,
+        }
+    }
+
+    /// Audit entries after `after`, at most `limit`, oldest first.
+    pub async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.audit(after, limit)).await,
+        }
+    }
+
+    /// Audit entries older than `before` (from the newest when `None`),
+    /// newest first, that `keep` accepts: at most `limit`, and whether an
+    /// older one it accepts remains.
+    pub async fn audit_newest(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&AuditEntry) -> bool + Send + 'static,
+    ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.audit_newest(before, limit, keep)).await,
+        }
+    }
+
+    /// How many entries the audit log holds.
+    pub async fn audit_len(&self) -> Result<u64, StoreError> {
+        on_backend!(self, audit_len())
+    }
+
+    /// Stores an admin or user token (by its hash), durably.
+    pub async fn create_access_token(&self, token: &str, record: &AccessToken) -> Result<(), StoreError> {
+        on_backend!(self, create_access_token(token, record))
+    }
+
+    /// The admin or user token `token` is, if any.
+    pub async fn access_token(&self, token: &str) -> Result<Option<AccessToken>, StoreError> {
+        on_backend!(self, access_token(token))
+    }
+
+    /// An access token by the sha256 of its secret.
+    pub async fn access_token_by_hash(&self, hash: &str) -> Result<Option<AccessToken>, StoreError> {
+        on_backend!(self, access_token_by_hash(hash))
+    }
+
+    /// The engine's own state under `name`, if it was ever saved.
+    pub async fn engine_state<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        on_backend!(self, engine_state(name))
+    }
+
+    /// Saves the engine's own state under `name`, durably.
+    pub async fn set_engine_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let value = serde_json::to_value(value).expect("engine state serializes");
+        on_backend!(self, set_engine_state(name, value))
+    }
+
+    /// Every device's exposure record.
+    pub async fn exposures(&self) -> Result<BTreeMap<String, DeviceExposure>, StoreError> {
+        on_backend!(self, exposures())
+    }
+
+    /// Replaces the records of the devices named and adds to the
+    /// remediation tally, in one transaction, durably.
+    pub async fn record_exposures(
+        &self,
+        changed: &[(String, DeviceExposure)],
+        remediated: RemediationTally,
+    ) -> Result<(), StoreError> {
+        let changed = changed.to_vec();
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.record_exposures(&changed, remediated)).await,
+        }
+    }
+
+    pub async fn remediation_tally(&self) -> Result<RemediationTally, StoreError> {
+        on_backend!(self, remediation_tally())
+    }
+}
+
+/// Each source's records against its state: counts and digests.
+fn verify_catalog(
+    location: &str,
+    records: BTreeMap<String, StoredRecord>,
+    sources: &[SourceState],
+) -> Result<(), StoreError> {
+    let corrupted = |reason: String| StoreError::Corrupted { path: PathBuf::from(location), reason };
+    let mut by_source: BTreeMap<String, (usize, PatchesDigest)> = BTreeMap::new();
+    for (id, record) in records {
+        let entry = by_source.entry(record.head.source).or_default();
+        entry.0 += 1;
+        entry.1.toggle(&id, &record.bytes);
+    }
+    for state in sources {
+        let (count, digest) = by_source.remove(&state.name).unwrap_or_default();
+        if count != state.patch_count {
+            return Err(corrupted(format!(
+                "source `{}` should have {} patch records, it has {count}",
+                state.name, state.patch_count
+            )));
+        }
+        if digest.to_hex() != state.patches_digest {
+            return Err(corrupted(format!("the patch records of source `{}` do not match their digest", state.name)));
+        }
+    }
+    if let Some((source, (count, _))) = by_source.into_iter().next() {
+        return Err(corrupted(format!("{count} patch records belong to unknown source `{source}`")));
+    }
+    Ok(())
 }

@@ -139,7 +139,7 @@ fn current_session(state: &ApiState, headers: &HeaderMap) -> Result<Session, Ref
     match state.sessions.find(headers, now) {
         Lookup::Valid(session) => {
             // A token revoked or expired since sign-in ends its sessions.
-            match state.engine.store.access_token_by_hash(&session.token_hash) {
+            match crate::store::Store::wait(state.engine.store.access_token_by_hash(&session.token_hash)) {
                 Ok(Some(token)) if !token.revoked && token.expires_at.is_none_or(|at| at > now) => Ok(session),
                 Ok(_) => {
                     state.sessions.close_token(&session.token_hash);
@@ -248,7 +248,7 @@ async fn signin(
         return response;
     }
     let secret = form.token.trim();
-    let token = match state.engine.store.access_token(secret) {
+    let token = match crate::store::Store::wait(state.engine.store.access_token(secret)) {
         Ok(Some(token)) if !token.revoked && token.expires_at.is_none_or(|at| at > now) => token,
         Ok(found) => {
             state.sessions.failed(&client, now);
@@ -273,7 +273,12 @@ async fn signin(
         Viewer::Admin => ("admin".to_owned(), "/console"),
         Viewer::User { device } => (format!("user:{device}"), "/portal"),
     };
-    let _ = state.engine.store.append_audit(now, &actor, "console.signin", serde_json::json!({"client": client}));
+    let _ = crate::store::Store::wait(state.engine.store.append_audit(
+        now,
+        &actor,
+        "console.signin",
+        serde_json::json!({"client": client}),
+    ));
     let mut response = Redirect::to(target).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&session::set_cookie(&id, &session, now)) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -31,7 +31,7 @@ pub async fn portal(
     let (rows, requests, events) = match (
         device_rows(&state, &device),
         state.engine.user_requests(&device).map_err(|e| e.to_string()),
-        state.engine.store.events(&device).map_err(|e| e.to_string()),
+        crate::store::Store::wait(state.engine.store.events(&device)).map_err(|e| e.to_string()),
     ) {
         (Ok(rows), Ok(requests), Ok(events)) => (rows, requests, events),
         _ => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), "The engine's store is unavailable."),

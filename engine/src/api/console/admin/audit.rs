@@ -40,21 +40,24 @@ pub async fn audit(
     let text = |v: &Option<String>| v.clone().unwrap_or_default();
     let (actor, action) = (text(&query.actor), text(&query.action));
     let kind = query.kind;
-    let keep = |e: &crate::store::fleet::AuditEntry| {
-        kind.keeps(&e.action)
-            && (actor.is_empty() || e.actor.contains(&actor))
-            && (action.is_empty() || e.action.starts_with(&action))
+    let keep = {
+        let (actor, action) = (actor.clone(), action.clone());
+        move |e: &crate::store::fleet::AuditEntry| {
+            kind.keeps(&e.action)
+                && (actor.is_empty() || e.actor.contains(&actor))
+                && (action.is_empty() || e.action.starts_with(&action))
+        }
     };
     let csv = wants_csv(&query.format);
     let limit = if csv { usize::MAX } else { query.limit.unwrap_or(100).clamp(1, MAX_PAGE) };
-    let (entries, older) = match state.engine.store.audit_newest(query.before, limit, keep) {
+    let (entries, older) = match state.engine.store.audit_newest(query.before, limit, keep).await {
         Ok(page) => page,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
     };
     if csv {
         return crate::api::audit_csv(&entries);
     }
-    let total = state.engine.store.audit_len().unwrap_or(0);
+    let total = state.engine.store.audit_len().await.unwrap_or(0);
     let pairs = vec![("kind", kind.as_str().to_owned()), ("actor", actor.clone()), ("action", action.clone())];
     let kinds: Vec<String> = AuditKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
     let link = |extra: Vec<(&'static str, String)>| {

@@ -1,0 +1,422 @@
+//! The fleet side of the embedded backend (its layout: `store::fleet`).
+
+use serde::Serialize;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::SledStore;
+use crate::store::StoreError;
+use crate::store::fleet::{
+    AccessToken, AuditEntry, DeviceRecord, EnrollError, EnrollmentToken, Generation, RecordedEvents, StoredEvent,
+    report_of, secret_hash,
+};
+
+fn seq_key(prefix: &str, seq: u64) -> Vec<u8> {
+    format!("{prefix}{seq:020}").into_bytes()
+}
+
+fn json<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("store values serialize")
+}
+
+/// An abort inside a transaction, carried out as our own error.
+type Abort<E> = ConflictableTransactionError<E>;
+
+impl SledStore {
+    fn fleet_result<T, E>(&self, result: Result<T, TransactionError<E>>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        match result {
+            Ok(value) => {
+                self.db.flush().map_err(|e| self.io("flush", e))?;
+                Ok(value)
+            }
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(self.io("write", e).into()),
+        }
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(&self, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| self.corrupted(format!("fleet record {key} does not decode: {e}")))
+    }
+
+    /// Stores an enrollment token (by its hash), durably.
+    pub fn create_enrollment_token(&self, token: &str, record: &EnrollmentToken) -> Result<(), StoreError> {
+        self.fleet.insert(format!("token/{}", secret_hash(token)), json(record)).map_err(|e| self.io("write", e))?;
+        self.db.flush().map_err(|e| self.io("flush", e))?;
+        Ok(())
+    }
+
+    /// Trades an enrollment token for a new device with `credential`: one
+    /// transaction (the token's use, the device, its credential), flushed.
+    pub fn enroll(
+        &self,
+        token: &str,
+        device_id: &str,
+        credential: &str,
+        facts: patchward_api::Facts,
+        now: jiff::Timestamp,
+    ) -> Result<DeviceRecord, EnrollError> {
+        let token_key = format!("token/{}", secret_hash(token));
+        let device_key = format!("device/{device_id}");
+        let credential_key = format!("credential/{}", secret_hash(credential));
+        let record = DeviceRecord {
+            id: device_id.to_owned(),
+            facts,
+            inventory: patchward_api::Inventory::default(),
+            enrolled_at: now,
+            last_seen: now,
+            last_event: 0,
+            reports: Vec::new(),
+        };
+        let result = self.fleet.transaction(|tree| {
+            let bytes = tree.get(&token_key)?.ok_or(Abort::Abort(EnrollError::UnknownToken))?;
+            let mut token: EnrollmentToken = serde_json::from_slice(&bytes)
+                .map_err(|e| Abort::Abort(EnrollError::Store(self.corrupted(format!("{token_key}: {e}")))))?;
+            if let Some(expires_at) = token.expires_at
+                && expires_at <= now
+            {
+                return Err(Abort::Abort(EnrollError::Expired(expires_at)));
+            }
+            if token.uses_left == 0 {
+                return Err(Abort::Abort(EnrollError::UsedUp));
+            }
+            if tree.get(&device_key)?.is_some() {
+                return Err(Abort::Abort(EnrollError::DeviceExists(device_id.to_owned())));
+            }
+            token.uses_left -= 1;
+            tree.insert(token_key.as_bytes(), json(&token))?;
+            tree.insert(device_key.as_bytes(), json(&record))?;
+            tree.insert(credential_key.as_bytes(), device_id.as_bytes())?;
+            Ok(())
+        });
+        self.fleet_result(result)?;
+        Ok(record)
+    }
+
+    /// The id of the device a credential belongs to.
+    pub fn device_id_by_credential(&self, credential: &str) -> Result<Option<String>, StoreError> {
+        let key = format!("credential/{}", secret_hash(credential));
+        let id = self.fleet.get(&key).map_err(|e| self.io("read", e))?;
+        Ok(id.map(|id| String::from_utf8_lossy(&id).into_owned()))
+    }
+
+    /// The device a credential belongs to.
+    pub fn device_by_credential(&self, credential: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let key = format!("credential/{}", secret_hash(credential));
+        let Some(id) = self.fleet.get(&key).map_err(|e| self.io("read", e))? else { return Ok(None) };
+        self.device(&String::from_utf8_lossy(&id))
+    }
+
+    pub fn device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        let key = format!("device/{id}");
+        match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
+            None => Ok(None),
+            Some(bytes) => self.decode(&key, &bytes).map(Some),
+        }
+    }
+
+    /// Every device, by id.
+    pub fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.fleet.scan_prefix(b"device/") {
+            let (key, value) = entry.map_err(|e| self.io("read", e))?;
+            out.push(self.decode(&String::from_utf8_lossy(&key), &value)?);
+        }
+        Ok(out)
+    }
+
+    /// How many devices are enrolled (their keys counted, nothing decoded).
+    pub fn device_count(&self) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for entry in self.fleet.scan_prefix(b"device/").keys() {
+            entry.map_err(|e| self.io("read", e))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Replaces a device's facts and inventory, durably.
+    pub fn update_inventory(
+        &self,
+        id: &str,
+        facts: patchward_api::Facts,
+        inventory: patchward_api::Inventory,
+        now: jiff::Timestamp,
+    ) -> Result<DeviceRecord, StoreError> {
+        let key = format!("device/{id}");
+        let result = self.fleet.transaction(|tree| {
+            let bytes = tree
+                .get(&key)?
+                .ok_or_else(|| Abort::Abort(self.corrupted(format!("no device {id} for an inventory"))))?;
+            let mut record: DeviceRecord =
+                serde_json::from_slice(&bytes).map_err(|e| Abort::Abort(self.corrupted(format!("{key}: {e}"))))?;
+            record.facts = facts.clone();
+            record.inventory = inventory.clone();
+            record.last_seen = now;
+            tree.insert(key.as_bytes(), json(&record))?;
+            Ok(record)
+        });
+        self.fleet_result(result)
+    }
+
+    /// Records a device's events by their sequence numbers, once each: a
+    /// batch retried after a lost response records nothing twice (T26).
+    /// Each new event's audit entry (`agent.KIND` by `device:ID`) is written
+    /// in the same transaction: a crash between the two would leave an
+    /// event the agent's resend can no longer audit (T14).
+    pub fn record_events(
+        &self,
+        id: &str,
+        events: &[(u64, serde_json::Value)],
+        now: jiff::Timestamp,
+    ) -> Result<RecordedEvents, StoreError> {
+        let device_key = format!("device/{id}");
+        let result = self.fleet.transaction(|tree| {
+            let bytes = tree
+                .get(&device_key)?
+                .ok_or_else(|| Abort::Abort(self.corrupted(format!("no device {id} for events"))))?;
+            let mut record: DeviceRecord = serde_json::from_slice(&bytes)
+                .map_err(|e| Abort::Abort(self.corrupted(format!("{device_key}: {e}"))))?;
+            let mut outcome = RecordedEvents::default();
+            let mut audit_seq = match tree.get(b"counter/audit")? {
+                Some(bytes) => String::from_utf8_lossy(&bytes).parse::<u64>().unwrap_or(0),
+                None => 0,
+            };
+            for (seq, body) in events {
+                let key = seq_key(&format!("event/{id}/"), *seq);
+                if tree.get(&key)?.is_some() {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                tree.insert(key, json(&StoredEvent { seq: *seq, received_at: now, body: body.clone() }))?;
+                record.last_event = record.last_event.max(*seq);
+                if let Some(report) = report_of(body, now) {
+                    outcome.reports += 1;
+                    match record.reports.iter_mut().find(|r| r.patch == report.patch) {
+                        Some(existing) if existing.at <= report.at => *existing = report,
+                        Some(_) => {}
+                        None => record.reports.push(report),
+                    }
+                }
+                outcome.recorded += 1;
+                outcome.new.push(*seq);
+                audit_seq += 1;
+                let kind = body.get("kind").and_then(|k| k.as_str()).unwrap_or("event");
+                let entry = AuditEntry {
+                    seq: audit_seq,
+                    at: now,
+                    actor: format!("device:{id}"),
+                    action: format!("agent.{kind}"),
+                    detail: body.clone(),
+                };
+                tree.insert(seq_key("audit/", audit_seq), json(&entry))?;
+            }
+            tree.insert(b"counter/audit".as_slice(), audit_seq.to_string().as_bytes())?;
+            record.last_seen = now;
+            tree.insert(device_key.as_bytes(), json(&record))?;
+            Ok(outcome)
+        });
+        self.fleet_result(result)
+    }
+
+    /// A device's events in sequence order.
+    pub fn events(&self, id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let prefix = format!("event/{id}/");
+        let mut out = Vec::new();
+        for entry in self.fleet.scan_prefix(prefix.as_bytes()) {
+            let (key, value) = entry.map_err(|e| self.io("read", e))?;
+            out.push(self.decode(&String::from_utf8_lossy(&key), &value)?);
+        }
+        Ok(out)
+    }
+
+    /// The generation to serve for content with `digest`: the stored one
+    /// when the content is unchanged, else the next one, stored (and
+    /// flushed) before it is returned, so a generation never goes back and
+    /// never names two contents, across restarts too (G4).
+    pub fn desired_generation(&self, device: &str, digest: &str) -> Result<u64, StoreError> {
+        let key = format!("desired/{device}");
+        let result = self.fleet.transaction(|tree| {
+            let current: Option<Generation> = match tree.get(&key)? {
+                Some(bytes) => Some(
+                    serde_json::from_slice(&bytes).map_err(|e| Abort::Abort(self.corrupted(format!("{key}: {e}"))))?,
+                ),
+                None => None,
+            };
+            match current {
+                Some(current) if current.digest == digest => Ok((current.generation, false)),
+                current => {
+                    let next = current.map_or(1, |c| c.generation + 1);
+                    tree.insert(key.as_bytes(), json(&Generation { generation: next, digest: digest.to_owned() }))?;
+                    Ok((next, true))
+                }
+            }
+        });
+        match result {
+            Ok((generation, false)) => Ok(generation),
+            other => self.fleet_result(other.map(|(generation, _)| generation)),
+        }
+    }
+
+    /// Appends to the audit log, durably; returns the entry's sequence number.
+    pub fn append_audit(
+        &self,
+        at: jiff::Timestamp,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<u64, StoreError> {
+        let result = self.fleet.transaction(|tree| {
+            let last = match tree.get(b"counter/audit")? {
+                Some(bytes) => String::from_utf8_lossy(&bytes).parse::<u64>().unwrap_or(0),
+                None => 0,
+            };
+            let seq = last + 1;
+            let entry =
+                AuditEntry { seq, at, actor: actor.to_owned(), action: action.to_owned(), detail: detail.clone() };
+            tree.insert(seq_key("audit/", seq), json(&entry))?;
+            tree.insert(b"counter/audit".as_slice(), seq.to_string().as_bytes())?;
+            Ok::<u64, Abort<StoreError>>(seq)
+        });
+        self.fleet_result(result)
+    }
+
+    /// Appends several entries by one actor, in one transaction.
+    pub fn append_audits(
+        &self,
+        at: jiff::Timestamp,
+        actor: &str,
+        entries: &[(String, serde_json::Value)],
+    ) -> Result<u64, StoreError> {
+        let result = self.fleet.transaction(|tree| {
+            let mut seq = match tree.get(b"counter/audit")? {
+                Some(bytes) => String::from_utf8_lossy(&bytes).parse::<u64>().unwrap_or(0),
+                None => 0,
+            };
+            for (action, detail) in entries {
+                seq += 1;
+                let entry =
+                    AuditEntry { seq, at, actor: actor.to_owned(), action: action.clone(), detail: detail.clone() };
+                tree.insert(seq_key("audit/", seq), json(&entry))?;
+            }
+            tree.insert(b"counter/audit".as_slice(), seq.to_string().as_bytes())?;
+            Ok::<u64, Abort<StoreError>>(seq)
+        });
+        self.fleet_result(result)
+    }
+
+    /// Audit entries after `after`, at most `limit`, oldest first.
+    pub fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.fleet.range(seq_key("audit/", after + 1)..seq_key("audit/", u64::MAX)).take(limit) {
+            let (key, value) = entry.map_err(|e| self.io("read", e))?;
+            out.push(self.decode(&String::from_utf8_lossy(&key), &value)?);
+        }
+        Ok(out)
+    }
+
+    /// Audit entries older than `before` (from the newest when `None`),
+    /// newest first, that `keep` accepts: at most `limit`, and whether an
+    /// older one it accepts remains. Reading walks back from `before` only
+    /// as far as it must, so a page of a long log costs the page.
+    pub fn audit_newest(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        keep: impl Fn(&AuditEntry) -> bool,
+    ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
+        let end = seq_key("audit/", before.unwrap_or(u64::MAX));
+        let mut out = Vec::new();
+        for entry in self.fleet.range(seq_key("audit/", 0)..end).rev() {
+            let (key, value) = entry.map_err(|e| self.io("read", e))?;
+            let entry: AuditEntry = self.decode(&String::from_utf8_lossy(&key), &value)?;
+            if keep(&entry) {
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push(entry);
+            }
+        }
+        Ok((out, false))
+    }
+
+    /// How many entries the audit log holds.
+    pub fn audit_len(&self) -> Result<u64, StoreError> {
+        let counter = self.fleet.get(b"counter/audit").map_err(|e| self.io("read", e))?;
+        counter
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .parse()
+                    .map_err(|e| self.corrupted(format!("counter/audit does not decode: {e}")))
+            })
+            .unwrap_or(Ok(0))
+    }
+
+    /// [`SledStore::desired_generation`] for many devices at once: one
+    /// transaction and one flush, whatever the fleet's size.
+    pub fn desired_generations(&self, contents: &[(&str, &str)]) -> Result<Vec<u64>, StoreError> {
+        let mut out = Vec::with_capacity(contents.len());
+        let mut batch = sled::Batch::default();
+        let mut changed = false;
+        for (device, digest) in contents {
+            let key = format!("desired/{device}");
+            let current: Option<Generation> = match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
+                Some(bytes) => Some(self.decode(&key, &bytes)?),
+                None => None,
+            };
+            match current {
+                Some(current) if current.digest == *digest => out.push(current.generation),
+                current => {
+                    let next = current.map_or(1, |c| c.generation + 1);
+                    batch.insert(key.as_bytes(), json(&Generation { generation: next, digest: (*digest).to_owned() }));
+                    changed = true;
+                    out.push(next);
+                }
+            }
+        }
+        if changed {
+            self.fleet.apply_batch(batch).map_err(|e| self.io("write", e))?;
+            self.db.flush().map_err(|e| self.io("flush", e))?;
+        }
+        Ok(out)
+    }
+
+    /// Stores an admin or user token (by its hash), durably.
+    pub fn create_access_token(&self, token: &str, record: &AccessToken) -> Result<(), StoreError> {
+        self.fleet.insert(format!("access/{}", secret_hash(token)), json(record)).map_err(|e| self.io("write", e))?;
+        self.db.flush().map_err(|e| self.io("flush", e))?;
+        Ok(())
+    }
+
+    /// The admin or user token `token` is, if any.
+    pub fn access_token(&self, token: &str) -> Result<Option<AccessToken>, StoreError> {
+        self.access_token_by_hash(&secret_hash(token))
+    }
+
+    /// An access token by the sha256 of its secret (what a console session
+    /// keeps instead of the secret).
+    pub fn access_token_by_hash(&self, hash: &str) -> Result<Option<AccessToken>, StoreError> {
+        let key = format!("access/{hash}");
+        match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
+            None => Ok(None),
+            Some(bytes) => self.decode(&key, &bytes).map(Some),
+        }
+    }
+
+    /// The engine's own state under `name` (JSON), if it was ever saved.
+    pub fn engine_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
+        let key = format!("state/{name}");
+        match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
+            None => Ok(None),
+            Some(bytes) => self.decode(&key, &bytes).map(Some),
+        }
+    }
+
+    /// Saves the engine's own state under `name`, durably.
+    pub fn set_engine_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        self.fleet.insert(format!("state/{name}"), json(value)).map_err(|e| self.io("write", e))?;
+        self.db.flush().map_err(|e| self.io("flush", e))?;
+        Ok(())
+    }
+}
