@@ -1,38 +1,37 @@
 //! The ledger in the store: first matches are durable, survive a reopen,
-//! and never move; a plan with the stored ledger counts delays from them.
+//! and never move (on sled and on PostgreSQL); a plan with the stored
+//! ledger counts delays from them.
+
+mod support;
 
 use patchward::plan::{Ledger, LedgerEntry};
 use patchward::store::Store;
+use support::postgres::Place;
+
+store_suite!(first_matches_are_kept_across_reopens_and_never_move);
 
 fn entry(rule: &str, patch: &str, at: &str) -> LedgerEntry {
     LedgerEntry { rule: rule.into(), patch: patch.into(), at: at.parse().unwrap() }
 }
 
-#[test]
-fn first_matches_are_kept_across_reopens_and_never_move() {
-    let dir = tempfile::tempdir().unwrap();
+async fn first_matches_are_kept_across_reopens_and_never_move(place: &Place) {
     {
-        let store = Store::open(dir.path()).unwrap();
-        assert!(patchward::store::Store::wait(store.ledger()).unwrap().is_empty());
-        let added = patchward::store::Store::wait(store.record_ledger(&[
-            entry("critical", "KB1", "2026-11-01T00:00:00Z"),
-            entry("critical", "KB2", "2026-11-02T00:00:00Z"),
-            entry("critical", "KB1", "2026-11-03T00:00:00Z"),
-        ]))
-        .unwrap();
+        let store = place.open().await;
+        assert!(store.ledger().await.unwrap().is_empty());
+        let added = store
+            .record_ledger(&[
+                entry("critical", "KB1", "2026-11-01T00:00:00Z"),
+                entry("critical", "KB2", "2026-11-02T00:00:00Z"),
+                entry("critical", "KB1", "2026-11-03T00:00:00Z"),
+            ])
+            .await
+            .unwrap();
         assert_eq!(added, 2, "the same pair twice in one batch counts once");
     }
-    let store = Store::open(dir.path()).unwrap();
-    assert_eq!(
-        patchward::store::Store::wait(store.record_ledger(&[entry("critical", "KB1", "2026-11-20T00:00:00Z")]))
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        patchward::store::Store::wait(store.record_ledger(&[entry("high", "KB1", "2026-11-20T00:00:00Z")])).unwrap(),
-        1
-    );
-    let ledger: Ledger = patchward::store::Store::wait(store.ledger()).unwrap();
+    let store = place.open().await;
+    assert_eq!(store.record_ledger(&[entry("critical", "KB1", "2026-11-20T00:00:00Z")]).await.unwrap(), 0);
+    assert_eq!(store.record_ledger(&[entry("high", "KB1", "2026-11-20T00:00:00Z")]).await.unwrap(), 1);
+    let ledger: Ledger = store.ledger().await.unwrap();
     assert_eq!(ledger.len(), 3);
     assert_eq!(ledger.first_matched("critical", "KB1"), Some("2026-11-01T00:00:00Z".parse().unwrap()));
     assert_eq!(ledger.first_matched("high", "KB1"), Some("2026-11-20T00:00:00Z".parse().unwrap()));

@@ -86,8 +86,19 @@ async fn engine(dir: &Path, repo: &Path, limits: Limits) -> (Running, Client, St
 }
 
 async fn engine_with_clock(dir: &Path, repo: &Path, limits: Limits) -> (Running, Client, String, Arc<FakeClock>) {
+    engine_on(dir, repo, limits, None).await
+}
+
+/// An engine on the embedded store in `dir/data`, or on PostgreSQL at `store`.
+async fn engine_on(
+    dir: &Path,
+    repo: &Path,
+    limits: Limits,
+    store: Option<String>,
+) -> (Running, Client, String, Arc<FakeClock>) {
     std::fs::write(dir.join("webhook-secret"), "s3cret-for-webhooks\n").unwrap();
     let config = ServeConfig {
+        store,
         data: dir.join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
@@ -530,5 +541,45 @@ async fn a_policy_that_grants_nothing_withholds_retractions_and_says_how_many() 
     assert!(message.contains("1 retraction(s) on 1 device(s) are withheld"), "{message}");
     let desired = client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
     assert!(!desired_items(&desired).contains(&"KB5032190".to_owned()), "nothing is retracted: {}", desired.text);
+    running.shutdown().await;
+}
+
+/// `serve --store postgres://…`: the same engine on a real PostgreSQL. An
+/// agent enrolls and gets its state; after a restart of the engine the
+/// device, its credential, its generation and the audit log are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_on_postgres_keeps_its_fleet_across_a_restart() {
+    let pg = support::postgres::Postgres::start();
+    let url = pg.database("engine");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    let first = policy_repository(&repo);
+    let (running, client, admin, _) = engine_on(dir.path(), &repo, Limits::default(), Some(url.clone())).await;
+    status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    let token =
+        client.send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment"}))).await;
+    let token = token.json()["token"].as_str().unwrap().to_owned();
+    let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
+        "language": "en-US", "hostname": "ws-0042", "ip": "10.20.1.42"});
+    let credential = enroll_device(&client, &token, &facts).await;
+    let desired = client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+    assert_eq!(desired.status, 200, "{}", desired.text);
+    assert!(desired_items(&desired).contains(&"KB5032190".to_owned()));
+    let tag = desired.etag.clone().unwrap();
+    running.shutdown().await;
+    assert!(!dir.path().join("data/store").exists(), "nothing went to the embedded store");
+
+    let (running, client, admin, _) = engine_on(dir.path(), &repo, Limits::default(), Some(url)).await;
+    status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    let again = client
+        .send_with("GET", "/api/v1/device/desired-state", Some(&credential), None, &[("if-none-match", &tag)])
+        .await;
+    assert_eq!(again.status, 304, "the same state, the same generation: {}", again.text);
+    let devices = client.send("GET", "/api/v1/devices", Some(&admin), None).await.json();
+    assert_eq!(devices["total"], 1, "{devices}");
+    let audit = client.send("GET", "/api/v1/audit", Some(&admin), None).await.json();
+    let actions: Vec<&str> =
+        audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"device.enrolled"), "{actions:?}");
     running.shutdown().await;
 }

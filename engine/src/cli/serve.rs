@@ -18,6 +18,10 @@ pub struct ServeArgs {
     /// Where the store, keys, admin token and blobs live [default: ./patchward-data].
     #[arg(long, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// The store of several replicas, `postgres://USER@HOST:PORT/DB`
+    /// [default: the embedded store in DATA].
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
     /// A folder, a git repository's path, or a repository URL [default: ./policies].
     #[arg(long, value_name = "PATH|URL")]
     policies: Option<String>,
@@ -35,6 +39,7 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     let flags = Overrides {
         data: args.data,
+        store: args.store,
         policies: args.policies,
         branch: args.branch,
         listen: args.listen,

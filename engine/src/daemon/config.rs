@@ -18,6 +18,9 @@ use crate::follow::signature::SignatureMode;
 #[schemars(title = "patchward serve config")]
 pub struct ConfigFile {
     pub data: Option<PathBuf>,
+    /// `postgres://USER@HOST:PORT/DB`: the store of several replicas.
+    /// Unset: the embedded store in `DATA/store`.
+    pub store: Option<String>,
     pub listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
     #[serde(default)]
@@ -101,6 +104,7 @@ pub struct LimitsFile {
 #[derive(Debug, Default)]
 pub struct Overrides {
     pub data: Option<PathBuf>,
+    pub store: Option<String>,
     pub policies: Option<String>,
     pub branch: Option<String>,
     pub listen: Option<SocketAddr>,
@@ -139,6 +143,8 @@ impl Default for Limits {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServeConfig {
     pub data: PathBuf,
+    /// PostgreSQL's URL; `None`: the embedded store in `data`.
+    pub store: Option<String>,
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub policies: String,
@@ -159,6 +165,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         ServeConfig {
             data: PathBuf::from("./patchward-data"),
+            store: None,
             listen: "127.0.0.1:8420".parse().expect("a literal address"),
             metrics_listen: "127.0.0.1:9420".parse().expect("a literal address"),
             policies: "./policies".into(),
@@ -226,6 +233,7 @@ impl ServeConfig {
         };
         let config = ServeConfig {
             data: flags.data.or(parsed.data).unwrap_or(defaults.data),
+            store: flags.store.or(parsed.store),
             listen: flags.listen.or(parsed.listen).unwrap_or(defaults.listen),
             metrics_listen: flags.metrics_listen.or(parsed.metrics_listen).unwrap_or(defaults.metrics_listen),
             policies: flags.policies.or(parsed.policies.source).unwrap_or(defaults.policies),

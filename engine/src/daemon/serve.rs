@@ -69,7 +69,10 @@ fn admin_token(data: &Path, store: &Store, now: jiff::Timestamp) -> anyhow::Resu
 pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let data = &config.data;
     std::fs::create_dir_all(data).with_context(|| format!("failed to create the data folder {}", data.display()))?;
-    let store = Arc::new(Store::open(data)?);
+    let store = Arc::new(match &config.store {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open(data)?,
+    });
     let (key, new_key) = crate::keys::load_or_create(data)?;
     if new_key {
         tracing::info!(

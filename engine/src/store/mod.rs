@@ -12,6 +12,7 @@
 mod embedded;
 pub mod exposure;
 pub mod fleet;
+mod postgres;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -26,6 +27,7 @@ use crate::plan::{Ledger, LedgerEntry};
 pub use embedded::SledStore;
 use exposure::{DeviceExposure, RemediationTally};
 use fleet::{AccessToken, AuditEntry, DeviceRecord, EnrollError, EnrollmentToken, RecordedEvents, StoredEvent};
+pub use postgres::PgStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +44,15 @@ pub enum StoreError {
     Corrupted { path: PathBuf, reason: String },
     #[error("a call to the store at {path} did not finish: {reason}")]
     Interrupted { path: PathBuf, reason: String },
+    #[error("the database {location} failed to {action}")]
+    Database {
+        location: String,
+        action: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error("the database {location} cannot be reached: {reason}")]
+    Unreachable { location: String, reason: String },
     #[error("the store at {path} failed to {action}")]
     Io {
         path: PathBuf,
@@ -193,6 +204,7 @@ pub struct Store {
 #[derive(Clone)]
 enum Backend {
     Sled(Arc<SledStore>),
+    Postgres(Arc<PgStore>),
 }
 
 /// Runs a call of the embedded backend on a blocking thread.
@@ -216,6 +228,7 @@ macro_rules! on_backend {
                 $(let $arg = $arg.to_owned();)*
                 on_sled(sled, move |sled| sled.$method($(&$arg),*)).await
             }
+            Backend::Postgres(pg) => pg.$method($($arg),*).await,
         }
     };
 }
@@ -228,6 +241,22 @@ impl Store {
 
     pub fn sled(sled: SledStore) -> Store {
         Store { backend: Backend::Sled(Arc::new(sled)) }
+    }
+
+    /// Connects to PostgreSQL at `url` and brings its schema up to date
+    /// (see [`PgStore::connect`]).
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Ok(Store { backend: Backend::Postgres(Arc::new(PgStore::connect(url).await?)) })
+    }
+
+    /// Opens what `spec` names: a `postgres://` URL, else the embedded
+    /// store in the folder `spec`.
+    pub async fn open_spec(spec: &str) -> Result<Store, StoreError> {
+        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+            Store::connect(spec).await
+        } else {
+            Store::open(Path::new(spec))
+        }
     }
 
     /// Waits for a store call from code that is not async: the planner's
@@ -257,6 +286,7 @@ impl Store {
     pub fn location(&self) -> String {
         match &self.backend {
             Backend::Sled(sled) => sled.path().display().to_string(),
+            Backend::Postgres(pg) => pg.location().to_owned(),
         }
     }
 
@@ -264,6 +294,7 @@ impl Store {
     pub fn path(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Sled(sled) => Some(sled.path()),
+            Backend::Postgres(_) => None,
         }
     }
 
@@ -271,6 +302,7 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         match &self.backend {
             Backend::Sled(sled) => sled.size_on_disk(),
+            Backend::Postgres(_) => 0,
         }
     }
 
@@ -316,6 +348,7 @@ impl Store {
     pub async fn commit_catalog(&self, change: CatalogChange) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.commit_catalog(change)).await,
+            Backend::Postgres(pg) => pg.commit_catalog(change).await,
         }
     }
 
@@ -331,6 +364,7 @@ impl Store {
         let entries = entries.to_vec();
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.record_ledger(&entries)).await,
+            Backend::Postgres(pg) => pg.record_ledger(&entries).await,
         }
     }
 
@@ -358,6 +392,7 @@ impl Store {
                     .await
                     .map_err(|e| EnrollError::Store(StoreError::Interrupted { path, reason: e.to_string() }))?
             }
+            Backend::Postgres(pg) => pg.enroll(&token, &device_id, &credential, facts, now).await,
         }
     }
 
@@ -396,6 +431,7 @@ impl Store {
         let id = id.to_owned();
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.update_inventory(&id, facts, inventory, now)).await,
+            Backend::Postgres(pg) => pg.update_inventory(&id, facts, inventory, now).await,
         }
     }
 
@@ -411,6 +447,7 @@ impl Store {
         let (id, events) = (id.to_owned(), events.to_vec());
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.record_events(&id, &events, now)).await,
+            Backend::Postgres(pg) => pg.record_events(&id, &events, now).await,
         }
     }
 
@@ -438,6 +475,7 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(pg) => pg.desired_generations(contents).await,
         }
     }
 
@@ -452,6 +490,7 @@ impl Store {
         let (actor, action) = (actor.to_owned(), action.to_owned());
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.append_audit(at, &actor, &action, detail)).await,
+            Backend::Postgres(pg) => pg.append_audit(at, &actor, &action, detail).await,
         }
     }
 
@@ -465,6 +504,7 @@ impl Store {
         let (actor, entries) = (actor.to_owned(), entries.to_vec());
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.append_audits(at, &actor, &entries)).await,
+            Backend::Postgres(pg) => pg.append_audits(at, &actor, &entries).await,
         }
     }
 
@@ -472,6 +512,7 @@ impl Store {
     pub async fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.audit(after, limit)).await,
+            Backend::Postgres(pg) => pg.audit(after, limit).await,
         }
     }
 
@@ -486,6 +527,7 @@ impl Store {
     ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.audit_newest(before, limit, keep)).await,
+            Backend::Postgres(pg) => pg.audit_newest(before, limit, keep).await,
         }
     }
 
@@ -520,7 +562,13 @@ impl Store {
     /// Saves the engine's own state under `name`, durably.
     pub async fn set_engine_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
         let value = serde_json::to_value(value).expect("engine state serializes");
-        on_backend!(self, set_engine_state(name, value))
+        match &self.backend {
+            Backend::Sled(sled) => {
+                let name = name.to_owned();
+                on_sled(sled, move |sled| sled.set_engine_state(&name, &value)).await
+            }
+            Backend::Postgres(pg) => pg.set_engine_state(name, &value).await,
+        }
     }
 
     /// Every device's exposure record.
@@ -538,6 +586,7 @@ impl Store {
         let changed = changed.to_vec();
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.record_exposures(&changed, remediated)).await,
+            Backend::Postgres(pg) => pg.record_exposures(&changed, remediated).await,
         }
     }
 
