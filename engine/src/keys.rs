@@ -37,10 +37,11 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-/// Loads the engine key from `data`, creating it (mode 0600) the first time.
+/// Loads the engine key from the file `path`, creating it (mode 0600, and
+/// its folder) the first time: replicas given the same file share the key.
 /// Returns the key and whether it was created now.
-pub fn load_or_create(data: &Path) -> Result<(SigningKey, bool), KeyError> {
-    let path = data.join(KEY_FILE);
+pub fn load_or_create(path: &Path) -> Result<(SigningKey, bool), KeyError> {
+    let path = path.to_owned();
     let io = |action, source| KeyError::Io { action, path: path.clone(), source };
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -55,7 +56,9 @@ pub fn load_or_create(data: &Path) -> Result<(SigningKey, bool), KeyError> {
             Ok((SigningKey::from_bytes(&seed), false))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(data).map_err(|e| io("create the data folder for", e))?;
+            if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(folder).map_err(|e| io("create the folder of", e))?;
+            }
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
             // create_new: two engines starting at once cannot both write one.
@@ -81,26 +84,26 @@ mod tests {
     #[test]
     fn created_once_owner_only_and_the_same_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let (key, created) = load_or_create(dir.path()).unwrap();
+        let (key, created) = load_or_create(&dir.path().join(KEY_FILE)).unwrap();
         assert!(created);
         let mode = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let (again, created) = load_or_create(dir.path()).unwrap();
+        let (again, created) = load_or_create(&dir.path().join(KEY_FILE)).unwrap();
         assert!(!created);
         assert_eq!(key.to_bytes(), again.to_bytes());
-        let (other, _) = load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        let (other, _) = load_or_create(&tempfile::tempdir().unwrap().path().join(KEY_FILE)).unwrap();
         assert_ne!(key.to_bytes(), other.to_bytes(), "fresh randomness per engine");
     }
 
     #[test]
     fn an_exposed_or_malformed_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        load_or_create(dir.path()).unwrap();
+        load_or_create(&dir.path().join(KEY_FILE)).unwrap();
         let path = dir.path().join(KEY_FILE);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(load_or_create(dir.path()), Err(KeyError::Exposed { mode: 0o644, .. })));
+        assert!(matches!(load_or_create(&dir.path().join(KEY_FILE)), Err(KeyError::Exposed { mode: 0o644, .. })));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&path, "not a key\n").unwrap();
-        assert!(matches!(load_or_create(dir.path()), Err(KeyError::Malformed { .. })));
+        assert!(matches!(load_or_create(&dir.path().join(KEY_FILE)), Err(KeyError::Malformed { .. })));
     }
 }

@@ -91,7 +91,7 @@ fn respond(output: std::process::Output) -> Response<Body> {
 
 fn reconciler(data: &Path, url: String, clock: Arc<FakeClock>) -> (Arc<Engine>, Reconciler) {
     let store = Arc::new(Store::open(data).unwrap());
-    let (key, _) = patchward::keys::load_or_create(data).unwrap();
+    let (key, _) = patchward::keys::load_or_create(&data.join(patchward::keys::KEY_FILE)).unwrap();
     let clock: Arc<dyn Clock> = clock;
     let engine = Arc::new(Engine::new(store, key, clock, EngineSettings::default()));
     let settings = ReconcilerSettings {

@@ -76,7 +76,7 @@ fn start_sshd(dir: &Path, authorized: &Path) -> Sshd {
 
 fn follow(data: &Path, url: String, credentials: FetchCredentials) -> (Arc<Engine>, Reconciler) {
     let store = Arc::new(Store::open(data).unwrap());
-    let (key, _) = patchward::keys::load_or_create(data).unwrap();
+    let (key, _) = patchward::keys::load_or_create(&data.join(patchward::keys::KEY_FILE)).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(FakeClock::new("2026-11-24T12:00:00Z".parse().unwrap()));
     let engine = Arc::new(Engine::new(store, key, clock, EngineSettings::default()));
     let settings = ReconcilerSettings {

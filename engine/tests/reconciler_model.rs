@@ -84,7 +84,7 @@ struct Daemon {
 impl Daemon {
     fn start(data: &Path, repo: &Path, clock: Arc<FakeClock>) -> Daemon {
         let store = Arc::new(Store::open(data).unwrap());
-        let (key, _) = patchward::keys::load_or_create(data).unwrap();
+        let (key, _) = patchward::keys::load_or_create(&data.join(patchward::keys::KEY_FILE)).unwrap();
         let clock: Arc<dyn Clock> = clock;
         let engine = Arc::new(Engine::new(store, key, clock, EngineSettings::default()));
         let settings = ReconcilerSettings {

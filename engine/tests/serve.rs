@@ -555,7 +555,7 @@ async fn an_engine_on_postgres_keeps_its_fleet_across_a_restart() {
     let repo = dir.path().join("policies");
     let first = policy_repository(&repo);
     let (running, client, admin, _) = engine_on(dir.path(), &repo, Limits::default(), Some(url.clone())).await;
-    status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str() && s["bundledFeed"] == true).await;
     let token =
         client.send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment"}))).await;
     let token = token.json()["token"].as_str().unwrap().to_owned();
@@ -569,8 +569,10 @@ async fn an_engine_on_postgres_keeps_its_fleet_across_a_restart() {
     running.shutdown().await;
     assert!(!dir.path().join("data/store").exists(), "nothing went to the embedded store");
 
-    let (running, client, admin, _) = engine_on(dir.path(), &repo, Limits::default(), Some(url)).await;
-    status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    let (running, client, admin, _) = engine_on(dir.path(), &repo, Limits::default(), Some(url.clone())).await;
+    let status = status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    assert_eq!(status["replica"]["leader"], true, "{status:#}");
+    assert_eq!(status["replica"]["leaderId"], status["replica"]["id"]);
     let again = client
         .send_with("GET", "/api/v1/device/desired-state", Some(&credential), None, &[("if-none-match", &tag)])
         .await;
@@ -582,4 +584,19 @@ async fn an_engine_on_postgres_keeps_its_fleet_across_a_restart() {
         audit["entries"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert!(actions.contains(&"device.enrolled"), "{actions:?}");
     running.shutdown().await;
+
+    // A replica with another signing key would sign states no agent
+    // trusts: it refuses to start.
+    let other = ServeConfig {
+        data: dir.path().join("other-data"),
+        store: Some(url),
+        signing_key: Some(dir.path().join("other-key")),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        policies: repo.display().to_string(),
+        ..ServeConfig::default()
+    };
+    let clock = Arc::new(FakeClock::new("2026-11-24T12:00:00Z".parse().unwrap()));
+    let refused = start(other, clock).await.err().expect("refused").to_string();
+    assert!(refused.contains("--signing-key"), "{refused}");
 }

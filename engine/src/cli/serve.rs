@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// [default: the embedded store in DATA].
     #[arg(long, value_name = "URL")]
     store: Option<String>,
+    /// The engine's signing key; created (mode 0600) if it does not exist,
+    /// so replicas given the same FILE share it [default: DATA/engine-key].
+    #[arg(long, value_name = "FILE")]
+    signing_key: Option<PathBuf>,
     /// A folder, a git repository's path, or a repository URL [default: ./policies].
     #[arg(long, value_name = "PATH|URL")]
     policies: Option<String>,
@@ -40,6 +44,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     let flags = Overrides {
         data: args.data,
         store: args.store,
+        signing_key: args.signing_key,
         policies: args.policies,
         branch: args.branch,
         listen: args.listen,

@@ -21,6 +21,9 @@ pub struct ConfigFile {
     /// `postgres://USER@HOST:PORT/DB`: the store of several replicas.
     /// Unset: the embedded store in `DATA/store`.
     pub store: Option<String>,
+    /// The engine's ed25519 signing key; created (mode 0600) if missing, so
+    /// replicas given the same file share it. Unset: `DATA/engine-key`.
+    pub signing_key: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
     #[serde(default)]
@@ -105,6 +108,7 @@ pub struct LimitsFile {
 pub struct Overrides {
     pub data: Option<PathBuf>,
     pub store: Option<String>,
+    pub signing_key: Option<PathBuf>,
     pub policies: Option<String>,
     pub branch: Option<String>,
     pub listen: Option<SocketAddr>,
@@ -145,6 +149,8 @@ pub struct ServeConfig {
     pub data: PathBuf,
     /// PostgreSQL's URL; `None`: the embedded store in `data`.
     pub store: Option<String>,
+    /// The signing key's file; `None`: `DATA/engine-key`.
+    pub signing_key: Option<PathBuf>,
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub policies: String,
@@ -166,6 +172,7 @@ impl Default for ServeConfig {
         ServeConfig {
             data: PathBuf::from("./patchward-data"),
             store: None,
+            signing_key: None,
             listen: "127.0.0.1:8420".parse().expect("a literal address"),
             metrics_listen: "127.0.0.1:9420".parse().expect("a literal address"),
             policies: "./policies".into(),
@@ -234,6 +241,7 @@ impl ServeConfig {
         let config = ServeConfig {
             data: flags.data.or(parsed.data).unwrap_or(defaults.data),
             store: flags.store.or(parsed.store),
+            signing_key: flags.signing_key.or(parsed.signing_key),
             listen: flags.listen.or(parsed.listen).unwrap_or(defaults.listen),
             metrics_listen: flags.metrics_listen.or(parsed.metrics_listen).unwrap_or(defaults.metrics_listen),
             policies: flags.policies.or(parsed.policies.source).unwrap_or(defaults.policies),

@@ -65,6 +65,34 @@ fn admin_token(data: &Path, store: &Store, now: jiff::Timestamp) -> anyhow::Resu
     Ok((path, created))
 }
 
+/// The engine state under which the store records its signing key.
+const SIGNING_KEY_STATE: &str = "signingKey";
+
+/// On a shared store every replica must sign with one key: the first start
+/// records its public key there, and a replica with another key refuses to
+/// start (its agents would refuse every state it signs).
+async fn check_signing_key(store: &Store, key: &ed25519_dalek::SigningKey) -> anyhow::Result<()> {
+    let ours = patchward_api::dsse::public_key_text(&key.verifying_key());
+    match store.engine_state::<String>(SIGNING_KEY_STATE).await? {
+        Some(recorded) if recorded == ours => Ok(()),
+        Some(recorded) => anyhow::bail!(
+            "the store {} records the signing key {recorded}, and this replica's key is {ours}: \
+             give every replica the same --signing-key FILE",
+            store.location()
+        ),
+        None => Ok(store.set_engine_state(SIGNING_KEY_STATE, &ours).await?),
+    }
+}
+
+/// This replica's name in the status: the host's name and a random part,
+/// so two replicas on one host differ.
+fn replica_id() -> anyhow::Result<String> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = if host.trim().is_empty() { "engine" } else { host.trim() };
+    let suffix = crate::clock::new_secret("").map_err(|e| anyhow::anyhow!("failed to name this replica: {e}"))?;
+    Ok(format!("{host}-{}", &suffix[..8.min(suffix.len())]))
+}
+
 /// Starts the engine with `config` and returns once it listens.
 pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let data = &config.data;
@@ -73,13 +101,17 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         Some(url) => Store::connect(url).await?,
         None => Store::open(data)?,
     });
-    let (key, new_key) = crate::keys::load_or_create(data)?;
+    let key_file = config.signing_key.clone().unwrap_or_else(|| data.join(crate::keys::KEY_FILE));
+    let (key, new_key) = crate::keys::load_or_create(&key_file)?;
     if new_key {
         tracing::info!(
-            data = %data.display(),
+            file = %key_file.display(),
             key = %patchward_api::dsse::public_key_text(&key.verifying_key()),
             "made the engine's signing key"
         );
+    }
+    if config.store.is_some() {
+        check_signing_key(&store, &key).await?;
     }
     let (admin_token_file, created) = admin_token(data, &store, clock.now())?;
     if created {
@@ -107,6 +139,11 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     };
     let settings = EngineSettings { desired_ttl: config.desired_ttl, ..EngineSettings::default() };
     let engine = Arc::new(Engine::new(store, key, clock, settings));
+    let replica = replica_id()?;
+    tracing::info!(replica, "this replica leads (one replica: the leader lease is not taken yet)");
+    engine.status.update(|s| {
+        s.replica = super::status::Replica { id: replica.clone(), leader: true, leader_id: Some(replica.clone()) }
+    });
     let blobs = Arc::new(
         BlobStore::open(&data.join("blobs")).with_context(|| format!("failed to open {}/blobs", data.display()))?,
     );

@@ -78,6 +78,17 @@ pub struct Status {
     pub bundled_feed: bool,
     /// Devices enrolled: filled in as the status is read (`Engine::status`).
     pub devices: usize,
+    pub replica: Replica,
+}
+
+/// Which replica answers, and which one leads (DESIGN: "Growing past one
+/// machine"). With the embedded store the one replica is the leader.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replica {
+    pub id: String,
+    pub leader: bool,
+    pub leader_id: Option<String>,
 }
 
 #[derive(Default)]
