@@ -10,6 +10,7 @@ mod diff;
 mod plan;
 mod schemas;
 mod serve;
+mod store;
 mod token;
 mod validate;
 mod window;
@@ -48,6 +49,7 @@ enum Command {
     Window(window::WindowArgs),
     Schemas(schemas::SchemasArgs),
     Serve(serve::ServeArgs),
+    Store(store::StoreArgs),
     Token(token::TokenArgs),
     AckRewrite(token::AckRewriteArgs),
     Demo(demo::DemoArgs),
@@ -87,6 +89,7 @@ pub fn main() -> ExitCode {
         Command::Window(args) => window::run(args),
         Command::Schemas(args) => schemas::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Store(args) => store::run(args),
         Command::Token(args) => token::run(args),
         Command::AckRewrite(args) => token::run_ack(args),
         Command::Demo(args) => demo::run(args),

@@ -9,6 +9,7 @@
 //! [`Store::wait`]. A write returns only after it is durable (flushed, or
 //! committed), and either all of it is visible or none.
 
+pub mod copy;
 mod embedded;
 pub mod exposure;
 pub mod fleet;
@@ -592,6 +593,25 @@ impl Store {
 
     pub async fn remediation_tally(&self) -> Result<RemediationTally, StoreError> {
         on_backend!(self, remediation_tally())
+    }
+}
+
+impl Store {
+    /// Everything the store holds (`store copy`).
+    pub async fn contents(&self) -> Result<copy::Contents, StoreError> {
+        on_backend!(self, contents())
+    }
+
+    /// Writes a whole installation into this store, which must be a
+    /// database (`store copy` goes from the embedded store to PostgreSQL).
+    pub async fn load(&self, contents: copy::Contents) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(sled) => Err(StoreError::Unreachable {
+                location: sled.path().display().to_string(),
+                reason: "a copy goes into PostgreSQL, not into an embedded store".into(),
+            }),
+            Backend::Postgres(pg) => pg.load(contents).await,
+        }
     }
 }
 

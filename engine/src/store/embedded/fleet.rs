@@ -420,3 +420,33 @@ impl SledStore {
         Ok(())
     }
 }
+
+impl SledStore {
+    /// The fleet tree's records into `contents`, by key prefix.
+    pub(super) fn fleet_contents(&self, contents: &mut crate::store::copy::Contents) -> Result<(), StoreError> {
+        for entry in self.fleet.iter() {
+            let (key, value) = entry.map_err(|e| self.io("read", e))?;
+            let key = String::from_utf8_lossy(&key).into_owned();
+            let Some((kind, rest)) = key.split_once('/') else {
+                return Err(self.corrupted(format!("fleet key {key:?} has no kind")));
+            };
+            let rest = rest.to_owned();
+            match kind {
+                "token" => contents.enrollment_tokens.push((rest, self.decode(&key, &value)?)),
+                "device" => contents.devices.push(self.decode(&key, &value)?),
+                "credential" => contents.credentials.push((rest, String::from_utf8_lossy(&value).into_owned())),
+                "event" => {
+                    let device = rest.rsplit_once('/').map_or(rest.as_str(), |(device, _)| device).to_owned();
+                    contents.events.push((device, self.decode(&key, &value)?));
+                }
+                "audit" => contents.audit.push(self.decode(&key, &value)?),
+                "counter" => contents.audit_counter = self.audit_len()?,
+                "desired" => contents.desired.push((rest, self.decode(&key, &value)?)),
+                "access" => contents.access_tokens.push((rest, self.decode(&key, &value)?)),
+                "state" => contents.engine_state.push((rest, self.decode(&key, &value)?)),
+                _ => return Err(self.corrupted(format!("fleet key {key:?} is of no known kind"))),
+            }
+        }
+        Ok(())
+    }
+}

@@ -232,3 +232,21 @@ impl SledStore {
         self.db.size_on_disk().unwrap_or(0)
     }
 }
+
+impl SledStore {
+    /// Everything the store holds, for `store copy`.
+    pub fn contents(&self) -> Result<crate::store::copy::Contents, StoreError> {
+        use crate::store::copy::Contents;
+        let mut contents = Contents {
+            catalog_sources: self.catalog_sources()?,
+            ledger: self.ledger()?.entries().collect(),
+            exposures: self.exposures()?.into_iter().collect(),
+            ..Contents::default()
+        };
+        for (id, record) in self.catalog_records()? {
+            contents.catalog_records.push((id, record.bytes));
+        }
+        self.fleet_contents(&mut contents)?;
+        Ok(contents)
+    }
+}

@@ -14,6 +14,7 @@
 //! after [`TIMEOUT`], so a write against an unreachable database fails
 //! within it and is never acknowledged.
 
+mod copy;
 mod exposure;
 mod fleet;
 
