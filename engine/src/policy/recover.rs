@@ -109,7 +109,18 @@ fn read(chars: &[char], limits: &YamlLimits) -> Read {
     from_str::<Spanned<ParsedDocument>>(&chars.iter().collect::<String>(), limits)
 }
 
-/// The text with every line outside `lines` blanked (newlines kept), so
+/// Whether `c` breaks a line, as YAML reads lines (LF, CR LF, or a lone
+/// CR): blanking keeps these, so no line moves.
+fn is_break(c: char) -> bool {
+    matches!(c, '\n' | '\r')
+}
+
+/// `c`, or a space in its place unless it breaks a line.
+fn blanked(c: char) -> char {
+    if is_break(c) { c } else { ' ' }
+}
+
+/// The text with every line outside `lines` blanked (line breaks kept), so
 /// the document reads alone at its own positions.
 fn isolate(text: &str, lines: &Range<usize>) -> Vec<char> {
     let mut chars = Vec::with_capacity(text.len());
@@ -117,7 +128,7 @@ fn isolate(text: &str, lines: &Range<usize>) -> Vec<char> {
         if lines.contains(&index) {
             chars.extend(line.chars());
         } else {
-            chars.extend(line.chars().map(|c| if c == '\n' { '\n' } else { ' ' }));
+            chars.extend(line.chars().map(blanked));
         }
     }
     chars
@@ -148,15 +159,22 @@ fn repair(chars: &[char], error: &YamlError, limits: &YamlLimits) -> Option<(Vec
     }
 }
 
-/// Line starts, as character offsets.
+/// Line starts, as character offsets, counting lines as YAML does (and so
+/// as its positions do): a line ends at LF, CR LF, or a lone CR.
 fn line_starts(chars: &[char]) -> Vec<usize> {
-    let after_newlines = chars.iter().enumerate().filter(|(_, c)| **c == '\n').map(|(i, _)| i + 1);
-    std::iter::once(0).chain(after_newlines.filter(|start| *start < chars.len())).collect()
+    let ends = |i: usize, c: char| c == '\n' || (c == '\r' && chars.get(i + 1) != Some(&'\n'));
+    let after_breaks = chars.iter().enumerate().filter(|(i, c)| ends(*i, **c)).map(|(i, _)| i + 1);
+    std::iter::once(0).chain(after_breaks.filter(|start| *start < chars.len())).collect()
 }
 
+/// Line `index`'s characters, without its line break.
 fn line_of<'a>(chars: &'a [char], starts: &[usize], index: usize) -> &'a [char] {
-    let end = starts.get(index + 1).map_or(chars.len(), |next| next - 1);
-    &chars[starts[index]..end.max(starts[index])]
+    let start = starts[index];
+    let mut end = starts.get(index + 1).copied().unwrap_or(chars.len());
+    while end > start && is_break(chars[end - 1]) {
+        end -= 1;
+    }
+    &chars[start..end]
 }
 
 /// Where a line's content starts, past its indentation and any `- `
@@ -179,7 +197,7 @@ fn content_column(line: &[char]) -> Option<usize> {
 /// mapping (`{a: 1, b: 2}`) is not repaired.
 fn remove_key(chars: &[char], pos: Pos) -> Option<Vec<char>> {
     let starts = line_starts(chars);
-    let index = (pos.line as usize).checked_sub(1)?;
+    let index = (pos.line as usize).checked_sub(1).filter(|index| *index < starts.len())?;
     let column = (pos.col as usize).checked_sub(1)?;
     let line = line_of(chars, &starts, index);
     let before: String = line.get(..column)?.iter().collect();
@@ -188,7 +206,7 @@ fn remove_key(chars: &[char], pos: Pos) -> Option<Vec<char>> {
     }
     let mut repaired = chars.to_vec();
     let blank = |repaired: &mut Vec<char>, from: usize, to: usize| {
-        repaired[from..to].iter_mut().filter(|c| **c != '\n').for_each(|c| *c = ' ');
+        repaired[from..to].iter_mut().for_each(|c| *c = blanked(*c));
     };
     blank(&mut repaired, starts[index] + column, starts[index] + line.len());
     let mut next = index + 1;
@@ -240,8 +258,8 @@ fn replace(chars: &[char], offset: usize, len: usize, candidate: &str) -> Option
     let end = offset.checked_add(len).filter(|end| *end <= chars.len())?;
     let mut repaired = chars[..offset].to_vec();
     repaired.extend(candidate.chars());
-    let first_newline = chars[offset..end].iter().position(|c| *c == '\n').map_or(end, |at| offset + at);
-    repaired.extend(chars[first_newline..end].iter().map(|c| if *c == '\n' { '\n' } else { ' ' }));
+    let first_break = chars[offset..end].iter().position(|c| is_break(*c)).map_or(end, |at| offset + at);
+    repaired.extend(chars[first_break..end].iter().map(|c| blanked(*c)));
     repaired.extend(&chars[end..]);
     Some(repaired)
 }
