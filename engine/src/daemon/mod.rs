@@ -15,6 +15,7 @@
 //! valid policy revision (G2); a generation is stored before the state that
 //! carries it is served, so generations never go back (G4).
 
+mod approvals;
 pub mod audit;
 pub mod check_ins;
 pub mod config;
@@ -23,11 +24,19 @@ pub mod exposure_view;
 pub mod media;
 pub mod metrics;
 pub mod reconcile;
+mod requests;
+mod rewrites;
 pub mod serve;
+mod signing;
 pub mod status;
+mod trend;
 pub mod views;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+pub use requests::{UserRequest, UserRequestKind, relayed_request};
+use signing::content_digest;
+pub use trend::TrendPoint;
+
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -36,7 +45,6 @@ use rayon::prelude::*;
 
 use crate::clock::Clock;
 use crate::follow::CommitInfo;
-use crate::plan::desired::{Envelope, desired_state};
 use crate::plan::{CompiledPolicy, DevicePlan, Plan, PlanCatalog, PlanInput, plan, replan_devices};
 use crate::store::{Store, StoreError};
 
@@ -127,82 +135,6 @@ pub struct Engine {
     /// When each device last checked in (its "last seen").
     pub check_ins: check_ins::CheckIns,
 }
-
-/// The content of a desired state is what decides its generation; these
-/// fields are not content.
-fn content_digest(state: &patchward_api::desired::DesiredState) -> String {
-    let mut value = serde_json::to_value(state).unwrap_or(serde_json::Value::Null);
-    if let serde_json::Value::Object(map) = &mut value {
-        map.remove("issuedAt");
-        map.remove("expiresAt");
-        map.remove("generation");
-        // Software items are due from their issue time: keep it out too.
-        if let Some(serde_json::Value::Array(items)) = map.get_mut("items") {
-            for item in items.iter_mut().filter(|i| i["source"]["kind"] == "assignment") {
-                if let serde_json::Value::Object(item) = item {
-                    item.remove("notBefore");
-                }
-            }
-        }
-    }
-    crate::catalog::sha256_hex(value.to_string().as_bytes())
-}
-
-/// What a full plan changed, for the audit log: per patch, the devices
-/// that gained or lost it. A removal because the approval was withdrawn
-/// is the loss, not an approval.
-fn approval_changes(
-    before: Option<(&Plan, &HashMap<String, Arc<DevicePlan>>)>,
-    after: &Plan,
-) -> Vec<(String, &'static str, Vec<String>)> {
-    fn pairs<'a>(plan: &'a Plan, devices: &[&'a DevicePlan]) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
-        let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for device in devices {
-            for item in device.items.iter().filter(|i| !i.retracted) {
-                out.entry(plan.patches[item.patch as usize].as_str()).or_default().insert(device.id.as_str());
-            }
-        }
-        out
-    }
-    let Some((before, replanned)) = before else { return Vec::new() };
-    // The devices count as they were served.
-    let devices = views::device_plans(before, replanned);
-    let after_devices: Vec<&DevicePlan> = after.devices.iter().collect();
-    let (old, new) = (pairs(before, &devices), pairs(after, &after_devices));
-    let empty = BTreeSet::new();
-    let mut changes = Vec::new();
-    for patch in old.keys().chain(new.keys()).collect::<BTreeSet<_>>() {
-        let (was, is) = (old.get(patch).unwrap_or(&empty), new.get(patch).unwrap_or(&empty));
-        let gained: Vec<String> = is.difference(was).map(|d| (*d).to_owned()).collect();
-        let lost: Vec<String> = was.difference(is).map(|d| (*d).to_owned()).collect();
-        if !gained.is_empty() {
-            changes.push(((*patch).to_owned(), "approval.gained", gained));
-        }
-        if !lost.is_empty() {
-            changes.push(((*patch).to_owned(), "approval.lost", lost));
-        }
-    }
-    changes
-}
-
-/// The compliance figures of one moment, for the console's trend.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TrendPoint {
-    pub at: jiff::Timestamp,
-    pub devices: usize,
-    pub compliant: usize,
-    pub pending: usize,
-    pub non_compliant: usize,
-    pub compliant_percent: f64,
-}
-
-/// 90 days of hourly points.
-const TREND_POINTS: usize = 90 * 24;
-const TREND_STATE: &str = "compliance-trend";
-
-/// How many device ids an audit entry lists by name.
-const AUDIT_DEVICES: usize = 20;
 
 impl Engine {
     pub fn new(store: Arc<Store>, key: SigningKey, clock: Arc<dyn Clock>, settings: EngineSettings) -> Engine {
@@ -411,22 +343,8 @@ impl Engine {
             before
         };
         if audit_changes {
-            let after = self.served.read().unwrap_or_else(|p| p.into_inner()).plan.clone();
-            if let Some(after) = after {
-                let before = before.as_ref().map(|(plan, replanned)| (plan.as_ref(), replanned));
-                for (patch, action, devices) in approval_changes(before, &after) {
-                    let listed: Vec<&String> = devices.iter().take(AUDIT_DEVICES).collect();
-                    let actor =
-                        in_force.commit.as_ref().map_or("policy".to_owned(), |c| format!("commit:{}", c.author));
-                    crate::store::Store::wait(self.store.append_audit(
-                        now,
-                        &actor,
-                        action,
-                        serde_json::json!({"patch": patch, "devices": devices.len(), "first": listed,
-                            "revision": in_force.policy.revision}),
-                    ))?;
-                }
-            }
+            let before = before.as_ref().map(|(plan, replanned)| (plan.as_ref(), replanned));
+            self.audit_approval_changes(before, &in_force, now)?;
         }
         self.metrics.record_full_plan(started.elapsed(), fleet.len());
         tracing::info!(devices = fleet.len(), elapsed = ?started.elapsed(), "planned the fleet");
@@ -438,94 +356,6 @@ impl Engine {
             self.in_force_changes.send_modify(|n| *n += 1);
         }
         Ok(())
-    }
-
-    /// Keeps the compliance trend: one point per hour (the latest plan's
-    /// figures in that hour), at most every ten minutes, for the last
-    /// [`TREND_POINTS`] hours.
-    fn sample_compliance(&self, now: jiff::Timestamp) -> Result<(), StoreError> {
-        let mut trend = self.compliance_trend()?;
-        let hour = |at: jiff::Timestamp| at.as_second().div_euclid(3600);
-        if let Some(last) = trend.last()
-            && hour(last.at) == hour(now)
-            && now.duration_since(last.at) < jiff::SignedDuration::from_mins(10)
-            && now >= last.at
-        {
-            return Ok(());
-        }
-        let Some((in_force, plan, replanned)) = self.plan_view() else { return Ok(()) };
-        let report = views::compliance(&in_force, &plan, &views::device_plans(&plan, &replanned), now);
-        let point = TrendPoint {
-            at: now,
-            devices: report.devices,
-            compliant: report.compliant,
-            pending: report.pending,
-            non_compliant: report.non_compliant,
-            compliant_percent: report.compliant_percent,
-        };
-        // A clock that went back starts the trend again from there.
-        trend.retain(|p| p.at < now && hour(p.at) != hour(now));
-        trend.push(point);
-        let excess = trend.len().saturating_sub(TREND_POINTS);
-        trend.drain(..excess);
-        crate::store::Store::wait(self.store.set_engine_state(TREND_STATE, &trend))
-    }
-
-    /// The compliance trend, oldest first.
-    pub fn compliance_trend(&self) -> Result<Vec<TrendPoint>, StoreError> {
-        Ok(crate::store::Store::wait(self.store.engine_state(TREND_STATE))?.unwrap_or_default())
-    }
-
-    /// Whether a served state can be served again as it is: same content,
-    /// same generation, and not into the second half of its validity.
-    fn still_good(&self, served: &ServedDesired, digest: &str, generation: u64, now: jiff::Timestamp) -> bool {
-        let half = self.settings.desired_ttl / 2;
-        served.digest == digest
-            && served.generation == generation
-            && served.expires_at.checked_sub(half).is_ok_and(|renew_at| now < renew_at)
-            && now >= served.issued_at
-    }
-
-    fn content(
-        &self,
-        computed: &Plan,
-        in_force: &InForce,
-        device: &DevicePlan,
-        now: jiff::Timestamp,
-    ) -> patchward_api::desired::DesiredState {
-        let envelope =
-            Envelope { generation: 0, catalog_revision: in_force.catalog_revision, issued_at: now, expires_at: now };
-        let mut state = desired_state(computed, &in_force.policy, &in_force.catalog, device, &envelope);
-        // An unreadable record relays nothing; the agent's own record stands.
-        let requests = self.user_requests(&device.id).unwrap_or_default();
-        if !requests.is_empty() {
-            for item in &mut state.items {
-                item.user_request = relayed_request(&requests, &item.patch);
-            }
-        }
-        state
-    }
-
-    fn sign(
-        &self,
-        content: patchward_api::desired::DesiredState,
-        digest: String,
-        generation: u64,
-        now: jiff::Timestamp,
-    ) -> ServedDesired {
-        let expires_at = now.checked_add(self.settings.desired_ttl).unwrap_or(now);
-        let payload = patchward_api::desired::DesiredState { generation, expires_at, issued_at: now, ..content };
-        let bytes = serde_json::to_vec(&payload).expect("a desired state serializes");
-        let envelope = patchward_api::dsse::sign(patchward_api::dsse::DESIRED_STATE_TYPE, &bytes, &self.key);
-        let body = serde_json::to_vec(&envelope).expect("an envelope serializes");
-        ServedDesired {
-            generation,
-            etag: format!("\"{generation}-{}\"", now.as_second()),
-            body,
-            issued_at: now,
-            expires_at,
-            digest,
-        }
     }
 
     /// Plans one device again (its facts or inventory changed) against the
@@ -646,112 +476,6 @@ impl Engine {
     pub fn next_replan_at(&self) -> Option<jiff::Timestamp> {
         let served = self.served.read().unwrap_or_else(|p| p.into_inner());
         next_transition(served.plan.as_ref()?, served.planned_at?)
-    }
-
-    /// Acknowledges a rewrite of history to `commit` (`patchward
-    /// ack-rewrite`): the reconciler may follow it once.
-    pub fn acknowledge_rewrite(&self, commit: &str) -> Result<(), StoreError> {
-        let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
-        let mut acknowledged: BTreeSet<String> =
-            crate::store::Store::wait(self.store.engine_state(ACKNOWLEDGED)).map(Option::unwrap_or_default)?;
-        acknowledged.insert(commit.to_owned());
-        crate::store::Store::wait(self.store.set_engine_state(ACKNOWLEDGED, &acknowledged))
-    }
-
-    /// The acknowledged rewrites not yet used.
-    pub fn acknowledged_rewrites(&self) -> Result<BTreeSet<String>, StoreError> {
-        crate::store::Store::wait(self.store.engine_state(ACKNOWLEDGED)).map(Option::unwrap_or_default)
-    }
-
-    /// Uses up the acknowledgement of `commit`.
-    pub fn use_acknowledgement(&self, commit: &str) -> Result<(), StoreError> {
-        let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
-        let mut acknowledged: BTreeSet<String> =
-            crate::store::Store::wait(self.store.engine_state(ACKNOWLEDGED)).map(Option::unwrap_or_default)?;
-        if acknowledged.remove(commit) {
-            crate::store::Store::wait(self.store.set_engine_state(ACKNOWLEDGED, &acknowledged))?;
-        }
-        Ok(())
-    }
-}
-
-const ACKNOWLEDGED: &str = "acknowledged-rewrites";
-
-/// A snooze or a self-service install a device's user asked for.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserRequest {
-    pub item: String,
-    pub kind: UserRequestKind,
-    pub at: jiff::Timestamp,
-    /// For a snooze: until when the item is put off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<jiff::Timestamp>,
-}
-
-/// What a device's user may ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum UserRequestKind {
-    /// Put the item off (within the policy's `maxSnoozes`).
-    Snooze,
-    /// Install it now (where `selfService` allows).
-    Install,
-}
-
-impl UserRequestKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            UserRequestKind::Snooze => "snooze",
-            UserRequestKind::Install => "install",
-        }
-    }
-}
-
-/// What the agent is told of its user's requests for `item`: how many
-/// snoozes are used, the latest end of one, the latest install request.
-pub fn relayed_request(requests: &[UserRequest], item: &str) -> Option<patchward_api::deployment::UserRequest> {
-    let mine: Vec<&UserRequest> = requests.iter().filter(|r| r.item == item).collect();
-    if mine.is_empty() {
-        return None;
-    }
-    let snoozes = || mine.iter().filter(|r| r.kind == UserRequestKind::Snooze);
-    Some(patchward_api::deployment::UserRequest {
-        snoozes_used: snoozes().count() as u32,
-        snoozed_until: snoozes().filter_map(|r| r.until).max(),
-        install_requested_at: mine.iter().filter(|r| r.kind == UserRequestKind::Install).map(|r| r.at).max(),
-    })
-}
-
-impl UserRequest {
-    /// `(allowed, used)` snoozes of `item` under `spec`: none where the
-    /// policy is admin-only or does not prompt.
-    pub fn snoozes(
-        spec: &crate::policy::model::DeploymentPolicySpec,
-        requests: &[UserRequest],
-        item: &str,
-    ) -> (u32, u32) {
-        let allowed = if spec.admin_only { 0 } else { spec.prompt.as_ref().map_or(0, |p| p.value.max_snoozes) };
-        let used = requests.iter().filter(|r| r.item == item && r.kind == UserRequestKind::Snooze).count() as u32;
-        (allowed, used)
-    }
-}
-
-impl Engine {
-    pub fn user_requests(&self, device: &str) -> Result<Vec<UserRequest>, StoreError> {
-        crate::store::Store::wait(self.store.engine_state(&format!("requests/{device}"))).map(Option::unwrap_or_default)
-    }
-
-    /// Records a user's request and plans the device again, so that its
-    /// next desired state relays it to the agent.
-    pub fn add_user_request(&self, device: &str, request: UserRequest) -> Result<(), StoreError> {
-        {
-            let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
-            let mut requests = self.user_requests(device)?;
-            requests.push(request);
-            crate::store::Store::wait(self.store.set_engine_state(&format!("requests/{device}"), &requests))?;
-        }
-        self.replan_device(device).map(|_| ())
     }
 }
 
