@@ -600,3 +600,52 @@ async fn an_engine_on_postgres_keeps_its_fleet_across_a_restart() {
     let refused = start(other, clock).await.err().expect("refused").to_string();
     assert!(refused.contains("--signing-key"), "{refused}");
 }
+
+/// T45: PostgreSQL stopped hard under a serving engine. Agents' polls are
+/// still answered from what the engine holds (the credential it already
+/// confirmed, the state it signed); a write answers 503 within seconds and
+/// is not acknowledged; once the database is back, writes succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_down_polls_are_answered_and_writes_refused_until_it_is_back() {
+    let pg = support::postgres::Postgres::start();
+    let url = pg.database("outage");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    let first = policy_repository(&repo);
+    let (running, client, admin, _) = engine_on(dir.path(), &repo, Limits::default(), Some(url)).await;
+    status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str() && s["bundledFeed"] == true).await;
+    let token =
+        client.send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment"}))).await;
+    let token = token.json()["token"].as_str().unwrap().to_owned();
+    let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "hostname": "ws-0042"});
+    let credential = enroll_device(&client, &token, &facts).await;
+    let desired = client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+    assert_eq!(desired.status, 200, "{}", desired.text);
+    let tag = desired.etag.clone().unwrap();
+
+    pg.crash();
+    let poll = client
+        .send_with("GET", "/api/v1/device/desired-state", Some(&credential), None, &[("if-none-match", &tag)])
+        .await;
+    assert_eq!(poll.status, 304, "a poll is answered from memory: {}", poll.text);
+    let event =
+        serde_json::json!({"events": [{"seq": 1, "kind": "report", "patch": "KB5032190", "status": "succeeded"}]});
+    let started = std::time::Instant::now();
+    let refused = client.send("POST", "/api/v1/device/events", Some(&credential), Some(event.clone())).await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "refused within seconds: {:?}", started.elapsed());
+
+    pg.restart();
+    let mut accepted = None;
+    for _ in 0..100 {
+        let reply = client.send("POST", "/api/v1/device/events", Some(&credential), Some(event.clone())).await;
+        if reply.status == 200 {
+            accepted = Some(reply);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let accepted = accepted.expect("writes succeed once the database is back");
+    assert_eq!(accepted.json()["recorded"], 1, "the refused write was not recorded: {}", accepted.text);
+    running.shutdown().await;
+}

@@ -27,23 +27,55 @@ pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
 }
 
 /// Who a secret is.
+#[derive(Clone)]
 enum Caller {
     Device(String),
     Access(AccessToken),
 }
 
-fn identify(state: &ApiState, secret: &str) -> Result<Caller, ApiError> {
-    let store = &state.engine.store;
-    if let Some(device) = crate::store::Store::wait(store.device_id_by_credential(secret)).map_err(ApiError::store)? {
-        return Ok(Caller::Device(device));
+/// Callers the store confirmed, by their secret's sha256. While the store
+/// cannot be reached, the engine still knows them from here, so agents'
+/// polls and admins' reads go on (a revocation takes effect once the store
+/// is back); a secret never confirmed is refused with the store's error.
+#[derive(Default)]
+pub struct KnownCallers(std::sync::Mutex<std::collections::HashMap<String, Caller>>);
+
+impl KnownCallers {
+    fn remember(&self, hash: String, caller: &Caller) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, caller.clone());
     }
-    match crate::store::Store::wait(store.access_token(secret)).map_err(ApiError::store)? {
-        Some(token) if token.revoked => Err(ApiError::unauthorized("the token was revoked")),
-        Some(token) if token.expires_at.is_some_and(|at| at <= state.engine.clock.now()) => {
+
+    fn get(&self, hash: &str) -> Option<Caller> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(hash).cloned()
+    }
+}
+
+/// The caller the store knows by `secret`, if any.
+async fn lookup(state: &ApiState, secret: &str) -> Result<Option<Caller>, crate::store::StoreError> {
+    let store = &state.engine.store;
+    if let Some(device) = store.device_id_by_credential(secret).await? {
+        return Ok(Some(Caller::Device(device)));
+    }
+    Ok(store.access_token(secret).await?.map(Caller::Access))
+}
+
+async fn identify(state: &ApiState, secret: &str) -> Result<Caller, ApiError> {
+    let hash = crate::store::fleet::secret_hash(secret);
+    let caller = match lookup(state, secret).await {
+        Ok(Some(caller)) => {
+            state.known.remember(hash, &caller);
+            caller
+        }
+        Ok(None) => return Err(ApiError::unauthorized("unknown credential")),
+        Err(e) if e.is_unreachable() => state.known.get(&hash).ok_or_else(|| ApiError::store(e))?,
+        Err(e) => return Err(ApiError::store(e)),
+    };
+    match caller {
+        Caller::Access(token) if token.revoked => Err(ApiError::unauthorized("the token was revoked")),
+        Caller::Access(token) if token.expires_at.is_some_and(|at| at <= state.engine.clock.now()) => {
             Err(ApiError::unauthorized("the token expired"))
         }
-        Some(token) => Ok(Caller::Access(token)),
-        None => Err(ApiError::unauthorized("unknown credential")),
+        caller => Ok(caller),
     }
 }
 
@@ -54,7 +86,7 @@ impl FromRequestParts<Arc<ApiState>> for AgentDevice {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
-        match identify(state, bearer(&parts.headers)?)? {
+        match identify(state, bearer(&parts.headers)?).await? {
             Caller::Device(device) => {
                 state.admit(&device)?;
                 state.engine.check_ins.note(&device, state.engine.clock.now());
@@ -72,7 +104,7 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
-        match identify(state, bearer(&parts.headers)?)? {
+        match identify(state, bearer(&parts.headers)?).await? {
             Caller::Access(AccessToken { role: Role::Admin, .. }) => {
                 // Every admin call is in the audit log (no secrets: the
                 // path and the method only); reads apart from changes.
@@ -81,8 +113,7 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
                 let now = state.engine.clock.now();
                 let read = parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD;
                 let action = if read { crate::daemon::audit::READ } else { crate::daemon::audit::CHANGE };
-                crate::store::Store::wait(state.engine.store.append_audit(now, "admin", action, detail))
-                    .map_err(ApiError::store)?;
+                state.engine.store.append_audit(now, "admin", action, detail).await.map_err(ApiError::store)?;
                 Ok(Admin)
             }
             Caller::Access(_) => Err(ApiError::forbidden("a user token cannot use the admin routes")),
@@ -98,7 +129,7 @@ impl FromRequestParts<Arc<ApiState>> for UserDevice {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
-        match identify(state, bearer(&parts.headers)?)? {
+        match identify(state, bearer(&parts.headers)?).await? {
             Caller::Access(AccessToken { role: Role::User, device: Some(device), .. }) => {
                 state.admit(&format!("user:{device}"))?;
                 Ok(UserDevice(device))

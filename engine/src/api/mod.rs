@@ -47,12 +47,22 @@ pub struct ApiState {
     pub rate: RateLimiter,
     /// The console's signed-in browsers.
     pub sessions: console::session::Sessions,
+    /// Callers the store confirmed, for when it cannot be reached.
+    pub known: auth::KnownCallers,
 }
 
 impl ApiState {
     pub fn new(engine: Arc<Engine>, blobs: Arc<BlobStore>, limits: Limits, webhook_secret: Option<Vec<u8>>) -> Self {
         let rate = RateLimiter::new(limits.device_requests_per_minute);
-        ApiState { engine, blobs, limits, webhook_secret, rate, sessions: Default::default() }
+        ApiState {
+            engine,
+            blobs,
+            limits,
+            webhook_secret,
+            rate,
+            sessions: Default::default(),
+            known: Default::default(),
+        }
     }
 
     /// Takes one request from `caller`'s rate budget (T31).

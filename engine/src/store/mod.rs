@@ -63,6 +63,19 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The store could not be reached (a database down or unreachable), as
+    /// opposed to refusing or failing an operation: what a replica may
+    /// ride out on what it holds in memory.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            StoreError::Database { source, .. } => source.is_closed() || source.code().is_none(),
+            _ => false,
+        }
+    }
+}
+
 /// What the catalog knows of one source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -46,10 +46,20 @@ impl Postgres {
         let pg = Postgres { dir, bin, port: free_port() };
         let data = pg.data();
         pg.run("initdb", &["-D", &data, "-U", "patchward", "--auth=trust", "-E", "UTF8", "--no-locale", "-N"]);
-        let options = format!("-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off", pg.port, pg.dir.display());
-        let log = pg.dir.join("server.log").display().to_string();
-        pg.run("pg_ctl", &["-D", &data, "-l", &log, "-w", "-o", &options, "start"]);
+        pg.start_server();
         pg
+    }
+
+    /// `pg_ctl start` on the port and folder chosen at first.
+    fn start_server(&self) {
+        let options = format!("-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off", self.port, self.dir.display());
+        let log = self.dir.join("server.log").display().to_string();
+        self.run("pg_ctl", &["-D", &self.data(), "-l", &log, "-w", "-o", &options, "start"]);
+    }
+
+    /// Starts the server again after [`Postgres::crash`].
+    pub fn restart(&self) {
+        self.start_server();
     }
 
     fn data(&self) -> String {
