@@ -50,6 +50,20 @@ pub struct DeviceRecord {
 }
 
 impl DeviceRecord {
+    /// Folds a newly recorded event into the record: its sequence number,
+    /// and the latest outcome per patch it reports. True when it reports
+    /// one. Both backends record events through this.
+    pub(crate) fn take_event(&mut self, seq: u64, body: &serde_json::Value, received: jiff::Timestamp) -> bool {
+        self.last_event = self.last_event.max(seq);
+        let Some(report) = report_of(body, received) else { return false };
+        match self.reports.iter_mut().find(|r| r.patch == report.patch) {
+            Some(existing) if existing.at <= report.at => *existing = report,
+            Some(_) => {}
+            None => self.reports.push(report),
+        }
+        true
+    }
+
     /// The device as the planner sees it.
     pub fn to_device(&self) -> patchward_api::Device {
         patchward_api::Device {
@@ -146,7 +160,7 @@ pub struct RecordedEvents {
 
 /// The outcome an event reports: `{patch, status: succeeded|failed, at?}`
 /// (an event that names no patch or another status reports none).
-pub(crate) fn report_of(body: &serde_json::Value, received: jiff::Timestamp) -> Option<patchward_api::Report> {
+fn report_of(body: &serde_json::Value, received: jiff::Timestamp) -> Option<patchward_api::Report> {
     let patch = body.get("patch")?.as_str()?.to_owned();
     let status = match body.get("status")?.as_str()? {
         "succeeded" => patchward_api::ReportStatus::Succeeded,
@@ -157,6 +171,11 @@ pub(crate) fn report_of(body: &serde_json::Value, received: jiff::Timestamp) -> 
     let action = body.get("action").and_then(|a| serde_json::from_value(a.clone()).ok());
     let policy = body.get("policy").and_then(|p| p.as_str()).map(str::to_owned);
     Some(patchward_api::Report { patch, status, at, action, policy })
+}
+
+/// The audit action of an agent event: `agent.KIND`.
+pub(crate) fn event_action(body: &serde_json::Value) -> String {
+    format!("agent.{}", body.get("kind").and_then(|k| k.as_str()).unwrap_or("event"))
 }
 
 pub fn secret_hash(secret: &str) -> String {

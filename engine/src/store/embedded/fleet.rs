@@ -7,7 +7,7 @@ use super::SledStore;
 use crate::store::StoreError;
 use crate::store::fleet::{
     AccessToken, AuditEntry, DeviceRecord, EnrollError, EnrollmentToken, Generation, RecordedEvents, StoredEvent,
-    report_of, secret_hash,
+    event_action, secret_hash,
 };
 
 fn seq_key(prefix: &str, seq: u64) -> Vec<u8> {
@@ -190,24 +190,17 @@ impl SledStore {
                     continue;
                 }
                 tree.insert(key, json(&StoredEvent { seq: *seq, received_at: now, body: body.clone() }))?;
-                record.last_event = record.last_event.max(*seq);
-                if let Some(report) = report_of(body, now) {
+                if record.take_event(*seq, body, now) {
                     outcome.reports += 1;
-                    match record.reports.iter_mut().find(|r| r.patch == report.patch) {
-                        Some(existing) if existing.at <= report.at => *existing = report,
-                        Some(_) => {}
-                        None => record.reports.push(report),
-                    }
                 }
                 outcome.recorded += 1;
                 outcome.new.push(*seq);
                 audit_seq += 1;
-                let kind = body.get("kind").and_then(|k| k.as_str()).unwrap_or("event");
                 let entry = AuditEntry {
                     seq: audit_seq,
                     at: now,
                     actor: format!("device:{id}"),
-                    action: format!("agent.{kind}"),
+                    action: event_action(body),
                     detail: body.clone(),
                 };
                 tree.insert(seq_key("audit/", audit_seq), json(&entry))?;

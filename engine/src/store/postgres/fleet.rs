@@ -11,7 +11,7 @@ use tokio_postgres::types::Json;
 use super::PgStore;
 use crate::store::StoreError;
 use crate::store::fleet::{
-    AccessToken, AuditEntry, DeviceRecord, EnrollError, EnrollmentToken, RecordedEvents, StoredEvent, report_of,
+    AccessToken, AuditEntry, DeviceRecord, EnrollError, EnrollmentToken, RecordedEvents, StoredEvent, event_action,
     secret_hash,
 };
 
@@ -214,19 +214,12 @@ impl PgStore {
                 outcome.duplicates += 1;
                 continue;
             }
-            record.last_event = record.last_event.max(*seq);
-            if let Some(report) = report_of(body, now) {
+            if record.take_event(*seq, body, now) {
                 outcome.reports += 1;
-                match record.reports.iter_mut().find(|r| r.patch == report.patch) {
-                    Some(existing) if existing.at <= report.at => *existing = report,
-                    Some(_) => {}
-                    None => record.reports.push(report),
-                }
             }
             outcome.recorded += 1;
             outcome.new.push(*seq);
-            let kind = body.get("kind").and_then(|k| k.as_str()).unwrap_or("event");
-            audits.push((format!("agent.{kind}"), body.clone()));
+            audits.push((event_action(body), body.clone()));
         }
         if !audits.is_empty() {
             self.append_audits_in(&tx, now, &format!("device:{id}"), &audits).await?;
