@@ -75,14 +75,21 @@ pub(super) async fn inventory(
     BoundedJson(request): BoundedJson<InventoryUpload>,
 ) -> Result<Json<InventoryAccepted>, ApiError> {
     let engine = state.engine.clone();
-    let generation = blocking(move || {
-        let now = engine.clock.now();
-        crate::store::Store::wait(engine.store.update_inventory(&device, request.facts, request.inventory, now))?;
-        engine.metrics.inventories.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        engine.replan_device(&device)
-    })
-    .await?
-    .map_err(ApiError::store)?;
+    let now = engine.clock.now();
+    engine.store.update_inventory(&device, request.facts, request.inventory, now).await.map_err(ApiError::store)?;
+    engine.metrics.inventories.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if !engine.is_leader() {
+        // Committed here; the leader plans it. Without its answer in time,
+        // the state held is the one to fetch (the next pass converges).
+        let planned = engine.await_leader_plan(&device).await.map_err(ApiError::store)?;
+        let held = move || engine.desired_from_store(&device, 0).map(|d| d.map(|d| d.generation));
+        let generation = match planned {
+            Some(generation) => Some(generation),
+            None => blocking(held).await?.map_err(ApiError::store)?,
+        };
+        return Ok(Json(InventoryAccepted { generation }));
+    }
+    let generation = blocking(move || engine.replan_device(&device)).await?.map_err(ApiError::store)?;
     Ok(Json(InventoryAccepted { generation }))
 }
 
@@ -99,13 +106,34 @@ pub(super) fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
         .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag))
 }
 
+/// The generation an ETag names (`"GENERATION-ISSUED"`).
+fn generation_of(etag: &str) -> Option<u64> {
+    etag.trim().trim_start_matches("W/").trim_matches('"').split('-').next()?.parse().ok()
+}
+
+/// The newest generation among the ETags the agent holds.
+pub(super) fn seen_generation(headers: &HeaderMap) -> u64 {
+    let tags = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).unwrap_or("");
+    tags.split(',').filter_map(generation_of).max().unwrap_or(0)
+}
+
 pub(super) async fn current_desired(state: &Arc<ApiState>, device: &str) -> Result<Arc<ServedDesired>, ApiError> {
+    current_desired_since(state, device, 0).await
+}
+
+/// The state for `device`; at a follower, never older than `seen` (an
+/// agent that saw a newer generation elsewhere gets the store's row).
+async fn current_desired_since(state: &Arc<ApiState>, device: &str, seen: u64) -> Result<Arc<ServedDesired>, ApiError> {
     let engine = state.engine.clone();
     let id = device.to_owned();
-    blocking(move || engine.desired(&id))
-        .await?
-        .map_err(ApiError::store)?
-        .ok_or_else(|| ApiError::unavailable("no valid policy revision is in force yet"))
+    blocking(move || match engine.is_leader() {
+        true => engine.desired(&id),
+        false if seen > 0 => engine.desired_from_store(&id, seen),
+        false => engine.desired(&id),
+    })
+    .await?
+    .map_err(ApiError::store)?
+    .ok_or_else(|| ApiError::unavailable("no valid policy revision is in force yet"))
 }
 
 /// The signed desired state; `If-None-Match` answers 304 when nothing
@@ -118,7 +146,7 @@ pub(super) async fn desired(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut changes = state.engine.subscribe();
-    let mut served = current_desired(&state, &device).await?;
+    let mut served = current_desired_since(&state, &device, seen_generation(&headers)).await?;
     let wait = std::time::Duration::from_secs(query.wait.unwrap_or(0)).min(state.limits.max_wait);
     if matches_etag(&headers, &served.etag) && !wait.is_zero() {
         state.engine.metrics.long_polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -189,8 +217,14 @@ pub(super) async fn events(
             }
         }
         engine.metrics.events.fetch_add(outcome.recorded as u64, std::sync::atomic::Ordering::Relaxed);
-        if outcome.reports > 0 {
+        if outcome.reports > 0 && engine.is_leader() {
             engine.note_reports();
+        } else if outcome.reports > 0 {
+            // Committed: the leader's next plan sees the reports anyway.
+            let signal = engine.store.signal(&crate::store::replicas::Signal::Reports);
+            if let Err(e) = crate::store::Store::wait(signal) {
+                tracing::warn!(error = %e, "could not tell the leader of new reports");
+            }
         }
         Ok::<_, crate::store::StoreError>(outcome)
     })

@@ -111,7 +111,7 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 async fn readyz(State(state): State<Arc<ApiState>>) -> Result<&'static str, ApiError> {
-    state.engine.in_force().ok_or_else(|| ApiError::unavailable("no valid policy revision is in force yet"))?;
+    state.engine.ready().map_err(ApiError::unavailable)?;
     Ok("ready\n")
 }
 

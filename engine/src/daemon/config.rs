@@ -24,8 +24,13 @@ pub struct ConfigFile {
     /// The engine's ed25519 signing key; created (mode 0600) if missing, so
     /// replicas given the same file share it. Unset: `DATA/engine-key`.
     pub signing_key: Option<PathBuf>,
+    /// How long the leader's lease lasts (at most 15s): a dead leader is
+    /// replaced within twice this. Only replicas on a shared store take it.
+    pub leader_lease: Option<Duration>,
     pub listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub media: MediaFile,
     #[serde(default)]
     pub policies: PoliciesFile,
     #[serde(default)]
@@ -34,6 +39,14 @@ pub struct ConfigFile {
     pub desired_state: DesiredStateFile,
     #[serde(default)]
     pub limits: LimitsFile,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MediaFile {
+    /// Where package media is kept. Replicas on a shared store must all
+    /// reach one directory (a shared file system). Unset: `DATA/blobs`.
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -143,6 +156,10 @@ impl Default for Limits {
     }
 }
 
+/// The longest the leader's lease may last: a dead leader is replaced
+/// within 30 s.
+pub const MAX_LEADER_LEASE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// The settings `serve` runs with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServeConfig {
@@ -151,6 +168,10 @@ pub struct ServeConfig {
     pub store: Option<String>,
     /// The signing key's file; `None`: `DATA/engine-key`.
     pub signing_key: Option<PathBuf>,
+    /// The leader's lease, on a shared store.
+    pub leader_lease: std::time::Duration,
+    /// The media directory; `None`: `DATA/blobs`.
+    pub media_dir: Option<PathBuf>,
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub policies: String,
@@ -173,6 +194,8 @@ impl Default for ServeConfig {
             data: PathBuf::from("./patchward-data"),
             store: None,
             signing_key: None,
+            leader_lease: MAX_LEADER_LEASE,
+            media_dir: None,
             listen: "127.0.0.1:8420".parse().expect("a literal address"),
             metrics_listen: "127.0.0.1:9420".parse().expect("a literal address"),
             policies: "./policies".into(),
@@ -242,6 +265,8 @@ impl ServeConfig {
             data: flags.data.or(parsed.data).unwrap_or(defaults.data),
             store: flags.store.or(parsed.store),
             signing_key: flags.signing_key.or(parsed.signing_key),
+            leader_lease: parsed.leader_lease.map_or(defaults.leader_lease, Duration::as_std),
+            media_dir: parsed.media.dir,
             listen: flags.listen.or(parsed.listen).unwrap_or(defaults.listen),
             metrics_listen: flags.metrics_listen.or(parsed.metrics_listen).unwrap_or(defaults.metrics_listen),
             policies: flags.policies.or(parsed.policies.source).unwrap_or(defaults.policies),
@@ -274,6 +299,9 @@ impl ServeConfig {
         }
         if config.connect_timeout.is_zero() || config.read_timeout.is_zero() {
             return Err(invalid("policies.connectTimeout", "connectTimeout and readTimeout must be positive"));
+        }
+        if config.leader_lease < std::time::Duration::from_secs(1) || config.leader_lease > MAX_LEADER_LEASE {
+            return Err(invalid("leaderLease", "must be between 1s and 15s"));
         }
         if config.desired_ttl < jiff::SignedDuration::from_mins(5) {
             return Err(invalid("desiredState.ttl", "must be at least 5m"));

@@ -24,6 +24,7 @@ pub mod exposure_view;
 pub mod media;
 pub mod metrics;
 pub mod reconcile;
+pub mod replication;
 mod requests;
 mod rewrites;
 pub mod serve;
@@ -134,6 +135,12 @@ pub struct Engine {
     pub exposure: exposure::ExposureBook,
     /// When each device last checked in (its "last seen").
     pub check_ins: check_ins::CheckIns,
+    /// Whether this replica leads (always, on the embedded store).
+    role: tokio::sync::watch::Sender<replication::ReplicaRole>,
+    /// The leader planned a device a follower asked for (device, generation).
+    planned: tokio::sync::broadcast::Sender<(String, u64)>,
+    /// The leader released its lease: claim it now.
+    pub lease_released: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -156,6 +163,9 @@ impl Engine {
             stopping: AtomicBool::new(false),
             exposure: exposure::ExposureBook::default(),
             check_ins: check_ins::CheckIns::default(),
+            role: tokio::sync::watch::channel(replication::ReplicaRole::Leader).0,
+            planned: tokio::sync::broadcast::channel(1024).0,
+            lease_released: tokio::sync::Notify::new(),
         }
     }
 
@@ -319,16 +329,22 @@ impl Engine {
         let pairs: Vec<(&str, &str)> =
             computed.devices.iter().zip(&contents).map(|(d, (_, digest))| (d.id.as_str(), digest.as_str())).collect();
         let generations = crate::store::Store::wait(self.store.desired_generations(&pairs))?;
-        let desired: HashMap<String, Arc<ServedDesired>> = contents
+        let signed: Vec<(String, Arc<ServedDesired>, bool)> = contents
             .into_par_iter()
             .zip(generations.into_par_iter())
             .map(|((content, digest), generation)| {
                 let id = content.device.clone();
-                let kept = previous.get(&id).filter(|old| self.still_good(old, &digest, generation, now)).cloned();
-                let served = kept.unwrap_or_else(|| Arc::new(self.sign(content, digest, generation, now)));
-                (id, served)
+                match previous.get(&id).filter(|old| self.still_good(old, &digest, generation, now)) {
+                    Some(kept) => (id, kept.clone(), false),
+                    None => (id, Arc::new(self.sign(content, digest, generation, now)), true),
+                }
             })
             .collect();
+        if self.store.is_shared() {
+            self.publish(signed.iter().filter(|(_, _, fresh)| *fresh).map(|(id, s, _)| s.published(id)).collect())?;
+        }
+        let desired: HashMap<String, Arc<ServedDesired>> =
+            signed.into_iter().map(|(id, served, _)| (id, served)).collect();
         let changed = desired.iter().filter(|(id, d)| previous.get(*id).is_none_or(|p| p.etag != d.etag)).count();
         let before = {
             let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
@@ -396,6 +412,9 @@ impl Engine {
         let kept = previous.filter(|old| self.still_good(old, &digest, generation, now));
         let changed = kept.is_none();
         let served_state = kept.unwrap_or_else(|| Arc::new(self.sign(content, digest, generation, now)));
+        if changed {
+            self.publish(vec![served_state.published(id)])?;
+        }
         {
             let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
             // A full plan of another policy may have landed meanwhile: it
@@ -414,11 +433,15 @@ impl Engine {
 
     /// The desired state served to `id`; planned now if the device has none
     /// yet (enrolled since the last full plan). `None` while no policy is
-    /// in force.
+    /// in force. A follower reads what the leader published instead.
     pub fn desired(&self, id: &str) -> Result<Option<Arc<ServedDesired>>, StoreError> {
         let found = self.served.read().unwrap_or_else(|p| p.into_inner()).desired.get(id).cloned();
         if let Some(found) = found {
             return Ok(Some(found));
+        }
+        if !self.is_leader() {
+            // A follower never plans: the leader's state, if published.
+            return self.desired_from_store(id, 0);
         }
         if self.replan_device(id)?.is_none() {
             return Ok(None);

@@ -15,11 +15,13 @@ use tokio::net::TcpListener;
 use super::config::ServeConfig;
 use super::media::BlobStore;
 use super::reconcile::{CatalogSync, PolicyOrigin, Reconciler, ReconcilerSettings};
+use super::replication::{ReplicaRole, leadership_loop, signal_loop};
 use super::{Engine, EngineSettings};
 use crate::api::{ApiState, router};
 use crate::clock::{Clock, SystemClock};
 use crate::store::Store;
 use crate::store::fleet::{AccessToken, Role};
+use crate::store::replicas::Fencing;
 
 /// A running engine: where it listens, and how to stop it.
 pub struct Running {
@@ -41,6 +43,16 @@ impl Running {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+
+    /// Stops every task at once, releasing nothing (the lease stays taken
+    /// until it expires): what a replica killed with -9 leaves behind,
+    /// for tests of the others.
+    pub fn crash(self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.engine.stop_waiters();
     }
 }
 
@@ -140,13 +152,28 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let settings = EngineSettings { desired_ttl: config.desired_ttl, ..EngineSettings::default() };
     let engine = Arc::new(Engine::new(store, key, clock, settings));
     let replica = replica_id()?;
-    tracing::info!(replica, "this replica leads (one replica: the leader lease is not taken yet)");
+    let shared = engine.store.is_shared();
+    if shared {
+        // Follows until the lease says otherwise.
+        engine.store.set_fencing(Fencing::Follower);
+        engine.set_role(ReplicaRole::Follower);
+        tracing::info!(replica, "this replica claims the leader's lease or follows the leader");
+    } else {
+        tracing::info!(replica, "this replica leads (the embedded store has one)");
+    }
     engine.status.update(|s| {
-        s.replica = super::status::Replica { id: replica.clone(), leader: true, leader_id: Some(replica.clone()) }
+        let leader_id = (!shared).then(|| replica.clone());
+        s.replica = super::status::Replica { id: replica.clone(), leader: !shared, leader_id }
     });
-    let blobs = Arc::new(
-        BlobStore::open(&data.join("blobs")).with_context(|| format!("failed to open {}/blobs", data.display()))?,
-    );
+    let media_dir = config.media_dir.clone().unwrap_or_else(|| data.join("blobs"));
+    if shared && config.media_dir.is_none() {
+        tracing::warn!(
+            dir = %media_dir.display(),
+            "on a shared store every replica must reach one media directory (media.dir): this one is this replica's own"
+        );
+    }
+    let blobs =
+        Arc::new(BlobStore::open(&media_dir).with_context(|| format!("failed to open {}", media_dir.display()))?);
     crate::follow::set_network_timeouts(config.connect_timeout, config.read_timeout);
     let origin = PolicyOrigin::resolve(&config.policies, &config.branch);
     tracing::info!(policy = %origin.describe(), "following the policy");
@@ -174,14 +201,18 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let app = router(state);
     let metrics_app = metrics_router(engine.clone());
     let limits = config.limits.clone();
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(reconcile_loop(reconciler, engine.clone(), stopped.clone())),
         tokio::spawn(media_loop(engine.clone(), blobs, stopped.clone())),
         tokio::spawn(report_replan_loop(engine.clone(), stopped.clone())),
         tokio::spawn(catalog_loop(catalog_sync, engine.clone(), stopped.clone())),
         tokio::spawn(serve_connections(api_listener, app, limits.clone(), stopped.clone())),
-        tokio::spawn(serve_connections(metrics_listener, metrics_app, limits, stopped)),
+        tokio::spawn(serve_connections(metrics_listener, metrics_app, limits, stopped.clone())),
     ];
+    if shared {
+        tasks.push(tokio::spawn(signal_loop(engine.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(leadership_loop(engine.clone(), replica, config.leader_lease, stopped)));
+    }
     tracing::info!("API on http://{api}, metrics on http://{metrics}/metrics");
     tracing::info!("console on {} — sign in with the admin token in {}", console_url(api), admin_token_file.display());
     Ok(Running { api, metrics, engine, admin_token_file, stop, tasks })
@@ -238,6 +269,9 @@ async fn reconcile_loop(reconciler: Reconciler, engine: Arc<Engine>, mut stopped
     let reconciler = Arc::new(std::sync::Mutex::new(reconciler));
     let mut forced = true;
     loop {
+        if !engine.lead_or_stop(&mut stopped).await {
+            return;
+        }
         let pass = reconciler.clone();
         let action =
             tokio::task::spawn_blocking(move || pass.lock().unwrap_or_else(|p| p.into_inner()).reconcile(forced)).await;
@@ -259,6 +293,9 @@ async fn reconcile_loop(reconciler: Reconciler, engine: Arc<Engine>, mut stopped
 /// reconciler's next pass (the poll interval: a minute by default).
 async fn report_replan_loop(engine: Arc<Engine>, mut stopped: tokio::sync::watch::Receiver<bool>) {
     loop {
+        if !engine.lead_or_stop(&mut stopped).await {
+            return;
+        }
         tokio::select! {
             _ = engine.reports_arrived.notified() => {}
             _ = stopped.changed() => return,
@@ -292,6 +329,9 @@ async fn catalog_loop(sync: CatalogSync, engine: Arc<Engine>, mut stopped: tokio
     let sync = Arc::new(std::sync::Mutex::new(sync));
     let mut changes = engine.subscribe_in_force();
     loop {
+        if !engine.lead_or_stop(&mut stopped).await {
+            return;
+        }
         let pass = sync.clone();
         let Ok(action) =
             tokio::task::spawn_blocking(move || pass.lock().unwrap_or_else(|p| p.into_inner()).run_once()).await
@@ -325,6 +365,9 @@ async fn media_loop(engine: Arc<Engine>, blobs: Arc<BlobStore>, mut stopped: tok
     let mut changes = engine.subscribe();
     let mut failed: std::collections::HashMap<String, jiff::Timestamp> = std::collections::HashMap::new();
     loop {
+        if !engine.lead_or_stop(&mut stopped).await {
+            return;
+        }
         fetch_media(&engine, &blobs, &client, &mut failed).await;
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}

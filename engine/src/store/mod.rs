@@ -14,6 +14,7 @@ mod embedded;
 pub mod exposure;
 pub mod fleet;
 mod postgres;
+pub mod replicas;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,7 +29,8 @@ use crate::plan::{Ledger, LedgerEntry};
 pub use embedded::SledStore;
 use exposure::{DeviceExposure, RemediationTally};
 use fleet::{AccessToken, AuditEntry, DeviceRecord, EnrollError, EnrollmentToken, RecordedEvents, StoredEvent};
-pub use postgres::PgStore;
+pub use postgres::{Listener, PgStore};
+use replicas::{Fencing, Lease, LeaseState, Signal, SignedDesired};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,6 +56,8 @@ pub enum StoreError {
     },
     #[error("the database {location} cannot be reached: {reason}")]
     Unreachable { location: String, reason: String },
+    #[error("a leader's write was refused: {reason}")]
+    Fenced { reason: String },
     #[error("the store at {path} failed to {action}")]
     Io {
         path: PathBuf,
@@ -490,6 +494,87 @@ impl Store {
                 .await
             }
             Backend::Postgres(pg) => pg.desired_generations(contents).await,
+        }
+    }
+
+    /// Whether several replicas may share this store (PostgreSQL): then
+    /// one leads by a lease and the others follow.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Which writes this replica may make from now on.
+    pub fn set_fencing(&self, fencing: Fencing) {
+        if let Backend::Postgres(pg) = &self.backend {
+            pg.set_fencing(fencing);
+        }
+    }
+
+    /// Renews `held`, or takes the lease if it is free; says who leads.
+    /// The embedded store's one replica always leads.
+    pub async fn claim_lease(
+        &self,
+        holder: &str,
+        held: Option<&Lease>,
+        ttl: std::time::Duration,
+    ) -> Result<LeaseState, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(LeaseState {
+                lease: Some(Lease { holder: holder.to_owned(), epoch: 1 }),
+                leader: Some(holder.to_owned()),
+            }),
+            Backend::Postgres(pg) => pg.claim_lease(holder, held, ttl).await,
+        }
+    }
+
+    /// Gives the lease up at once, so another replica leads now.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Postgres(pg) => pg.release_lease(lease).await,
+        }
+    }
+
+    /// Stores signed states for the other replicas to serve (nothing to do
+    /// on the embedded store: its one replica holds them).
+    pub async fn publish_desired(&self, states: &[SignedDesired]) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Postgres(pg) => pg.publish_desired(states).await,
+        }
+    }
+
+    /// The signed states published after sequence number `after`, and the
+    /// newest sequence number.
+    pub async fn desired_since(&self, after: u64) -> Result<(Vec<SignedDesired>, u64), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok((Vec::new(), after)),
+            Backend::Postgres(pg) => pg.desired_since(after).await,
+        }
+    }
+
+    /// One device's published signed state.
+    pub async fn signed_desired(&self, device: &str) -> Result<Option<SignedDesired>, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(None),
+            Backend::Postgres(pg) => pg.signed_desired(device).await,
+        }
+    }
+
+    /// Tells the other replicas (nobody listens on the embedded store).
+    pub async fn signal(&self, signal: &Signal) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Postgres(pg) => pg.signal(signal).await,
+        }
+    }
+
+    /// Listens for the other replicas' signals; `None` on the embedded
+    /// store.
+    pub async fn listen(&self) -> Result<Option<Listener>, StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(None),
+            Backend::Postgres(pg) => pg.listen().await.map(Some),
         }
     }
 

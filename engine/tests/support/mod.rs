@@ -2,6 +2,7 @@
 //! it, and a policy repository made from the shipped example policies.
 #![allow(dead_code)] // each test binary uses its own part
 
+pub mod http;
 pub mod postgres;
 
 use std::path::Path;

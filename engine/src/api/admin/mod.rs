@@ -62,7 +62,7 @@ pub(super) async fn sync(
 pub(crate) fn request_sync(state: &ApiState, actor: &str, detail: serde_json::Value) {
     let now = state.engine.clock.now();
     let _ = crate::store::Store::wait(state.engine.store.append_audit(now, actor, "sync.requested", detail));
-    state.engine.sync_requests.notify_one();
+    state.engine.request_sync();
 }
 
 /// Acknowledges a rewrite to `commit` (a full 40-hex sha, any case) and
@@ -81,7 +81,7 @@ pub(crate) fn acknowledge_rewrite(
     let mut detail = detail;
     detail["commit"] = commit.clone().into();
     let _ = crate::store::Store::wait(state.engine.store.append_audit(now, "admin", "rewrite.acknowledged", detail));
-    state.engine.sync_requests.notify_one();
+    state.engine.request_sync();
     Ok(commit)
 }
 

@@ -29,6 +29,7 @@ impl PgStore {
         }
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.db("write"))?;
+        self.fence(&tx).await?;
         for (device, record) in changed {
             tx.execute(
                 "INSERT INTO exposure (device, record) VALUES ($1, $2) \

@@ -250,6 +250,7 @@ impl PgStore {
         let devices: Vec<&str> = contents.iter().map(|(d, _)| *d).collect();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.db("write"))?;
+        self.fence(&tx).await?;
         let rows = tx
             .query("SELECT device, generation, digest FROM desired WHERE device = ANY($1) FOR UPDATE", &[&devices])
             .await

@@ -17,6 +17,9 @@
 mod copy;
 mod exposure;
 mod fleet;
+mod replicas;
+
+pub use replicas::Listener;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -37,13 +40,18 @@ const POOL_SIZE: usize = 16;
 
 /// The schema's versions, in order: each applied once, in its own
 /// transaction with the version's row.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i32, &str)] =
+    &[(1, include_str!("migrations/0001_initial.sql")), (2, include_str!("migrations/0002_replicas.sql"))];
 
 /// A pool of connections to one database.
 pub struct PgStore {
     pool: Pool,
     /// `postgres://USER@HOST:PORT/DB`, without the password: for messages.
     location: String,
+    /// For the listening connection, which is not pooled.
+    config: tokio_postgres::Config,
+    /// Which writes this replica may make (see `store::replicas::Fencing`).
+    fencing: std::sync::RwLock<crate::store::replicas::Fencing>,
 }
 
 /// The address of `config` without its password.
@@ -66,7 +74,8 @@ impl PgStore {
             .map_err(|e| StoreError::Unreachable { location: "the --store URL".into(), reason: e.to_string() })?;
         config.connect_timeout(TIMEOUT);
         let location = location_of(&config);
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -75,7 +84,7 @@ impl PgStore {
             .recycle_timeout(Some(TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unreachable { location: location.clone(), reason: e.to_string() })?;
-        let store = PgStore { pool, location };
+        let store = PgStore { pool, location, config, fencing: Default::default() };
         store.migrate().await?;
         Ok(store)
     }
@@ -187,6 +196,7 @@ impl PgStore {
     pub async fn commit_catalog(&self, change: CatalogChange) -> Result<(), StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.db("write"))?;
+        self.fence(&tx).await?;
         for state in &change.sources {
             tx.execute(
                 "INSERT INTO catalog_source (name, state) VALUES ($1, $2) \
@@ -235,8 +245,10 @@ impl PgStore {
         let rules: Vec<&str> = entries.iter().map(|e| e.rule.as_str()).collect();
         let patches: Vec<&str> = entries.iter().map(|e| e.patch.as_str()).collect();
         let at: Vec<String> = entries.iter().map(|e| e.at.to_string()).collect();
-        let client = self.client().await?;
-        let added = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.db("write"))?;
+        self.fence(&tx).await?;
+        let added = tx
             .execute(
                 "INSERT INTO ledger (rule, patch, first_matched) \
                  SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
@@ -244,6 +256,7 @@ impl PgStore {
             )
             .await
             .map_err(self.db("write"))?;
+        tx.commit().await.map_err(self.db("commit"))?;
         Ok(added as usize)
     }
 }

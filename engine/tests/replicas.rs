@@ -1,0 +1,194 @@
+//! Several replicas on one PostgreSQL (DESIGN "Growing past one machine",
+//! RELIABILITY T44–T46): one leads by a lease with an epoch, the others
+//! serve what it publishes, a leader that lost its lease cannot write, and
+//! a dead leader is replaced.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use patchward::clock::FakeClock;
+use patchward::daemon::config::ServeConfig;
+use patchward::daemon::serve::{Running, start};
+use patchward::plan::LedgerEntry;
+use patchward::store::replicas::Fencing;
+use patchward::store::{Store, StoreError};
+
+mod support;
+use support::http::{Client, desired_items, enroll_device, status_until, webhook};
+use support::postgres::Postgres;
+use support::{example_policy_repository as policy_repository, git};
+
+/// Short enough that a takeover is seen within seconds.
+const LEASE: Duration = Duration::from_secs(2);
+
+/// A replica named `name` on `store`: its own data folder, the key file
+/// every replica shares, the one policy repository.
+async fn replica(dir: &Path, name: &str, repo: &Path, store: &str) -> (Running, Client, String) {
+    std::fs::write(dir.join("webhook-secret"), "s3cret-for-webhooks\n").unwrap();
+    let config = ServeConfig {
+        store: Some(store.to_owned()),
+        data: dir.join(name),
+        signing_key: Some(dir.join("engine-key")),
+        leader_lease: LEASE,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        policies: repo.display().to_string(),
+        poll_interval: Duration::from_secs(3600),
+        webhook_secret_file: Some(dir.join("webhook-secret")),
+        ..ServeConfig::default()
+    };
+    let clock = Arc::new(FakeClock::new("2026-11-24T12:00:00Z".parse().unwrap()));
+    let running = start(config, clock).await.unwrap();
+    let admin = std::fs::read_to_string(&running.admin_token_file).unwrap().trim().to_owned();
+    let client = Client { http: reqwest::Client::new(), base: format!("http://{}", running.api) };
+    (running, client, admin)
+}
+
+/// Waits (polling, bounded) until `client`'s replica says it leads or not.
+async fn leads(client: &Client, admin: &str, leader: bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = client.send("GET", "/api/v1/status", Some(admin), None).await.json();
+        if status["replica"]["leader"] == leader && status["replica"]["leaderId"].is_string() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the replica never got there: {status:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two replicas serve one fleet: enrollment and inventory through the
+/// follower, the same ETag and bytes from both; the leader dies (no
+/// release) and the other takes over and applies the next commit; a
+/// graceful stop hands over at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_serve_one_fleet_and_the_survivor_takes_over() {
+    let pg = Postgres::start();
+    let url = pg.database("replicas");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    let first = policy_repository(&repo);
+    let (a, a_client, a_admin) = replica(dir.path(), "a", &repo, &url).await;
+    let a_status = leads(&a_client, &a_admin, true).await;
+    status_until(&a_client, &a_admin, |s| s["applied"]["revision"] == first.as_str()).await;
+    let (b, b_client, b_admin) = replica(dir.path(), "b", &repo, &url).await;
+    let b_status = leads(&b_client, &b_admin, false).await;
+    assert_eq!(b_status["replica"]["leaderId"], a_status["replica"]["id"], "{b_status:#}");
+
+    // Every replica accepts every token in the store: A's admin at B.
+    let token =
+        b_client.send("POST", "/api/v1/tokens", Some(&a_admin), Some(serde_json::json!({"kind": "enrollment"})));
+    let token = token.await.json()["token"].as_str().unwrap().to_owned();
+    let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
+        "language": "en-US", "hostname": "ws-0042", "ip": "10.20.1.42"});
+    // Enrolled, and its inventory planned by the leader, through the follower.
+    let credential = enroll_device(&b_client, &token, &facts).await;
+    let from_a = a_client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+    let from_b = b_client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+    assert_eq!(from_a.status, 200, "{}", from_a.text);
+    assert_eq!(from_b.status, 200, "{}", from_b.text);
+    assert_eq!(from_a.etag, from_b.etag, "the same ETag from both");
+    assert_eq!(from_a.text, from_b.text, "the same bytes from both");
+    assert!(desired_items(&from_b).contains(&"KB5032190".to_owned()));
+    // An inventory at the follower is answered with the leader's plan.
+    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+    let put = b_client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await;
+    let generation = put.json()["generation"].as_u64().expect("the leader's generation");
+    assert!(from_b.etag.as_deref().unwrap().starts_with(&format!("\"{generation}-")), "{}", put.text);
+
+    // The leader dies without a word; B leads within the lease and more.
+    let died = Instant::now();
+    a.crash();
+    leads(&b_client, &b_admin, true).await;
+    assert!(died.elapsed() < LEASE * 2 + Duration::from_secs(5), "took over in {:?}", died.elapsed());
+    let kept = b_client
+        .send_with(
+            "GET",
+            "/api/v1/device/desired-state",
+            Some(&credential),
+            None,
+            &[("if-none-match", from_a.etag.as_deref().unwrap())],
+        )
+        .await;
+    assert_eq!(kept.status, 304, "the new leader serves the same state: {}", kept.text);
+    let devices = b_client.send("GET", "/api/v1/devices", Some(&b_admin), None).await.json();
+    assert_eq!(devices["total"], 1, "nothing was lost: {devices}");
+
+    // The next commit is applied by the new leader.
+    std::fs::write(repo.join("exclude.yaml"), EXCLUDE_KB5032190).unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "hold KB5032190"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    let committed = Instant::now();
+    webhook(&b_client).await;
+    status_until(&b_client, &b_admin, |s| s["applied"]["revision"] == second.as_str()).await;
+    let changed = b_client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+    assert!(!desired_items(&changed).contains(&"KB5032190".to_owned()), "{}", changed.text);
+    assert!(committed.elapsed() < Duration::from_secs(30));
+
+    // A replica started now follows; B stops gracefully and it leads at once.
+    let (c, c_client, c_admin) = replica(dir.path(), "c", &repo, &url).await;
+    leads(&c_client, &c_admin, false).await;
+    let handed = Instant::now();
+    b.shutdown().await;
+    leads(&c_client, &c_admin, true).await;
+    assert!(handed.elapsed() < LEASE, "a graceful stop hands over at once: {:?}", handed.elapsed());
+    let polled = c_client
+        .send_with(
+            "GET",
+            "/api/v1/device/desired-state",
+            Some(&credential),
+            None,
+            &[("if-none-match", changed.etag.as_deref().unwrap())],
+        )
+        .await;
+    assert_eq!(polled.status, 304, "{}", polled.text);
+    c.shutdown().await;
+}
+
+const EXCLUDE_KB5032190: &str = "apiVersion: patchward.dev/v1\nkind: Exclusion\nmetadata: {name: hold-kb5032190}\n\
+spec:\n  patches: [KB5032190]\n  reason: breaks the line-of-business app (INC-1234)\n";
+
+/// A leader paused past its lease cannot write: once another replica
+/// holds the lease (the next epoch), the old leader's writes are refused
+/// in their own transaction, and the new leader's succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_past_its_lease_cannot_write() {
+    let pg = Postgres::start();
+    let url = pg.database("fencing");
+    let (old, new) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
+    let ttl = Duration::from_secs(1);
+    let first = old.claim_lease("old", None, ttl).await.unwrap();
+    let lease = first.lease.clone().expect("a free lease is taken");
+    old.set_fencing(Fencing::Leader(lease.clone()));
+    let refused = new.claim_lease("new", None, ttl).await.unwrap();
+    assert_eq!(refused.lease, None, "a held lease is not taken");
+    assert_eq!(refused.leader.as_deref(), Some("old"));
+    let entry = |rule: &str| LedgerEntry { rule: rule.into(), patch: "KB1".into(), at: jiff::Timestamp::UNIX_EPOCH };
+    old.record_ledger(&[entry("while-leading")]).await.unwrap();
+
+    // The old leader stalls; its lease runs out by the database's clock.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        if let Some(lease) = new.claim_lease("new", None, ttl).await.unwrap().lease {
+            break lease;
+        }
+        assert!(Instant::now() < deadline, "the expired lease was never taken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(taken.epoch, lease.epoch + 1, "a new holder, a new epoch");
+    new.set_fencing(Fencing::Leader(taken));
+    match old.record_ledger(&[entry("after-the-lease")]).await {
+        Err(StoreError::Fenced { .. }) => {}
+        other => panic!("a stale leader's write must be refused: {other:?}"),
+    }
+    new.record_ledger(&[entry("the-new-leader")]).await.unwrap();
+    let ledger = new.ledger().await.unwrap();
+    let rules: Vec<String> = ledger.entries().map(|e| e.rule).collect();
+    assert!(rules.contains(&"while-leading".to_owned()) && rules.contains(&"the-new-leader".to_owned()));
+    assert!(!rules.contains(&"after-the-lease".to_owned()), "{rules:?}");
+    // A follower makes no leader write at all.
+    old.set_fencing(Fencing::Follower);
+    assert!(matches!(old.record_ledger(&[entry("follower")]).await, Err(StoreError::Fenced { .. })));
+}
