@@ -192,3 +192,57 @@ async fn a_leader_past_its_lease_cannot_write() {
     old.set_fencing(Fencing::Follower);
     assert!(matches!(old.record_ledger(&[entry("follower")]).await, Err(StoreError::Fenced { .. })));
 }
+
+/// Signs in to the console at `base` with `token`: the session cookie.
+async fn sign_in(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let reply = http
+        .post(format!("{base}/signin"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status().as_u16(), 303, "signed in");
+    let cookie = reply.headers().get("set-cookie").unwrap().to_str().unwrap();
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The page at `path` as the console shows it to `cookie`: its status.
+async fn console_page(http: &reqwest::Client, base: &str, path: &str, cookie: &str) -> (u16, String) {
+    let reply = http.get(format!("{base}{path}")).header("cookie", cookie).send().await.unwrap();
+    (reply.status().as_u16(), reply.text().await.unwrap())
+}
+
+/// A console session lives in the store: opened at one replica, it is
+/// good at the other, and signing out at either ends it at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_session_is_known_to_every_replica_and_ends_everywhere() {
+    let pg = Postgres::start();
+    let url = pg.database("sessions");
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    policy_repository(&repo);
+    let (a, a_client, admin) = replica(dir.path(), "a", &repo, &url).await;
+    leads(&a_client, &admin, true).await;
+    let (b, b_client, _) = replica(dir.path(), "b", &repo, &url).await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cookie = sign_in(&http, &a_client.base, &admin).await;
+    let (status, page) = console_page(&http, &b_client.base, "/console/status", &cookie).await;
+    assert_eq!(status, 200, "the session opened at A is good at B: {page}");
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a form with the session's CSRF token") + marker.len();
+    let csrf = &page[start..start + page[start..].find('"').unwrap()];
+    let out = http
+        .post(format!("{}/signout", b_client.base))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    let (status, _) = console_page(&http, &a_client.base, "/console/status", &cookie).await;
+    assert_eq!(status, 303, "signed out at B, the session is gone at A too");
+    b.shutdown().await;
+    a.shutdown().await;
+}

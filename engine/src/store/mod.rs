@@ -670,6 +670,11 @@ impl Store {
         }
     }
 
+    /// Forgets the engine's state under `name`, durably.
+    pub async fn remove_engine_state(&self, name: &str) -> Result<(), StoreError> {
+        on_backend!(self, remove_engine_state(name))
+    }
+
     /// Every device's exposure record.
     pub async fn exposures(&self) -> Result<BTreeMap<String, DeviceExposure>, StoreError> {
         on_backend!(self, exposures())

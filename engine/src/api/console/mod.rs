@@ -136,7 +136,8 @@ impl IntoResponse for Refusal {
 /// A console session, from its cookie, still backed by a valid token.
 fn current_session(state: &ApiState, headers: &HeaderMap) -> Result<Session, Refusal> {
     let now = state.engine.clock.now();
-    match state.sessions.find(headers, now) {
+    let found = state.sessions.find_stored(&state.engine.store, headers, now);
+    match found.map_err(|e| Refusal::Unavailable(e.to_string()))? {
         Lookup::Valid(session) => {
             // A token revoked or expired since sign-in ends its sessions.
             match crate::store::Store::wait(state.engine.store.access_token_by_hash(&session.token_hash)) {
@@ -268,6 +269,9 @@ async fn signin(
             return signin_form(StatusCode::UNAUTHORIZED, Some(Flash::error(why)));
         }
     };
+    if let Err(e) = session::Sessions::save(&state.engine.store, &id, &session) {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, None, &e.to_string());
+    }
     state.sessions.succeeded(&client);
     let (actor, target) = match &session.viewer {
         Viewer::Admin => ("admin".to_owned(), "/console"),
@@ -299,7 +303,9 @@ async fn signout(State(state): State<Arc<ApiState>>, headers: HeaderMap, Form(fo
     if let Err(refusal) = check_csrf(&session, &form.csrf, &headers) {
         return refusal.into_response();
     }
-    state.sessions.close(&headers);
+    if let Err(e) = state.sessions.close_stored(&state.engine.store, &headers) {
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, None, &e.to_string());
+    }
     let mut response = Redirect::to("/signin").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&session::clear_cookie()) {
         response.headers_mut().insert(header::SET_COOKIE, cookie);

@@ -4,16 +4,28 @@
 //! changes something carries the session's CSRF token, and its `Origin`,
 //! when the browser sends one, must be this host.
 //!
-//! Sessions live in memory: a restarted engine asks everyone to sign in
-//! again, which costs a token paste and keeps no secret on disk. Failed
-//! sign-ins are rate-limited per client address.
+//! Sessions live in the store, under the sha256 of their id (the ids
+//! themselves are only in the browsers' cookies), so every replica knows
+//! every session, a sign-out ends it everywhere, and a restart keeps it.
+//! Each replica also holds the sessions it has seen, and checks a cookie
+//! against those only while the store cannot be reached. Failed sign-ins
+//! are rate-limited per client address (per replica: the load balancer
+//! keeps a client on one).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::http::HeaderMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::store::fleet::{AccessToken, Role, secret_hash};
+use crate::store::{Store, StoreError};
+
+/// The engine state a session is kept under (by its id's sha256).
+fn state_name(key: &str) -> String {
+    format!("session/{key}")
+}
 
 /// The cookie that carries the session id.
 pub const COOKIE: &str = "pw_session";
@@ -28,7 +40,8 @@ pub const FAILURES_BEFORE_WAIT: u32 = 5;
 pub const FAILURE_WAIT: jiff::SignedDuration = jiff::SignedDuration::from_mins(1);
 
 /// Who a session speaks for.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Viewer {
     Admin,
     /// A user token's one device.
@@ -37,7 +50,8 @@ pub enum Viewer {
     },
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Session {
     pub viewer: Viewer,
     /// Sent back in every state-changing form.
@@ -106,6 +120,45 @@ impl Sessions {
     pub fn close(&self, headers: &HeaderMap) {
         if let Some(id) = cookie(headers, COOKIE) {
             self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&secret_hash(&id));
+        }
+    }
+
+    /// Keeps a session just opened in the store, for every replica.
+    pub fn save(store: &Store, id: &str, session: &Session) -> Result<(), StoreError> {
+        Store::wait(store.set_engine_state(&state_name(&secret_hash(id)), session))
+    }
+
+    /// The session a request's cookie names, as the store has it; from
+    /// what this replica holds only while the store cannot be reached.
+    pub fn find_stored(&self, store: &Store, headers: &HeaderMap, now: jiff::Timestamp) -> Result<Lookup, StoreError> {
+        let Some(id) = cookie(headers, COOKIE) else { return Ok(Lookup::None) };
+        let key = secret_hash(&id);
+        let forget = || self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        match Store::wait(store.engine_state::<Session>(&state_name(&key))) {
+            Ok(Some(session)) if session.expires_at > now => {
+                self.live.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), session.clone());
+                Ok(Lookup::Valid(session))
+            }
+            Ok(Some(_)) => {
+                forget();
+                Store::wait(store.remove_engine_state(&state_name(&key)))?;
+                Ok(Lookup::Expired)
+            }
+            Ok(None) => {
+                forget();
+                Ok(Lookup::None)
+            }
+            Err(e) if e.is_unreachable() => Ok(self.find(headers, now)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends the request's session here and in the store.
+    pub fn close_stored(&self, store: &Store, headers: &HeaderMap) -> Result<(), StoreError> {
+        self.close(headers);
+        match cookie(headers, COOKIE) {
+            Some(id) => Store::wait(store.remove_engine_state(&state_name(&secret_hash(&id)))),
+            None => Ok(()),
         }
     }
 

@@ -406,6 +406,13 @@ impl SledStore {
         }
     }
 
+    /// Forgets the engine's own state under `name`, durably.
+    pub fn remove_engine_state(&self, name: &str) -> Result<(), StoreError> {
+        self.fleet.remove(format!("state/{name}")).map_err(|e| self.io("write", e))?;
+        self.db.flush().map_err(|e| self.io("flush", e))?;
+        Ok(())
+    }
+
     /// Saves the engine's own state under `name`, durably.
     pub fn set_engine_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
         self.fleet.insert(format!("state/{name}"), json(value)).map_err(|e| self.io("write", e))?;

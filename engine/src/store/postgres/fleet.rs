@@ -424,6 +424,12 @@ impl PgStore {
         .transpose()
     }
 
+    pub async fn remove_engine_state(&self, name: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.execute("DELETE FROM engine_state WHERE name = $1", &[&name]).await.map_err(self.db("write"))?;
+        Ok(())
+    }
+
     pub async fn set_engine_state(&self, name: &str, value: &serde_json::Value) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
