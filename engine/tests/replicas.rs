@@ -159,10 +159,10 @@ async fn a_leader_past_its_lease_cannot_write() {
     let url = pg.database("fencing");
     let (old, new) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
     let ttl = Duration::from_secs(1);
-    let first = old.claim_lease("old", None, ttl).await.unwrap();
+    let first = old.claim_lease("old", ttl).await.unwrap();
     let lease = first.lease.clone().expect("a free lease is taken");
     old.set_fencing(Fencing::Leader(lease.clone()));
-    let refused = new.claim_lease("new", None, ttl).await.unwrap();
+    let refused = new.claim_lease("new", ttl).await.unwrap();
     assert_eq!(refused.lease, None, "a held lease is not taken");
     assert_eq!(refused.leader.as_deref(), Some("old"));
     let entry = |rule: &str| LedgerEntry { rule: rule.into(), patch: "KB1".into(), at: jiff::Timestamp::UNIX_EPOCH };
@@ -171,7 +171,7 @@ async fn a_leader_past_its_lease_cannot_write() {
     // The old leader stalls; its lease runs out by the database's clock.
     let deadline = Instant::now() + Duration::from_secs(10);
     let taken = loop {
-        if let Some(lease) = new.claim_lease("new", None, ttl).await.unwrap().lease {
+        if let Some(lease) = new.claim_lease("new", ttl).await.unwrap().lease {
             break lease;
         }
         assert!(Instant::now() < deadline, "the expired lease was never taken");

@@ -219,7 +219,7 @@ pub async fn leadership_loop(
 /// One claim: renews `held` or takes a free lease. A replica that cannot
 /// reach the store stops leading (its writes would fail anyway).
 async fn claim_once(engine: &Engine, replica: &str, held: Option<Lease>, ttl: Duration) -> Option<Lease> {
-    let state = match engine.store.claim_lease(replica, held.as_ref(), ttl).await {
+    let state = match engine.store.claim_lease(replica, ttl).await {
         Ok(state) => state,
         Err(e) => {
             if held.is_some() {

@@ -510,20 +510,15 @@ impl Store {
         }
     }
 
-    /// Renews `held`, or takes the lease if it is free; says who leads.
-    /// The embedded store's one replica always leads.
-    pub async fn claim_lease(
-        &self,
-        holder: &str,
-        held: Option<&Lease>,
-        ttl: std::time::Duration,
-    ) -> Result<LeaseState, StoreError> {
+    /// Renews `holder`'s lease, or takes the lease if it is free; says
+    /// who leads. The embedded store's one replica always leads.
+    pub async fn claim_lease(&self, holder: &str, ttl: std::time::Duration) -> Result<LeaseState, StoreError> {
         match &self.backend {
             Backend::Sled(_) => Ok(LeaseState {
                 lease: Some(Lease { holder: holder.to_owned(), epoch: 1 }),
                 leader: Some(holder.to_owned()),
             }),
-            Backend::Postgres(pg) => pg.claim_lease(holder, held, ttl).await,
+            Backend::Postgres(pg) => pg.claim_lease(holder, ttl).await,
         }
     }
 

@@ -55,24 +55,21 @@ impl PgStore {
         }
     }
 
-    /// Renews `held` while it is current, else takes the lease if it is
-    /// free or expired (with the next epoch); says who leads after.
-    pub async fn claim_lease(
-        &self,
-        holder: &str,
-        held: Option<&Lease>,
-        ttl: Duration,
-    ) -> Result<LeaseState, StoreError> {
+    /// Renews the lease while `holder` holds it, else takes it if it is
+    /// free or expired (with the next epoch); says who leads after. A
+    /// holder is one process (its id is random per start), so it renews
+    /// its lease even when it lost track of the epoch (a claim that failed
+    /// on the network) and keeps that epoch.
+    pub async fn claim_lease(&self, holder: &str, ttl: Duration) -> Result<LeaseState, StoreError> {
         let client = self.client().await?;
-        let epoch = held.map_or(-1, |l| l.epoch as i64);
         let claimed = client
             .query_opt(
                 "UPDATE leader_lease SET \
-                   epoch = CASE WHEN holder = $1 AND epoch = $2 AND expires_at > now() THEN epoch ELSE epoch + 1 END, \
-                   holder = $1, expires_at = now() + make_interval(secs => $3) \
-                 WHERE name = 'engine' AND ((holder = $1 AND epoch = $2 AND expires_at > now()) OR expires_at <= now()) \
+                   epoch = CASE WHEN holder = $1 AND expires_at > now() THEN epoch ELSE epoch + 1 END, \
+                   holder = $1, expires_at = now() + make_interval(secs => $2) \
+                 WHERE name = 'engine' AND (holder = $1 OR expires_at <= now()) \
                  RETURNING epoch",
-                &[&holder, &epoch, &ttl.as_secs_f64()],
+                &[&holder, &ttl.as_secs_f64()],
             )
             .await
             .map_err(self.db("claim the leader's lease"))?;
