@@ -211,4 +211,23 @@ async fn the_same_operation_at_two_replicas_happens_once() {
     assert_eq!(log, (1..=log.len() as u64).collect::<Vec<_>>(), "gap-free");
     seqs.sort();
     assert_eq!(seqs, log[log.len() - 40..], "each append got its own number");
+
+    // A rewrite acknowledged at both at once is acknowledged once; 40
+    // user requests added at both at once are all kept.
+    let ack = |store: patchward::store::Store| async move {
+        let insert = |acks: &mut std::collections::BTreeSet<String>| acks.insert("c0ffee".into());
+        store.update_engine_state("acks", insert).await
+    };
+    let (a, b) = tokio::join!(ack(one.clone()), ack(two.clone()));
+    assert_eq!(usize::from(a.unwrap()) + usize::from(b.unwrap()), 1, "acknowledged once");
+    let adds = (0..40).map(|i| {
+        let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+        tokio::spawn(async move { store.update_engine_state("requests", move |r: &mut Vec<u32>| r.push(i)).await })
+    });
+    for add in adds {
+        add.await.unwrap().unwrap();
+    }
+    let mut requests: Vec<u32> = one.engine_state("requests").await.unwrap().unwrap();
+    requests.sort();
+    assert_eq!(requests, (0..40).collect::<Vec<_>>(), "no update lost");
 }

@@ -40,7 +40,8 @@ async fn replica(dir: &Path, name: &str, repo: &Path, store: &str) -> (Running, 
     };
     let clock = Arc::new(FakeClock::new("2026-11-24T12:00:00Z".parse().unwrap()));
     let running = start(config, clock).await.unwrap();
-    let admin = std::fs::read_to_string(&running.admin_token_file).unwrap().trim().to_owned();
+    // Only the first start against the store writes the admin token.
+    let admin = std::fs::read_to_string(dir.join("a/admin-token")).unwrap().trim().to_owned();
     let client = Client { http: reqwest::Client::new(), base: format!("http://{}", running.api) };
     (running, client, admin)
 }
@@ -74,6 +75,7 @@ async fn two_replicas_serve_one_fleet_and_the_survivor_takes_over() {
     status_until(&a_client, &a_admin, |s| s["applied"]["revision"] == first.as_str()).await;
     let (b, b_client, b_admin) = replica(dir.path(), "b", &repo, &url).await;
     let b_status = leads(&b_client, &b_admin, false).await;
+    assert!(!dir.path().join("b/admin-token").exists(), "one admin token, written by the first start");
     assert_eq!(b_status["replica"]["leaderId"], a_status["replica"]["id"], "{b_status:#}");
 
     // Every replica accepts every token in the store: A's admin at B.

@@ -123,8 +123,6 @@ pub struct Engine {
     in_force_changes: tokio::sync::watch::Sender<u64>,
     /// Reports arrived since the last full plan (gates may have moved).
     reports_changed: AtomicBool,
-    /// Serializes changes to the acknowledged rewrites.
-    acknowledgements: Mutex<()>,
     /// Wakes the reconciler (`POST /api/v1/sync`).
     pub sync_requests: tokio::sync::Notify,
     /// Wakes the report re-planner ([`Engine::note_reports`]).
@@ -157,7 +155,6 @@ impl Engine {
             changes: tokio::sync::watch::channel(0).0,
             in_force_changes: tokio::sync::watch::channel(0).0,
             reports_changed: AtomicBool::new(false),
-            acknowledgements: Mutex::new(()),
             sync_requests: tokio::sync::Notify::new(),
             reports_arrived: tokio::sync::Notify::new(),
             stopping: AtomicBool::new(false),

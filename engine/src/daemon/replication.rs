@@ -167,6 +167,14 @@ impl Engine {
         }
     }
 
+    /// Plans `device` again here, or asks the leader to.
+    pub fn replan_or_ask(&self, device: &str) -> Result<(), StoreError> {
+        if self.is_leader() {
+            return self.replan_device(device).map(|_| ());
+        }
+        crate::store::Store::wait(self.store.signal(&Signal::Replan { device: device.to_owned() }))
+    }
+
     /// Signals waiting inventory answers that the leader planned `device`.
     fn planned(&self, device: String, generation: u64) {
         let _ = self.planned.send((device, generation));
@@ -176,7 +184,7 @@ impl Engine {
     /// committed here; `None` if none came within [`INVENTORY_WAIT`].
     pub async fn await_leader_plan(&self, device: &str) -> Result<Option<u64>, StoreError> {
         let mut planned = self.planned.subscribe();
-        self.store.signal(&Signal::Inventory { device: device.to_owned() }).await?;
+        self.store.signal(&Signal::Replan { device: device.to_owned() }).await?;
         let wait = async {
             loop {
                 match planned.recv().await {
@@ -304,7 +312,7 @@ async fn on_signal(engine: &Arc<Engine>, signal: Signal, last: &mut u64) {
     match signal {
         Signal::Desired { seq } if seq > *last && !engine.is_leader() => catch_up(engine, last).await,
         Signal::Desired { .. } => {}
-        Signal::Inventory { device } if engine.is_leader() => {
+        Signal::Replan { device } if engine.is_leader() => {
             let planner = engine.clone();
             let replanned = tokio::task::spawn_blocking(move || {
                 let generation = planner.replan_device(&device)?;
@@ -323,7 +331,7 @@ async fn on_signal(engine: &Arc<Engine>, signal: Signal, last: &mut u64) {
                 Err(_) => tracing::error!("planning a device for a follower panicked"),
             }
         }
-        Signal::Inventory { .. } => {}
+        Signal::Replan { .. } => {}
         Signal::Planned { device, generation } => {
             if !engine.is_leader() {
                 catch_up(engine, last).await;

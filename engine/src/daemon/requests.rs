@@ -70,15 +70,12 @@ impl Engine {
         crate::store::Store::wait(self.store.engine_state(&format!("requests/{device}"))).map(Option::unwrap_or_default)
     }
 
-    /// Records a user's request and plans the device again, so that its
-    /// next desired state relays it to the agent.
+    /// Records a user's request and plans the device again (or has the
+    /// leader do it), so that its next desired state relays it to the
+    /// agent.
     pub fn add_user_request(&self, device: &str, request: UserRequest) -> Result<(), StoreError> {
-        {
-            let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
-            let mut requests = self.user_requests(device)?;
-            requests.push(request);
-            crate::store::Store::wait(self.store.set_engine_state(&format!("requests/{device}"), &requests))?;
-        }
-        self.replan_device(device).map(|_| ())
+        let change = move |requests: &mut Vec<UserRequest>| requests.push(request);
+        crate::store::Store::wait(self.store.update_engine_state(&format!("requests/{device}"), change))?;
+        self.replan_or_ask(device)
     }
 }

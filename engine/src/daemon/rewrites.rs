@@ -11,13 +11,12 @@ const ACKNOWLEDGED: &str = "acknowledged-rewrites";
 
 impl Engine {
     /// Acknowledges a rewrite of history to `commit` (`patchward
-    /// ack-rewrite`): the reconciler may follow it once.
-    pub fn acknowledge_rewrite(&self, commit: &str) -> Result<(), StoreError> {
-        let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
-        let mut acknowledged: BTreeSet<String> =
-            crate::store::Store::wait(self.store.engine_state(ACKNOWLEDGED)).map(Option::unwrap_or_default)?;
-        acknowledged.insert(commit.to_owned());
-        crate::store::Store::wait(self.store.set_engine_state(ACKNOWLEDGED, &acknowledged))
+    /// ack-rewrite`): the reconciler may follow it once. False when it was
+    /// acknowledged already (at this replica or another).
+    pub fn acknowledge_rewrite(&self, commit: &str) -> Result<bool, StoreError> {
+        let commit = commit.to_owned();
+        let change = move |acknowledged: &mut BTreeSet<String>| acknowledged.insert(commit);
+        crate::store::Store::wait(self.store.update_engine_state(ACKNOWLEDGED, change))
     }
 
     /// The acknowledged rewrites not yet used.
@@ -27,12 +26,8 @@ impl Engine {
 
     /// Uses up the acknowledgement of `commit`.
     pub fn use_acknowledgement(&self, commit: &str) -> Result<(), StoreError> {
-        let _guard = self.acknowledgements.lock().unwrap_or_else(|p| p.into_inner());
-        let mut acknowledged: BTreeSet<String> =
-            crate::store::Store::wait(self.store.engine_state(ACKNOWLEDGED)).map(Option::unwrap_or_default)?;
-        if acknowledged.remove(commit) {
-            crate::store::Store::wait(self.store.set_engine_state(ACKNOWLEDGED, &acknowledged))?;
-        }
-        Ok(())
+        let commit = commit.to_owned();
+        let change = move |acknowledged: &mut BTreeSet<String>| acknowledged.remove(&commit);
+        crate::store::Store::wait(self.store.update_engine_state(ACKNOWLEDGED, change)).map(|_| ())
     }
 }

@@ -6,7 +6,7 @@
 //! headers are bounded in bytes, and the number of connections is capped.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -56,25 +56,48 @@ impl Running {
     }
 }
 
-/// Reads the admin token, or makes one on first start (mode 0600); either
-/// way it is in the store as an admin token.
-fn admin_token(data: &Path, store: &Store, now: jiff::Timestamp) -> anyhow::Result<(std::path::PathBuf, bool)> {
+/// How the admin token came to be in `DATA/admin-token`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AdminToken {
+    /// It was there.
+    Read,
+    /// This start made it: the first against this store.
+    Written,
+    /// Another replica's first start made it, in that replica's data
+    /// folder; this one has none of its own.
+    Elsewhere,
+}
+
+/// The engine state that says the first start made the admin token.
+const ADMIN_TOKEN_STATE: &str = "adminTokenIssued";
+
+/// Reads the admin token, or makes one on the first start against the
+/// store (mode 0600); either way it is in the store as an admin token. A
+/// replica started later on a shared store makes none: every replica
+/// accepts every token in the store.
+async fn admin_token(data: &Path, store: &Store, now: jiff::Timestamp) -> anyhow::Result<(PathBuf, AdminToken)> {
     let path = data.join("admin-token");
-    let (token, created) = if path.exists() {
+    let (token, how) = if path.exists() {
         let text = std::fs::read_to_string(&path).with_context(|| format!("failed to read {}", path.display()))?;
-        (text.trim().to_owned(), false)
+        (text.trim().to_owned(), AdminToken::Read)
     } else {
+        // (On the embedded store a missing file is made again: the way to
+        // get a new admin token.)
+        let first = store.update_engine_state(ADMIN_TOKEN_STATE, |issued: &mut bool| !std::mem::replace(issued, true));
+        if store.is_shared() && !first.await? {
+            return Ok((path, AdminToken::Elsewhere));
+        }
         let token =
             crate::clock::new_secret("pwa_").map_err(|e| anyhow::anyhow!("failed to make the admin token: {e}"))?;
         crate::keys::write_private(&path, format!("{token}\n").as_bytes())
             .with_context(|| format!("failed to write {}", path.display()))?;
-        (token, true)
+        (token, AdminToken::Written)
     };
-    if crate::store::Store::wait(store.access_token(&token))?.is_none() {
+    if store.access_token(&token).await?.is_none() {
         let record = AccessToken { role: Role::Admin, device: None, expires_at: None, created_at: now, revoked: false };
-        crate::store::Store::wait(store.create_access_token(&token, &record))?;
+        store.create_access_token(&token, &record).await?;
     }
-    Ok((path, created))
+    Ok((path, how))
 }
 
 /// The engine state under which the store records its signing key.
@@ -125,11 +148,14 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     if config.store.is_some() {
         check_signing_key(&store, &key).await?;
     }
-    let (admin_token_file, created) = admin_token(data, &store, clock.now())?;
-    if created {
-        tracing::info!(file = %admin_token_file.display(), "wrote the admin token (mode 0600)");
-    } else {
-        tracing::info!(file = %admin_token_file.display(), "the admin token is in its file");
+    let (admin_token_file, how) = admin_token(data, &store, clock.now()).await?;
+    match how {
+        AdminToken::Written => tracing::info!(file = %admin_token_file.display(), "wrote the admin token (mode 0600)"),
+        AdminToken::Read => tracing::info!(file = %admin_token_file.display(), "the admin token is in its file"),
+        AdminToken::Elsewhere => tracing::info!(
+            "the admin token is in the data folder of the replica that first started on this store (admin-token); \
+             every replica accepts it"
+        ),
     }
     let webhook_secret = match &config.webhook_secret_file {
         None => None,

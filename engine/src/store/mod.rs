@@ -665,6 +665,35 @@ impl Store {
         }
     }
 
+    /// Changes the engine's state under `name` (its default when there is
+    /// none) with `change`, atomically: concurrent updates, at this replica
+    /// or another, apply one after the other. Returns what `change` did.
+    pub async fn update_engine_state<T, R>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut T) -> R + Send + 'static,
+    ) -> Result<R, StoreError>
+    where
+        T: Serialize + serde::de::DeserializeOwned + Default,
+        R: Send + 'static,
+    {
+        let apply = move |current: Option<serde_json::Value>| {
+            let mut value: T = match current {
+                None => T::default(),
+                Some(stored) => serde_json::from_value(stored).map_err(|e| format!("does not decode: {e}"))?,
+            };
+            let out = change(&mut value);
+            Ok((serde_json::to_value(&value).expect("engine state serializes"), out))
+        };
+        match &self.backend {
+            Backend::Sled(sled) => {
+                let name = name.to_owned();
+                on_sled(sled, move |sled| sled.update_engine_state(&name, apply)).await
+            }
+            Backend::Postgres(pg) => pg.update_engine_state(name, apply).await,
+        }
+    }
+
     /// Forgets the engine's state under `name`, durably.
     pub async fn remove_engine_state(&self, name: &str) -> Result<(), StoreError> {
         on_backend!(self, remove_engine_state(name))

@@ -61,10 +61,10 @@ pub struct SignedDesired {
 pub enum Signal {
     /// Signed states were published, up to this sequence number.
     Desired { seq: u64 },
-    /// A device's inventory was committed at a follower: the leader plans
-    /// it again.
-    Inventory { device: String },
-    /// The leader planned a device again (asked by [`Signal::Inventory`]);
+    /// A device's inputs (its inventory, a user's request) were committed
+    /// at a follower: the leader plans it again.
+    Replan { device: String },
+    /// The leader planned a device again (asked by [`Signal::Replan`]);
     /// its generation now, changed or not.
     Planned { device: String, generation: u64 },
     /// Reports arrived at a follower: gates may pass.

@@ -76,11 +76,15 @@ pub(crate) fn acknowledge_rewrite(
     if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::bad_request("commit must be a full 40-hex commit sha"));
     }
-    state.engine.acknowledge_rewrite(&commit).map_err(ApiError::store)?;
-    let now = state.engine.clock.now();
-    let mut detail = detail;
-    detail["commit"] = commit.clone().into();
-    let _ = crate::store::Store::wait(state.engine.store.append_audit(now, "admin", "rewrite.acknowledged", detail));
+    // Acknowledged at two replicas at once, it is acknowledged (and
+    // audited) once.
+    if state.engine.acknowledge_rewrite(&commit).map_err(ApiError::store)? {
+        let now = state.engine.clock.now();
+        let mut detail = detail;
+        detail["commit"] = commit.clone().into();
+        let audit = state.engine.store.append_audit(now, "admin", "rewrite.acknowledged", detail);
+        let _ = crate::store::Store::wait(audit);
+    }
     state.engine.request_sync();
     Ok(commit)
 }

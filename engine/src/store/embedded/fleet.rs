@@ -406,6 +406,20 @@ impl SledStore {
         }
     }
 
+    /// Changes the engine's state under `name` with `change` (given what is
+    /// stored, if anything), atomically and durably.
+    pub fn update_engine_state<R>(
+        &self,
+        name: &str,
+        change: impl FnOnce(Option<serde_json::Value>) -> Result<(serde_json::Value, R), String>,
+    ) -> Result<R, StoreError> {
+        let _one_at_a_time = self.state_updates.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.engine_state::<serde_json::Value>(name)?;
+        let (value, out) = change(current).map_err(|e| self.corrupted(format!("engine state {name}: {e}")))?;
+        self.set_engine_state(name, &value)?;
+        Ok(out)
+    }
+
     /// Forgets the engine's own state under `name`, durably.
     pub fn remove_engine_state(&self, name: &str) -> Result<(), StoreError> {
         self.fleet.remove(format!("state/{name}")).map_err(|e| self.io("write", e))?;

@@ -44,6 +44,8 @@ pub struct SledStore {
     ledger: sled::Tree,
     fleet: sled::Tree,
     exposure: sled::Tree,
+    /// Serializes read-modify-write updates of the engine's state.
+    state_updates: std::sync::Mutex<()>,
 }
 
 fn patch_key(id: &str) -> Vec<u8> {
@@ -88,7 +90,8 @@ impl SledStore {
         let ledger = db.open_tree(LEDGER_TREE).map_err(|e| unreadable(e.to_string()))?;
         let fleet = db.open_tree(FLEET_TREE).map_err(|e| unreadable(e.to_string()))?;
         let exposure = db.open_tree(EXPOSURE_TREE).map_err(|e| unreadable(e.to_string()))?;
-        let store = SledStore { path: dir.to_owned(), db, catalog, ledger, fleet, exposure };
+        let store =
+            SledStore { path: dir.to_owned(), db, catalog, ledger, fleet, exposure, state_updates: Default::default() };
         match store.catalog.get(b"format").map_err(|e| store.io("read", e))? {
             None => {
                 store.catalog.insert(b"format", LAYOUT_VERSION.as_bytes()).map_err(|e| store.io("write", e))?;

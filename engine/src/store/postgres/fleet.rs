@@ -424,6 +424,35 @@ impl PgStore {
         .transpose()
     }
 
+    /// Changes the engine's state under `name` in one transaction, its row
+    /// locked: two replicas changing it at once change it one after the
+    /// other.
+    pub async fn update_engine_state<R>(
+        &self,
+        name: &str,
+        change: impl FnOnce(Option<serde_json::Value>) -> Result<(serde_json::Value, R), String>,
+    ) -> Result<R, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.db("write"))?;
+        tx.execute(
+            "INSERT INTO engine_state (name, value) VALUES ($1, 'null'::jsonb) ON CONFLICT (name) DO NOTHING",
+            &[&name],
+        )
+        .await
+        .map_err(self.db("write"))?;
+        let row = tx
+            .query_one("SELECT value FROM engine_state WHERE name = $1 FOR UPDATE", &[&name])
+            .await
+            .map_err(self.db("read"))?;
+        let current = Some(row.get::<_, serde_json::Value>(0)).filter(|v| !v.is_null());
+        let (value, out) = change(current).map_err(|e| self.corrupted(format!("engine state {name}: {e}")))?;
+        tx.execute("UPDATE engine_state SET value = $2 WHERE name = $1", &[&name, &value])
+            .await
+            .map_err(self.db("write"))?;
+        tx.commit().await.map_err(self.db("commit"))?;
+        Ok(out)
+    }
+
     pub async fn remove_engine_state(&self, name: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
         client.execute("DELETE FROM engine_state WHERE name = $1", &[&name]).await.map_err(self.db("write"))?;
