@@ -10,6 +10,12 @@
 //! and of the load generator, each its own process: the bench runs the
 //! engine as a child (itself, with `PATCHWARD_LOAD_ROLE=engine`), so the
 //! figures of one are not the other's.
+//!
+//! `PATCHWARD_LOAD_REPLICAS=2` runs that many replicas on one PostgreSQL
+//! the bench starts (as the tests do): each agent keeps to one replica, as
+//! the load balancer of `examples/ha/` keeps it, and enrolls, uploads and
+//! polls there; the commit's webhook goes to the last replica (a
+//! follower, so the leader hears of it by a signal).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,6 +59,8 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 
 struct Agent {
     credential: String,
+    /// The replica the agent keeps to.
+    base: String,
     etag: std::sync::Mutex<Option<String>>,
     /// When the agent first saw a state of the new revision (ms since start).
     converged_ms: AtomicU64,
@@ -75,8 +83,14 @@ fn main() {
 
 /// The engine's process: serve until the generator closes our stdin.
 async fn engine(dir: &std::path::Path) {
+    if std::env::var_os("PATCHWARD_LOAD_ENGINE_LOGS").is_some() {
+        let _ = patchward_api::logging::init(None, "info", patchward_api::logging::Output::Human);
+    }
+    let data = std::env::var("PATCHWARD_LOAD_DATA").map_or_else(|_| dir.join("data"), std::path::PathBuf::from);
     let config = ServeConfig {
-        data: dir.join("data"),
+        data,
+        store: std::env::var("PATCHWARD_LOAD_STORE").ok(),
+        signing_key: Some(dir.join("engine-key")),
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         policies: dir.join("policies").display().to_string(),
@@ -104,24 +118,29 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     let repo = dir.path().join("policies");
     example_policy_repository(&repo);
     std::fs::write(dir.path().join("hook"), "bench-secret").unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env("PATCHWARD_LOAD_ROLE", "engine")
-        .env("PATCHWARD_LOAD_DIR", dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let engine_pid = child.id().to_string();
-    let mut ready = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
-    let mut words = ready.split_whitespace().skip(1);
-    let base = words.next().expect("the engine says where it listens").to_owned();
-    let admin = std::fs::read_to_string(words.next().unwrap()).unwrap().trim().to_owned();
+    let replicas = env_or("PATCHWARD_LOAD_REPLICAS", 1);
+    let postgres = (replicas > 1).then(support::postgres::Postgres::start);
+    let store = postgres.as_ref().map(|pg| pg.database("load"));
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().unwrap();
-    while http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut children = Vec::new();
+    let mut bases = Vec::new();
+    let mut admin = String::new();
+    for replica in 0..replicas {
+        let (child, base, token_file) = spawn_engine(dir.path(), replica, store.as_deref());
+        while http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16()).unwrap_or(0) != 200 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if replica == 0 {
+            admin = std::fs::read_to_string(token_file).unwrap().trim().to_owned();
+        }
+        children.push(child);
+        bases.push(base);
     }
+    if let Some(store) = &store {
+        println!("{replicas} replicas on PostgreSQL ({store}), each agent kept to one");
+    }
+    let engine_pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
+    let base = bases[0].clone();
     let token: serde_json::Value = http
         .post(format!("{base}/api/v1/tokens"))
         .bearer_auth(&admin)
@@ -138,13 +157,15 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
 
     // Enroll and upload inventories, `concurrency` at a time.
     let started = Instant::now();
-    let enrolled: Vec<Agent> = futures_util::future::join_all((0..concurrency).map(|worker| {
-        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+    let mut enrolled: Vec<(usize, Agent)> = futures_util::future::join_all((0..concurrency).map(|worker| {
+        let (http, bases, token) = (http.clone(), bases.clone(), token.clone());
         async move {
             let mut mine = Vec::new();
             for index in (worker..agents).step_by(concurrency) {
-                let credential = fleet::enroll(&http, &base, &token, &fleet::device_facts(index)).await;
-                mine.push(Agent { credential, etag: std::sync::Mutex::new(None), converged_ms: AtomicU64::new(0) });
+                let base = &bases[index % bases.len()];
+                let credential = fleet::enroll(&http, base, &token, &fleet::device_facts(index)).await;
+                let etag = std::sync::Mutex::new(None);
+                mine.push((index, Agent { credential, etag, converged_ms: AtomicU64::new(0), base: base.clone() }));
             }
             mine
         }
@@ -153,8 +174,14 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     .into_iter()
     .flatten()
     .collect();
+    // In index order: the affected agents are every second one.
+    enrolled.sort_by_key(|(index, _)| *index);
+    let enrolled: Vec<Agent> = enrolled.into_iter().map(|(_, agent)| agent).collect();
     let enroll_secs = started.elapsed().as_secs_f64();
-    println!("enrolled {agents} agents (enroll + inventory + plan each) in {enroll_secs:.1} s");
+    println!(
+        "enrolled {agents} agents (enroll + inventory + plan each) in {enroll_secs:.1} s ({:.0}/s)",
+        agents as f64 / enroll_secs
+    );
 
     let agents_list = Arc::new(enrolled);
     let errors = Arc::new(AtomicU64::new(0));
@@ -162,13 +189,13 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     let commit_at_ms = Arc::new(AtomicU64::new(u64::MAX));
     let load_start = Instant::now();
     let deadline = load_start + Duration::from_secs(seconds);
-    let (_, engine_cpu_before) = process_stats(&engine_pid);
+    let engine_cpu_before: f64 = engine_pids.iter().map(|pid| process_stats(pid).1).sum();
     let (_, generator_cpu_before) = process_stats("self");
     // Each worker walks its share of the agents round-robin: every agent
     // polls about once per (agents / rate) seconds.
     let workers: Vec<_> = (0..concurrency)
         .map(|worker| {
-            let (http, base, agents_list) = (http.clone(), base.clone(), agents_list.clone());
+            let (http, agents_list) = (http.clone(), agents_list.clone());
             let (errors, ok200, ok304, commit_at_ms) =
                 (errors.clone(), ok200.clone(), ok304.clone(), commit_at_ms.clone());
             tokio::spawn(async move {
@@ -182,7 +209,7 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
                     }
                     let tag = agent.etag.lock().unwrap().clone();
                     let mut request =
-                        http.get(format!("{base}/api/v1/device/desired-state")).bearer_auth(&agent.credential);
+                        http.get(format!("{}/api/v1/device/desired-state", agent.base)).bearer_auth(&agent.credential);
                     if let Some(tag) = &tag {
                         request = request.header("if-none-match", tag);
                     }
@@ -231,7 +258,7 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     };
     commit_at_ms.store(load_start.elapsed().as_millis() as u64, Ordering::Relaxed);
     let hook = http
-        .post(format!("{base}/api/v1/sync"))
+        .post(format!("{}/api/v1/sync", bases[bases.len() - 1]))
         .header("x-hub-signature-256", signature)
         .body(body.to_vec())
         .send()
@@ -245,7 +272,9 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     }
     let elapsed = load_start.elapsed().as_secs_f64();
     latencies.sort_unstable();
-    let (engine_rss_kib, engine_cpu_after) = process_stats(&engine_pid);
+    let engine_stats: Vec<(u64, f64)> = engine_pids.iter().map(|pid| process_stats(pid)).collect();
+    let engine_rss_kib: u64 = engine_stats.iter().map(|(rss, _)| rss).sum();
+    let engine_cpu_after: f64 = engine_stats.iter().map(|(_, cpu)| cpu).sum();
     let (generator_rss_kib, generator_cpu_after) = process_stats("self");
     let total = ok200.load(Ordering::Relaxed) + ok304.load(Ordering::Relaxed);
     let commit_ms = commit_at_ms.load(Ordering::Relaxed);
@@ -261,7 +290,7 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     // One full round over all agents at the measured rate is one "poll
     // interval" of this simulation.
     let round_ms = (agents as f64 / (total as f64 / elapsed) * 1000.0) as u64;
-    println!("load: {agents} agents, {concurrency} connections, {elapsed:.1} s");
+    println!("load: {agents} agents, {concurrency} connections, {replicas} replica(s), {elapsed:.1} s");
     println!(
         "  desired-state polls: {total} ({:.0}/s): {} x 304, {} x 200, errors {}",
         total as f64 / elapsed,
@@ -285,7 +314,7 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
     let engine_cpu = engine_cpu_after - engine_cpu_before;
     let generator_cpu = generator_cpu_after - generator_cpu_before;
     println!(
-        "  engine process: peak RSS {} MiB, CPU {engine_cpu:.1} s over {elapsed:.1} s ({:.0}% of one core), {:.1} µs of CPU per poll",
+        "  engine process(es): peak RSS {} MiB, CPU {engine_cpu:.1} s over {elapsed:.1} s ({:.0}% of one core), {:.1} µs of CPU per poll",
         engine_rss_kib / 1024,
         engine_cpu / elapsed * 100.0,
         engine_cpu / total as f64 * 1e6
@@ -299,6 +328,36 @@ async fn run(agents: usize, seconds: u64, concurrency: usize, poll_interval: Dur
         "  the engine alone on both cores would answer about {:.0} polls/s at this CPU cost per poll",
         2.0 / (engine_cpu / total as f64)
     );
-    drop(child.stdin.take());
-    let _ = child.wait();
+    for mut child in children {
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+    drop(postgres);
+}
+
+/// Starts replica `index` (a child process running this bench as the
+/// engine); where it listens and its admin token's file.
+fn spawn_engine(dir: &std::path::Path, index: usize, store: Option<&str>) -> (std::process::Child, String, String) {
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
+    command
+        .env("PATCHWARD_LOAD_ROLE", "engine")
+        .env("PATCHWARD_LOAD_DIR", dir)
+        .env("PATCHWARD_LOAD_DATA", dir.join(format!("data-{index}")))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(match std::env::var_os("PATCHWARD_LOAD_ENGINE_LOGS") {
+            // The engines' own logs, on the bench's stderr.
+            Some(_) => std::process::Stdio::inherit(),
+            None => std::process::Stdio::null(),
+        });
+    if let Some(store) = store {
+        command.env("PATCHWARD_LOAD_STORE", store);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut ready).unwrap();
+    let mut words = ready.split_whitespace().skip(1);
+    let base = words.next().expect("the engine says where it listens").to_owned();
+    let token_file = words.next().unwrap().to_owned();
+    (child, base, token_file)
 }

@@ -93,17 +93,46 @@ async fn two_replicas_serve_one_fleet_and_the_survivor_takes_over() {
     assert_eq!(from_a.etag, from_b.etag, "the same ETag from both");
     assert_eq!(from_a.text, from_b.text, "the same bytes from both");
     assert!(desired_items(&from_b).contains(&"KB5032190".to_owned()));
+    // The admin's views of the plan are the same through either replica:
+    // the follower relays them to the leader.
+    let b_status = b_client.send("GET", "/api/v1/status", Some(&a_admin), None).await.json();
+    assert_eq!(b_status["applied"]["revision"], first.as_str(), "{b_status:#}");
+    assert_eq!(b_status["replica"]["leader"], false, "the replica that answers: {b_status:#}");
+    let at_a = a_client.send("GET", "/api/v1/compliance", Some(&a_admin), None).await;
+    let at_b = b_client.send("GET", "/api/v1/compliance", Some(&a_admin), None).await;
+    assert_eq!((at_a.status, &at_a.text), (200, &at_b.text), "the same compliance through both");
+    assert!(at_b.json()["devices"].as_u64().is_some_and(|n| n == 1), "{}", at_b.text);
     // An inventory at the follower is answered with the leader's plan.
     let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
     let put = b_client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await;
     let generation = put.json()["generation"].as_u64().expect("the leader's generation");
     assert!(from_b.etag.as_deref().unwrap().starts_with(&format!("\"{generation}-")), "{}", put.text);
 
+    // A webhook at the follower reaches the leader, which applies the commit.
+    git(&repo, &["commit", "-q", "--allow-empty", "-m", "nothing but a new revision"]);
+    let empty = git(&repo, &["rev-parse", "HEAD"]);
+    webhook(&b_client).await;
+    status_until(&a_client, &a_admin, |s| s["applied"]["revision"] == empty.as_str()).await;
+    let from_a = loop {
+        // The new revision's state, once B has it too.
+        let at_a = a_client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+        let at_b = b_client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+        if at_a.etag != from_a.etag && at_a.etag == at_b.etag {
+            break at_a;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
     // The leader dies without a word; B leads within the lease and more.
     let died = Instant::now();
     a.crash();
     leads(&b_client, &b_admin, true).await;
     assert!(died.elapsed() < LEASE * 2 + Duration::from_secs(5), "took over in {:?}", died.elapsed());
+    // It puts in force what the old leader had applied, not what it saw
+    // when it started.
+    let status = status_until(&b_client, &b_admin, |s| s["applied"]["revision"] == empty.as_str()).await;
+    let reconciled = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Reconciled").cloned();
+    assert_eq!(reconciled.map(|c| c["status"].clone()), Some(serde_json::json!(true)), "{status:#}");
     let kept = b_client
         .send_with(
             "GET",
@@ -161,10 +190,10 @@ async fn a_leader_past_its_lease_cannot_write() {
     let url = pg.database("fencing");
     let (old, new) = (Store::connect(&url).await.unwrap(), Store::connect(&url).await.unwrap());
     let ttl = Duration::from_secs(1);
-    let first = old.claim_lease("old", ttl).await.unwrap();
+    let first = old.claim_lease("old", "http://old", ttl).await.unwrap();
     let lease = first.lease.clone().expect("a free lease is taken");
     old.set_fencing(Fencing::Leader(lease.clone()));
-    let refused = new.claim_lease("new", ttl).await.unwrap();
+    let refused = new.claim_lease("new", "http://new", ttl).await.unwrap();
     assert_eq!(refused.lease, None, "a held lease is not taken");
     assert_eq!(refused.leader.as_deref(), Some("old"));
     let entry = |rule: &str| LedgerEntry { rule: rule.into(), patch: "KB1".into(), at: jiff::Timestamp::UNIX_EPOCH };
@@ -173,7 +202,7 @@ async fn a_leader_past_its_lease_cannot_write() {
     // The old leader stalls; its lease runs out by the database's clock.
     let deadline = Instant::now() + Duration::from_secs(10);
     let taken = loop {
-        if let Some(lease) = new.claim_lease("new", ttl).await.unwrap().lease {
+        if let Some(lease) = new.claim_lease("new", "http://new", ttl).await.unwrap().lease {
             break lease;
         }
         assert!(Instant::now() < deadline, "the expired lease was never taken");

@@ -14,6 +14,7 @@ mod blobs;
 pub mod console;
 mod error;
 pub mod limits;
+mod relay;
 mod user;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct ApiState {
     pub sessions: console::session::Sessions,
     /// Callers the store confirmed, for when it cannot be reached.
     pub known: auth::KnownCallers,
+    /// Relays a follower's plan reads to the leader.
+    pub relay: reqwest::Client,
 }
 
 impl ApiState {
@@ -62,6 +65,7 @@ impl ApiState {
             rate,
             sessions: Default::default(),
             known: Default::default(),
+            relay: relay::client(),
         }
     }
 
@@ -102,6 +106,7 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/api/v1/user/snooze", post(user::user_snooze))
         .route("/api/v1/user/install", post(user::user_install))
         .merge(console::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), relay::relay_to_leader))
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

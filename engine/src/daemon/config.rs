@@ -27,6 +27,11 @@ pub struct ConfigFile {
     /// How long the leader's lease lasts (at most 15s): a dead leader is
     /// replaced within twice this. Only replicas on a shared store take it.
     pub leader_lease: Option<Duration>,
+    /// Where the other replicas reach this one's API (`http://HOST:PORT`):
+    /// followers relay the admin's reads of the plan to the leader there.
+    /// Unset: the listen address, or this host's name when that is a
+    /// wildcard.
+    pub advertise_url: Option<String>,
     pub listen: Option<SocketAddr>,
     pub metrics_listen: Option<SocketAddr>,
     #[serde(default)]
@@ -172,6 +177,8 @@ pub struct ServeConfig {
     pub leader_lease: std::time::Duration,
     /// The media directory; `None`: `DATA/blobs`.
     pub media_dir: Option<PathBuf>,
+    /// Where the other replicas reach this one; `None`: from the listener.
+    pub advertise_url: Option<String>,
     pub listen: SocketAddr,
     pub metrics_listen: SocketAddr,
     pub policies: String,
@@ -196,6 +203,7 @@ impl Default for ServeConfig {
             signing_key: None,
             leader_lease: MAX_LEADER_LEASE,
             media_dir: None,
+            advertise_url: None,
             listen: "127.0.0.1:8420".parse().expect("a literal address"),
             metrics_listen: "127.0.0.1:9420".parse().expect("a literal address"),
             policies: "./policies".into(),
@@ -267,6 +275,7 @@ impl ServeConfig {
             signing_key: flags.signing_key.or(parsed.signing_key),
             leader_lease: parsed.leader_lease.map_or(defaults.leader_lease, Duration::as_std),
             media_dir: parsed.media.dir,
+            advertise_url: parsed.advertise_url.map(|url| url.trim_end_matches('/').to_owned()),
             listen: flags.listen.or(parsed.listen).unwrap_or(defaults.listen),
             metrics_listen: flags.metrics_listen.or(parsed.metrics_listen).unwrap_or(defaults.metrics_listen),
             policies: flags.policies.or(parsed.policies.source).unwrap_or(defaults.policies),
@@ -299,6 +308,9 @@ impl ServeConfig {
         }
         if config.connect_timeout.is_zero() || config.read_timeout.is_zero() {
             return Err(invalid("policies.connectTimeout", "connectTimeout and readTimeout must be positive"));
+        }
+        if config.advertise_url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            return Err(invalid("advertiseUrl", "must be an http:// or https:// URL"));
         }
         if config.leader_lease < std::time::Duration::from_secs(1) || config.leader_lease > MAX_LEADER_LEASE {
             return Err(invalid("leaderLease", "must be between 1s and 15s"));
@@ -337,6 +349,24 @@ mod tests {
     fn the_documented_example_is_exactly_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/serve/patchward.yaml");
         assert_eq!(ServeConfig::load(Some(&path), Overrides::default()).unwrap(), ServeConfig::default());
+    }
+
+    #[test]
+    fn the_high_availability_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/ha/patchward.yaml");
+        let config = ServeConfig::load(Some(&path), Overrides::default()).unwrap();
+        assert!(config.store.as_deref().is_some_and(|s| s.starts_with("postgres://")));
+        assert_eq!(config.media_dir.as_deref(), Some(Path::new("/srv/patchward/media")));
+        assert_eq!(config.leader_lease, MAX_LEADER_LEASE);
+    }
+
+    #[test]
+    fn a_lease_longer_than_fifteen_seconds_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("patchward.yaml");
+        std::fs::write(&path, "leaderLease: 30s\n").unwrap();
+        let error = ServeConfig::load(Some(&path), Overrides::default()).unwrap_err().to_string();
+        assert!(error.contains("leaderLease"), "{error}");
     }
 
     #[test]

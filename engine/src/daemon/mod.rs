@@ -139,6 +139,8 @@ pub struct Engine {
     planned: tokio::sync::broadcast::Sender<(String, u64)>,
     /// The leader released its lease: claim it now.
     pub lease_released: tokio::sync::Notify,
+    /// Where the leader's API answers, while another replica leads.
+    leader_address: RwLock<Option<String>>,
 }
 
 impl Engine {
@@ -163,6 +165,7 @@ impl Engine {
             role: tokio::sync::watch::channel(replication::ReplicaRole::Leader).0,
             planned: tokio::sync::broadcast::channel(1024).0,
             lease_released: tokio::sync::Notify::new(),
+            leader_address: RwLock::new(None),
         }
     }
 

@@ -143,7 +143,8 @@ impl Reconciler {
         let now = self.engine.clock.now();
         let _pass = tracing::info_span!("reconcile", forced).entered();
         self.engine.metrics.reconciles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if self.engine.in_force().is_none()
+        let led_elsewhere = self.catch_up_with_store();
+        if (self.engine.in_force().is_none() || led_elsewhere)
             && let Some(applied) = self.follow.applied.clone()
         {
             self.restore(&applied, now);
@@ -182,9 +183,39 @@ impl Reconciler {
         wake.max(std::time::Duration::from_millis(200))
     }
 
-    /// Puts the applied commit back in force after a restart, from the
-    /// mirror (which keeps it reachable whatever the remote did since).
+    /// On a shared store another replica may have led since this one last
+    /// did: what is applied is what the store says, not this replica's
+    /// memory. True when the two differed (this replica's is out of date).
+    fn catch_up_with_store(&mut self) -> bool {
+        if !self.engine.store.is_shared() {
+            return false;
+        }
+        let saved = match crate::store::Store::wait(self.engine.store.engine_state::<SavedFollow>(FOLLOW)) {
+            Ok(saved) => saved.unwrap_or_default(),
+            Err(e) => {
+                self.failed(format!("could not read what is followed: {e}"));
+                return false;
+            }
+        };
+        if saved.applied == self.follow.applied && saved.attempted == self.follow.attempted {
+            return false;
+        }
+        self.follow.applied = saved.applied;
+        self.follow.attempted = saved.attempted;
+        true
+    }
+
+    /// Puts the applied commit back in force after a restart (or after
+    /// another replica led), from the mirror, which keeps it reachable
+    /// whatever the remote did since; a mirror that never saw it (this
+    /// replica never led) fetches first.
     fn restore(&mut self, applied: &str, now: jiff::Timestamp) {
+        if let (Some(mirror), PolicyOrigin::Repository { url, branch }) = (&self.mirror, &self.settings.origin)
+            && mirror.commit_info(applied).is_err()
+            && let Err(e) = mirror.fetch(url, branch)
+        {
+            tracing::warn!(error = %e, "could not fetch the applied revision into this replica's mirror");
+        }
         let judged = match &self.settings.origin {
             PolicyOrigin::Repository { .. } => self.judge_commit(applied),
             // A folder has no history: what is there now is judged below.

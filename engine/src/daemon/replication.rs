@@ -36,6 +36,14 @@ pub enum ReplicaRole {
     Follower,
 }
 
+/// This replica: its id, and where its API answers for the others.
+#[derive(Clone, Debug)]
+pub struct Replica {
+    pub id: String,
+    /// `http://HOST:PORT`, without a trailing slash.
+    pub address: String,
+}
+
 /// How often a replica looks at the store for states it may have missed,
 /// when no signal came.
 const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
@@ -77,6 +85,11 @@ impl Engine {
 
     pub fn is_leader(&self) -> bool {
         self.role() == ReplicaRole::Leader
+    }
+
+    /// Where the leader's API answers, while another replica leads.
+    pub fn leader_address(&self) -> Option<String> {
+        self.leader_address.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub(super) fn set_role(&self, role: ReplicaRole) {
@@ -202,7 +215,7 @@ impl Engine {
 /// fencing and status from the outcome; on stop, releases it.
 pub async fn leadership_loop(
     engine: Arc<Engine>,
-    replica: String,
+    replica: Replica,
     ttl: Duration,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -226,8 +239,8 @@ pub async fn leadership_loop(
 
 /// One claim: renews `held` or takes a free lease. A replica that cannot
 /// reach the store stops leading (its writes would fail anyway).
-async fn claim_once(engine: &Engine, replica: &str, held: Option<Lease>, ttl: Duration) -> Option<Lease> {
-    let state = match engine.store.claim_lease(replica, ttl).await {
+async fn claim_once(engine: &Engine, replica: &Replica, held: Option<Lease>, ttl: Duration) -> Option<Lease> {
+    let state = match engine.store.claim_lease(&replica.id, &replica.address, ttl).await {
         Ok(state) => state,
         Err(e) => {
             if held.is_some() {
@@ -258,6 +271,8 @@ async fn claim_once(engine: &Engine, replica: &str, held: Option<Lease>, ttl: Du
         s.replica.leader = state.lease.is_some();
         s.replica.leader_id = state.leader.clone();
     });
+    let relay_to = if state.lease.is_some() { None } else { state.leader_address.clone() };
+    *engine.leader_address.write().unwrap_or_else(|p| p.into_inner()) = relay_to;
     state.lease
 }
 

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use super::config::ServeConfig;
 use super::media::BlobStore;
 use super::reconcile::{CatalogSync, PolicyOrigin, Reconciler, ReconcilerSettings};
-use super::replication::{ReplicaRole, leadership_loop, signal_loop};
+use super::replication::{Replica, ReplicaRole, leadership_loop, signal_loop};
 use super::{Engine, EngineSettings};
 use crate::api::{ApiState, router};
 use crate::clock::{Clock, SystemClock};
@@ -236,12 +236,26 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         tokio::spawn(serve_connections(metrics_listener, metrics_app, limits, stopped.clone())),
     ];
     if shared {
+        let address = config.advertise_url.clone().unwrap_or_else(|| advertised(api));
+        tracing::info!(address, "the other replicas reach this one at this address");
+        let replica = Replica { id: replica, address };
         tasks.push(tokio::spawn(signal_loop(engine.clone(), stopped.clone())));
         tasks.push(tokio::spawn(leadership_loop(engine.clone(), replica, config.leader_lease, stopped)));
     }
     tracing::info!("API on http://{api}, metrics on http://{metrics}/metrics");
     tracing::info!("console on {} — sign in with the admin token in {}", console_url(api), admin_token_file.display());
     Ok(Running { api, metrics, engine, admin_token_file, stop, tasks })
+}
+
+/// Where the other replicas reach this one by default: the listener, or
+/// this host's name when it listens on every address.
+fn advertised(api: SocketAddr) -> String {
+    if api.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let host = if host.trim().is_empty() { "localhost" } else { host.trim() };
+        return format!("http://{host}:{}", api.port());
+    }
+    format!("http://{api}")
 }
 
 /// The console's address for a browser on this machine: a wildcard

@@ -4,10 +4,10 @@
 
 use std::sync::RwLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The conditions the engine reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ConditionType {
     /// The last attempted revision is the applied one.
     Reconciled,
@@ -25,7 +25,7 @@ pub enum ConditionType {
     RetractionsAllowed,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
@@ -37,7 +37,7 @@ pub struct Condition {
 }
 
 /// One catalog source as the engine last saw it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceStatus {
     pub name: String,
@@ -50,7 +50,7 @@ pub struct SourceStatus {
 }
 
 /// A revision with who made it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RevisionStatus {
     pub revision: String,
@@ -61,7 +61,7 @@ pub struct RevisionStatus {
     pub at: jiff::Timestamp,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     /// Where the policy comes from (URL or folder) and the branch followed.
@@ -83,7 +83,7 @@ pub struct Status {
 
 /// Which replica answers, and which one leads (DESIGN: "Growing past one
 /// machine"). With the embedded store the one replica is the leader.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Replica {
     pub id: String,

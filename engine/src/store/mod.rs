@@ -511,14 +511,21 @@ impl Store {
     }
 
     /// Renews `holder`'s lease, or takes the lease if it is free; says
-    /// who leads. The embedded store's one replica always leads.
-    pub async fn claim_lease(&self, holder: &str, ttl: std::time::Duration) -> Result<LeaseState, StoreError> {
+    /// who leads, and where (`address`, the holder's API, is recorded with
+    /// the lease). The embedded store's one replica always leads.
+    pub async fn claim_lease(
+        &self,
+        holder: &str,
+        address: &str,
+        ttl: std::time::Duration,
+    ) -> Result<LeaseState, StoreError> {
         match &self.backend {
             Backend::Sled(_) => Ok(LeaseState {
                 lease: Some(Lease { holder: holder.to_owned(), epoch: 1 }),
                 leader: Some(holder.to_owned()),
+                leader_address: Some(address.to_owned()),
             }),
-            Backend::Postgres(pg) => pg.claim_lease(holder, ttl).await,
+            Backend::Postgres(pg) => pg.claim_lease(holder, address, ttl).await,
         }
     }
 

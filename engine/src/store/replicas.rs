@@ -16,11 +16,12 @@ pub struct Lease {
 }
 
 /// What a claim found: the lease, when the claimer holds it now, and who
-/// leads (by the database's clock).
+/// leads (by the database's clock) and where its API answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaseState {
     pub lease: Option<Lease>,
     pub leader: Option<String>,
+    pub leader_address: Option<String>,
 }
 
 /// Which writes a replica may make. Leader writes (catalog, ledger,

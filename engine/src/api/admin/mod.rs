@@ -104,8 +104,19 @@ pub(super) async fn ack_rewrite(
     Ok((StatusCode::ACCEPTED, Json(serde_json::json!({"acknowledged": commit}))).into_response())
 }
 
-pub(super) async fn status(State(state): State<Arc<ApiState>>, _admin: Admin) -> Json<crate::daemon::status::Status> {
-    Json(state.engine.status())
+/// The status; at a follower, the leader's (what is applied, the
+/// conditions, the catalog) with this replica's own `replica`.
+pub(super) async fn status(
+    State(state): State<Arc<ApiState>>,
+    _admin: Admin,
+    headers: axum::http::HeaderMap,
+) -> Json<crate::daemon::status::Status> {
+    let here = state.engine.status();
+    let authorization = headers.get(axum::http::header::AUTHORIZATION);
+    match super::relay::leaders_status(&state, authorization).await {
+        Some(leaders) => Json(crate::daemon::status::Status { replica: here.replica, ..leaders }),
+        None => Json(here),
+    }
 }
 
 #[derive(Deserialize)]

@@ -60,29 +60,30 @@ impl PgStore {
     /// holder is one process (its id is random per start), so it renews
     /// its lease even when it lost track of the epoch (a claim that failed
     /// on the network) and keeps that epoch.
-    pub async fn claim_lease(&self, holder: &str, ttl: Duration) -> Result<LeaseState, StoreError> {
+    pub async fn claim_lease(&self, holder: &str, address: &str, ttl: Duration) -> Result<LeaseState, StoreError> {
         let client = self.client().await?;
         let claimed = client
             .query_opt(
                 "UPDATE leader_lease SET \
                    epoch = CASE WHEN holder = $1 AND expires_at > now() THEN epoch ELSE epoch + 1 END, \
-                   holder = $1, expires_at = now() + make_interval(secs => $2) \
+                   holder = $1, address = $2, expires_at = now() + make_interval(secs => $3) \
                  WHERE name = 'engine' AND (holder = $1 OR expires_at <= now()) \
                  RETURNING epoch",
-                &[&holder, &ttl.as_secs_f64()],
+                &[&holder, &address, &ttl.as_secs_f64()],
             )
             .await
             .map_err(self.db("claim the leader's lease"))?;
         if let Some(row) = claimed {
             let lease = Lease { holder: holder.to_owned(), epoch: row.get::<_, i64>(0) as u64 };
-            return Ok(LeaseState { lease: Some(lease), leader: Some(holder.to_owned()) });
+            let ours = Some(holder.to_owned());
+            return Ok(LeaseState { lease: Some(lease), leader: ours, leader_address: Some(address.to_owned()) });
         }
-        let leader = client
-            .query_opt("SELECT holder FROM leader_lease WHERE name = 'engine' AND expires_at > now()", &[])
+        let row = client
+            .query_opt("SELECT holder, address FROM leader_lease WHERE name = 'engine' AND expires_at > now()", &[])
             .await
-            .map_err(self.db("read the leader's lease"))?
-            .and_then(|row| row.get::<_, Option<String>>(0));
-        Ok(LeaseState { lease: None, leader })
+            .map_err(self.db("read the leader's lease"))?;
+        let (leader, leader_address) = row.map_or((None, None), |row| (row.get(0), row.get(1)));
+        Ok(LeaseState { lease: None, leader, leader_address })
     }
 
     /// Gives the lease up at once (a graceful stop), and tells the others.
@@ -90,7 +91,7 @@ impl PgStore {
         let client = self.client().await?;
         client
             .execute(
-                "UPDATE leader_lease SET holder = NULL, expires_at = '-infinity' \
+                "UPDATE leader_lease SET holder = NULL, address = NULL, expires_at = '-infinity' \
                  WHERE name = 'engine' AND holder = $1 AND epoch = $2",
                 &[&lease.holder, &(lease.epoch as i64)],
             )

@@ -3,13 +3,16 @@
 -- The leader's lease: one row. The epoch goes up at every change of
 -- holder and is the fencing token every leader write checks; expiry is by
 -- the database's clock, never a replica's.
+-- `address` is where the holder's API answers: followers relay the
+-- admin's reads of the plan there.
 CREATE TABLE leader_lease (
     name text PRIMARY KEY,
     holder text,
+    address text,
     epoch bigint NOT NULL,
     expires_at timestamptz NOT NULL
 );
-INSERT INTO leader_lease (name, holder, epoch, expires_at) VALUES ('engine', NULL, 0, '-infinity');
+INSERT INTO leader_lease (name, holder, address, epoch, expires_at) VALUES ('engine', NULL, NULL, 0, '-infinity');
 
 -- Every device's signed desired state as served, so every replica answers
 -- the same ETag and bytes. `seq` orders publications: a replica catches up
