@@ -277,3 +277,24 @@ async fn a_console_session_is_known_to_every_replica_and_ends_everywhere() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// Check-ins a replica saw reach the store, so the leader's views show a
+/// device that polls another replica as seen; a later time is never
+/// moved back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_ins_at_one_replica_move_last_seen_for_all() {
+    use patchward::store::fleet::EnrollmentToken;
+    let pg = Postgres::start();
+    let store = Store::connect(&pg.database("check_ins")).await.unwrap();
+    let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+    let enrolled = at("2026-12-05T10:00:00Z");
+    let token = EnrollmentToken { uses_left: 1, expires_at: None, created_at: enrolled };
+    store.create_enrollment_token("t", &token).await.unwrap();
+    let facts = patchward_api::Facts { hostname: Some("ws-1".into()), ..Default::default() };
+    store.enroll("t", "ws-1", "cred-1", facts, enrolled).await.unwrap();
+    let later = at("2026-12-05T10:05:00.5Z");
+    store.record_check_ins(&[("ws-1".into(), later), ("not-enrolled".into(), later)]).await.unwrap();
+    assert_eq!(store.device("ws-1").await.unwrap().unwrap().last_seen, later);
+    store.record_check_ins(&[("ws-1".into(), at("2026-12-05T10:05:00Z"))]).await.unwrap();
+    assert_eq!(store.device("ws-1").await.unwrap().unwrap().last_seen, later, "never moved back");
+}

@@ -6,28 +6,44 @@
 //! path, and a store write each would cost far more than the answer. The
 //! store's `last_seen` moves with every inventory and event batch; what a
 //! view shows is the later of the two. After a restart a device shows its
-//! stored time until its next poll, minutes at most.
+//! stored time until its next poll, minutes at most. On a shared store
+//! each replica writes the check-ins it saw every [`FLUSH_EVERY`] (one
+//! statement for all of them), so the leader's views show devices that
+//! poll another replica as seen too.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::store::fleet::DeviceRecord;
 
+/// How often a replica on a shared store writes the check-ins it saw.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 #[derive(Debug, Default)]
 pub struct CheckIns {
     last: Mutex<HashMap<String, jiff::Timestamp>>,
+    /// Check-ins not yet written to a shared store.
+    unwritten: Mutex<HashMap<String, jiff::Timestamp>>,
 }
 
 impl CheckIns {
     /// Notes that `device` checked in at `at` (a later time wins).
     pub fn note(&self, device: &str, at: jiff::Timestamp) {
-        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match last.get_mut(device) {
-            Some(seen) => *seen = (*seen).max(at),
-            None => {
-                last.insert(device.to_owned(), at);
+        for map in [&self.last, &self.unwritten] {
+            let mut map = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match map.get_mut(device) {
+                Some(seen) => *seen = (*seen).max(at),
+                None => {
+                    map.insert(device.to_owned(), at);
+                }
             }
         }
+    }
+
+    /// The check-ins noted since the last call, to write to the store.
+    pub fn take_unwritten(&self) -> Vec<(String, jiff::Timestamp)> {
+        let mut unwritten = self.unwritten.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut *unwritten).into_iter().collect()
     }
 
     /// When `device` last checked in since the engine started.

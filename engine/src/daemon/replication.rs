@@ -327,24 +327,9 @@ async fn on_signal(engine: &Arc<Engine>, signal: Signal, last: &mut u64) {
     match signal {
         Signal::Desired { seq } if seq > *last && !engine.is_leader() => catch_up(engine, last).await,
         Signal::Desired { .. } => {}
+        // On a task of its own: the signals behind it need not wait.
         Signal::Replan { device } if engine.is_leader() => {
-            let planner = engine.clone();
-            let replanned = tokio::task::spawn_blocking(move || {
-                let generation = planner.replan_device(&device)?;
-                Ok::<_, StoreError>((device, generation))
-            })
-            .await;
-            match replanned {
-                Ok(Ok((device, Some(generation)))) => {
-                    let planned = Signal::Planned { device, generation };
-                    if let Err(e) = engine.store.signal(&planned).await {
-                        tracing::warn!(error = %e, "could not say a device was planned");
-                    }
-                }
-                Ok(Ok((_, None))) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "planning a device for a follower failed"),
-                Err(_) => tracing::error!("planning a device for a follower panicked"),
-            }
+            drop(tokio::spawn(replan_for_follower(engine.clone(), device)))
         }
         Signal::Replan { .. } => {}
         Signal::Planned { device, generation } => {
@@ -358,5 +343,44 @@ async fn on_signal(engine: &Arc<Engine>, signal: Signal, last: &mut u64) {
         Signal::Sync if engine.is_leader() => engine.sync_requests.notify_one(),
         Signal::Sync => {}
         Signal::Released => engine.lease_released.notify_one(),
+    }
+}
+
+/// Plans `device` (its inputs changed at a follower) and says so, changed
+/// or not: the follower's inventory answer waits for it.
+async fn replan_for_follower(engine: Arc<Engine>, device: String) {
+    let planner = engine.clone();
+    let replanned = tokio::task::spawn_blocking(move || {
+        let generation = planner.replan_device(&device)?;
+        Ok::<_, StoreError>((device, generation))
+    })
+    .await;
+    match replanned {
+        Ok(Ok((device, Some(generation)))) => {
+            if let Err(e) = engine.store.signal(&Signal::Planned { device, generation }).await {
+                tracing::warn!(error = %e, "could not say a device was planned");
+            }
+        }
+        Ok(Ok((_, None))) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "planning a device for a follower failed"),
+        Err(_) => tracing::error!("planning a device for a follower panicked"),
+    }
+}
+
+/// Writes the check-ins this replica saw, every [`super::check_ins::FLUSH_EVERY`]
+/// and once more on stop, so every replica's views see them.
+pub async fn check_in_loop(engine: Arc<Engine>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(super::check_ins::FLUSH_EVERY) => false,
+            _ = stopped.changed() => true,
+        };
+        let seen = engine.check_ins.take_unwritten();
+        if let Err(e) = engine.store.record_check_ins(&seen).await {
+            tracing::debug!(error = %e, "could not write check-ins; the next ones carry on");
+        }
+        if stopping {
+            return;
+        }
     }
 }

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use super::config::ServeConfig;
 use super::media::BlobStore;
 use super::reconcile::{CatalogSync, PolicyOrigin, Reconciler, ReconcilerSettings};
-use super::replication::{Replica, ReplicaRole, leadership_loop, signal_loop};
+use super::replication::{Replica, ReplicaRole, check_in_loop, leadership_loop, signal_loop};
 use super::{Engine, EngineSettings};
 use crate::api::{ApiState, router};
 use crate::clock::{Clock, SystemClock};
@@ -240,6 +240,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         tracing::info!(address, "the other replicas reach this one at this address");
         let replica = Replica { id: replica, address };
         tasks.push(tokio::spawn(signal_loop(engine.clone(), stopped.clone())));
+        tasks.push(tokio::spawn(check_in_loop(engine.clone(), stopped.clone())));
         tasks.push(tokio::spawn(leadership_loop(engine.clone(), replica, config.leader_lease, stopped)));
     }
     tracing::info!("API on http://{api}, metrics on http://{metrics}/metrics");

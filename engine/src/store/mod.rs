@@ -537,6 +537,16 @@ impl Store {
         }
     }
 
+    /// Moves devices' last-seen times forward to their check-ins at this
+    /// replica (nothing to do on the embedded store: its one replica holds
+    /// them).
+    pub async fn record_check_ins(&self, check_ins: &[(String, jiff::Timestamp)]) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(_) => Ok(()),
+            Backend::Postgres(pg) => pg.record_check_ins(check_ins).await,
+        }
+    }
+
     /// Stores signed states for the other replicas to serve (nothing to do
     /// on the embedded store: its one replica holds them).
     pub async fn publish_desired(&self, states: &[SignedDesired]) -> Result<(), StoreError> {

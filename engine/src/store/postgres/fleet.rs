@@ -187,6 +187,27 @@ impl PgStore {
         Ok(record)
     }
 
+    /// Moves each device's `lastSeen` forward to its check-in (never back),
+    /// in one statement.
+    pub async fn record_check_ins(&self, check_ins: &[(String, jiff::Timestamp)]) -> Result<(), StoreError> {
+        if check_ins.is_empty() {
+            return Ok(());
+        }
+        let devices: Vec<&str> = check_ins.iter().map(|(d, _)| d.as_str()).collect();
+        let times: Vec<String> = check_ins.iter().map(|(_, at)| at.to_string()).collect();
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE device SET record = jsonb_set(record, '{lastSeen}', to_jsonb(c.at)) \
+                 FROM UNNEST($1::text[], $2::text[]) AS c(id, at) \
+                 WHERE device.id = c.id AND (record->>'lastSeen')::timestamptz < c.at::timestamptz",
+                &[&devices, &times],
+            )
+            .await
+            .map_err(self.db("write"))?;
+        Ok(())
+    }
+
     /// The device's events, once each, with their audit entries, in one
     /// transaction (the device's row locked: a batch sent to two replicas
     /// at once is recorded by one and found duplicate by the other).
