@@ -33,10 +33,13 @@ enum Caller {
     Access(AccessToken),
 }
 
-/// Callers the store confirmed, by their secret's sha256. While the store
-/// cannot be reached, the engine still knows them from here, so agents'
-/// polls and admins' reads go on (a revocation takes effect once the store
-/// is back); a secret never confirmed is refused with the store's error.
+/// Callers the store confirmed, by their secret's sha256. A device's
+/// credential is issued once and never changes meaning, so once confirmed
+/// it is checked here, without the store (a poll, the hottest path, costs
+/// no database round trip). Admin and user tokens can be revoked, so the
+/// store is asked each time; only while it cannot be reached are they
+/// checked from here too (a revocation takes effect once it is back). A
+/// secret never confirmed is refused with the store's error.
 #[derive(Default)]
 pub struct KnownCallers(std::sync::Mutex<std::collections::HashMap<String, Caller>>);
 
@@ -61,6 +64,9 @@ async fn lookup(state: &ApiState, secret: &str) -> Result<Option<Caller>, crate:
 
 async fn identify(state: &ApiState, secret: &str) -> Result<Caller, ApiError> {
     let hash = crate::store::fleet::secret_hash(secret);
+    if let Some(Caller::Device(device)) = state.known.get(&hash) {
+        return Ok(Caller::Device(device));
+    }
     let caller = match lookup(state, secret).await {
         Ok(Some(caller)) => {
             state.known.remember(hash, &caller);

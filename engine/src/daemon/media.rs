@@ -2,9 +2,13 @@
 //!
 //! Following `Settings.download`, the engine fetches the packages it needs
 //! from their vendor URLs, checks each against its sha256 while it streams,
-//! and keeps it at `DATA/blobs/{sha256}`; agents download it from
-//! `/api/v1/blobs/{sha256}`. A mirror is any HTTP server holding the same
-//! paths.
+//! and keeps it at `DATA/blobs/{sha256}` (`media.dir`); agents download it
+//! from `/api/v1/blobs/{sha256}`. A mirror is any HTTP server holding the
+//! same paths. What a blob is (its package, URL, size, digest) is in the
+//! store's catalog; the directory holds only bytes named by their digest,
+//! so replicas on a shared store share one directory (only the leader
+//! fetches into it; a file is renamed into place whole, so a replica
+//! serving from it never sees half of one).
 //!
 //! Architecture invariant: a file appears under its digest only after its
 //! bytes hashed to that digest (written to a temporary file, fsynced, then

@@ -150,6 +150,7 @@ impl Reconciler {
             self.restore(&applied, now);
         }
         let backing_off = self.follow.retry_at.is_some_and(|at| now < at);
+        tracing::debug!(led_elsewhere, backing_off, "following");
         if forced || !backing_off {
             match self.settings.origin.clone() {
                 PolicyOrigin::Repository { url, branch } => self.follow_repository(&url, &branch, now),
@@ -294,6 +295,7 @@ impl Reconciler {
             return;
         }
         let (step, next) = decide(&self.follow, observation, now);
+        tracing::debug!(?step, "decided");
         self.follow = next;
         self.take_step(step, judged, now);
     }

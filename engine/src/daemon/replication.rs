@@ -173,6 +173,7 @@ impl Engine {
 
     /// Wakes the reconciler: this replica's, or the leader's.
     pub fn request_sync(&self) {
+        tracing::debug!(leader = self.is_leader(), "sync requested");
         if self.is_leader() {
             self.sync_requests.notify_one();
         } else if let Err(e) = crate::store::Store::wait(self.store.signal(&Signal::Sync)) {
@@ -324,6 +325,7 @@ pub async fn signal_loop(engine: Arc<Engine>, mut stopped: tokio::sync::watch::R
 }
 
 async fn on_signal(engine: &Arc<Engine>, signal: Signal, last: &mut u64) {
+    tracing::trace!(?signal, leader = engine.is_leader(), "signal");
     match signal {
         Signal::Desired { seq } if seq > *last && !engine.is_leader() => catch_up(engine, last).await,
         Signal::Desired { .. } => {}

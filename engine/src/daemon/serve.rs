@@ -321,6 +321,7 @@ async fn reconcile_loop(reconciler: Reconciler, engine: Arc<Engine>, mut stopped
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
             continue;
         };
+        tracing::debug!(after = ?action.requeue_after, "reconciled; waiting");
         tokio::select! {
             _ = tokio::time::sleep(action.requeue_after) => forced = false,
             _ = engine.sync_requests.notified() => forced = true,
