@@ -47,6 +47,8 @@ use rayon::prelude::*;
 use crate::clock::Clock;
 use crate::follow::CommitInfo;
 use crate::plan::{CompiledPolicy, DevicePlan, Plan, PlanCatalog, PlanInput, plan, replan_devices};
+pub use crate::store::replicas::ServedDesired;
+use crate::store::replicas::SignedDesired;
 use crate::store::{Store, StoreError};
 
 /// What is in force: a valid policy revision and the catalog the engine
@@ -62,18 +64,6 @@ pub struct InForce {
 /// What is in force, its last full plan, and the devices planned since
 /// (by id).
 pub type PlanView = (Arc<InForce>, Arc<Plan>, HashMap<String, Arc<DevicePlan>>);
-
-/// A device's desired state as served: signed, encoded, with its ETag.
-pub struct ServedDesired {
-    pub generation: u64,
-    pub etag: String,
-    /// The DSSE envelope, as JSON.
-    pub body: Vec<u8>,
-    pub issued_at: jiff::Timestamp,
-    pub expires_at: jiff::Timestamp,
-    /// sha256 of the content (without generation and times).
-    pub digest: String,
-}
 
 /// The plan in force and what was served from it.
 #[derive(Default)]
@@ -341,7 +331,8 @@ impl Engine {
             })
             .collect();
         if self.store.is_shared() {
-            self.publish(signed.iter().filter(|(_, _, fresh)| *fresh).map(|(id, s, _)| s.published(id)).collect())?;
+            let fresh = signed.iter().filter(|(_, _, fresh)| *fresh);
+            self.publish(fresh.map(|(id, s, _)| SignedDesired { device: id.clone(), state: (**s).clone() }).collect())?;
         }
         let desired: HashMap<String, Arc<ServedDesired>> =
             signed.into_iter().map(|(id, served, _)| (id, served)).collect();
@@ -413,7 +404,7 @@ impl Engine {
         let changed = kept.is_none();
         let served_state = kept.unwrap_or_else(|| Arc::new(self.sign(content, digest, generation, now)));
         if changed {
-            self.publish(vec![served_state.published(id)])?;
+            self.publish(vec![SignedDesired { device: id.to_owned(), state: (*served_state).clone() }])?;
         }
         {
             let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());

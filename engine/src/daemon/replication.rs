@@ -51,33 +51,6 @@ const CATCH_UP_EVERY: Duration = Duration::from_secs(5);
 /// How long a follower's inventory answer waits for the leader's plan.
 pub const INVENTORY_WAIT: Duration = Duration::from_secs(10);
 
-impl ServedDesired {
-    pub fn published(&self, device: &str) -> SignedDesired {
-        SignedDesired {
-            device: device.to_owned(),
-            generation: self.generation,
-            etag: self.etag.clone(),
-            body: self.body.clone(),
-            issued_at: self.issued_at,
-            expires_at: self.expires_at,
-            digest: self.digest.clone(),
-        }
-    }
-}
-
-impl From<SignedDesired> for ServedDesired {
-    fn from(state: SignedDesired) -> ServedDesired {
-        ServedDesired {
-            generation: state.generation,
-            etag: state.etag,
-            body: state.body,
-            issued_at: state.issued_at,
-            expires_at: state.expires_at,
-            digest: state.digest,
-        }
-    }
-}
-
 impl Engine {
     pub fn role(&self) -> ReplicaRole {
         *self.role.borrow()
@@ -133,15 +106,15 @@ impl Engine {
         let mut changed = false;
         {
             let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
-            for state in states {
+            for SignedDesired { device, state } in states {
                 // The same generation re-signed (renewed) counts as newer.
-                let newer = served.desired.get(&state.device).is_none_or(|held| {
+                let newer = served.desired.get(&device).is_none_or(|held| {
                     held.generation < state.generation
                         || (held.generation == state.generation && held.etag != state.etag)
                 });
                 if newer {
                     changed = true;
-                    served.desired.insert(state.device.clone(), Arc::new(state.into()));
+                    served.desired.insert(device, Arc::new(state));
                 }
             }
         }

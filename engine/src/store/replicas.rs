@@ -39,11 +39,10 @@ pub enum Fencing {
     Leader(Lease),
 }
 
-/// A desired state as served, with the bytes every replica answers: the
-/// ETag and the body are the leader's, unchanged.
+/// A device's desired state as served: signed, encoded, with its ETag.
+/// Every replica answers these bytes, the leader's, unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignedDesired {
-    pub device: String,
+pub struct ServedDesired {
     pub generation: u64,
     pub etag: String,
     /// The DSSE envelope, as JSON.
@@ -52,6 +51,13 @@ pub struct SignedDesired {
     pub expires_at: jiff::Timestamp,
     /// sha256 of the content (without generation and times).
     pub digest: String,
+}
+
+/// A device's served state, as published for the other replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedDesired {
+    pub device: String,
+    pub state: ServedDesired,
 }
 
 /// What one replica tells the others, by NOTIFY on [`CHANNEL`]. A signal

@@ -9,7 +9,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::PgStore;
 use crate::store::StoreError;
-use crate::store::replicas::{CHANNEL, Fencing, Lease, LeaseState, Signal, SignedDesired};
+use crate::store::replicas::{CHANNEL, Fencing, Lease, LeaseState, ServedDesired, Signal, SignedDesired};
 
 /// A connection that listens on [`CHANNEL`]: its signals arrive in order,
 /// and the stream ends when the connection does (the caller reconnects
@@ -117,12 +117,12 @@ impl PgStore {
             .get(0);
         let column = |f: fn(&SignedDesired) -> String| states.iter().map(f).collect::<Vec<String>>();
         let devices = column(|s| s.device.clone());
-        let etags = column(|s| s.etag.clone());
-        let issued = column(|s| s.issued_at.to_string());
-        let expires = column(|s| s.expires_at.to_string());
-        let digests = column(|s| s.digest.clone());
-        let generations: Vec<i64> = states.iter().map(|s| s.generation as i64).collect();
-        let bodies: Vec<&[u8]> = states.iter().map(|s| s.body.as_slice()).collect();
+        let etags = column(|s| s.state.etag.clone());
+        let issued = column(|s| s.state.issued_at.to_string());
+        let expires = column(|s| s.state.expires_at.to_string());
+        let digests = column(|s| s.state.digest.clone());
+        let generations: Vec<i64> = states.iter().map(|s| s.state.generation as i64).collect();
+        let bodies: Vec<&[u8]> = states.iter().map(|s| s.state.body.as_slice()).collect();
         tx.execute(
             "INSERT INTO signed_desired (device, generation, etag, body, issued_at, expires_at, digest, seq) \
              SELECT d, g, e, b, i, x, h, $8 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bytea[], \
@@ -180,15 +180,15 @@ impl PgStore {
                 .parse::<jiff::Timestamp>()
                 .map_err(|e| self.corrupted(format!("the signed state of {device} does not decode: {e}")))
         };
-        Ok(SignedDesired {
+        let state = ServedDesired {
             generation: row.get::<_, i64>(1) as u64,
             etag: row.get(2),
             body: row.get(3),
             issued_at: time(4)?,
             expires_at: time(5)?,
             digest: row.get(6),
-            device,
-        })
+        };
+        Ok(SignedDesired { device, state })
     }
 
     /// Tells every listening replica (and this one).
