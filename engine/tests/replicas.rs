@@ -214,6 +214,12 @@ async fn a_leader_past_its_lease_cannot_write() {
         Err(StoreError::Fenced { .. }) => {}
         other => panic!("a stale leader's write must be refused: {other:?}"),
     }
+    let now = jiff::Timestamp::UNIX_EPOCH;
+    let audit = old.append_leader_audit(now, "policy", "revision.applied", serde_json::json!({})).await;
+    assert!(matches!(audit, Err(StoreError::Fenced { .. })), "{audit:?}");
+    let trend = old.set_leader_state("trend", &vec![1, 2, 3]).await;
+    assert!(matches!(trend, Err(StoreError::Fenced { .. })), "{trend:?}");
+    assert_eq!(old.audit_len().await.unwrap(), 0, "nothing of the stale leader's is in the log");
     new.record_ledger(&[entry("the-new-leader")]).await.unwrap();
     let ledger = new.ledger().await.unwrap();
     let rules: Vec<String> = ledger.entries().map(|e| e.rule).collect();

@@ -63,7 +63,7 @@ impl Engine {
             for (patch, action, devices) in approval_changes(before, &after) {
                 let listed: Vec<&String> = devices.iter().take(AUDIT_DEVICES).collect();
                 let actor = in_force.commit.as_ref().map_or("policy".to_owned(), |c| format!("commit:{}", c.author));
-                crate::store::Store::wait(self.store.append_audit(
+                crate::store::Store::wait(self.store.append_leader_audit(
                     now,
                     &actor,
                     action,

@@ -397,8 +397,12 @@ impl Reconciler {
                     "signature": signature,
                 });
                 let actor = info.as_ref().map_or("policy".to_owned(), |i| format!("commit:{}", i.author));
-                let _ =
-                    crate::store::Store::wait(self.engine.store.append_audit(now, &actor, "revision.applied", detail));
+                let _ = crate::store::Store::wait(self.engine.store.append_leader_audit(
+                    now,
+                    &actor,
+                    "revision.applied",
+                    detail,
+                ));
                 self.set_revision_status(&commit, info.as_ref(), true, signature, now);
                 self.set_condition(ConditionType::SourceReachable, true, "Fetched", format!("fetched {commit}"), now);
                 self.set_condition(
@@ -458,7 +462,7 @@ impl Reconciler {
         self.engine.metrics.revisions_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(revision = commit, why, detail, "refused a revision: the last good one stays in force");
         let actor = info.as_ref().map_or("policy".to_owned(), |i| format!("commit:{}", i.author));
-        let _ = crate::store::Store::wait(self.engine.store.append_audit(
+        let _ = crate::store::Store::wait(self.engine.store.append_leader_audit(
             now,
             &actor,
             "revision.refused",
@@ -702,7 +706,7 @@ impl CatalogSync {
             // desired states say they were planned against.
             Synced::Imported(report) if report.unchanged && previous == Some(report.revision) => Ok(false),
             Synced::Imported(report) => {
-                let _ = crate::store::Store::wait(store.append_audit(
+                let _ = crate::store::Store::wait(store.append_leader_audit(
                     now,
                     &format!("feed:{}", source.name),
                     "catalog.imported",

@@ -49,7 +49,7 @@ impl Engine {
         trend.push(point);
         let excess = trend.len().saturating_sub(TREND_POINTS);
         trend.drain(..excess);
-        crate::store::Store::wait(self.store.set_engine_state(TREND_STATE, &trend))
+        crate::store::Store::wait(self.store.set_leader_state(TREND_STATE, &trend))
     }
 
     /// The compliance trend, oldest first.

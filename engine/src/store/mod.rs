@@ -605,6 +605,36 @@ impl Store {
         }
     }
 
+    /// [`Store::append_audit`] of what the leader records of its own work
+    /// (a revision applied, approvals gained and lost): refused unless this
+    /// replica holds a current lease.
+    pub async fn append_leader_audit(
+        &self,
+        at: jiff::Timestamp,
+        actor: &str,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<u64, StoreError> {
+        let (actor, entries) = (actor.to_owned(), vec![(action.to_owned(), detail)]);
+        match &self.backend {
+            Backend::Sled(sled) => on_sled(sled, move |sled| sled.append_audits(at, &actor, &entries)).await,
+            Backend::Postgres(pg) => pg.append_audits_fenced(at, &actor, &entries, true).await,
+        }
+    }
+
+    /// [`Store::set_engine_state`] of the leader's own state (the
+    /// compliance trend): refused unless this replica holds a current lease.
+    pub async fn set_leader_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
+        let value = serde_json::to_value(value).expect("engine state serializes");
+        match &self.backend {
+            Backend::Sled(sled) => {
+                let name = name.to_owned();
+                on_sled(sled, move |sled| sled.set_engine_state(&name, &value)).await
+            }
+            Backend::Postgres(pg) => pg.set_engine_state_fenced(name, &value, true).await,
+        }
+    }
+
     /// Appends several entries by one actor, in one transaction.
     pub async fn append_audits(
         &self,

@@ -25,7 +25,8 @@ pub struct LeaseState {
 }
 
 /// Which writes a replica may make. Leader writes (catalog, ledger,
-/// generations, signed states, exposure) check the lease in their own
+/// generations, signed states, exposure, the compliance trend, the audit
+/// entries of the leader's own work) check the lease in their own
 /// transaction, so a leader paused past its lease cannot make one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Fencing {

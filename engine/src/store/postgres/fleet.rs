@@ -344,8 +344,23 @@ impl PgStore {
         actor: &str,
         entries: &[(String, serde_json::Value)],
     ) -> Result<u64, StoreError> {
+        self.append_audits_fenced(at, actor, entries, false).await
+    }
+
+    /// [`PgStore::append_audits`]; `as_leader`: only under a current lease
+    /// (what the leader records of its own work: revisions, approvals).
+    pub async fn append_audits_fenced(
+        &self,
+        at: jiff::Timestamp,
+        actor: &str,
+        entries: &[(String, serde_json::Value)],
+        as_leader: bool,
+    ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(self.db("write"))?;
+        if as_leader {
+            self.fence(&tx).await?;
+        }
         let last = if entries.is_empty() {
             self.audit_len_in(&tx).await?
         } else {
@@ -481,15 +496,29 @@ impl PgStore {
     }
 
     pub async fn set_engine_state(&self, name: &str, value: &serde_json::Value) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO engine_state (name, value) VALUES ($1, $2) \
-                 ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
-                &[&name, value],
-            )
-            .await
-            .map_err(self.db("write"))?;
-        Ok(())
+        self.set_engine_state_fenced(name, value, false).await
+    }
+
+    /// [`PgStore::set_engine_state`]; `as_leader`: only under a current
+    /// lease (the leader's own state: the compliance trend).
+    pub async fn set_engine_state_fenced(
+        &self,
+        name: &str,
+        value: &serde_json::Value,
+        as_leader: bool,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(self.db("write"))?;
+        if as_leader {
+            self.fence(&tx).await?;
+        }
+        tx.execute(
+            "INSERT INTO engine_state (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            &[&name, value],
+        )
+        .await
+        .map_err(self.db("write"))?;
+        tx.commit().await.map_err(self.db("commit"))
     }
 }
