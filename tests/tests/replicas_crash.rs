@@ -89,6 +89,19 @@ async fn one_leader(http: &reqwest::Client, admin: &str, replicas: &[&Replica]) 
     }
 }
 
+/// Waits (bounded) until `base` answers `/readyz` with 200.
+async fn until_ready(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = http.get(format!("{base}/readyz")).send().await.map(|r| r.status().as_u16());
+        if ready.ok() == Some(200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{base} never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn enrollment_token(http: &reqwest::Client, base: &str, admin: &str) -> String {
     let body = serde_json::json!({"kind": "enrollment", "uses": 100_000});
     let token = post(http, format!("{base}/api/v1/tokens"), admin, body).await.expect("the engine answers");
@@ -133,8 +146,11 @@ async fn kill_replicas_mid_write(rounds: usize, budget: Duration) {
         let survivor = &replicas[1 - victim];
         if victim == leader {
             leader_kills += 1;
-            // The survivor leads once the lease expires.
+            // The survivor leads once the lease expires, and is ready (what
+            // the load balancer asks) once it put the applied revision
+            // back in force.
             one_leader(&http, &admin, &[survivor]).await;
+            until_ready(&http, &survivor.base).await;
             slowest_takeover = slowest_takeover.max(died.elapsed());
             assert!(died.elapsed() < Duration::from_secs(30), "took over in {:?}", died.elapsed());
         }
@@ -240,6 +256,7 @@ async fn postgres_stopped_hard_mid_write_loses_nothing_acknowledged() {
         pg.restart();
         wait_for_writes(&http, &replica.base, &ledger).await;
         one_leader(&http, &admin, &[&replica]).await;
+        until_ready(&http, &replica.base).await;
         check(&http, &replica.base, &admin, &mut ledger, round + 1).await;
     }
     eprintln!(
