@@ -89,6 +89,9 @@ pub enum FieldValue<'a> {
     /// A field CEL sees as a timestamp.
     Time(jiff::Timestamp),
     Json(&'a Json),
+    /// A map of strings (a device's labels), read as keys only: an
+    /// expression that reads it is evaluated over the device's JSON.
+    StrMap(&'a std::collections::BTreeMap<String, String>),
 }
 
 /// Where the fast path reads the bound variable's fields. The planner
@@ -327,6 +330,7 @@ impl<'a> Context<'a> {
                         FieldValue::StrList(list) => Val::StrList(list),
                         FieldValue::Time(t) => Val::Time(t),
                         FieldValue::Json(json) => from_json(json)?,
+                        FieldValue::StrMap(_) => return None,
                     }
                 }
             }

@@ -233,6 +233,11 @@ pub(super) struct PackageHits {
 }
 
 impl PackageHits {
+    /// The patches whose fixes name one of the device's packages, ascending.
+    pub(super) fn touched(&self) -> &[u32] {
+        &self.touched
+    }
+
     /// `fix_state` of a patch that has package fixes.
     pub(super) fn state(&self, patch: u32) -> FixState {
         if self.needed.binary_search(&patch).is_ok() {

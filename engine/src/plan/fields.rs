@@ -25,6 +25,7 @@ enum Part<'a> {
     StrList(&'a [String]),
     Time(jiff::Timestamp),
     Json(JsonKey<'a>),
+    StrMap(&'a std::collections::BTreeMap<String, String>),
 }
 
 impl<'a> Part<'a> {
@@ -34,6 +35,7 @@ impl<'a> Part<'a> {
             FieldValue::StrList(list) => Part::StrList(list),
             FieldValue::Time(t) => Part::Time(t),
             FieldValue::Json(json) => Part::Json(JsonKey(json)),
+            FieldValue::StrMap(map) => Part::StrMap(map),
         }
     }
 }

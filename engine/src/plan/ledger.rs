@@ -57,3 +57,24 @@ impl FromIterator<LedgerEntry> for Ledger {
         ledger
     }
 }
+
+/// The (rule, patch) pairs that match now and never did before: what the
+/// engine adds to its ledger.
+pub(super) fn additions(
+    ledger: &Ledger,
+    policy: &super::CompiledPolicy,
+    catalog: &super::PlanCatalog,
+    matches: &[super::rules::RuleMatches],
+    now: jiff::Timestamp,
+) -> Vec<LedgerEntry> {
+    let mut added = Vec::new();
+    for (rule, outcome) in policy.rules.iter().zip(matches) {
+        for &patch in &outcome.matched {
+            let id = catalog.patches[patch as usize].id();
+            if ledger.first_matched(&rule.name, id).is_none() {
+                added.push(LedgerEntry { rule: rule.name.clone(), patch: id.to_owned(), at: now });
+            }
+        }
+    }
+    added
+}
