@@ -9,7 +9,8 @@
 //!
 //! `cargo bench -p patchward-engine --bench plan`. Sizes from
 //! `PATCHWARD_BENCH_DEVICES`, `PATCHWARD_BENCH_PATCHES`, `PATCHWARD_BENCH_RULES`,
-//! `PATCHWARD_BENCH_SCOPES`.
+//! `PATCHWARD_BENCH_SCOPES`; `PATCHWARD_BENCH_PARTS` picks the parts to run
+//! (`1234` by default, `3` for the full plan alone).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -125,11 +126,30 @@ fn main() {
         scenario.fleet.len()
     );
     let now = scenario.now;
+    let parts = std::env::var("PATCHWARD_BENCH_PARTS").unwrap_or_else(|_| "1234".into());
+    if parts.contains('1') {
+        rule_evaluation(&policy, &catalog, &scenario, now);
+    }
+    if parts.contains('2') {
+        membership(&policy, &scenario, now);
+    }
+    if parts.contains('3') {
+        full_plan(&policy, &catalog, &scenario, now, parts.contains('4'));
+    }
+}
+
+/// Part 1: every rule's `match` over the catalog, three ways.
+fn rule_evaluation(
+    policy: &CompiledPolicy,
+    catalog: &PlanCatalog,
+    scenario: &patchward::plan::synthetic::Scenario,
+    now: jiff::Timestamp,
+) {
     let pairs = (catalog.len() * policy.rules.len()) as f64;
 
     println!("\n1. rule evaluation: {} patches × {} rules = {pairs:.0} pairs", catalog.len(), policy.rules.len());
     let (best, median, matches) =
-        time(5, || match_rules(&policy, &catalog, &Evaluator::new(&policy.env, now), &mut Vec::new()));
+        time(5, || match_rules(policy, catalog, &Evaluator::new(&policy.env, now), &mut Vec::new()));
     let matched_cel: usize = matches.iter().map(|m| m.matched.len()).sum();
     println!(
         "   planner (shared by field values, 2 threads) {:>8.1} ms  {:>12.0} pairs/s   (median {:.1} ms)",
@@ -193,11 +213,14 @@ fn main() {
         best_cel / best_native,
         best_interpreter / best_native
     );
+}
 
+/// Part 2: scope membership, shared by fact values and per device.
+fn membership(policy: &CompiledPolicy, scenario: &patchward::plan::synthetic::Scenario, now: jiff::Timestamp) {
     println!("\n2. scope membership: {} devices × {} scopes", scenario.fleet.len(), policy.scopes.len() - 1);
     let devices: Vec<&patchward_api::Device> = scenario.fleet.iter().collect();
     let (best, median, members) =
-        time(3, || scope_membership(&policy, &devices, &Evaluator::new(&policy.env, now), &mut Vec::new()));
+        time(3, || scope_membership(policy, &devices, &Evaluator::new(&policy.env, now), &mut Vec::new()));
     let evaluations = (scenario.fleet.len() * (policy.scopes.len() - 1)) as f64;
     println!(
         "   planner (shared by fact values)             {:>8.1} ms  {:>12.0} device-scopes/s (median {:.1} ms)",
@@ -227,12 +250,21 @@ fn main() {
         evaluations / best_each
     );
     assert_eq!(&members[1..], &members_each[..], "shared and per-device selectors agree");
+}
 
+/// Part 3: the full plan, its memory, and (part 4) the exposure views over it.
+fn full_plan(
+    policy: &CompiledPolicy,
+    catalog: &PlanCatalog,
+    scenario: &patchward::plan::synthetic::Scenario,
+    now: jiff::Timestamp,
+    views: bool,
+) {
     println!("\n3. full plan: {} devices × {} patches", scenario.fleet.len(), catalog.len());
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
     let started = Instant::now();
-    let computed = plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &scenario.fleet, ledger: None, now });
+    let computed = plan(&PlanInput { policy, catalog, fleet: &scenario.fleet, ledger: None, now });
     let seconds = started.elapsed().as_secs_f64();
     let (peak, after) = (PEAK.load(Ordering::Relaxed), LIVE.load(Ordering::Relaxed));
     let summary = computed.summary();
@@ -254,10 +286,11 @@ fn main() {
         mib(after.saturating_sub(before)),
         peak_rss()
     );
-    exposure_views(&computed, &policy, &catalog, now);
+    if views {
+        exposure_views(&computed, policy, catalog, now);
+    }
     drop(computed);
-    let (best, median, _) =
-        time(3, || plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &scenario.fleet, ledger: None, now }));
+    let (best, median, _) = time(3, || plan(&PlanInput { policy, catalog, fleet: &scenario.fleet, ledger: None, now }));
     println!("   repeated: best {best:.2} s, median {median:.2} s");
 }
 

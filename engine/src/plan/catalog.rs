@@ -2,8 +2,6 @@
 //! coverage of the policy's CatalogSources, not obsolete), each converted
 //! to a CEL value once per catalog revision.
 
-use std::collections::HashMap;
-
 use crate::catalog::coverage::CoverageSet;
 use crate::catalog::view::{self, PatchView};
 use crate::expr::eval::{CelValue, FieldValue, JsonRecord, PATCH_TIMESTAMPS, Record};
@@ -61,7 +59,7 @@ impl Record for PlanPatch {
 #[derive(Default)]
 pub struct PlanCatalog {
     pub patches: Vec<PlanPatch>,
-    index: HashMap<String, u32>,
+    index: foldhash::HashMap<String, u32>,
     /// Ids of every stored patch, active or not (manual approvals of an
     /// inactive patch are reported as such, not as unknown).
     inactive: std::collections::BTreeSet<String>,

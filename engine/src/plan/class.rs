@@ -97,7 +97,7 @@ impl Classes {
                 (kind_index[&kind_of(devices[device])], scopes)
             })
             .collect();
-        let mut ids: HashMap<&(usize, Vec<u32>), u32> = HashMap::new();
+        let mut ids: foldhash::HashMap<&(usize, Vec<u32>), u32> = Default::default();
         let mut distinct: Vec<&(usize, Vec<u32>)> = Vec::new();
         let class_of = keys
             .iter()

@@ -7,10 +7,10 @@
 //! that can apply to them, so a device only looks at approved patches of
 //! its own kind. Devices are planned in parallel, in the order given.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use patchward_api::fixes::{FixState, PackageIndex};
-use patchward_api::{Device, ReportStatus};
+use patchward_api::fixes::FixState;
+use patchward_api::{Device, Report, ReportStatus};
 use rayon::prelude::*;
 
 use super::class::{Candidate, Class, Classes, DeviceKind, Reach, kind_of};
@@ -41,7 +41,7 @@ struct Shared<'a> {
     exposure: exposed::ExposureIndex<'a>,
     /// Per patch id any active patch names as superseding it, the active
     /// patches it supersedes directly: what an inventory entry covers.
-    superseded_by_id: HashMap<&'a str, Vec<u32>>,
+    superseded_by_id: foldhash::HashMap<&'a str, Vec<u32>>,
     now: jiff::Timestamp,
 }
 
@@ -49,7 +49,7 @@ struct Shared<'a> {
 pub(super) fn plan_devices(input: &PlanInput, devices: &[&Device], decided: &Decided) -> Vec<DevicePlan> {
     let catalog = input.catalog;
     let classes = Classes::new(input, decided, devices);
-    let mut superseded_by_id: HashMap<&str, Vec<u32>> = HashMap::new();
+    let mut superseded_by_id: foldhash::HashMap<&str, Vec<u32>> = Default::default();
     for (patch, plan_patch) in catalog.patches.iter().enumerate() {
         for newer in &plan_patch.view.superseded_by {
             superseded_by_id.entry(newer.as_str()).or_default().push(patch as u32);
@@ -80,8 +80,6 @@ pub(super) fn plan_devices(input: &PlanInput, devices: &[&Device], decided: &Dec
 struct Seen<'d> {
     device: &'d Device,
     class: &'d Class,
-    /// The patches its inventory lists.
-    inventory: HashSet<&'d str>,
     /// The active patches its inventory lists or supersedes directly,
     /// ascending: a patch is present by inventory when it is here.
     covered: Vec<u32>,
@@ -97,24 +95,23 @@ impl<'d> Seen<'d> {
         }
         covered.sort_unstable();
         covered.dedup();
-        Seen {
-            device,
-            class,
-            inventory: device.inventory.patches.iter().map(String::as_str).collect(),
-            covered,
-            hits: shared.exposure.hits(device),
-        }
+        Seen { device, class, covered, hits: shared.exposure.hits(shared.catalog, device) }
     }
 
     fn in_scope(&self, scope: u32) -> bool {
         self.class.in_scope(scope)
+    }
+
+    /// The patch ids its inventory lists.
+    fn inventory(&self) -> HashSet<&'d str> {
+        self.device.inventory.patches.iter().map(String::as_str).collect()
     }
 }
 
 fn plan_device(device: &Device, class: &Class, classes: &Classes, shared: &Shared) -> DevicePlan {
     let (catalog, policy) = (shared.catalog, shared.policy);
     let seen = Seen::new(device, class, shared);
-    let mut items = Vec::new();
+    let mut items = Vec::with_capacity(class.fixless.len());
     let mut excluded = Vec::new();
     let mut take = |candidate: Candidate, fixes: FixState| match candidate.reach {
         Reach::Excluded(exclusion) => excluded.push((candidate.patch, exclusion)),
@@ -127,9 +124,12 @@ fn plan_device(device: &Device, class: &Class, classes: &Classes, shared: &Share
     for &candidate in &class.fixless {
         take(candidate, FixState::NoFixes);
     }
-    for &patch in seen.hits.touched() {
-        if let Ok(found) = class.fixed.binary_search_by_key(&patch, |c| c.patch) {
-            take(class.fixed[found], seen.hits.state(patch));
+    if !seen.hits.is_empty() {
+        for &candidate in &class.fixed {
+            match seen.hits.state(candidate.patch) {
+                FixState::NotApplicable => {}
+                fixes => take(candidate, fixes),
+            }
         }
     }
     excluded.sort_unstable();
@@ -145,8 +145,7 @@ fn plan_device(device: &Device, class: &Class, classes: &Classes, shared: &Share
     items.sort_unstable_by_key(|item| item.patch);
     let address = device.facts.ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
     let location = address.and_then(|ip| shared.locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
-    let packages = PackageIndex::new(&device.inventory.packages);
-    let software = software_items(policy, &seen.inventory, &packages, &|scope| seen.in_scope(scope));
+    let software = software_items(policy, device, &|scope| seen.in_scope(scope));
     let kind = &classes.kinds[class.kind];
     let exposure = shared.exposure.device(catalog, device, &seen.hits, &kind.fixless, &kind.applies);
     let reads_fixes = device.inventory.packages.iter().any(|p| p.arch.is_some());
@@ -173,8 +172,15 @@ fn item_status(grant: &Grant, present: bool, shared: &Shared) -> ItemStatus {
 /// patchward (no install report) is never removed so.
 fn retractions(seen: &Seen, shared: &Shared, items: &[DeviceItem], excluded: &[(u32, u32)]) -> Vec<DeviceItem> {
     let Shared { catalog, policy, grants, excluded_by, .. } = *shared;
-    let Seen { device, inventory, hits, .. } = seen;
+    let Seen { device, hits, .. } = seen;
+    let installed = |report: &&Report| {
+        report.status == ReportStatus::Succeeded && report.action == Some(patchward_api::desired::Action::Install)
+    };
+    if !device.reports.iter().any(|r| installed(&r)) {
+        return Vec::new();
+    }
     let in_scope = |scope: u32| seen.in_scope(scope);
+    let inventory = seen.inventory();
     let kind = kind_of(device);
     let kept: HashSet<&str> = items
         .iter()
@@ -182,10 +188,7 @@ fn retractions(seen: &Seen, shared: &Shared, items: &[DeviceItem], excluded: &[(
         .map(|i| catalog.patches[i.patch as usize].id())
         .collect();
     let mut found = Vec::new();
-    for report in &device.reports {
-        if report.status != ReportStatus::Succeeded || report.action != Some(patchward_api::desired::Action::Install) {
-            continue;
-        }
+    for report in device.reports.iter().filter(installed) {
         let Some(patch) = catalog.get(&report.patch) else { continue };
         let Some(index) = report.policy.as_deref().and_then(|p| policy.policies.iter().position(|n| n == p)) else {
             continue;

@@ -25,7 +25,6 @@
 //! name none of the device's packages are not applicable without being
 //! looked at, which is most of them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use patchward_api::fixes::{FixKind, FixState};
@@ -86,10 +85,47 @@ pub(super) struct ExposureIndex<'c> {
     /// source fixes by the binaries they list, for a package whose
     /// inventory names no source (an older agent: its own version).
     listed: [Names<'c>; 2],
+    cuts: Cuts,
+}
+
+/// Where a package's version falls in each list of fixes under its name,
+/// remembered by (list, version): a fleet holds few distinct versions of a
+/// package, and comparing versions is the dearest step of finding a
+/// device's hits. Shared by the threads that plan devices.
+struct Cuts {
+    /// By the list's address, then the version.
+    shards: Vec<std::sync::RwLock<VersionCuts>>,
+    hasher: foldhash::fast::FixedState,
+}
+
+type VersionCuts = foldhash::HashMap<usize, foldhash::HashMap<Box<str>, u32>>;
+
+impl Cuts {
+    const SHARDS: usize = 64;
+
+    fn new() -> Cuts {
+        let shards = (0..Self::SHARDS).map(|_| Default::default()).collect();
+        Cuts { shards, hasher: foldhash::fast::FixedState::default() }
+    }
+
+    /// The position of the first fix in `list` past `version`, found once.
+    fn first(&self, list: &[Threshold], version: &str, find: impl FnOnce() -> usize) -> usize {
+        use std::hash::BuildHasher;
+        let address = list.as_ptr() as usize;
+        let shard = &self.shards[self.hasher.hash_one((address, version)) as usize % Self::SHARDS];
+        let known = shard.read().unwrap_or_else(|e| e.into_inner()).get(&address).and_then(|v| v.get(version).copied());
+        if let Some(first) = known {
+            return first as usize;
+        }
+        let first = find();
+        let mut shard = shard.write().unwrap_or_else(|e| e.into_inner());
+        shard.entry(address).or_default().insert(version.into(), first as u32);
+        first
+    }
 }
 
 /// Each name's fixes, ascending by fixed version.
-type Names<'c> = HashMap<&'c str, Vec<Threshold<'c>>>;
+type Names<'c> = foldhash::HashMap<&'c str, Vec<Threshold<'c>>>;
 
 struct Threshold<'c> {
     fixed: &'c str,
@@ -111,6 +147,7 @@ impl<'c> ExposureIndex<'c> {
             binary: Default::default(),
             source: Default::default(),
             listed: Default::default(),
+            cuts: Cuts::new(),
         };
         for (patch, plan_patch) in catalog.patches.iter().enumerate() {
             for newer in plan_patch.view.superseded_by.iter().filter_map(|id| catalog.get(id)) {
@@ -146,6 +183,7 @@ impl<'c> ExposureIndex<'c> {
     /// patch to `touched`, those whose fixed version is past `version` to
     /// `needed`.
     fn lookup(
+        &self,
         names: &Names<'c>,
         manager: PackageManager,
         (name, version): (&str, &str),
@@ -153,12 +191,14 @@ impl<'c> ExposureIndex<'c> {
         hits: &mut PackageHits,
     ) {
         let Some(list) = names.get(name) else { return };
-        let first = list.partition_point(|t| compare_versions(t.fixed, version, manager.scheme()).is_le());
+        let first = self.cuts.first(list, version, || {
+            list.partition_point(|t| compare_versions(t.fixed, version, manager.scheme()).is_le())
+        });
         for (position, threshold) in list.iter().enumerate() {
             if threshold.platform.is_none() || threshold.platform == platform {
-                hits.touched.push(threshold.patch);
+                hits.touched.insert(threshold.patch);
                 if position >= first {
-                    hits.needed.push(threshold.patch);
+                    hits.needed.insert(threshold.patch);
                 }
             }
         }
@@ -167,22 +207,18 @@ impl<'c> ExposureIndex<'c> {
     /// What `device`'s packages say about the patches with package fixes:
     /// the same answer as `patchward_api::fixes::fix_state` for each, found
     /// from the packages instead of from every patch.
-    pub(super) fn hits(&self, device: &Device) -> PackageHits {
-        let mut hits = PackageHits::default();
+    pub(super) fn hits(&self, catalog: &PlanCatalog, device: &Device) -> PackageHits {
+        let mut hits = PackageHits::new(catalog.len(), device.inventory.packages.is_empty());
         let platform = device.facts.platform.as_deref();
         for package in &device.inventory.packages {
             let (manager, slot) = (package.manager, slot(package.manager));
             let own = (package.name.as_str(), package.version.as_str());
-            Self::lookup(&self.binary[slot], manager, own, platform, &mut hits);
+            self.lookup(&self.binary[slot], manager, own, platform, &mut hits);
             let source = (package.source_name(), package.source_version());
-            Self::lookup(&self.source[slot], manager, source, platform, &mut hits);
+            self.lookup(&self.source[slot], manager, source, platform, &mut hits);
             if package.source.is_none() {
-                Self::lookup(&self.listed[slot], manager, own, platform, &mut hits);
+                self.lookup(&self.listed[slot], manager, own, platform, &mut hits);
             }
-        }
-        for list in [&mut hits.touched, &mut hits.needed] {
-            list.sort_unstable();
-            list.dedup();
         }
         hits
     }
@@ -218,35 +254,76 @@ impl<'c> ExposureIndex<'c> {
         covered.sort_unstable();
         covered.dedup();
         let present = covered.iter().copied().filter(|p| fixless.binary_search(p).is_ok()).collect();
-        let needed =
-            hits.needed.iter().copied().filter(|p| covered.binary_search(p).is_err() && applies[*p as usize]).collect();
+        let needed = hits.needed.iter().filter(|p| covered.binary_search(p).is_err() && applies[*p as usize]).collect();
         ExposureSet { fixless: Arc::clone(fixless), present, needed }
     }
 }
 
 /// The patches with package fixes that name one of a device's packages
-/// (`touched`) and those it needs (`needed`), both sorted.
-#[derive(Debug, Default)]
+/// (`touched`) and those it needs (`needed`), as sets over the catalog: a
+/// device's packages hit hundreds of fixes, in no order, often twice.
+#[derive(Debug)]
 pub(super) struct PackageHits {
-    touched: Vec<u32>,
-    needed: Vec<u32>,
+    touched: PatchSet,
+    needed: PatchSet,
 }
 
 impl PackageHits {
-    /// The patches whose fixes name one of the device's packages, ascending.
-    pub(super) fn touched(&self) -> &[u32] {
-        &self.touched
+    /// Empty sets for a catalog of `patches`; nothing to hold when the
+    /// device has no packages.
+    fn new(patches: usize, none: bool) -> PackageHits {
+        let size = if none { 0 } else { patches };
+        PackageHits { touched: PatchSet::new(size), needed: PatchSet::new(size) }
     }
 
     /// `fix_state` of a patch that has package fixes.
     pub(super) fn state(&self, patch: u32) -> FixState {
-        if self.needed.binary_search(&patch).is_ok() {
+        if self.needed.contains(patch) {
             FixState::Needed
-        } else if self.touched.binary_search(&patch).is_ok() {
+        } else if self.touched.contains(patch) {
             FixState::Fixed
         } else {
             FixState::NotApplicable
         }
+    }
+
+    /// Whether no fix names any of the device's packages.
+    pub(super) fn is_empty(&self) -> bool {
+        self.touched.words.is_empty()
+    }
+}
+
+/// A set of patches, one bit each.
+#[derive(Debug)]
+struct PatchSet {
+    words: Vec<u64>,
+}
+
+impl PatchSet {
+    fn new(patches: usize) -> PatchSet {
+        PatchSet { words: vec![0; patches.div_ceil(64)] }
+    }
+
+    fn insert(&mut self, patch: u32) {
+        self.words[patch as usize / 64] |= 1 << (patch % 64);
+    }
+
+    fn contains(&self, patch: u32) -> bool {
+        self.words.get(patch as usize / 64).is_some_and(|word| word & (1 << (patch % 64)) != 0)
+    }
+
+    /// The patches, ascending.
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.words.iter().enumerate().flat_map(|(index, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    index as u32 * 64 + bit
+                })
+            })
+        })
     }
 }
 
@@ -322,5 +399,16 @@ mod tests {
         assert_eq!(set.len(), 6);
         let none = ExposureSet { fixless: Arc::from([2, 4]), present: vec![2, 4], needed: vec![] };
         assert!(none.is_empty() && none.patches().next().is_none());
+    }
+
+    #[test]
+    fn a_patch_set_holds_each_patch_once_and_lists_them_ascending() {
+        let mut set = PatchSet::new(130);
+        for patch in [129, 64, 0, 63, 64, 5] {
+            set.insert(patch);
+        }
+        assert_eq!(set.iter().collect::<Vec<_>>(), [0, 5, 63, 64, 129]);
+        assert!(set.contains(63) && !set.contains(62) && !set.contains(1000));
+        assert!(!PatchSet::new(0).contains(0) && PatchSet::new(0).iter().next().is_none());
     }
 }

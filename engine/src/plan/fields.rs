@@ -103,7 +103,7 @@ impl FieldKeys {
         let mut distinct = vec![0; columns.len()];
         let items_count = items.clone().count();
         for (field, &column) in &columns {
-            let mut interned: HashMap<Option<Part>, u32> = HashMap::new();
+            let mut interned: foldhash::HashMap<Option<Part>, u32> = Default::default();
             ids[column] = items
                 .clone()
                 .map(|item| {

@@ -4,8 +4,6 @@
 //! it reads, and a device's CEL value is built only when its combination is
 //! new.
 
-use std::collections::HashMap;
-
 use patchward_api::Device;
 use rayon::prelude::*;
 
@@ -64,7 +62,7 @@ fn members(scope: &CompiledScope, devices: &[&Device], keys: &FieldKeys, evaluat
     };
     let mut failures = Vec::new();
     let Some(selector) = &scope.selector else { return (members, failures) };
-    let mut cache: HashMap<fields::Key, Result<bool, EvalError>> = HashMap::new();
+    let mut cache: foldhash::HashMap<fields::Key, Result<bool, EvalError>> = Default::default();
     for (index, member) in members.iter_mut().enumerate() {
         let key = keys.key(&selector.fields, index);
         let answer = cache.entry(key).or_insert_with(|| {

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use patchward_api::Device;
 use patchward_api::fixes::PackageIndex;
 
 use super::{CompiledPolicy, ItemStatus, SoftwareItem};
@@ -19,10 +20,14 @@ pub fn software_id(package: &str, version: &str) -> String {
 /// other detection rules need the device itself: the agent checks them).
 pub(super) fn software_items(
     policy: &CompiledPolicy,
-    inventory: &HashSet<&str>,
-    packages: &PackageIndex<'_>,
+    device: &Device,
     in_scope: &dyn Fn(u32) -> bool,
 ) -> Vec<SoftwareItem> {
+    if policy.assignments.is_empty() {
+        return Vec::new();
+    }
+    let inventory: HashSet<&str> = device.inventory.patches.iter().map(String::as_str).collect();
+    let packages = PackageIndex::new(&device.inventory.packages);
     let present = |package: &str, version: &crate::policy::model::PackageVersion| {
         inventory.contains(software_id(package, &version.version.value).as_str())
             || version.detection.iter().flat_map(|d| &d.any_of).any(|rule| match rule {
