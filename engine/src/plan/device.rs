@@ -95,7 +95,7 @@ impl<'d> Seen<'d> {
         }
         covered.sort_unstable();
         covered.dedup();
-        Seen { device, class, covered, hits: shared.exposure.hits(shared.catalog, device) }
+        Seen { device, class, covered, hits: shared.exposure.hits(device) }
     }
 
     fn in_scope(&self, scope: u32) -> bool {
@@ -124,7 +124,7 @@ fn plan_device(device: &Device, class: &Class, classes: &Classes, shared: &Share
     for &candidate in &class.fixless {
         take(candidate, FixState::NoFixes);
     }
-    if !seen.hits.is_empty() {
+    if !seen.hits.without_packages() {
         for &candidate in &class.fixed {
             match seen.hits.state(candidate.patch) {
                 FixState::NotApplicable => {}

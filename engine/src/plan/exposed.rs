@@ -86,6 +86,9 @@ pub(super) struct ExposureIndex<'c> {
     /// inventory names no source (an older agent: its own version).
     listed: [Names<'c>; 2],
     cuts: Cuts,
+    /// How many active patches the catalog holds: the size of a device's
+    /// hit sets.
+    patches: usize,
 }
 
 /// Where a package's version falls in each list of fixes under its name,
@@ -148,6 +151,7 @@ impl<'c> ExposureIndex<'c> {
             source: Default::default(),
             listed: Default::default(),
             cuts: Cuts::new(),
+            patches: catalog.len(),
         };
         for (patch, plan_patch) in catalog.patches.iter().enumerate() {
             for newer in plan_patch.view.superseded_by.iter().filter_map(|id| catalog.get(id)) {
@@ -207,8 +211,8 @@ impl<'c> ExposureIndex<'c> {
     /// What `device`'s packages say about the patches with package fixes:
     /// the same answer as `patchward_api::fixes::fix_state` for each, found
     /// from the packages instead of from every patch.
-    pub(super) fn hits(&self, catalog: &PlanCatalog, device: &Device) -> PackageHits {
-        let mut hits = PackageHits::new(catalog.len(), device.inventory.packages.is_empty());
+    pub(super) fn hits(&self, device: &Device) -> PackageHits {
+        let mut hits = PackageHits::new(self.patches, device.inventory.packages.is_empty());
         let platform = device.facts.platform.as_deref();
         for package in &device.inventory.packages {
             let (manager, slot) = (package.manager, slot(package.manager));
@@ -287,8 +291,9 @@ impl PackageHits {
         }
     }
 
-    /// Whether no fix names any of the device's packages.
-    pub(super) fn is_empty(&self) -> bool {
+    /// Whether the device has no packages, so that no fix can name one
+    /// (its sets hold nothing, not even room).
+    pub(super) fn without_packages(&self) -> bool {
         self.touched.words.is_empty()
     }
 }
