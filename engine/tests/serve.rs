@@ -547,3 +547,57 @@ async fn with_postgres_down_polls_are_answered_and_writes_refused_until_it_is_ba
     assert_eq!(accepted.json()["recorded"], 1, "the refused write was not recorded: {}", accepted.text);
     running.shutdown().await;
 }
+
+/// Issue 18: an idle poll is answered from memory before the router sees
+/// it (`api::hot`). Its answers are the router's, byte for byte: the same
+/// status, ETag, content type and body with and without the ETag held,
+/// and the same refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_poll_answered_from_memory_is_the_routers_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    policy_repository(&repo);
+    let (running, client, admin) = engine(dir.path(), &repo, Limits::default()).await;
+    status_until(&client, &admin, |s| s["bundledFeed"] == true).await;
+    let token = client
+        .send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment", "uses": 1})))
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let facts =
+        serde_json::json!({"hostname": "hot-1", "os": "windows", "platform": "windows-11-23h2", "arch": "x86_64"});
+    let credential = enroll_device(&client, &token, &facts).await;
+    // `?wait=0` takes the router's path; no query, the hot path.
+    let poll = |query: &'static str, etag: Option<String>, bearer: String| {
+        let http = client.http.clone();
+        let url = format!("{}/api/v1/device/desired-state{query}", client.base);
+        async move {
+            let mut request = http.get(url).bearer_auth(bearer);
+            if let Some(etag) = etag {
+                request = request.header("if-none-match", etag);
+            }
+            let response = request.send().await.unwrap();
+            let header = |name: &str| response.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+            let shape = (response.status().as_u16(), header("etag"), header("content-type"), header("content-length"));
+            (shape, response.bytes().await.unwrap())
+        }
+    };
+    let routed = poll("?wait=0", None, credential.clone()).await;
+    let hot = poll("", None, credential.clone()).await;
+    assert_eq!(routed.0.0, 200);
+    assert_eq!(hot, routed, "a full answer");
+    let etag = hot.0.1.clone();
+    let routed = poll("?wait=0", etag.clone(), credential.clone()).await;
+    let hot = poll("", etag.clone(), credential.clone()).await;
+    assert_eq!(routed.0.0, 304);
+    assert_eq!(hot, routed, "not modified");
+    let stranger = poll("", None, "pwd_not-a-credential".into()).await;
+    assert_eq!(stranger.0.0, 401, "an unknown credential is refused as before");
+    let metrics = reqwest::get(format!("http://{}/metrics", running.metrics)).await.unwrap().text().await.unwrap();
+    let counted =
+        |name: &str| metrics.lines().find(|l| l.starts_with(name)).map(|l| l.rsplit(' ').next().unwrap().to_owned());
+    assert_eq!(counted("patchward_desired_state_not_modified_total").as_deref(), Some("2"), "{metrics}");
+    running.shutdown().await;
+}

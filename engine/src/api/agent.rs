@@ -145,11 +145,18 @@ pub(super) async fn desired(
     ApiQuery(query): ApiQuery<WaitQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut changes = state.engine.subscribe();
-    let mut served = current_desired_since(&state, &device, seen_generation(&headers)).await?;
+    let seen = seen_generation(&headers);
+    // The hot path: the state held in memory, read without blocking.
+    let mut served = match state.engine.held_desired(&device, seen) {
+        Some(held) => held,
+        None => current_desired_since(&state, &device, seen).await?,
+    };
     let wait = std::time::Duration::from_secs(query.wait.unwrap_or(0)).min(state.limits.max_wait);
     if matches_etag(&headers, &served.etag) && !wait.is_zero() {
         state.engine.metrics.long_polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Subscribed before reading again: no change slips between.
+        let mut changes = state.engine.subscribe();
+        served = current_desired_since(&state, &device, seen).await?;
         let deadline = tokio::time::Instant::now() + wait;
         while matches_etag(&headers, &served.etag) {
             match tokio::time::timeout_at(deadline, changes.changed()).await {
@@ -159,14 +166,25 @@ pub(super) async fn desired(
             }
         }
     }
+    desired_answer(&state, &headers, &served)
+}
+
+/// 304 when the agent holds `served`'s ETag, else its bytes (shared, not
+/// copied); counted.
+pub(super) fn desired_answer(
+    state: &ApiState,
+    headers: &HeaderMap,
+    served: &ServedDesired,
+) -> Result<Response, ApiError> {
     let etag = HeaderValue::from_str(&served.etag).map_err(internal)?;
-    if matches_etag(&headers, &served.etag) {
+    if matches_etag(headers, &served.etag) {
         state.engine.metrics.desired_not_modified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     state.engine.metrics.desired_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let content_type = HeaderValue::from_static("application/json");
-    Ok(([(header::ETAG, etag), (header::CONTENT_TYPE, content_type)], served.body.clone()).into_response())
+    let body = axum::body::Body::from(served.body.clone());
+    Ok(([(header::ETAG, etag), (header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 #[derive(Deserialize)]

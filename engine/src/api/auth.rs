@@ -41,15 +41,23 @@ enum Caller {
 /// checked from here too (a revocation takes effect once it is back). A
 /// secret never confirmed is refused with the store's error.
 #[derive(Default)]
-pub struct KnownCallers(std::sync::Mutex<std::collections::HashMap<String, Caller>>);
+pub struct KnownCallers(std::sync::RwLock<foldhash::HashMap<SecretDigest, Caller>>);
+
+/// A secret's sha256, as the key callers are known by in memory.
+type SecretDigest = [u8; 32];
+
+fn digest(secret: &str) -> SecretDigest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(secret.as_bytes()).into()
+}
 
 impl KnownCallers {
-    fn remember(&self, hash: String, caller: &Caller) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, caller.clone());
+    fn remember(&self, hash: SecretDigest, caller: &Caller) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(hash, caller.clone());
     }
 
-    fn get(&self, hash: &str) -> Option<Caller> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(hash).cloned()
+    fn get(&self, hash: &SecretDigest) -> Option<Caller> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).get(hash).cloned()
     }
 }
 
@@ -62,8 +70,17 @@ async fn lookup(state: &ApiState, secret: &str) -> Result<Option<Caller>, crate:
     Ok(store.access_token(secret).await?.map(Caller::Access))
 }
 
+/// The device whose credential `secret` is, if the store already
+/// confirmed it to this replica (no store round trip; `None` otherwise).
+pub(super) fn confirmed_device(state: &ApiState, secret: &str) -> Option<String> {
+    match state.known.get(&digest(secret)) {
+        Some(Caller::Device(device)) => Some(device),
+        _ => None,
+    }
+}
+
 async fn identify(state: &ApiState, secret: &str) -> Result<Caller, ApiError> {
-    let hash = crate::store::fleet::secret_hash(secret);
+    let hash = digest(secret);
     if let Some(Caller::Device(device)) = state.known.get(&hash) {
         return Ok(Caller::Device(device));
     }
@@ -94,13 +111,20 @@ impl FromRequestParts<Arc<ApiState>> for AgentDevice {
     async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, ApiError> {
         match identify(state, bearer(&parts.headers)?).await? {
             Caller::Device(device) => {
-                state.admit(&device)?;
-                state.engine.check_ins.note(&device, state.engine.clock.now());
+                admit_device(state, &device)?;
                 Ok(AgentDevice(device))
             }
             Caller::Access(_) => Err(ApiError::forbidden("an admin or user token is not a device credential")),
         }
     }
+}
+
+/// What every request of a device's agent passes once its credential is
+/// known: its rate budget, and its check-in.
+pub(super) fn admit_device(state: &ApiState, device: &str) -> Result<(), ApiError> {
+    state.admit(device)?;
+    state.engine.check_ins.note(device, state.engine.clock.now());
+    Ok(())
 }
 
 /// A request carrying an admin token.

@@ -13,6 +13,7 @@ pub mod auth;
 mod blobs;
 pub mod console;
 mod error;
+mod hot;
 pub mod limits;
 mod relay;
 mod user;
@@ -32,6 +33,7 @@ pub(crate) use admin::views::{
 pub(crate) use admin::{acknowledge_rewrite, request_sync};
 pub use auth::{Admin, AgentDevice, UserDevice};
 pub use error::ApiError;
+pub use hot::HotPath;
 use limits::RateLimiter;
 pub(crate) use user::take_user_request;
 
@@ -78,16 +80,21 @@ impl ApiState {
     }
 }
 
+/// Every route, in one place. The agents' routes, enrollment, media and
+/// health need only the store, so every replica answers them itself: they
+/// sit outside the layer that relays to the leader, and a poll (the
+/// hottest path) pays nothing for it.
 pub fn router(state: Arc<ApiState>) -> axum::Router {
     let body_limit = state.limits.max_body_bytes;
-    axum::Router::new()
+    let answered_here = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/enroll", post(agent::enroll))
         .route("/api/v1/device/inventory", put(agent::inventory))
         .route("/api/v1/device/desired-state", get(agent::desired))
         .route("/api/v1/device/events", post(agent::events))
-        .route("/api/v1/blobs/{sha256}", get(agent::blob))
+        .route("/api/v1/blobs/{sha256}", get(agent::blob));
+    axum::Router::new()
         .route("/api/v1/sync", post(admin::sync))
         .route("/api/v1/ack-rewrite", post(admin::ack_rewrite))
         .route("/api/v1/status", get(admin::status))
@@ -107,6 +114,7 @@ pub fn router(state: Arc<ApiState>) -> axum::Router {
         .route("/api/v1/user/install", post(user::user_install))
         .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), relay::relay_to_leader))
+        .merge(answered_here)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

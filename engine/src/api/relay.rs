@@ -36,12 +36,11 @@ pub fn client() -> reqwest::Client {
         .expect("an HTTP client without TLS settings builds")
 }
 
-/// Routes every replica answers itself.
+/// Routes under this layer that every replica answers itself (the
+/// agents' routes, enrollment, media and health are outside it: see
+/// [`super::router`]).
 fn answered_here(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/api/v1/enroll" | "/api/v1/status" | "/signin" | "/signout")
-        || path.starts_with("/api/v1/device/")
-        || path.starts_with("/api/v1/blobs/")
-        || path.starts_with("/assets/")
+    matches!(path, "/api/v1/status" | "/signin" | "/signout") || path.starts_with("/assets/")
 }
 
 /// Headers that belong to one connection, not to the request.

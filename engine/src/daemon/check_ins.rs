@@ -11,8 +11,10 @@
 //! statement for all of them), so the leader's views show devices that
 //! poll another replica as seen too.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+
+/// Noted on every poll: hashed fast.
+type HashMap<K, V> = foldhash::HashMap<K, V>;
 
 use crate::store::fleet::DeviceRecord;
 

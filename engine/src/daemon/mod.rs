@@ -66,6 +66,8 @@ pub struct InForce {
 pub type PlanView = (Arc<InForce>, Arc<Plan>, HashMap<String, Arc<DevicePlan>>);
 
 /// The plan in force and what was served from it.
+type DesiredById = foldhash::HashMap<String, Arc<ServedDesired>>;
+
 #[derive(Default)]
 struct Served {
     in_force: Option<Arc<InForce>>,
@@ -73,7 +75,9 @@ struct Served {
     plan: Option<Arc<Plan>>,
     /// Devices planned since, against `plan`, by id.
     replanned: HashMap<String, Arc<DevicePlan>>,
-    desired: HashMap<String, Arc<ServedDesired>>,
+    /// What every device is served, by id: read by every poll, so hashed
+    /// fast.
+    desired: DesiredById,
     /// When the full plan was made.
     planned_at: Option<jiff::Timestamp>,
 }
@@ -303,7 +307,7 @@ impl Engine {
         self.report_withheld(&computed, now);
         let planned: Vec<&DevicePlan> = computed.devices.iter().collect();
         self.exposure.track_plan(&self.store, &planned, now)?;
-        let previous: HashMap<String, Arc<ServedDesired>> = {
+        let previous: DesiredById = {
             let served = self.served.read().unwrap_or_else(|p| p.into_inner());
             served.desired.clone()
         };
@@ -334,8 +338,7 @@ impl Engine {
             let fresh = signed.iter().filter(|(_, _, fresh)| *fresh);
             self.publish(fresh.map(|(id, s, _)| SignedDesired { device: id.clone(), state: (**s).clone() }).collect())?;
         }
-        let desired: HashMap<String, Arc<ServedDesired>> =
-            signed.into_iter().map(|(id, served, _)| (id, served)).collect();
+        let desired: DesiredById = signed.into_iter().map(|(id, served, _)| (id, served)).collect();
         let changed = desired.iter().filter(|(id, d)| previous.get(*id).is_none_or(|p| p.etag != d.etag)).count();
         let before = {
             let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
@@ -425,6 +428,14 @@ impl Engine {
     /// The desired state served to `id`; planned now if the device has none
     /// yet (enrolled since the last full plan). `None` while no policy is
     /// in force. A follower reads what the leader published instead.
+    /// The state held in memory for `id`, if it may answer an agent that
+    /// saw generation `seen` (at a follower, one no older): a poll is
+    /// answered from here without blocking.
+    pub fn held_desired(&self, id: &str, seen: u64) -> Option<Arc<ServedDesired>> {
+        let held = self.served.read().unwrap_or_else(|p| p.into_inner()).desired.get(id).cloned()?;
+        (self.is_leader() || held.generation >= seen).then_some(held)
+    }
+
     pub fn desired(&self, id: &str) -> Result<Option<Arc<ServedDesired>>, StoreError> {
         let found = self.served.read().unwrap_or_else(|p| p.into_inner()).desired.get(id).cloned();
         if let Some(found) = found {

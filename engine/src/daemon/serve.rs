@@ -224,7 +224,7 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
     let metrics = metrics_listener.local_addr()?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let state = Arc::new(ApiState::new(engine.clone(), blobs.clone(), config.limits.clone(), webhook_secret));
-    let app = router(state);
+    let (app, hot) = (router(state.clone()), crate::api::HotPath::new(state));
     let metrics_app = metrics_router(engine.clone());
     let limits = config.limits.clone();
     let mut tasks = vec![
@@ -232,8 +232,8 @@ pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> anyhow::Result
         tokio::spawn(media_loop(engine.clone(), blobs, stopped.clone())),
         tokio::spawn(report_replan_loop(engine.clone(), stopped.clone())),
         tokio::spawn(catalog_loop(catalog_sync, engine.clone(), stopped.clone())),
-        tokio::spawn(serve_connections(api_listener, app, limits.clone(), stopped.clone())),
-        tokio::spawn(serve_connections(metrics_listener, metrics_app, limits, stopped.clone())),
+        tokio::spawn(serve_connections(api_listener, app, Some(hot), limits.clone(), stopped.clone())),
+        tokio::spawn(serve_connections(metrics_listener, metrics_app, None, limits, stopped.clone())),
     ];
     if shared {
         let address = config.advertise_url.clone().unwrap_or_else(|| advertised(api));
@@ -463,19 +463,28 @@ fn metrics_router(engine: Arc<Engine>) -> axum::Router {
 
 /// Accepts connections until stopped, each served by hyper with bounded
 /// headers, a header-read timeout and a per-request timeout; then lets the
-/// connections in flight finish.
+/// connections in flight finish. A request `hot` answers from memory
+/// never reaches `app`.
 async fn serve_connections(
     listener: TcpListener,
     app: axum::Router,
+    hot: Option<crate::api::HotPath>,
     limits: super::config::Limits,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
     use tower::ServiceExt as _;
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let request_timeout = limits.request_timeout + limits.max_wait;
-    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.request_timeout)).layer(
-        tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, request_timeout),
-    );
+    // Around the router, not through `Router::layer` (which wraps every
+    // route anew): one layer of futures per request, not one per route
+    // layer, on the path every poll takes.
+    let app = tower::ServiceBuilder::new()
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.request_timeout))
+        .service(app);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -491,13 +500,18 @@ async fn serve_connections(
         let app = app.clone();
         let mut stopped = stopped.clone();
         let limits = limits.clone();
+        let hot = hot.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                use futures_util::future::Either;
+                if let Some(answer) = hot.as_ref().and_then(|hot| hot.answer(&request)) {
+                    return Either::Left(std::future::ready(Ok(answer)));
+                }
                 let mut request = request.map(axum::body::Body::new);
                 // The console limits failed sign-ins per client address.
                 request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                app.clone().oneshot(request)
+                Either::Right(app.clone().oneshot(request))
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder

@@ -77,7 +77,7 @@ impl Engine {
         let payload = DesiredState { generation, expires_at, issued_at: now, ..content };
         let bytes = serde_json::to_vec(&payload).expect("a desired state serializes");
         let envelope = patchward_api::dsse::sign(patchward_api::dsse::DESIRED_STATE_TYPE, &bytes, &self.key);
-        let body = serde_json::to_vec(&envelope).expect("an envelope serializes");
+        let body = serde_json::to_vec(&envelope).expect("an envelope serializes").into();
         ServedDesired {
             generation,
             etag: format!("\"{generation}-{}\"", now.as_second()),

@@ -46,8 +46,9 @@ pub enum Fencing {
 pub struct ServedDesired {
     pub generation: u64,
     pub etag: String,
-    /// The DSSE envelope, as JSON.
-    pub body: Vec<u8>,
+    /// The DSSE envelope, as JSON: shared, so that an answer sends these
+    /// bytes without copying them.
+    pub body: bytes::Bytes,
     pub issued_at: jiff::Timestamp,
     pub expires_at: jiff::Timestamp,
     /// sha256 of the content (without generation and times).
