@@ -425,9 +425,6 @@ impl Engine {
         Ok(Some(generation))
     }
 
-    /// The desired state served to `id`; planned now if the device has none
-    /// yet (enrolled since the last full plan). `None` while no policy is
-    /// in force. A follower reads what the leader published instead.
     /// The state held in memory for `id`, if it may answer an agent that
     /// saw generation `seen` (at a follower, one no older): a poll is
     /// answered from here without blocking.
@@ -436,6 +433,9 @@ impl Engine {
         (self.is_leader() || held.generation >= seen).then_some(held)
     }
 
+    /// The desired state served to `id`; planned now if the device has none
+    /// yet (enrolled since the last full plan). `None` while no policy is
+    /// in force. A follower reads what the leader published instead.
     pub fn desired(&self, id: &str) -> Result<Option<Arc<ServedDesired>>, StoreError> {
         let found = self.served.read().unwrap_or_else(|p| p.into_inner()).desired.get(id).cloned();
         if let Some(found) = found {

@@ -396,6 +396,12 @@ const MEDIA_RETRY: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 /// The media master: whenever desired states change (a device may need a
 /// new package), fetches what the plan needs and the store lacks, on a
 /// task of its own so that a slow vendor never delays a reconcile.
+/// The media master reads the whole fleet's plan to find what is wanted,
+/// while changes come one device at a time (every enrollment re-plans its
+/// device): it looks at most once per this, so a burst of enrollments
+/// costs one look, not one per device.
+const MEDIA_SETTLE: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn media_loop(engine: Arc<Engine>, blobs: Arc<BlobStore>, mut stopped: tokio::sync::watch::Receiver<bool>) {
     let client = match crate::catalog::fetch::client(&crate::catalog::fetch::FetchLimits::default()) {
         Ok(client) => client,
@@ -411,6 +417,11 @@ async fn media_loop(engine: Arc<Engine>, blobs: Arc<BlobStore>, mut stopped: tok
             return;
         }
         fetch_media(&engine, &blobs, &client, &mut failed).await;
+        // Changes meanwhile are not lost: `changed` answers at once after.
+        tokio::select! {
+            _ = tokio::time::sleep(MEDIA_SETTLE) => {}
+            _ = stopped.changed() => return,
+        }
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
             _ = changes.changed() => {}

@@ -92,6 +92,7 @@ impl Classes {
         let kind_index: HashMap<DeviceKind, usize> = kind_names.iter().enumerate().map(|(i, k)| (*k, i)).collect();
         let keys: Vec<(usize, Vec<u32>)> = (0..devices.len())
             .into_par_iter()
+            .with_min_len(super::PARALLEL_FROM)
             .map(|device| {
                 let scopes = (0..membership.len() as u32).filter(|s| membership[*s as usize][device]).collect();
                 (kind_index[&kind_of(devices[device])], scopes)

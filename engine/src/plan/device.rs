@@ -68,6 +68,7 @@ pub(super) fn plan_devices(input: &PlanInput, devices: &[&Device], decided: &Dec
     };
     devices
         .par_iter()
+        .with_min_len(super::PARALLEL_FROM)
         .zip(&classes.class_of)
         .map(|(device, class)| {
             let class = &classes.classes[*class as usize];

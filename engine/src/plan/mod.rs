@@ -133,6 +133,11 @@ fn in_id_order(fleet: &[Device]) -> Vec<&Device> {
 ///
 /// `base` must come from the same policy and catalog; `input.ledger` is not
 /// read (the grants carry their instants).
+/// Fewer devices than this are planned on the calling thread: a single
+/// device's re-plan (at every inventory) handed to the thread pool and
+/// back costs more than the planning, and wakes idle workers to spin.
+const PARALLEL_FROM: usize = 64;
+
 pub fn replan_devices(input: &PlanInput, base: &Plan) -> Vec<DevicePlan> {
     let evaluator = Evaluator::new(&input.policy.env, input.now);
     let devices = in_id_order(input.fleet);

@@ -30,8 +30,14 @@ pub fn scope_membership(
         policy.scopes.iter().map(|s| s.selector.as_ref().map_or(&no_fields, |m| &m.fields)),
         records.iter(),
     );
-    let results: Vec<ScopeMembers> =
-        policy.scopes.par_iter().map(|scope| members(scope, devices, &keys, evaluator)).collect();
+    // A few devices (one, re-planned at its inventory) stay on this thread.
+    let per_thread = if devices.len() < super::PARALLEL_FROM { usize::MAX } else { 1 };
+    let results: Vec<ScopeMembers> = policy
+        .scopes
+        .par_iter()
+        .with_min_len(per_thread)
+        .map(|scope| members(scope, devices, &keys, evaluator))
+        .collect();
     let mut membership = Vec::with_capacity(results.len());
     for (scope, (mut members, failures)) in policy.scopes.iter().zip(results) {
         if scope.name == crate::policy::SCOPE_ALL {
