@@ -27,6 +27,13 @@ async fn engine_with_clock(dir: &Path, repo: &Path, limits: Limits) -> (Running,
     engine_on(dir, repo, limits, None).await
 }
 
+/// A new enrollment token good for `uses` devices.
+async fn enrollment_token(client: &Client, admin: &str, uses: u32) -> String {
+    let body = serde_json::json!({"kind": "enrollment", "uses": uses});
+    let reply = client.send("POST", "/api/v1/tokens", Some(admin), Some(body)).await;
+    reply.json()["token"].as_str().unwrap_or_else(|| panic!("no token: {}", reply.text)).to_owned()
+}
+
 /// An engine on the embedded store in `dir/data`, or on PostgreSQL at `store`.
 async fn engine_on(
     dir: &Path,
@@ -71,13 +78,7 @@ async fn reports_open_a_gate_without_waiting_for_the_next_poll() {
     let first = policy_repository(&repo);
     let (running, client, admin, clock) = engine_with_clock(dir.path(), &repo, Limits::default()).await;
     status_until(&client, &admin, |s| s["applied"]["revision"] == first.as_str()).await;
-    let token = client
-        .send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment", "uses": 3})))
-        .await
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = enrollment_token(&client, &admin, 3).await;
     let mut pilots = Vec::new();
     for n in 1..=3 {
         let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "arch": "x86_64",
@@ -317,13 +318,7 @@ async fn hostile_clients_are_refused_and_others_keep_being_served() {
     };
     let (running, client, admin) = engine(dir.path(), &repo, limits).await;
     status_until(&client, &admin, |s| s["bundledFeed"] == true).await;
-    let token = client
-        .send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment", "uses": 2})))
-        .await
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = enrollment_token(&client, &admin, 2).await;
     let enroll = |host: &'static str| {
         let token = token.clone();
         let client = Client { http: client.http.clone(), base: client.base.clone() };
@@ -559,13 +554,7 @@ async fn an_idle_poll_answered_from_memory_is_the_routers_answer() {
     policy_repository(&repo);
     let (running, client, admin) = engine(dir.path(), &repo, Limits::default()).await;
     status_until(&client, &admin, |s| s["bundledFeed"] == true).await;
-    let token = client
-        .send("POST", "/api/v1/tokens", Some(&admin), Some(serde_json::json!({"kind": "enrollment", "uses": 1})))
-        .await
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = enrollment_token(&client, &admin, 1).await;
     let facts =
         serde_json::json!({"hostname": "hot-1", "os": "windows", "platform": "windows-11-23h2", "arch": "x86_64"});
     let credential = enroll_device(&client, &token, &facts).await;

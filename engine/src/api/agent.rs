@@ -122,8 +122,13 @@ pub(super) async fn current_desired(state: &Arc<ApiState>, device: &str) -> Resu
 }
 
 /// The state for `device`; at a follower, never older than `seen` (an
-/// agent that saw a newer generation elsewhere gets the store's row).
+/// agent that saw a newer generation elsewhere gets the store's row). One
+/// held in memory is read without blocking; only a miss plans or reads the
+/// store, off the async workers.
 async fn current_desired_since(state: &Arc<ApiState>, device: &str, seen: u64) -> Result<Arc<ServedDesired>, ApiError> {
+    if let Some(held) = state.engine.held_desired(device, seen) {
+        return Ok(held);
+    }
     let engine = state.engine.clone();
     let id = device.to_owned();
     blocking(move || match engine.is_leader() {
@@ -146,11 +151,7 @@ pub(super) async fn desired(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let seen = seen_generation(&headers);
-    // The hot path: the state held in memory, read without blocking.
-    let mut served = match state.engine.held_desired(&device, seen) {
-        Some(held) => held,
-        None => current_desired_since(&state, &device, seen).await?,
-    };
+    let mut served = current_desired_since(&state, &device, seen).await?;
     let wait = std::time::Duration::from_secs(query.wait.unwrap_or(0)).min(state.limits.max_wait);
     if matches_etag(&headers, &served.etag) && !wait.is_zero() {
         state.engine.metrics.long_polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

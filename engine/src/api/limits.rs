@@ -92,7 +92,7 @@ impl RateLimiter {
         if !buckets.contains_key(caller) {
             buckets.insert(caller.to_owned(), (self.burst(), now));
         }
-        let Some((tokens, last)) = buckets.get_mut(caller) else { return Ok(()) };
+        let (tokens, last) = buckets.get_mut(caller).expect("the caller's bucket was inserted above");
         let elapsed = now.duration_since(*last).as_secs_f64().max(0.0);
         *tokens = (*tokens + elapsed * rate).min(self.burst());
         *last = now;

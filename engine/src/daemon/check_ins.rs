@@ -13,10 +13,10 @@
 
 use std::sync::Mutex;
 
+use crate::store::fleet::DeviceRecord;
+
 /// Noted on every poll: hashed fast.
 type HashMap<K, V> = foldhash::HashMap<K, V>;
-
-use crate::store::fleet::DeviceRecord;
 
 /// How often a replica on a shared store writes the check-ins it saw.
 pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(15);

@@ -65,9 +65,10 @@ pub struct InForce {
 /// (by id).
 pub type PlanView = (Arc<InForce>, Arc<Plan>, HashMap<String, Arc<DevicePlan>>);
 
-/// The plan in force and what was served from it.
+/// What every device is served, by id: read by every poll, so hashed fast.
 type DesiredById = foldhash::HashMap<String, Arc<ServedDesired>>;
 
+/// The plan in force and what was served from it.
 #[derive(Default)]
 struct Served {
     in_force: Option<Arc<InForce>>,
@@ -75,8 +76,6 @@ struct Served {
     plan: Option<Arc<Plan>>,
     /// Devices planned since, against `plan`, by id.
     replanned: HashMap<String, Arc<DevicePlan>>,
-    /// What every device is served, by id: read by every poll, so hashed
-    /// fast.
     desired: DesiredById,
     /// When the full plan was made.
     planned_at: Option<jiff::Timestamp>,
