@@ -590,3 +590,56 @@ async fn an_idle_poll_answered_from_memory_is_the_routers_answer() {
     assert_eq!(counted("patchward_desired_state_not_modified_total").as_deref(), Some("2"), "{metrics}");
     running.shutdown().await;
 }
+
+/// Inventories uploaded at once are planned in batches (`daemon::replans`):
+/// each is still answered with its own device's generation, and each device
+/// gets the state it would get planned alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventories_uploaded_at_once_each_get_their_own_devices_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("policies");
+    policy_repository(&repo);
+    let (running, client, admin) = engine(dir.path(), &repo, Limits::default()).await;
+    status_until(&client, &admin, |s| s["bundledFeed"] == true).await;
+    let token = enrollment_token(&client, &admin, 50).await;
+    let facts = |i: usize| {
+        let (os, platform) = if i % 2 == 0 { ("windows", "windows-11-23h2") } else { ("linux", "debian-12") };
+        serde_json::json!({"hostname": format!("burst-{i}"), "os": os, "platform": platform, "arch": "x86_64"})
+    };
+    // Enrolls device `i` and uploads its first inventory: its credential and
+    // the generation the upload was answered with.
+    let enroll = |i: usize| {
+        let (client, token, facts) = (&client, &token, facts(i));
+        async move {
+            let enrolled =
+                client.send("POST", "/api/v1/enroll", Some(token), Some(serde_json::json!({"facts": facts})));
+            let credential = enrolled.await.json()["credential"].as_str().unwrap().to_owned();
+            let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+            let put = client.send("PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory)).await;
+            assert_eq!(put.status, 200, "{}", put.text);
+            (credential, put.json()["generation"].as_u64().expect("a generation"))
+        }
+    };
+    let items_of = |credential: String| {
+        let client = &client;
+        async move {
+            let reply = client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
+            let etag = reply.etag.clone().unwrap();
+            let generation: u64 = etag.trim_matches('"').split('-').next().unwrap().parse().unwrap();
+            (generation, desired_items(&reply))
+        }
+    };
+    // Planned alone, one after the other: what each platform gets.
+    let mut alone = Vec::new();
+    for i in 0..2 {
+        alone.push(items_of(enroll(i).await.0).await.1);
+    }
+    assert_ne!(alone[0], alone[1], "the platforms' plans differ, so a mix-up would show");
+    let burst = futures_util::future::join_all((2..34).map(enroll)).await;
+    for (i, (credential, answered)) in (2..34).zip(burst) {
+        let (served, items) = items_of(credential).await;
+        assert_eq!(served, answered, "device {i} was answered with another's generation");
+        assert_eq!(items, alone[i % 2], "device {i} got another platform's plan");
+    }
+    running.shutdown().await;
+}

@@ -14,7 +14,7 @@
 //!
 //! Only an inventory changes what a device is exposed to (a policy change
 //! changes decisions, not exposure; a new patch opens at its `firstSeen`),
-//! so only [`ExposureBook::track_device`] compares before and after. A
+//! so only [`ExposureBook::track_devices`] compares before and after. A
 //! catalog revision that raises a fixed version therefore dates the newly
 //! exposed devices from the patch's `firstSeen`: earlier, never later, than
 //! the truth.
@@ -90,46 +90,68 @@ impl ExposureBook {
         Ok(())
     }
 
-    /// One device planned again after its inventory (`after`), against the
-    /// same full plan `plan` as `before`: exposures it gained open now (where
-    /// the rule would date them earlier), those it lost are remediated.
-    pub fn track_device(
+    /// Devices planned again after their inventories (each `after`, with
+    /// its plan `before` against the same full plan `plan`): exposures a
+    /// device gained open now (where the rule would date them earlier),
+    /// those it lost are remediated. One store write for all of them.
+    pub fn track_devices(
         &self,
         store: &Store,
         plan: &Plan,
         catalog: &PlanCatalog,
-        before: Option<&DevicePlan>,
-        after: &DevicePlan,
+        replanned: &[(Option<&DevicePlan>, &DevicePlan)],
         now: jiff::Timestamp,
     ) -> Result<(), StoreError> {
         self.load(store)?;
         let mut guard = self.devices.write().unwrap_or_else(|p| p.into_inner());
         let book = guard.get_or_insert_with(HashMap::new);
-        let (Some(record), Some(before)) = (book.get(&after.id), before) else {
-            drop(guard);
-            return self.track_plan(store, &[after], now);
-        };
-        let mut record = record.clone();
-        let first_seen = |p: u32| catalog.patches[p as usize].view.record.first_seen;
-        let was: Vec<u32> = before.exposure.patches().collect();
-        let is: Vec<u32> = after.exposure.patches().collect();
+        let mut changed = Vec::new();
         let mut tally = RemediationTally::default();
-        for &patch in was.iter().filter(|p| is.binary_search(p).is_err()) {
-            let id = &plan.patches[patch as usize];
-            let since = record.opened.remove(id).unwrap_or(record.by_rule(first_seen(patch)));
-            tally.remediated += 1;
-            tally.total_seconds += now.as_second().saturating_sub(since.as_second()).max(0) as u64;
-        }
-        for &patch in is.iter().filter(|p| was.binary_search(p).is_err()) {
-            if record.by_rule(first_seen(patch)) < now {
-                record.opened.insert(plan.patches[patch as usize].clone(), now);
+        for (before, after) in replanned {
+            let record = match (book.get(&after.id), before) {
+                (Some(record), Some(before)) => {
+                    let mut record = record.clone();
+                    tally += compare(&mut record, plan, catalog, before, after, now);
+                    record
+                }
+                // First seen by a plan: its baseline is now.
+                (None, _) => DeviceExposure { baseline: now, opened: Default::default() },
+                (Some(_), None) => continue,
+            };
+            if book.get(&after.id) != Some(&record) {
+                changed.push((after.id.clone(), record));
             }
         }
-        if tally.remediated == 0 && book.get(&after.id) == Some(&record) {
-            return Ok(());
-        }
-        crate::store::Store::wait(store.record_exposures(&[(after.id.clone(), record.clone())], tally))?;
-        book.insert(after.id.clone(), record);
+        crate::store::Store::wait(store.record_exposures(&changed, tally))?;
+        book.extend(changed);
         Ok(())
     }
+}
+
+/// Brings one device's `record` from its plan `before` to `after`: the
+/// exposures it lost, tallied as remediated.
+fn compare(
+    record: &mut DeviceExposure,
+    plan: &Plan,
+    catalog: &PlanCatalog,
+    before: &DevicePlan,
+    after: &DevicePlan,
+    now: jiff::Timestamp,
+) -> RemediationTally {
+    let first_seen = |p: u32| catalog.patches[p as usize].view.record.first_seen;
+    let was: Vec<u32> = before.exposure.patches().collect();
+    let is: Vec<u32> = after.exposure.patches().collect();
+    let mut tally = RemediationTally::default();
+    for &patch in was.iter().filter(|p| is.binary_search(p).is_err()) {
+        let id = &plan.patches[patch as usize];
+        let since = record.opened.remove(id).unwrap_or(record.by_rule(first_seen(patch)));
+        tally.remediated += 1;
+        tally.total_seconds += now.as_second().saturating_sub(since.as_second()).max(0) as u64;
+    }
+    for &patch in is.iter().filter(|p| was.binary_search(p).is_err()) {
+        if record.by_rule(first_seen(patch)) < now {
+            record.opened.insert(plan.patches[patch as usize].clone(), now);
+        }
+    }
+    tally
 }

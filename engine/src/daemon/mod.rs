@@ -24,6 +24,7 @@ pub mod exposure_view;
 pub mod media;
 pub mod metrics;
 pub mod reconcile;
+mod replans;
 pub mod replication;
 mod requests;
 mod rewrites;
@@ -64,6 +65,11 @@ pub struct InForce {
 /// What is in force, its last full plan, and the devices planned since
 /// (by id).
 pub type PlanView = (Arc<InForce>, Arc<Plan>, HashMap<String, Arc<DevicePlan>>);
+
+/// How long a re-plan waits for another's batch before it tries to take
+/// the planning lock itself (a device queued after that batch was taken
+/// is planned by the next holder).
+const REPLAN_PATIENCE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// What every device is served, by id: read by every poll, so hashed fast.
 type DesiredById = foldhash::HashMap<String, Arc<ServedDesired>>;
@@ -109,6 +115,8 @@ pub struct Engine {
     served: RwLock<Served>,
     /// Serializes planning: a full plan and a device's plan never race.
     planning: Mutex<()>,
+    /// Devices waiting to be re-planned, planned together.
+    replans: replans::ReplanQueue,
     /// Bumped whenever a desired state changes; long polls wait on it.
     changes: tokio::sync::watch::Sender<u64>,
     /// Bumped whenever what is in force changes (the catalog task waits on
@@ -147,6 +155,7 @@ impl Engine {
             status: status::StatusBoard::default(),
             served: RwLock::new(Served::default()),
             planning: Mutex::new(()),
+            replans: Default::default(),
             changes: tokio::sync::watch::channel(0).0,
             in_force_changes: tokio::sync::watch::channel(0).0,
             reports_changed: AtomicBool::new(false),
@@ -369,59 +378,131 @@ impl Engine {
 
     /// Plans one device again (its facts or inventory changed) against the
     /// last full plan, and returns its generation. `None` while no policy
-    /// is in force.
+    /// is in force. Devices re-planned at once are planned together
+    /// ([`replans`]).
     pub fn replan_device(&self, id: &str) -> Result<Option<u64>, StoreError> {
         let _device = tracing::debug_span!("device", id).entered();
-        let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
-        let (in_force, base, previous, before) = {
-            let served = self.served.read().unwrap_or_else(|p| p.into_inner());
-            match (&served.in_force, &served.plan) {
-                (Some(f), Some(p)) => {
-                    let before = views::device_plan(p, &served.replanned, id).cloned();
-                    (f.clone(), p.clone(), served.desired.get(id).cloned(), before)
+        let ticket = self.replans.enqueue(id);
+        loop {
+            let answer = match self.planning.try_lock() {
+                Ok(_planning) => self.plan_waiting(ticket),
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    let _planning = p.into_inner();
+                    self.plan_waiting(ticket)
                 }
-                _ => return Ok(None),
+                // Another holds the lock: it may plan this device too.
+                Err(std::sync::TryLockError::WouldBlock) => self.replans.wait(ticket, REPLAN_PATIENCE),
+            };
+            match answer {
+                Some(replans::Answer::Planned(generation)) => return Ok(generation),
+                Some(replans::Answer::Alone) => {
+                    let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
+                    return Ok(self.replan_now(&[id.to_owned()])?.remove(id).flatten());
+                }
+                None => continue,
             }
+        }
+    }
+
+    /// Under the planning lock: plans every device waiting, answers them,
+    /// and returns `ticket`'s answer.
+    fn plan_waiting(&self, ticket: replans::Ticket) -> Option<replans::Answer> {
+        let batch = self.replans.drain();
+        if !batch.is_empty() {
+            let mut ids: Vec<String> = batch.iter().map(|(_, id)| id.clone()).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let answers: Vec<(replans::Ticket, replans::Answer)> = match self.replan_now(&ids) {
+                Ok(generations) => batch
+                    .iter()
+                    .map(|(t, id)| (*t, replans::Answer::Planned(generations.get(id).copied().flatten())))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, devices = ids.len(), "a batched re-plan failed: each device is planned alone");
+                    batch.iter().map(|(t, _)| (*t, replans::Answer::Alone)).collect()
+                }
+            };
+            self.replans.answer_all(answers);
+        }
+        self.replans.answer(ticket)
+    }
+
+    /// Under the planning lock: plans `ids` again against the last full
+    /// plan; each one's generation (`None`: no policy in force, or a
+    /// device the store does not know).
+    fn replan_now(&self, ids: &[String]) -> Result<HashMap<String, Option<u64>>, StoreError> {
+        let mut generations: HashMap<String, Option<u64>> = ids.iter().map(|id| (id.clone(), None)).collect();
+        let (in_force, base, held) = {
+            let served = self.served.read().unwrap_or_else(|p| p.into_inner());
+            let (Some(in_force), Some(plan)) = (&served.in_force, &served.plan) else { return Ok(generations) };
+            let held: HashMap<&str, (Option<Arc<ServedDesired>>, Option<DevicePlan>)> = ids
+                .iter()
+                .map(|id| {
+                    let before = views::device_plan(plan, &served.replanned, id).cloned();
+                    (id.as_str(), (served.desired.get(id).cloned(), before))
+                })
+                .collect();
+            (in_force.clone(), plan.clone(), held)
         };
-        let Some(record) = crate::store::Store::wait(self.store.device(id))? else { return Ok(None) };
+        let mut fleet = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(record) = crate::store::Store::wait(self.store.device(id))? {
+                fleet.push(record.to_device());
+            }
+        }
         let now = self.clock.now();
-        let device = record.to_device();
-        let planned = replan_devices(
-            &PlanInput {
-                policy: &in_force.policy,
-                catalog: &in_force.catalog,
-                fleet: std::slice::from_ref(&device),
-                ledger: None,
-                now,
-            },
-            &base,
-        )
-        .pop()
-        .expect("one device in, one plan out");
-        self.exposure.track_device(&self.store, &base, &in_force.catalog, before.as_ref(), &planned, now)?;
-        let content = self.content(&base, &in_force, &planned, now);
-        let digest = content_digest(&content);
-        let generation = crate::store::Store::wait(self.store.desired_generation(id, &digest))?;
-        let kept = previous.filter(|old| self.still_good(old, &digest, generation, now));
-        let changed = kept.is_none();
-        let served_state = kept.unwrap_or_else(|| Arc::new(self.sign(content, digest, generation, now)));
+        let input =
+            PlanInput { policy: &in_force.policy, catalog: &in_force.catalog, fleet: &fleet, ledger: None, now };
+        let planned = replan_devices(&input, &base);
+        let compared: Vec<(Option<&DevicePlan>, &DevicePlan)> = planned
+            .iter()
+            .map(|device| (held.get(device.id.as_str()).and_then(|(_, before)| before.as_ref()), device))
+            .collect();
+        self.exposure.track_devices(&self.store, &base, &in_force.catalog, &compared, now)?;
+        let mut contents = Vec::with_capacity(planned.len());
+        for device in &planned {
+            let content = self.content(&base, &in_force, device, now);
+            let digest = content_digest(&content);
+            contents.push((content, digest));
+        }
+        let pairs: Vec<(&str, &str)> =
+            planned.iter().zip(&contents).map(|(d, (_, digest))| (d.id.as_str(), digest.as_str())).collect();
+        let numbers = crate::store::Store::wait(self.store.desired_generations(&pairs))?;
+        let mut signed = Vec::with_capacity(planned.len());
+        let mut fresh = Vec::new();
+        for (((content, digest), generation), device) in contents.into_iter().zip(numbers).zip(&planned) {
+            let previous = held.get(device.id.as_str()).and_then(|(previous, _)| previous.clone());
+            let kept = previous.filter(|old| self.still_good(old, &digest, generation, now));
+            let changed = kept.is_none();
+            let state = kept.unwrap_or_else(|| Arc::new(self.sign(content, digest, generation, now)));
+            if changed {
+                fresh.push(SignedDesired { device: device.id.clone(), state: (*state).clone() });
+            }
+            generations.insert(device.id.clone(), Some(generation));
+            signed.push(state);
+        }
+        let changed = !fresh.is_empty();
         if changed {
-            self.publish(vec![SignedDesired { device: id.to_owned(), state: (*served_state).clone() }])?;
+            self.publish(fresh)?;
         }
         {
             let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
             // A full plan of another policy may have landed meanwhile: it
-            // planned this device too, with newer inputs.
+            // planned these devices too, with newer inputs.
             if served.plan.as_ref().is_some_and(|p| Arc::ptr_eq(p, &base)) {
-                served.replanned.insert(id.to_owned(), Arc::new(planned));
-                served.desired.insert(id.to_owned(), served_state);
+                for (device, state) in planned.into_iter().zip(signed) {
+                    served.desired.insert(device.id.clone(), state);
+                    served.replanned.insert(device.id.clone(), Arc::new(device));
+                }
             }
         }
-        self.metrics.record_device_plan();
+        for _ in &fleet {
+            self.metrics.record_device_plan();
+        }
         if changed {
             self.changes.send_modify(|n| *n += 1);
         }
-        Ok(Some(generation))
+        Ok(generations)
     }
 
     /// The state held in memory for `id`, if it may answer an agent that

@@ -32,6 +32,13 @@ pub struct RemediationTally {
     pub total_seconds: u64,
 }
 
+impl std::ops::AddAssign for RemediationTally {
+    fn add_assign(&mut self, more: RemediationTally) {
+        self.remediated += more.remediated;
+        self.total_seconds += more.total_seconds;
+    }
+}
+
 impl RemediationTally {
     /// The mean time to remediate, in seconds; `None` before the first.
     pub fn mean_seconds(&self) -> Option<u64> {

@@ -39,13 +39,12 @@ impl SledStore {
         self.exposure.apply_batch(batch).map_err(|e| self.io("write", e))?;
         if remediated.remediated > 0 {
             let mut tally = self.remediation_tally()?;
-            tally.remediated += remediated.remediated;
-            tally.total_seconds += remediated.total_seconds;
+            tally += remediated;
             self.fleet
                 .insert(REMEDIATION_STATE, serde_json::to_vec(&tally).expect("a tally serializes"))
                 .map_err(|e| self.io("write", e))?;
         }
-        self.db.flush().map_err(|e| self.io("flush", e))?;
+        self.durable()?;
         Ok(())
     }
 

@@ -28,7 +28,7 @@ impl SledStore {
     {
         match result {
             Ok(value) => {
-                self.db.flush().map_err(|e| self.io("flush", e))?;
+                self.durable()?;
                 Ok(value)
             }
             Err(TransactionError::Abort(e)) => Err(e),
@@ -43,7 +43,7 @@ impl SledStore {
     /// Stores an enrollment token (by its hash), durably.
     pub fn create_enrollment_token(&self, token: &str, record: &EnrollmentToken) -> Result<(), StoreError> {
         self.fleet.insert(format!("token/{}", secret_hash(token)), json(record)).map_err(|e| self.io("write", e))?;
-        self.db.flush().map_err(|e| self.io("flush", e))?;
+        self.durable()?;
         Ok(())
     }
 
@@ -370,7 +370,7 @@ impl SledStore {
         }
         if changed {
             self.fleet.apply_batch(batch).map_err(|e| self.io("write", e))?;
-            self.db.flush().map_err(|e| self.io("flush", e))?;
+            self.durable()?;
         }
         Ok(out)
     }
@@ -378,7 +378,7 @@ impl SledStore {
     /// Stores an admin or user token (by its hash), durably.
     pub fn create_access_token(&self, token: &str, record: &AccessToken) -> Result<(), StoreError> {
         self.fleet.insert(format!("access/{}", secret_hash(token)), json(record)).map_err(|e| self.io("write", e))?;
-        self.db.flush().map_err(|e| self.io("flush", e))?;
+        self.durable()?;
         Ok(())
     }
 
@@ -423,14 +423,14 @@ impl SledStore {
     /// Forgets the engine's own state under `name`, durably.
     pub fn remove_engine_state(&self, name: &str) -> Result<(), StoreError> {
         self.fleet.remove(format!("state/{name}")).map_err(|e| self.io("write", e))?;
-        self.db.flush().map_err(|e| self.io("flush", e))?;
+        self.durable()?;
         Ok(())
     }
 
     /// Saves the engine's own state under `name`, durably.
     pub fn set_engine_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), StoreError> {
         self.fleet.insert(format!("state/{name}"), json(value)).map_err(|e| self.io("write", e))?;
-        self.db.flush().map_err(|e| self.io("flush", e))?;
+        self.durable()?;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@
 //! then a flush; only then is the write acknowledged. After a crash the
 //! catalog is therefore exactly the state before or after a commit.
 
+mod durable;
 mod exposure;
 mod fleet;
 
@@ -46,6 +47,8 @@ pub struct SledStore {
     exposure: sled::Tree,
     /// Serializes read-modify-write updates of the engine's state.
     state_updates: std::sync::Mutex<()>,
+    /// Concurrent writers' flushes, shared ([`durable`]).
+    flushes: durable::GroupFlush,
 }
 
 fn patch_key(id: &str) -> Vec<u8> {
@@ -90,12 +93,20 @@ impl SledStore {
         let ledger = db.open_tree(LEDGER_TREE).map_err(|e| unreadable(e.to_string()))?;
         let fleet = db.open_tree(FLEET_TREE).map_err(|e| unreadable(e.to_string()))?;
         let exposure = db.open_tree(EXPOSURE_TREE).map_err(|e| unreadable(e.to_string()))?;
-        let store =
-            SledStore { path: dir.to_owned(), db, catalog, ledger, fleet, exposure, state_updates: Default::default() };
+        let store = SledStore {
+            path: dir.to_owned(),
+            db,
+            catalog,
+            ledger,
+            fleet,
+            exposure,
+            state_updates: Default::default(),
+            flushes: Default::default(),
+        };
         match store.catalog.get(b"format").map_err(|e| store.io("read", e))? {
             None => {
                 store.catalog.insert(b"format", LAYOUT_VERSION.as_bytes()).map_err(|e| store.io("write", e))?;
-                store.db.flush().map_err(|e| store.io("flush", e))?;
+                store.durable()?;
             }
             Some(v) if v.as_ref() == LAYOUT_VERSION.as_bytes() => {}
             Some(v) => return Err(unreadable(format!("unknown layout version {:?}", String::from_utf8_lossy(&v)))),
@@ -105,6 +116,14 @@ impl SledStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Makes every write this thread made so far durable (a flush shared
+    /// with concurrent writers: [`durable`]).
+    fn durable(&self) -> Result<(), StoreError> {
+        self.flushes
+            .flush(|| self.db.flush().map(drop).map_err(|e| e.to_string()))
+            .map_err(|reason| self.io("flush", sled::Error::Io(std::io::Error::other(reason))))
     }
 
     fn io(&self, action: &'static str, source: sled::Error) -> StoreError {
@@ -188,7 +207,7 @@ impl SledStore {
             batch.remove(patch_key(id));
         }
         self.catalog.apply_batch(batch).map_err(|e| self.io("write", e))?;
-        self.db.flush().map_err(|e| self.io("flush", e))?;
+        self.durable()?;
         Ok(())
     }
 
@@ -226,7 +245,7 @@ impl SledStore {
             return Ok(0);
         }
         self.ledger.apply_batch(batch).map_err(|e| self.io("write", e))?;
-        self.db.flush().map_err(|e| self.io("flush", e))?;
+        self.durable()?;
         Ok(added.len())
     }
 

@@ -49,8 +49,7 @@ impl PgStore {
                     .map_err(|e| self.corrupted(format!("the remediation tally does not decode: {e}")))?,
                 None => RemediationTally::default(),
             };
-            tally.remediated += remediated.remediated;
-            tally.total_seconds += remediated.total_seconds;
+            tally += remediated;
             tx.execute(
                 "INSERT INTO engine_state (name, value) VALUES ($1, $2) \
                  ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
