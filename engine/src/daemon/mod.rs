@@ -66,11 +66,6 @@ pub struct InForce {
 /// (by id).
 pub type PlanView = (Arc<InForce>, Arc<Plan>, HashMap<String, Arc<DevicePlan>>);
 
-/// How long a re-plan waits for another's batch before it tries to take
-/// the planning lock itself (a device queued after that batch was taken
-/// is planned by the next holder).
-const REPLAN_PATIENCE: std::time::Duration = std::time::Duration::from_millis(5);
-
 /// What every device is served, by id: read by every poll, so hashed fast.
 type DesiredById = foldhash::HashMap<String, Arc<ServedDesired>>;
 
@@ -384,47 +379,33 @@ impl Engine {
         let _device = tracing::debug_span!("device", id).entered();
         let ticket = self.replans.enqueue(id);
         loop {
-            let answer = match self.planning.try_lock() {
-                Ok(_planning) => self.plan_waiting(ticket),
-                Err(std::sync::TryLockError::Poisoned(p)) => {
-                    let _planning = p.into_inner();
-                    self.plan_waiting(ticket)
-                }
-                // Another holds the lock: it may plan this device too.
-                Err(std::sync::TryLockError::WouldBlock) => self.replans.wait(ticket, REPLAN_PATIENCE),
-            };
-            match answer {
-                Some(replans::Answer::Planned(generation)) => return Ok(generation),
-                Some(replans::Answer::Alone) => {
+            match self.replans.wait_turn(ticket) {
+                replans::Turn::Answered(replans::Answer::Planned(generation)) => return Ok(generation),
+                replans::Turn::Answered(replans::Answer::Alone) => {
                     let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
                     return Ok(self.replan_now(&[id.to_owned()])?.remove(id).flatten());
                 }
-                None => continue,
+                replans::Turn::Combine(combiner) => self.plan_waiting(combiner),
             }
         }
     }
 
-    /// Under the planning lock: plans every device waiting, answers them,
-    /// and returns `ticket`'s answer.
-    fn plan_waiting(&self, ticket: replans::Ticket) -> Option<replans::Answer> {
-        let batch = self.replans.drain();
-        if !batch.is_empty() {
-            let mut ids: Vec<String> = batch.iter().map(|(_, id)| id.clone()).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let answers: Vec<(replans::Ticket, replans::Answer)> = match self.replan_now(&ids) {
-                Ok(generations) => batch
-                    .iter()
-                    .map(|(t, id)| (*t, replans::Answer::Planned(generations.get(id).copied().flatten())))
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, devices = ids.len(), "a batched re-plan failed: each device is planned alone");
-                    batch.iter().map(|(t, _)| (*t, replans::Answer::Alone)).collect()
-                }
-            };
-            self.replans.answer_all(answers);
+    /// The combiner's turn: under the planning lock, plans every device
+    /// waiting and answers each.
+    fn plan_waiting(&self, mut combiner: replans::Combiner<'_>) {
+        let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ids: Vec<String> = combiner.take().iter().map(|(_, id)| id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        match self.replan_now(&ids) {
+            Ok(generations) => {
+                combiner.answer(|id| replans::Answer::Planned(generations.get(id).copied().flatten()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, devices = ids.len(), "a batched re-plan failed: each device is planned alone");
+                combiner.answer(|_| replans::Answer::Alone);
+            }
         }
-        self.replans.answer(ticket)
     }
 
     /// Under the planning lock: plans `ids` again against the last full

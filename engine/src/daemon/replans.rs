@@ -4,17 +4,18 @@
 //! time, each re-plan pays the whole of a plan's fixed costs (the
 //! catalog-wide indexes, a store flush for its generation, a signal).
 //! While agents enroll in hundreds per second those costs dominate. So a
-//! device to re-plan joins a queue and waits; whoever takes the planning
-//! lock plans every device waiting, in one call, and answers each with its
-//! generation (flat combining: no extra thread, and a lone re-plan costs
-//! what it did).
+//! device to re-plan joins a queue. One waiter at a time is the combiner:
+//! it takes the planning lock, plans every device waiting then in one call,
+//! and answers each with its generation; the others sleep until answered
+//! (flat combining: no extra thread, and a lone re-plan costs what it did).
+//! Nobody spins: while a full plan holds the planning lock, only the
+//! combiner waits for it, and the rest sleep on the queue.
 //!
 //! A batch that fails answers its devices [`Answer::Alone`]: each then
 //! plans by itself, so every caller gets its own device's error.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 /// What a waiting re-plan is answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,10 +30,16 @@ pub enum Answer {
 /// A re-plan's place in the queue.
 pub type Ticket = u64;
 
+/// Devices waiting to be planned, and the answers not yet taken.
+///
+/// One waiter at a time is the combiner: it takes the planning lock and
+/// plans every device waiting then. The others sleep until the combiner
+/// answers (or gives up its turn), so none of them spins while a full plan
+/// holds the planning lock.
 #[derive(Default)]
 pub struct ReplanQueue {
     queue: Mutex<Queue>,
-    answered: Condvar,
+    changed: Condvar,
 }
 
 #[derive(Default)]
@@ -40,11 +47,28 @@ struct Queue {
     next: Ticket,
     waiting: Vec<(Ticket, String)>,
     answers: HashMap<Ticket, Answer>,
+    /// A combiner is planning (or waiting for the planning lock).
+    combining: bool,
+}
+
+/// What a waiting re-plan does next.
+pub enum Turn<'a> {
+    /// Its device was planned.
+    Answered(Answer),
+    /// Its turn to plan every device waiting.
+    Combine(Combiner<'a>),
+}
+
+/// The combiner's turn: ends when it answers, or is dropped (a panic while
+/// planning), which answers its batch [`Answer::Alone`].
+pub struct Combiner<'a> {
+    queue: &'a ReplanQueue,
+    batch: Vec<(Ticket, String)>,
 }
 
 impl ReplanQueue {
-    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues `device` for re-planning.
@@ -56,30 +80,50 @@ impl ReplanQueue {
         ticket
     }
 
-    /// Every device waiting, taken from the queue to be planned now.
-    pub fn drain(&self) -> Vec<(Ticket, String)> {
-        std::mem::take(&mut self.queue().waiting)
-    }
-
-    /// Answers the tickets planned, and wakes their waiters.
-    pub fn answer_all(&self, answers: impl IntoIterator<Item = (Ticket, Answer)>) {
-        self.queue().answers.extend(answers);
-        self.answered.notify_all();
-    }
-
-    /// `ticket`'s answer, waiting for it at most `patience`.
-    pub fn wait(&self, ticket: Ticket, patience: Duration) -> Option<Answer> {
+    /// Sleeps until `ticket` is answered or it is its turn to combine.
+    pub fn wait_turn(&self, ticket: Ticket) -> Turn<'_> {
         let mut queue = self.queue();
-        if let Some(answer) = queue.answers.remove(&ticket) {
-            return Some(answer);
+        loop {
+            if let Some(answer) = queue.answers.remove(&ticket) {
+                return Turn::Answered(answer);
+            }
+            if !queue.combining {
+                queue.combining = true;
+                return Turn::Combine(Combiner { queue: self, batch: Vec::new() });
+            }
+            queue = self.changed.wait(queue).unwrap_or_else(PoisonError::into_inner);
         }
-        queue = self.answered.wait_timeout(queue, patience).unwrap_or_else(std::sync::PoisonError::into_inner).0;
-        queue.answers.remove(&ticket)
+    }
+}
+
+impl Combiner<'_> {
+    /// Every device waiting, taken from the queue to be planned now (call
+    /// it under the planning lock, so that devices queued while the lock
+    /// was held join the batch).
+    pub fn take(&mut self) -> &[(Ticket, String)] {
+        self.batch.extend(std::mem::take(&mut self.queue.queue().waiting));
+        &self.batch
     }
 
-    /// `ticket`'s answer, if it has one now.
-    pub fn answer(&self, ticket: Ticket) -> Option<Answer> {
-        self.queue().answers.remove(&ticket)
+    /// Answers the batch taken (one answer per device) and ends the turn.
+    pub fn answer(mut self, answer: impl Fn(&str) -> Answer) {
+        let answers: Vec<(Ticket, Answer)> = self.batch.iter().map(|(t, id)| (*t, answer(id))).collect();
+        self.batch.clear();
+        self.finish(answers);
+    }
+
+    fn finish(&self, answers: Vec<(Ticket, Answer)>) {
+        let mut queue = self.queue.queue();
+        queue.answers.extend(answers);
+        queue.combining = false;
+        self.queue.changed.notify_all();
+    }
+}
+
+impl Drop for Combiner<'_> {
+    fn drop(&mut self) {
+        let answers = self.batch.iter().map(|(t, _)| (*t, Answer::Alone)).collect();
+        self.finish(answers);
     }
 }
 
@@ -87,18 +131,53 @@ impl ReplanQueue {
 mod tests {
     use super::*;
 
+    fn combine(queue: &ReplanQueue, ticket: Ticket) -> Combiner<'_> {
+        match queue.wait_turn(ticket) {
+            Turn::Combine(combiner) => combiner,
+            Turn::Answered(answer) => panic!("answered {answer:?}, not a turn"),
+        }
+    }
+
     #[test]
     fn a_batch_answers_every_ticket_it_took_and_only_those() {
         let queue = ReplanQueue::default();
         let (a, b) = (queue.enqueue("a"), queue.enqueue("b"));
-        let batch = queue.drain();
-        assert_eq!(batch, vec![(a, "a".to_owned()), (b, "b".to_owned())]);
+        let mut combiner = combine(&queue, a);
+        assert_eq!(combiner.take(), [(a, "a".to_owned()), (b, "b".to_owned())]);
         let late = queue.enqueue("c");
-        queue.answer_all(batch.iter().map(|(t, _)| (*t, Answer::Planned(Some(7)))));
-        assert_eq!(queue.wait(a, Duration::ZERO), Some(Answer::Planned(Some(7))));
-        assert_eq!(queue.answer(b), Some(Answer::Planned(Some(7))));
-        assert_eq!(queue.answer(late), None, "c joined after the batch was taken");
-        assert_eq!(queue.drain(), vec![(late, "c".to_owned())]);
-        assert_eq!(queue.answer(a), None, "an answer is taken once");
+        combiner.answer(|id| Answer::Planned(Some(id.len() as u64)));
+        assert!(matches!(queue.wait_turn(a), Turn::Answered(Answer::Planned(Some(1)))));
+        assert!(matches!(queue.wait_turn(b), Turn::Answered(Answer::Planned(Some(1)))));
+        let mut next = combine(&queue, late);
+        assert_eq!(next.take(), [(late, "c".to_owned())], "c joined after the batch was taken");
+    }
+
+    #[test]
+    fn a_combiner_dropped_before_answering_sends_its_batch_to_plan_alone() {
+        let queue = ReplanQueue::default();
+        let a = queue.enqueue("a");
+        let mut combiner = combine(&queue, a);
+        combiner.take();
+        drop(combiner);
+        assert!(matches!(queue.wait_turn(a), Turn::Answered(Answer::Alone)));
+    }
+
+    #[test]
+    fn waiters_sleep_until_the_combiner_answers() {
+        let queue = std::sync::Arc::new(ReplanQueue::default());
+        let first = queue.enqueue("first");
+        let mut combiner = combine(&queue, first);
+        let waiter = {
+            let queue = queue.clone();
+            let ticket = queue.enqueue("second");
+            std::thread::spawn(move || match queue.wait_turn(ticket) {
+                Turn::Answered(answer) => answer,
+                Turn::Combine(_) => panic!("a second combiner while the first plans"),
+            })
+        };
+        // The waiter was queued before the batch is taken, so the batch holds it.
+        assert_eq!(combiner.take().len(), 2);
+        combiner.answer(|_| Answer::Planned(Some(3)));
+        assert_eq!(waiter.join().unwrap(), Answer::Planned(Some(3)));
     }
 }
