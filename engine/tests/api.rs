@@ -317,3 +317,39 @@ async fn a_poll_moves_last_seen_and_the_status_counts_devices_as_they_enroll() {
     let device = listed.json["devices"].as_array().unwrap().iter().find(|d| d["id"] == id.as_str()).unwrap().clone();
     assert_eq!(device["lastSeen"], "2026-11-24T15:00:00Z", "{device}");
 }
+
+/// A served state is renewed once half its validity has passed (a week
+/// here), by a full plan, and not before: the same generation, signed
+/// again with a later expiry. States planned one device at a time after
+/// the full plan count too.
+#[tokio::test]
+async fn states_are_renewed_at_half_their_validity_and_not_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(FakeClock::new("2026-11-24T12:00:00Z".parse().unwrap()));
+    let state = state_on(dir.path(), true, Arc::clone(&clock));
+    let facts = serde_json::json!({"os": "windows", "platform": "windows-11-23h2", "hostname": "ws-9"});
+    let (_, credential) = enroll(&state, "pwe_team", facts.clone()).await;
+    // A day after the full plan, so that this device's state expires last.
+    clock.advance(jiff::SignedDuration::from_hours(24));
+    let inventory = serde_json::json!({"facts": facts, "inventory": {"patches": [], "packages": []}});
+    call(&state, "PUT", "/api/v1/device/inventory", Some(&credential), Some(inventory), None).await;
+    let first = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, None).await;
+    let engine = &state.engine;
+    let now = patchward::clock::Clock::now(&*clock);
+    let renew_at = now.checked_add(jiff::SignedDuration::from_hours(84)).unwrap();
+    assert!(!engine.replan_due(renew_at.checked_sub(jiff::SignedDuration::from_secs(1)).unwrap()), "renewed early");
+    assert!(engine.replan_due(renew_at), "not renewed at half its validity");
+    clock.advance(jiff::SignedDuration::from_hours(84));
+    assert!(engine.replan_if_due().unwrap());
+    assert!(!engine.replan_due(patchward::clock::Clock::now(&*clock)), "every state renewed by the full plan");
+    let renewed = call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, None).await;
+    assert_eq!(generation_of(renewed.etag.as_deref()), generation_of(first.etag.as_deref()), "same content");
+    assert_ne!(renewed.etag, first.etag, "signed again");
+    let expires_at = |reply: &Reply| {
+        use base64::Engine as _;
+        let payload = base64::engine::general_purpose::STANDARD.decode(reply.json["payload"].as_str().unwrap());
+        let state: serde_json::Value = serde_json::from_slice(&payload.unwrap()).unwrap();
+        state["expiresAt"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap()
+    };
+    assert_eq!(expires_at(&renewed), expires_at(&first).checked_add(jiff::SignedDuration::from_hours(84)).unwrap());
+}

@@ -80,6 +80,19 @@ struct Served {
     desired: DesiredById,
     /// When the full plan was made.
     planned_at: Option<jiff::Timestamp>,
+    /// No state in `desired` expires before this (it may have been
+    /// replaced by one that expires later: then a renewal is looked for
+    /// early, never late). Kept so that [`Engine::replan_due`], asked at
+    /// every report, does not read every state.
+    earliest_expiry: Option<jiff::Timestamp>,
+}
+
+impl Served {
+    /// Serves `state` to `device`.
+    fn hold(&mut self, device: String, state: Arc<ServedDesired>) {
+        self.earliest_expiry = Some(self.earliest_expiry.map_or(state.expires_at, |e| e.min(state.expires_at)));
+        self.desired.insert(device, state);
+    }
 }
 
 /// How the engine signs and renews desired states.
@@ -350,6 +363,7 @@ impl Engine {
                 in_force: Some(in_force.clone()),
                 plan: Some(Arc::new(computed)),
                 replanned: HashMap::new(),
+                earliest_expiry: desired.values().map(|d| d.expires_at).min(),
                 desired,
                 planned_at: Some(now),
             };
@@ -472,7 +486,7 @@ impl Engine {
             // planned these devices too, with newer inputs.
             if served.plan.as_ref().is_some_and(|p| Arc::ptr_eq(p, &base)) {
                 for (device, state) in planned.into_iter().zip(signed) {
-                    served.desired.insert(device.id.clone(), state);
+                    served.hold(device.id.clone(), state);
                     served.replanned.insert(device.id.clone(), Arc::new(device));
                 }
             }
@@ -542,10 +556,10 @@ impl Engine {
         }
         let reports = self.reports_changed.load(Ordering::SeqCst)
             && planned_at.checked_add(self.settings.report_replan).is_ok_and(|at| now >= at);
-        reports || next_transition(plan, planned_at).is_some_and(|at| now >= at) || {
-            let half = self.settings.desired_ttl / 2;
-            served.desired.values().any(|d| d.expires_at.checked_sub(half).is_ok_and(|renew| now >= renew))
-        }
+        let half = self.settings.desired_ttl / 2;
+        reports
+            || next_transition(plan, planned_at).is_some_and(|at| now >= at)
+            || served.earliest_expiry.is_some_and(|e| e.checked_sub(half).is_ok_and(|renew| now >= renew))
     }
 
     /// Plans the fleet when [`Engine::replan_due`] says so.

@@ -114,7 +114,7 @@ impl Engine {
                 });
                 if newer {
                     changed = true;
-                    served.desired.insert(device, Arc::new(state));
+                    served.hold(device, Arc::new(state));
                 }
             }
         }
