@@ -287,6 +287,13 @@ async fn the_users_requests_come_back_in_the_desired_state() {
     let request = software.user_request.as_ref().expect("the install request is relayed");
     assert_eq!(request.install_requested_at, Some("2026-11-24T12:01:00Z".parse().unwrap()));
     assert_eq!(request.snoozes_used, 0);
+
+    // A plan of the whole fleet relays them too: the same content, so the
+    // same state.
+    state.engine.replan_all().unwrap();
+    let again =
+        call(&state, "GET", "/api/v1/device/desired-state", Some(&credential), None, after.etag.as_deref()).await;
+    assert_eq!(again.status, StatusCode::NOT_MODIFIED, "{}", again.json);
 }
 
 fn base64_decode(text: &str) -> Vec<u8> {

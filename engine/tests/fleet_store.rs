@@ -15,6 +15,7 @@ store_suite!(
     events_are_recorded_once_by_sequence_number_and_survive_a_reopen,
     the_audit_log_appends_in_order_and_pages,
     desired_generations_move_only_forward_and_only_with_the_content,
+    engine_states_are_listed_by_prefix_and_only_those,
 );
 
 fn t(s: &str) -> jiff::Timestamp {
@@ -164,6 +165,19 @@ async fn desired_generations_move_only_forward_and_only_with_the_content(place: 
     assert_eq!(store.desired_generation("dev-1", "bbb").await.unwrap(), 2, "after a restart");
     // Back to an older content: a new generation, never the old number.
     assert_eq!(store.desired_generation("dev-1", "aaa").await.unwrap(), 3);
+}
+
+async fn engine_states_are_listed_by_prefix_and_only_those(place: &Place) {
+    {
+        let store = place.open().await;
+        for (name, value) in [("requests/dev-2", 2), ("requests/dev-1", 1), ("requestsx", 9), ("trend", 7)] {
+            store.set_engine_state(name, &vec![value]).await.unwrap();
+        }
+    }
+    let store = place.open().await;
+    let listed: Vec<(String, Vec<u32>)> = store.engine_states("requests/").await.unwrap();
+    assert_eq!(listed, [("requests/dev-1".to_owned(), vec![1]), ("requests/dev-2".to_owned(), vec![2])]);
+    assert!(store.engine_states::<Vec<u32>>("nothing/").await.unwrap().is_empty());
 }
 
 /// T46 at the store: two replicas (two pools on one database) doing the

@@ -327,11 +327,17 @@ impl Engine {
             let served = self.served.read().unwrap_or_else(|p| p.into_inner());
             served.desired.clone()
         };
+        // An unreadable record relays nothing; the agents' own records stand.
+        let requests = self.all_user_requests().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "users' requests unreadable: none relayed in this plan");
+            HashMap::new()
+        });
         let contents: Vec<_> = computed
             .devices
             .par_iter()
             .map(|device| {
-                let content = self.content(&computed, &in_force, device, now);
+                let mine = requests.get(&device.id).map_or(&[][..], Vec::as_slice);
+                let content = self.content(&computed, &in_force, device, mine, now);
                 let digest = content_digest(&content);
                 (content, digest)
             })
@@ -456,7 +462,9 @@ impl Engine {
         self.exposure.track_devices(&self.store, &base, &in_force.catalog, &compared, now)?;
         let mut contents = Vec::with_capacity(planned.len());
         for device in &planned {
-            let content = self.content(&base, &in_force, device, now);
+            // An unreadable record relays nothing; the agent's own record stands.
+            let requests = self.user_requests(&device.id).unwrap_or_default();
+            let content = self.content(&base, &in_force, device, &requests, now);
             let digest = content_digest(&content);
             contents.push((content, digest));
         }

@@ -2,8 +2,13 @@
 //! recorded in the store, and relayed to the agent in its next desired
 //! state.
 
+use std::collections::HashMap;
+
 use super::Engine;
 use crate::store::StoreError;
+
+/// Where a device's requests are kept among the engine's states.
+const REQUESTS: &str = "requests/";
 
 /// A snooze or a self-service install a device's user asked for.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -66,8 +71,16 @@ impl UserRequest {
 }
 
 impl Engine {
+    /// Every device's requests, by device (one read, for a plan of the
+    /// fleet).
+    pub fn all_user_requests(&self) -> Result<HashMap<String, Vec<UserRequest>>, StoreError> {
+        let stored = crate::store::Store::wait(self.store.engine_states::<Vec<UserRequest>>(REQUESTS))?;
+        Ok(stored.into_iter().filter_map(|(name, r)| Some((name.strip_prefix(REQUESTS)?.to_owned(), r))).collect())
+    }
+
     pub fn user_requests(&self, device: &str) -> Result<Vec<UserRequest>, StoreError> {
-        crate::store::Store::wait(self.store.engine_state(&format!("requests/{device}"))).map(Option::unwrap_or_default)
+        crate::store::Store::wait(self.store.engine_state(&format!("{REQUESTS}{device}")))
+            .map(Option::unwrap_or_default)
     }
 
     /// Records a user's request and plans the device again (or has the
@@ -75,7 +88,7 @@ impl Engine {
     /// agent.
     pub fn add_user_request(&self, device: &str, request: UserRequest) -> Result<(), StoreError> {
         let change = move |requests: &mut Vec<UserRequest>| requests.push(request);
-        crate::store::Store::wait(self.store.update_engine_state(&format!("requests/{device}"), change))?;
+        crate::store::Store::wait(self.store.update_engine_state(&format!("{REQUESTS}{device}"), change))?;
         self.replan_or_ask(device)
     }
 }

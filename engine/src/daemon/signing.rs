@@ -5,7 +5,7 @@
 
 use patchward_api::desired::DesiredState;
 
-use super::{Engine, InForce, ServedDesired, relayed_request};
+use super::{Engine, InForce, ServedDesired, UserRequest, relayed_request};
 use crate::plan::desired::{Envelope, desired_state};
 use crate::plan::{DevicePlan, Plan};
 
@@ -51,16 +51,15 @@ impl Engine {
         computed: &Plan,
         in_force: &InForce,
         device: &DevicePlan,
+        requests: &[UserRequest],
         now: jiff::Timestamp,
     ) -> DesiredState {
         let envelope =
             Envelope { generation: 0, catalog_revision: in_force.catalog_revision, issued_at: now, expires_at: now };
         let mut state = desired_state(computed, &in_force.policy, &in_force.catalog, device, &envelope);
-        // An unreadable record relays nothing; the agent's own record stands.
-        let requests = self.user_requests(&device.id).unwrap_or_default();
         if !requests.is_empty() {
             for item in &mut state.items {
-                item.user_request = relayed_request(&requests, &item.patch);
+                item.user_request = relayed_request(requests, &item.patch);
             }
         }
         state

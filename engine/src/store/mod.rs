@@ -225,11 +225,42 @@ enum Backend {
     Postgres(Arc<PgStore>),
 }
 
-/// Runs a call of the embedded backend on a blocking thread.
+thread_local! {
+    /// Set while [`Store::wait`] polls its future: the thread may block, so
+    /// a call of the embedded backend runs right there rather than being
+    /// handed to a blocking thread and back (two thread switches per call,
+    /// in loops over the fleet).
+    static MAY_BLOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A future polled with [`MAY_BLOCK`] set.
+struct MayBlock<F>(std::pin::Pin<Box<F>>);
+
+impl<F: Future> Future for MayBlock<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        /// Puts the flag back, even when the poll panics.
+        struct Restore(bool);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                MAY_BLOCK.set(self.0);
+            }
+        }
+        let _restore = Restore(MAY_BLOCK.replace(true));
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// Runs a call of the embedded backend: on a blocking thread, unless the
+/// caller may block ([`Store::wait`]).
 async fn on_sled<T: Send + 'static>(
     sled: &Arc<SledStore>,
     call: impl FnOnce(&SledStore) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
+    if MAY_BLOCK.get() {
+        return call(sled);
+    }
     let sled = Arc::clone(sled);
     let path = sled.path().to_owned();
     tokio::task::spawn_blocking(move || call(&sled))
@@ -282,12 +313,14 @@ impl Store {
     /// helper an async handler calls. On a multi-threaded runtime's worker
     /// the worker first hands its other tasks off (`block_in_place`), so
     /// the runtime never stalls; on a current-thread runtime the call runs
-    /// on a thread of its own.
+    /// on a thread of its own. Calls of the embedded backend run on the
+    /// calling thread.
     pub fn wait<T: Send>(future: impl Future<Output = T> + Send) -> T {
         use tokio::runtime::{Handle, RuntimeFlavor};
         let own_runtime = || {
             tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a current-thread runtime starts")
         };
+        let future = MayBlock(Box::pin(future));
         match Handle::try_current() {
             Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| handle.block_on(future))
@@ -690,6 +723,14 @@ impl Store {
     /// An access token by the sha256 of its secret.
     pub async fn access_token_by_hash(&self, hash: &str) -> Result<Option<AccessToken>, StoreError> {
         on_backend!(self, access_token_by_hash(hash))
+    }
+
+    /// The engine's own states whose names start with `prefix`, by name.
+    pub async fn engine_states<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        on_backend!(self, engine_states(prefix))
     }
 
     /// The engine's own state under `name`, if it was ever saved.

@@ -398,6 +398,17 @@ impl SledStore {
     }
 
     /// The engine's own state under `name` (JSON), if it was ever saved.
+    pub fn engine_states<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in self.fleet.scan_prefix(format!("state/{prefix}")) {
+            let (key, bytes) = entry.map_err(|e| self.io("read", e))?;
+            let key = String::from_utf8_lossy(&key);
+            let name = key.strip_prefix("state/").unwrap_or(&key).to_owned();
+            out.push((name, self.decode(&key, &bytes)?));
+        }
+        Ok(out)
+    }
+
     pub fn engine_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         let key = format!("state/{name}");
         match self.fleet.get(&key).map_err(|e| self.io("read", e))? {

@@ -447,6 +447,25 @@ impl PgStore {
         Ok(row.map(|row| row.get::<_, Json<AccessToken>>(0).0))
     }
 
+    pub async fn engine_states<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, T)>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT name, value FROM engine_state WHERE left(name, length($1)) = $1 ORDER BY name", &[&prefix])
+            .await
+            .map_err(self.db("read"))?;
+        rows.into_iter()
+            .map(|row| {
+                let name: String = row.get(0);
+                let value = serde_json::from_value(row.get::<_, serde_json::Value>(1))
+                    .map_err(|e| self.corrupted(format!("engine state {name} does not decode: {e}")))?;
+                Ok((name, value))
+            })
+            .collect()
+    }
+
     pub async fn engine_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         let client = self.client().await?;
         let row = client
