@@ -397,7 +397,7 @@ impl SledStore {
         }
     }
 
-    /// The engine's own state under `name` (JSON), if it was ever saved.
+    /// The engine's own states whose names start with `prefix`, by name.
     pub fn engine_states<T: serde::de::DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>, StoreError> {
         let mut out = Vec::new();
         for entry in self.fleet.scan_prefix(format!("state/{prefix}")) {
@@ -409,6 +409,7 @@ impl SledStore {
         Ok(out)
     }
 
+    /// The engine's own state under `name` (JSON), if it was ever saved.
     pub fn engine_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
         let key = format!("state/{name}");
         match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
