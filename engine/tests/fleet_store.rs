@@ -16,6 +16,7 @@ store_suite!(
     the_audit_log_appends_in_order_and_pages,
     desired_generations_move_only_forward_and_only_with_the_content,
     engine_states_are_listed_by_prefix_and_only_those,
+    the_device_directory_follows_every_write,
 );
 
 fn t(s: &str) -> jiff::Timestamp {
@@ -147,7 +148,7 @@ async fn the_audit_log_appends_in_order_and_pages(place: &Place) {
     assert_eq!(seqs(store.audit_newest(None, 2, |_| true).await.unwrap()), (vec![4, 3], true));
     assert_eq!(seqs(store.audit_newest(Some(3), 2, |_| true).await.unwrap()), (vec![2, 1], false));
     assert_eq!(seqs(store.audit_newest(Some(3), 5, |_| true).await.unwrap()), (vec![2, 1], false));
-    let by_commits = |e: &patchward::store::fleet::AuditEntry| e.actor.starts_with("commit:");
+    let by_commits = |e: &patchward::store::fleet::AuditHead<'_>| e.actor.starts_with("commit:");
     assert_eq!(seqs(store.audit_newest(None, 1, by_commits).await.unwrap()), (vec![3], true));
     assert_eq!(seqs(store.audit_newest(Some(2), 1, by_commits).await.unwrap()), (vec![1], false));
     assert_eq!(seqs(store.audit_newest(None, 9, |e| e.action == "none").await.unwrap()), (vec![], false));
@@ -178,6 +179,60 @@ async fn engine_states_are_listed_by_prefix_and_only_those(place: &Place) {
     let listed: Vec<(String, Vec<u32>)> = store.engine_states("requests/").await.unwrap();
     assert_eq!(listed, [("requests/dev-1".to_owned(), vec![1]), ("requests/dev-2".to_owned(), vec![2])]);
     assert!(store.engine_states::<Vec<u32>>("nothing/").await.unwrap().is_empty());
+}
+
+/// The directory (what the admin's lists show of each device) says what
+/// the records say after every kind of write: before it is first read, and
+/// after. On PostgreSQL, also after another replica's writes, and after a
+/// write whose transaction began before a read but committed after it.
+async fn the_device_directory_follows_every_write(place: &Place) {
+    let now = t("2026-11-24T12:00:00Z");
+    let store = place.open().await;
+    let token = EnrollmentToken { uses_left: 9, expires_at: None, created_at: now };
+    store.create_enrollment_token("tok", &token).await.unwrap();
+    store.enroll("tok", "dev-1", "cred-1", facts("one"), now).await.unwrap();
+    let hostnames = |store: patchward::store::Store| async move {
+        let entries = store.device_entries().await.unwrap();
+        entries.iter().map(|e| format!("{}={}", e.id, e.facts.hostname.as_deref().unwrap_or("-"))).collect::<Vec<_>>()
+    };
+    assert_eq!(hostnames(store.clone()).await, ["dev-1=one"], "loaded at the first read");
+
+    let later = t("2026-11-24T13:00:00Z");
+    store.enroll("tok", "dev-2", "cred-2", facts("two"), now).await.unwrap();
+    store.update_inventory("dev-1", facts("renamed"), Inventory::default(), later).await.unwrap();
+    let report = serde_json::json!({"kind": "report", "patch": "KB1", "status": "succeeded", "action": "install"});
+    store.record_events("dev-2", &[(1, report)], later).await.unwrap();
+    assert_eq!(hostnames(store.clone()).await, ["dev-1=renamed", "dev-2=two"]);
+    let entries = store.device_entries().await.unwrap();
+    assert_eq!((entries[0].last_seen, entries[1].last_seen), (later, later));
+    assert_eq!(entries[1].reports.iter().map(|r| r.patch.as_str()).collect::<Vec<_>>(), ["KB1"]);
+    for (entry, record) in entries.iter().zip(store.devices().await.unwrap()) {
+        let stored = (&record.id, &record.facts, record.enrolled_at, record.last_seen, &record.reports);
+        assert_eq!((&entry.id, &entry.facts, entry.enrolled_at, entry.last_seen, &entry.reports), stored);
+    }
+
+    let Place::Database { url, .. } = place else { return };
+    let other = place.open().await;
+    other.enroll("tok", "dev-3", "cred-3", facts("three"), now).await.unwrap();
+    other.update_inventory("dev-2", facts("moved"), Inventory::default(), later).await.unwrap();
+    assert_eq!(hostnames(store.clone()).await, ["dev-1=renamed", "dev-2=moved", "dev-3=three"], "another replica's");
+
+    // A write still running while a newer one commits and the directory
+    // is read: it lands after that read, and the next read has it.
+    let (mut late, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let late = late.transaction().await.unwrap();
+    late.execute(
+        "UPDATE device SET record = jsonb_set(record, '{facts,hostname}', '\"late\"'), \
+         written_by = pg_current_xact_id() WHERE id = 'dev-1'",
+        &[],
+    )
+    .await
+    .unwrap();
+    other.enroll("tok", "dev-4", "cred-4", facts("four"), now).await.unwrap();
+    assert_eq!(hostnames(store.clone()).await[3], "dev-4=four");
+    late.commit().await.unwrap();
+    assert_eq!(hostnames(store.clone()).await[0], "dev-1=late", "a late commit is not skipped");
 }
 
 /// T46 at the store: two replicas (two pools on one database) doing the

@@ -215,11 +215,14 @@ impl Engine {
         status
     }
 
-    /// Every enrolled device, each seen as late as it last checked in.
-    pub fn devices(&self) -> Result<Vec<crate::store::fleet::DeviceRecord>, StoreError> {
-        let mut records = crate::store::Store::wait(self.store.devices())?;
-        records.iter_mut().for_each(|r| self.check_ins.apply(r));
-        Ok(records)
+    /// Every enrolled device's directory entry, by id, each seen as late as
+    /// it last checked in.
+    pub fn enrolled_devices(&self) -> Result<Vec<views::EnrolledDevice>, StoreError> {
+        let entries = crate::store::Store::wait(self.store.device_entries())?;
+        let seen = |entry: &crate::store::directory::DeviceEntry| {
+            self.check_ins.last(&entry.id).map_or(entry.last_seen, |at| at.max(entry.last_seen))
+        };
+        Ok(entries.into_iter().map(|entry| views::EnrolledDevice { last_seen: seen(&entry), entry }).collect())
     }
 
     /// One device, seen as late as it last checked in.

@@ -121,6 +121,23 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// What an audit filter reads of an entry: its actor and action, decoded
+/// without the detail, so that a filter walking the whole log does not
+/// build every entry's detail to throw most of them away.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct AuditHead<'a> {
+    #[serde(borrow)]
+    pub actor: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    pub action: std::borrow::Cow<'a, str>,
+}
+
+impl AuditEntry {
+    pub fn head(&self) -> AuditHead<'_> {
+        AuditHead { actor: self.actor.as_str().into(), action: self.action.as_str().into() }
+    }
+}
+
 /// The generation of a device's desired state and what it held.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -10,6 +10,7 @@
 //! committed), and either all of it is visible or none.
 
 pub mod copy;
+pub mod directory;
 mod embedded;
 pub mod exposure;
 pub mod fleet;
@@ -466,6 +467,12 @@ impl Store {
         on_backend!(self, devices())
     }
 
+    /// Every device's directory entry, by id: what the admin's lists show
+    /// of it, held in memory (see [`directory`]).
+    pub async fn device_entries(&self) -> Result<Vec<Arc<directory::DeviceEntry>>, StoreError> {
+        on_backend!(self, device_entries())
+    }
+
     /// How many devices are enrolled.
     pub async fn device_count(&self) -> Result<usize, StoreError> {
         on_backend!(self, device_count())
@@ -697,7 +704,7 @@ impl Store {
         &self,
         before: Option<u64>,
         limit: usize,
-        keep: impl Fn(&AuditEntry) -> bool + Send + 'static,
+        keep: impl Fn(&fleet::AuditHead<'_>) -> bool + Send + 'static,
     ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.audit_newest(before, limit, keep)).await,

@@ -36,15 +36,21 @@ pub(crate) async fn devices(
     let csv = wants_csv(&query.format)?;
     let (in_force, plan, replanned) = plan_or_unavailable(&state)?;
     let now = state.engine.clock.now();
-    let records = state.engine.devices().map_err(ApiError::store)?;
-    let lines = views::device_lines(&in_force, &plan, &replanned, records, &query.filter, now);
+    let devices = state.engine.enrolled_devices().map_err(ApiError::store)?;
+    let items = views::ItemSource::new(&in_force, &plan, now);
+    let lines = views::device_lines(&items, &replanned, devices, &query.filter);
     if csv {
-        let rows: Vec<&views::ItemRow> = lines.iter().flat_map(|l| &l.rows).collect();
+        let rows: Vec<views::ItemRow> = lines.iter().flat_map(|l| l.rows(&items)).collect();
         return Ok(csv_response(views::to_csv(ITEM_COLUMNS, &rows)));
     }
     let (total, offset) = (lines.len(), query.offset.unwrap_or(0));
     let limit = query.limit.unwrap_or(100).min(10_000);
-    let devices: Vec<DeviceView> = lines.into_iter().skip(offset).take(limit).map(DeviceView::new).collect();
+    let mut devices = Vec::new();
+    for line in lines.iter().skip(offset).take(limit) {
+        // The page's devices only are read whole (inventory and reports).
+        let Some(record) = state.engine.device(&line.device.entry.id).map_err(ApiError::store)? else { continue };
+        devices.push(DeviceView::new(record, line.compliance, line.location.map(str::to_owned), line.rows(&items)));
+    }
     Ok(Json(DevicePage { total, offset, devices }).into_response())
 }
 
@@ -75,8 +81,12 @@ pub(crate) struct DeviceView {
 }
 
 impl DeviceView {
-    fn new(line: views::DeviceLine) -> DeviceView {
-        let record = line.record;
+    fn new(
+        record: crate::store::fleet::DeviceRecord,
+        compliance: views::Compliance,
+        location: Option<String>,
+        items: Vec<views::ItemRow>,
+    ) -> DeviceView {
         DeviceView {
             id: record.id,
             facts: record.facts,
@@ -84,9 +94,9 @@ impl DeviceView {
             reports: record.reports,
             enrolled_at: record.enrolled_at,
             last_seen: record.last_seen,
-            compliance: line.compliance,
-            location: line.location,
-            items: line.rows,
+            compliance,
+            location,
+            items,
         }
     }
 }
@@ -107,15 +117,15 @@ pub(crate) async fn device(
     if csv {
         return Ok(csv_response(views::to_csv(ITEM_COLUMNS, &rows)));
     }
-    let compliance = views::compliance_of(&rows);
+    let compliance = views::compliance_of(rows.iter().map(views::ItemRow::key));
     let location = device_location(&state, &id);
-    Ok(Json(DeviceView::new(views::DeviceLine { record, rows, compliance, location })).into_response())
+    Ok(Json(DeviceView::new(record, compliance, location, rows)).into_response())
 }
 
 /// The name of the Location a device's address falls in, by its plan.
 pub(super) fn device_location(state: &ApiState, id: &str) -> Option<String> {
     let (_, plan, replanned) = plan_or_unavailable(state).ok()?;
-    let device = views::device_plans(&plan, &replanned).into_iter().find(|p| p.id == id)?;
+    let device = views::device_plan(&plan, &replanned, id)?;
     device.location.and_then(|l| plan.location_names.get(l as usize)).cloned()
 }
 
@@ -478,9 +488,9 @@ pub(crate) async fn installed(
 ) -> Result<Response, ApiError> {
     let csv = wants_csv(&query.format)?;
     let (from, to) = time_range(query.from.as_deref(), query.to.as_deref(), state.engine.clock.now())?;
-    let records = state.engine.devices().map_err(ApiError::store)?;
+    let devices = state.engine.enrolled_devices().map_err(ApiError::store)?;
     let rows: Vec<_> =
-        views::installed_between(&records, from, to).into_iter().filter(|r| query.filter.keeps(r)).collect();
+        views::installed_between(&devices, from, to).into_iter().filter(|r| query.filter.keeps(r)).collect();
     let rows = query.order.apply(rows);
     if csv {
         return Ok(csv_response(views::to_csv(INSTALLED_COLUMNS, &rows)));

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::cell::{Cell, Columns};
 use super::csv::to_csv;
-use super::items::{Compliance, ItemRow, compliance_of, item_rows};
+use super::items::{Compliance, ItemKey, ItemSource, compliance_of};
 use crate::daemon::InForce;
 use crate::plan::{DevicePlan, Plan};
 
@@ -24,8 +24,8 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, row: &ItemRow) {
-        self.add_status(&row.status, row.overdue);
+    fn add(&mut self, item: &ItemKey<'_>) {
+        self.add_status(item.status, item.overdue);
     }
 
     pub(super) fn add_status(&mut self, status: &str, overdue: bool) {
@@ -91,21 +91,22 @@ pub fn compliance(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan], now:
         by_policy: BTreeMap::new(),
         exposure: None,
     };
+    let items = ItemSource::new(in_force, plan, now);
     for device in devices {
-        let rows = item_rows(in_force, plan, device, now);
-        if rows.is_empty() {
+        let keys: Vec<ItemKey<'_>> = items.keys(device).collect();
+        if keys.is_empty() {
             report.without_items += 1;
             continue;
         }
-        match compliance_of(&rows) {
+        match compliance_of(keys.iter().copied()) {
             Compliance::Compliant => report.compliant += 1,
             Compliance::Pending => report.pending += 1,
             Compliance::NonCompliant => report.non_compliant += 1,
         }
-        for row in &rows {
-            report.by_severity.entry(row.severity.clone()).or_default().add(row);
-            report.by_category.entry(row.category.clone()).or_default().add(row);
-            report.by_policy.entry(row.policy.clone()).or_default().add(row);
+        for key in &keys {
+            group(&mut report.by_severity, key.severity).add(key);
+            group(&mut report.by_category, key.category).add(key);
+            group(&mut report.by_policy, key.policy).add(key);
         }
     }
     let planned = devices.len() - report.without_items;
@@ -113,6 +114,14 @@ pub fn compliance(in_force: &InForce, plan: &Plan, devices: &[&DevicePlan], now:
         report.compliant_percent = (report.compliant as f64 * 1000.0 / planned as f64).round() / 10.0;
     }
     report
+}
+
+/// The counts of group `name`, added if new (its name copied only then).
+fn group<'m>(groups: &'m mut BTreeMap<String, Counts>, name: &str) -> &'m mut Counts {
+    if !groups.contains_key(name) {
+        groups.insert(name.to_owned(), Counts::default());
+    }
+    groups.get_mut(name).expect("inserted above")
 }
 
 /// One group's counts, as a line of [`compliance_csv`].

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::cell::{Cell, Columns};
-use super::items::{Compliance, ItemRow, compliance_of, item_rows};
+use super::items::{Compliance, ItemKey, ItemRow, ItemSource, compliance_of};
 use super::sort::SortOrder;
 use super::{chosen, device_plans, mentions, passes};
-use crate::daemon::InForce;
-use crate::plan::{DevicePlan, Plan};
-use crate::store::fleet::DeviceRecord;
+use crate::plan::DevicePlan;
+use crate::store::directory::DeviceEntry;
 
 /// Which devices the list keeps, and in which order. Empty fields are
 /// unset, as an HTML form sends them.
@@ -62,12 +61,12 @@ impl DeviceFilter {
         SortOrder { sort: Some(sort), order: self.order.clone() }
     }
 
-    pub fn keeps_row(&self, row: &ItemRow) -> bool {
-        passes(&self.patch, &row.patch)
-            && passes(&self.severity, &row.severity)
-            && passes(&self.category, &row.category)
-            && passes(&self.policy, &row.policy)
-            && passes(&self.status, &row.status)
+    pub fn keeps_item(&self, item: &ItemKey<'_>) -> bool {
+        passes(&self.patch, item.patch)
+            && passes(&self.severity, item.severity)
+            && passes(&self.category, item.category)
+            && passes(&self.policy, item.policy)
+            && passes(&self.status, item.status)
     }
 
     /// Whether an item filter is set: then a device is listed only if one
@@ -79,67 +78,92 @@ impl DeviceFilter {
     }
 }
 
-/// A listed device: its record, its items that pass the filter, and where
-/// it stands over all its items.
-pub struct DeviceLine {
-    pub record: DeviceRecord,
-    pub rows: Vec<ItemRow>,
-    pub compliance: Compliance,
-    /// The Location its address falls in, by name.
-    pub location: Option<String>,
+/// An enrolled device as the lists show it: its directory entry, seen as
+/// late as it last checked in.
+#[derive(Clone, Debug)]
+pub struct EnrolledDevice {
+    pub entry: Arc<DeviceEntry>,
+    pub last_seen: jiff::Timestamp,
 }
 
-/// The enrolled devices (`records`) that `filter` keeps, in its order.
-pub fn device_lines(
-    in_force: &InForce,
-    plan: &Plan,
-    replanned: &HashMap<String, Arc<DevicePlan>>,
-    records: Vec<DeviceRecord>,
+/// A listed device: its entry, its plan as served, which of its items pass
+/// the filter (by position, see [`ItemSource`]), and where it stands over
+/// all its items. Rows are built only for what is shown ([`Self::rows`]).
+pub struct DeviceLine<'a> {
+    pub device: EnrolledDevice,
+    /// None until the device is first planned.
+    pub plan: Option<&'a DevicePlan>,
+    /// The positions of its items the filter keeps.
+    pub kept: Vec<usize>,
+    /// How many of those are not installed yet.
+    pub pending: usize,
+    pub compliance: Compliance,
+    /// The Location its address falls in, by name.
+    pub location: Option<&'a str>,
+}
+
+/// The enrolled `devices` that `filter` keeps, in its order.
+pub fn device_lines<'a>(
+    items: &'a ItemSource<'a>,
+    replanned: &'a HashMap<String, Arc<DevicePlan>>,
+    devices: Vec<EnrolledDevice>,
     filter: &DeviceFilter,
-    now: jiff::Timestamp,
-) -> Vec<DeviceLine> {
-    let plans = device_plans(plan, replanned);
+) -> Vec<DeviceLine<'a>> {
+    let plans = device_plans(items.plan, replanned);
     let by_id: HashMap<&str, &DevicePlan> = plans.iter().map(|p| (p.id.as_str(), *p)).collect();
-    let mut lines: Vec<DeviceLine> = records
+    let mut lines: Vec<DeviceLine<'a>> = devices
         .into_iter()
-        .filter(|r| mentions(&filter.q, std::iter::once(r.id.as_str()).chain(r.facts.hostname.as_deref())))
-        .filter_map(|record| {
-            let device = by_id.get(record.id.as_str());
-            let all = device.map(|p| item_rows(in_force, plan, p, now)).unwrap_or_default();
-            let location = device.and_then(|p| p.location).and_then(|l| plan.location_names.get(l as usize)).cloned();
-            let compliance = compliance_of(&all);
-            if !passes(&filter.compliance, compliance.as_str()) {
-                return None;
-            }
-            let rows: Vec<ItemRow> = all.into_iter().filter(|r| filter.keeps_row(r)).collect();
-            if filter.filters_items() && rows.is_empty() {
-                return None;
-            }
-            Some(DeviceLine { record, rows, compliance, location })
+        .filter(|d| mentions(&filter.q, std::iter::once(d.entry.id.as_str()).chain(d.entry.facts.hostname.as_deref())))
+        .filter_map(|device| {
+            let plan = by_id.get(device.entry.id.as_str()).copied();
+            line(items, device, plan, filter)
         })
         .collect();
-    lines.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+    lines.sort_by(|a, b| a.device.entry.id.cmp(&b.device.entry.id));
     filter.order().apply(lines)
 }
 
-impl DeviceLine {
-    /// Its items (of those the filter kept) not installed yet.
-    pub fn pending(&self) -> usize {
-        self.rows.iter().filter(|r| r.pending()).count()
+/// The device's line, if the filter keeps it.
+fn line<'a>(
+    items: &ItemSource<'a>,
+    device: EnrolledDevice,
+    plan: Option<&'a DevicePlan>,
+    filter: &DeviceFilter,
+) -> Option<DeviceLine<'a>> {
+    let keys: Vec<ItemKey<'_>> = plan.map(|p| items.keys(p).collect()).unwrap_or_default();
+    let compliance = compliance_of(keys.iter().copied());
+    if !passes(&filter.compliance, compliance.as_str()) {
+        return None;
+    }
+    let kept: Vec<usize> = (0..keys.len()).filter(|&i| filter.keeps_item(&keys[i])).collect();
+    if filter.filters_items() && kept.is_empty() {
+        return None;
+    }
+    let pending = kept.iter().filter(|&&i| keys[i].pending()).count();
+    let location = plan.and_then(|p| p.location).and_then(|l| items.plan.location_names.get(l as usize));
+    Some(DeviceLine { device, plan, kept, pending, compliance, location: location.map(String::as_str) })
+}
+
+impl DeviceLine<'_> {
+    /// Its items the filter kept, as an admin reads them.
+    pub fn rows(&self, items: &ItemSource<'_>) -> Vec<ItemRow> {
+        let Some(plan) = self.plan else { return Vec::new() };
+        self.kept.iter().map(|&position| items.row(plan, position)).collect()
     }
 }
 
-impl Columns for DeviceLine {
+impl Columns for DeviceLine<'_> {
     fn cell(&self, column: &str) -> Option<Cell<'_>> {
+        let entry = &self.device.entry;
         Some(match column {
-            "id" => Cell::Text(&self.record.id),
-            "hostname" => Cell::or_empty(self.record.facts.hostname.as_deref(), Cell::Text),
-            "platform" => Cell::or_empty(self.record.facts.platform.as_deref(), Cell::Text),
-            "location" => Cell::or_empty(self.location.as_deref(), Cell::Text),
+            "id" => Cell::Text(&entry.id),
+            "hostname" => Cell::or_empty(entry.facts.hostname.as_deref(), Cell::Text),
+            "platform" => Cell::or_empty(entry.facts.platform.as_deref(), Cell::Text),
+            "location" => Cell::or_empty(self.location, Cell::Text),
             // By how far from compliant: compliant, pending, non-compliant.
             "compliance" => Cell::Count(self.compliance as u64),
-            "pending" => Cell::count(self.pending()),
-            "lastSeen" => Cell::Time(self.record.last_seen),
+            "pending" => Cell::count(self.pending),
+            "lastSeen" => Cell::Time(self.device.last_seen),
             _ => return None,
         })
     }

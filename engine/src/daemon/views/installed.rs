@@ -39,12 +39,13 @@ impl InstalledFilter {
 /// What devices reported installed or removed in `[from, to)`, newest
 /// first: each device's latest successful report per patch.
 pub fn installed_between(
-    records: &[crate::store::fleet::DeviceRecord],
+    devices: &[super::EnrolledDevice],
     from: jiff::Timestamp,
     to: jiff::Timestamp,
 ) -> Vec<InstalledRow> {
-    let mut rows: Vec<InstalledRow> = records
+    let mut rows: Vec<InstalledRow> = devices
         .iter()
+        .map(|device| device.entry.as_ref())
         .flat_map(|record| {
             record
                 .reports

@@ -65,17 +65,103 @@ impl Compliance {
 pub const SOFTWARE_SEVERITY: &str = "unrated";
 pub const SOFTWARE_CATEGORY: &str = "software";
 
-/// A device's items: its patches, then its software assignments, each as
-/// the agent receives it in its desired state.
-pub fn item_rows(in_force: &InForce, plan: &Plan, device: &DevicePlan, now: jiff::Timestamp) -> Vec<ItemRow> {
-    let deployment = |name: &str| &in_force.policy.policy.deployment_policies[name].spec;
-    let windows_of = |name: &str| deployment(name).windows.iter().map(|w| w.value.clone()).collect();
-    let patches = device.items.iter().map(|item| {
+/// What a list reads of an item to filter, count and sort: borrowed from
+/// the plan and the catalog, nothing built. Only the rows shown become
+/// [`ItemRow`]s.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ItemKey<'a> {
+    pub patch: &'a str,
+    pub severity: &'a str,
+    pub category: &'a str,
+    pub policy: &'a str,
+    pub status: &'a str,
+    /// Not installed and past its deadline.
+    pub overdue: bool,
+}
+
+impl ItemKey<'_> {
+    /// Not installed (or removed) yet.
+    pub fn pending(&self) -> bool {
+        self.status != "installed" && self.status != "removed"
+    }
+}
+
+/// Where a device's items are read from: what is in force, its plan, and
+/// the time they are judged at (for "overdue").
+///
+/// A device's items are its patches, then its software assignments, each
+/// as the agent receives it in its desired state; a position counts
+/// through both.
+pub struct ItemSource<'a> {
+    pub in_force: &'a InForce,
+    pub plan: &'a Plan,
+    pub now: jiff::Timestamp,
+    /// Each SoftwareAssignment's item id (`package@version`), by index.
+    software_ids: Vec<String>,
+}
+
+impl<'a> ItemSource<'a> {
+    pub fn new(in_force: &'a InForce, plan: &'a Plan, now: jiff::Timestamp) -> ItemSource<'a> {
+        let software_ids =
+            in_force.policy.assignments.iter().map(|a| crate::plan::software_id(&a.package, &a.version)).collect();
+        ItemSource { in_force, plan, now, software_ids }
+    }
+
+    /// The device's items' keys, in position order.
+    pub fn keys<'s>(&'s self, device: &'s DevicePlan) -> impl Iterator<Item = ItemKey<'s>> + 's {
+        let patches = device.items.iter().map(move |item| {
+            let grant = self.plan.grant(item);
+            let patch = &self.in_force.catalog.patches[item.patch as usize].view.record;
+            ItemKey {
+                patch: &self.plan.patches[item.patch as usize],
+                severity: patch.severity.as_str(),
+                category: patch.patch.category.as_str(),
+                policy: &self.plan.policy_names[grant.policy as usize],
+                status: item.status.as_str(),
+                overdue: !is_done(item.status) && grant.deadline.is_some_and(|d| d <= self.now),
+            }
+        });
+        let software = device.software.iter().map(move |item| {
+            let assignment = &self.in_force.policy.assignments[item.assignment as usize];
+            ItemKey {
+                patch: &self.software_ids[item.assignment as usize],
+                severity: SOFTWARE_SEVERITY,
+                category: SOFTWARE_CATEGORY,
+                policy: &self.plan.policy_names[assignment.policy],
+                status: item.status.as_str(),
+                overdue: false,
+            }
+        });
+        patches.chain(software)
+    }
+
+    /// The device's item at `position`, as an admin reads it.
+    pub fn row(&self, device: &DevicePlan, position: usize) -> ItemRow {
+        match position.checked_sub(device.items.len()) {
+            None => self.patch_row(device, position),
+            Some(software) => self.software_row(device, software),
+        }
+    }
+
+    /// Every item of the device, as an admin reads it.
+    pub fn rows(&self, device: &DevicePlan) -> Vec<ItemRow> {
+        (0..device.items.len() + device.software.len()).map(|position| self.row(device, position)).collect()
+    }
+
+    fn deployment(&self, name: &str) -> &crate::policy::model::DeploymentPolicySpec {
+        &self.in_force.policy.policy.deployment_policies[name].spec
+    }
+
+    fn windows_of(&self, name: &str) -> Vec<String> {
+        self.deployment(name).windows.iter().map(|w| w.value.clone()).collect()
+    }
+
+    fn patch_row(&self, device: &DevicePlan, index: usize) -> ItemRow {
+        let (plan, item) = (self.plan, &device.items[index]);
         let grant = plan.grant(item);
-        let patch = &in_force.catalog.patches[item.patch as usize].view.record;
+        let patch = &self.in_force.catalog.patches[item.patch as usize].view.record;
         let (kind, name) = plan.source_name(grant.source);
         let policy_name = &plan.policy_names[grant.policy as usize];
-        let done = matches!(item.status, ItemStatus::Installed | ItemStatus::Removed);
         ItemRow {
             device: device.id.clone(),
             patch: plan.patches[item.patch as usize].clone(),
@@ -87,21 +173,23 @@ pub fn item_rows(in_force: &InForce, plan: &Plan, device: &DevicePlan, now: jiff
             source: format!("{kind}/{name}"),
             stage: grant.stage.map(|s| s + 1),
             policy: policy_name.clone(),
-            windows: windows_of(policy_name),
+            windows: self.windows_of(policy_name),
             not_before: grant.not_before,
             deadline: grant.deadline,
-            overdue: !done && grant.deadline.is_some_and(|d| d <= now),
-            self_service: deployment(policy_name).self_service,
+            overdue: !is_done(item.status) && grant.deadline.is_some_and(|d| d <= self.now),
+            self_service: self.deployment(policy_name).self_service,
         }
-    });
-    let software = device.software.iter().map(|item| {
-        let assignment = &in_force.policy.assignments[item.assignment as usize];
-        let policy_name = &plan.policy_names[assignment.policy];
-        let package = &in_force.policy.policy.packages[&assignment.package];
+    }
+
+    fn software_row(&self, device: &DevicePlan, index: usize) -> ItemRow {
+        let item = &device.software[index];
+        let assignment = &self.in_force.policy.assignments[item.assignment as usize];
+        let policy_name = &self.plan.policy_names[assignment.policy];
+        let package = &self.in_force.policy.policy.packages[&assignment.package];
         let title = package.spec.display_name.as_deref().unwrap_or(&assignment.package);
         ItemRow {
             device: device.id.clone(),
-            patch: crate::plan::software_id(&assignment.package, &assignment.version),
+            patch: self.software_ids[item.assignment as usize].clone(),
             title: format!("{title} {}", assignment.version),
             severity: SOFTWARE_SEVERITY.to_owned(),
             category: SOFTWARE_CATEGORY.to_owned(),
@@ -110,24 +198,48 @@ pub fn item_rows(in_force: &InForce, plan: &Plan, device: &DevicePlan, now: jiff
             source: format!("assignment/{}", assignment.name),
             stage: None,
             policy: policy_name.clone(),
-            windows: windows_of(policy_name),
+            windows: self.windows_of(policy_name),
             // As in the desired state: due once assigned, no deadline.
-            not_before: plan.now,
+            not_before: self.plan.now,
             deadline: None,
             overdue: false,
-            self_service: assignment.self_service || deployment(policy_name).self_service,
+            self_service: assignment.self_service || self.deployment(policy_name).self_service,
         }
-    });
-    patches.chain(software).collect()
+    }
 }
 
-pub fn compliance_of(rows: &[ItemRow]) -> Compliance {
-    if rows.iter().any(|r| r.overdue) {
-        Compliance::NonCompliant
-    } else if rows.iter().any(ItemRow::pending) {
-        Compliance::Pending
-    } else {
-        Compliance::Compliant
+fn is_done(status: ItemStatus) -> bool {
+    matches!(status, ItemStatus::Installed | ItemStatus::Removed)
+}
+
+/// A device's items (see [`ItemSource`]).
+pub fn item_rows(in_force: &InForce, plan: &Plan, device: &DevicePlan, now: jiff::Timestamp) -> Vec<ItemRow> {
+    ItemSource::new(in_force, plan, now).rows(device)
+}
+
+/// Where a device stands over its items.
+pub fn compliance_of<'k>(keys: impl IntoIterator<Item = ItemKey<'k>>) -> Compliance {
+    let mut pending = false;
+    for key in keys {
+        if key.overdue {
+            return Compliance::NonCompliant;
+        }
+        pending |= key.pending();
+    }
+    if pending { Compliance::Pending } else { Compliance::Compliant }
+}
+
+impl ItemRow {
+    /// The row's key, as the lists filter it.
+    pub fn key(&self) -> ItemKey<'_> {
+        ItemKey {
+            patch: &self.patch,
+            severity: &self.severity,
+            category: &self.category,
+            policy: &self.policy,
+            status: &self.status,
+            overdue: self.overdue,
+        }
     }
 }
 

@@ -28,9 +28,11 @@ pub use catalog::{CatalogFilter, CatalogRow, catalog_rows};
 pub use cell::{Cell, Columns};
 pub use compliance::{ComplianceReport, Counts, compliance, compliance_csv};
 pub use csv::{FORMULA_PREFIXES, csv_field, to_csv};
-pub use devices::{DeviceFilter, DeviceLine, device_lines};
+pub use devices::{DeviceFilter, DeviceLine, EnrolledDevice, device_lines};
 pub use installed::{InstalledFilter, InstalledRow, installed_between};
-pub use items::{Compliance, ItemRow, SOFTWARE_CATEGORY, SOFTWARE_SEVERITY, compliance_of, item_rows};
+pub use items::{
+    Compliance, ItemKey, ItemRow, ItemSource, SOFTWARE_CATEGORY, SOFTWARE_SEVERITY, compliance_of, item_rows,
+};
 pub use review::{ReviewFilter, ReviewRow, review_rows};
 pub use rollouts::{
     GateRollout, ROLLOUT_COLUMNS, Rollout, RolloutFilter, StageLine, StageRollout, rollout_lines, rollouts,

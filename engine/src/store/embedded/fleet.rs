@@ -3,11 +3,14 @@
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use std::sync::Arc;
+
 use super::SledStore;
 use crate::store::StoreError;
+use crate::store::directory::DeviceEntry;
 use crate::store::fleet::{
-    AccessToken, AuditEntry, DeviceRecord, EnrollError, EnrollmentToken, Generation, RecordedEvents, StoredEvent,
-    event_action, secret_hash,
+    AccessToken, AuditEntry, AuditHead, DeviceRecord, EnrollError, EnrollmentToken, Generation, RecordedEvents,
+    StoredEvent, event_action, secret_hash,
 };
 
 fn seq_key(prefix: &str, seq: u64) -> Vec<u8> {
@@ -91,6 +94,7 @@ impl SledStore {
             Ok(())
         });
         self.fleet_result(result)?;
+        self.directory.refresh(device_id, || self.device_entry(device_id));
         Ok(record)
     }
 
@@ -126,6 +130,27 @@ impl SledStore {
         Ok(out)
     }
 
+    /// Every device's directory entry, by id (see `store::directory`).
+    pub fn device_entries(&self) -> Result<Vec<Arc<DeviceEntry>>, StoreError> {
+        self.directory.entries(|| {
+            let mut out = Vec::new();
+            for entry in self.fleet.scan_prefix(b"device/") {
+                let (key, value) = entry.map_err(|e| self.io("read", e))?;
+                out.push(self.decode(&String::from_utf8_lossy(&key), &value)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// A device's directory entry, read from its record.
+    fn device_entry(&self, id: &str) -> Result<Option<DeviceEntry>, StoreError> {
+        let key = format!("device/{id}");
+        match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
+            None => Ok(None),
+            Some(bytes) => self.decode(&key, &bytes).map(Some),
+        }
+    }
+
     /// How many devices are enrolled (their keys counted, nothing decoded).
     pub fn device_count(&self) -> Result<usize, StoreError> {
         let mut count = 0;
@@ -157,7 +182,9 @@ impl SledStore {
             tree.insert(key.as_bytes(), json(&record))?;
             Ok(record)
         });
-        self.fleet_result(result)
+        let record = self.fleet_result(result)?;
+        self.directory.refresh(id, || self.device_entry(id));
+        Ok(record)
     }
 
     /// Records a device's events by their sequence numbers, once each: a
@@ -210,7 +237,9 @@ impl SledStore {
             tree.insert(device_key.as_bytes(), json(&record))?;
             Ok(outcome)
         });
-        self.fleet_result(result)
+        let outcome = self.fleet_result(result)?;
+        self.directory.refresh(id, || self.device_entry(id));
+        Ok(outcome)
     }
 
     /// A device's events in sequence order.
@@ -317,18 +346,20 @@ impl SledStore {
         &self,
         before: Option<u64>,
         limit: usize,
-        keep: impl Fn(&AuditEntry) -> bool,
+        keep: impl Fn(&AuditHead<'_>) -> bool,
     ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
         let end = seq_key("audit/", before.unwrap_or(u64::MAX));
         let mut out = Vec::new();
         for entry in self.fleet.range(seq_key("audit/", 0)..end).rev() {
             let (key, value) = entry.map_err(|e| self.io("read", e))?;
-            let entry: AuditEntry = self.decode(&String::from_utf8_lossy(&key), &value)?;
-            if keep(&entry) {
+            let key = String::from_utf8_lossy(&key);
+            let head: AuditHead<'_> = serde_json::from_slice(&value)
+                .map_err(|e| self.corrupted(format!("fleet record {key} does not decode: {e}")))?;
+            if keep(&head) {
                 if out.len() == limit {
                     return Ok((out, true));
                 }
-                out.push(entry);
+                out.push(self.decode(&key, &value)?);
             }
         }
         Ok((out, false))

@@ -49,6 +49,8 @@ pub struct SledStore {
     state_updates: std::sync::Mutex<()>,
     /// Concurrent writers' flushes, shared ([`durable`]).
     flushes: durable::GroupFlush,
+    /// What the admin's lists show of each device, kept with every write.
+    directory: crate::store::directory::Directory,
 }
 
 fn patch_key(id: &str) -> Vec<u8> {
@@ -102,6 +104,7 @@ impl SledStore {
             exposure,
             state_updates: Default::default(),
             flushes: Default::default(),
+            directory: Default::default(),
         };
         match store.catalog.get(b"format").map_err(|e| store.io("read", e))? {
             None => {

@@ -5,14 +5,17 @@
 //! used once, an event batch is recorded once, and audit sequence numbers
 //! come from one counter row, gap-free.
 
+use std::sync::Arc;
+
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Json;
 
 use super::PgStore;
 use crate::store::StoreError;
+use crate::store::directory::DeviceEntry;
 use crate::store::fleet::{
-    AccessToken, AuditEntry, DeviceRecord, EnrollError, EnrollmentToken, RecordedEvents, StoredEvent, event_action,
-    secret_hash,
+    AccessToken, AuditEntry, AuditHead, DeviceRecord, EnrollError, EnrollmentToken, RecordedEvents, StoredEvent,
+    event_action, secret_hash,
 };
 
 /// How many audit rows a backwards walk reads at a time.
@@ -137,6 +140,43 @@ impl PgStore {
         Ok(rows.iter().map(|row| row.get::<_, Json<DeviceRecord>>(0).0).collect())
     }
 
+    /// Every device's directory entry, by id, caught up with the rows
+    /// written since the last read (see `store::directory`).
+    pub async fn device_entries(&self) -> Result<Vec<Arc<DeviceEntry>>, StoreError> {
+        self.directory.catch_up(|since| self.device_entries_since(since)).await
+    }
+
+    /// The entries of the devices written by transaction `since` or later,
+    /// and the oldest transaction running when they were read: one
+    /// snapshot for both. Only the listed fields leave the database.
+    async fn device_entries_since(&self, since: u64) -> Result<(Vec<DeviceEntry>, u64), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(self.db("read"))?;
+        let oldest: String = tx
+            .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+            .await
+            .map_err(self.db("read"))?
+            .get(0);
+        let rows = tx
+            .query(
+                "SELECT jsonb_build_object('id', id, 'facts', record->'facts', 'enrolledAt', record->'enrolledAt', \
+                 'lastSeen', record->'lastSeen', 'reports', coalesce(record->'reports', '[]'::jsonb)) \
+                 FROM device WHERE written_by >= $1::text::xid8",
+                &[&since.to_string()],
+            )
+            .await
+            .map_err(self.db("read"))?;
+        tx.commit().await.map_err(self.db("read"))?;
+        let oldest = oldest.parse().map_err(|e| self.corrupted(format!("a transaction id {oldest}: {e}")))?;
+        Ok((rows.iter().map(|row| row.get::<_, Json<DeviceEntry>>(0).0).collect(), oldest))
+    }
+
     pub async fn device_count(&self) -> Result<usize, StoreError> {
         let client = self.client().await?;
         let row = client.query_one("SELECT count(*) FROM device", &[]).await.map_err(self.db("read"))?;
@@ -163,9 +203,12 @@ impl PgStore {
         tx: &deadpool_postgres::Transaction<'_>,
         record: &DeviceRecord,
     ) -> Result<(), StoreError> {
-        tx.execute("UPDATE device SET record = $2 WHERE id = $1", &[&record.id, &Json(record)])
-            .await
-            .map_err(self.db("write"))?;
+        tx.execute(
+            "UPDATE device SET record = $2, written_by = pg_current_xact_id() WHERE id = $1",
+            &[&record.id, &Json(record)],
+        )
+        .await
+        .map_err(self.db("write"))?;
         Ok(())
     }
 
@@ -198,7 +241,7 @@ impl PgStore {
         let client = self.client().await?;
         client
             .execute(
-                "UPDATE device SET record = jsonb_set(record, '{lastSeen}', to_jsonb(c.at)) \
+                "UPDATE device SET record = jsonb_set(record, '{lastSeen}', to_jsonb(c.at)), written_by = pg_current_xact_id() \
                  FROM UNNEST($1::text[], $2::text[]) AS c(id, at) \
                  WHERE device.id = c.id AND (record->>'lastSeen')::timestamptz < c.at::timestamptz",
                 &[&devices, &times],
@@ -386,7 +429,7 @@ impl PgStore {
         &self,
         before: Option<u64>,
         limit: usize,
-        keep: impl Fn(&AuditEntry) -> bool,
+        keep: impl Fn(&AuditHead<'_>) -> bool,
     ) -> Result<(Vec<AuditEntry>, bool), StoreError> {
         let client = self.client().await?;
         let mut below = before.map_or(i64::MAX, |b| b as i64);
@@ -400,7 +443,7 @@ impl PgStore {
             below = last.get::<_, Json<AuditEntry>>(0).0.seq as i64;
             for row in &rows {
                 let entry = row.get::<_, Json<AuditEntry>>(0).0;
-                if keep(&entry) {
+                if keep(&entry.head()) {
                     if out.len() == limit {
                         return Ok((out, true));
                     }

@@ -40,8 +40,11 @@ const POOL_SIZE: usize = 16;
 
 /// The schema's versions, in order: each applied once, in its own
 /// transaction with the version's row.
-const MIGRATIONS: &[(i32, &str)] =
-    &[(1, include_str!("migrations/0001_initial.sql")), (2, include_str!("migrations/0002_replicas.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/0001_initial.sql")),
+    (2, include_str!("migrations/0002_replicas.sql")),
+    (3, include_str!("migrations/0003_device_directory.sql")),
+];
 
 /// A pool of connections to one database.
 pub struct PgStore {
@@ -52,6 +55,8 @@ pub struct PgStore {
     config: tokio_postgres::Config,
     /// Which writes this replica may make (see `store::replicas::Fencing`).
     fencing: std::sync::RwLock<crate::store::replicas::Fencing>,
+    /// What the admin's lists show of each device, caught up at each read.
+    directory: crate::store::directory::Directory,
 }
 
 /// The address of `config` without its password.
@@ -84,7 +89,7 @@ impl PgStore {
             .recycle_timeout(Some(TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unreachable { location: location.clone(), reason: e.to_string() })?;
-        let store = PgStore { pool, location, config, fencing: Default::default() };
+        let store = PgStore { pool, location, config, fencing: Default::default(), directory: Default::default() };
         store.migrate().await?;
         Ok(store)
     }

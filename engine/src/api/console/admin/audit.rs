@@ -42,7 +42,7 @@ pub async fn audit(
     let kind = query.kind;
     let keep = {
         let (actor, action) = (actor.clone(), action.clone());
-        move |e: &crate::store::fleet::AuditEntry| {
+        move |e: &crate::store::fleet::AuditHead<'_>| {
             kind.keeps(&e.action)
                 && (actor.is_empty() || e.actor.contains(&actor))
                 && (action.is_empty() || e.action.starts_with(&action))

@@ -64,7 +64,7 @@ pub async fn device(
     if wants_csv(&query.format) {
         return csv_response(views::to_csv(crate::api::ITEM_COLUMNS, &rows));
     }
-    let compliance = views::compliance_of(&rows);
+    let compliance = views::compliance_of(rows.iter().map(views::ItemRow::key));
     let facts = &record.facts;
     let fact = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
     let last_report = record.reports.iter().max_by_key(|r| r.at);

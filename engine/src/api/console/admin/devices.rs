@@ -38,13 +38,14 @@ pub async fn devices(
 ) -> Response {
     let Ok((in_force, plan, replanned)) = plan_or_unavailable(&state) else { return no_policy(&session) };
     let now = state.engine.clock.now();
-    let records = match state.engine.devices() {
-        Ok(records) => records,
+    let devices = match state.engine.enrolled_devices() {
+        Ok(devices) => devices,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
     };
-    let lines = views::device_lines(&in_force, &plan, &replanned, records, &query.filter, now);
+    let items = views::ItemSource::new(&in_force, &plan, now);
+    let lines = views::device_lines(&items, &replanned, devices, &query.filter);
     if wants_csv(&query.format) {
-        let rows: Vec<&ItemRow> = lines.iter().flat_map(|l| &l.rows).collect();
+        let rows: Vec<ItemRow> = lines.iter().flat_map(|l| l.rows(&items)).collect();
         return csv_response(views::to_csv(crate::api::ITEM_COLUMNS, &rows));
     }
     let page = Paging { offset: query.offset, limit: query.limit }.page(lines.len(), DEFAULT_PAGE);
@@ -83,15 +84,16 @@ pub async fn devices(
                 } }
                 tbody {
                     @for line in page.rows(&lines) {
-                        tr data-device=(line.record.id) {
-                            td { a href=(format!("/console/devices/{}", line.record.id)) { (line.record.id) } }
-                            td { (line.record.facts.platform.as_deref().unwrap_or("—")) }
-                            td.location { (line.location.as_deref().unwrap_or("—")) }
-                            td.address { (line.record.facts.ip.as_deref().unwrap_or("—")) }
+                        @let entry = &line.device.entry;
+                        tr data-device=(entry.id) {
+                            td { a href=(format!("/console/devices/{}", entry.id)) { (entry.id) } }
+                            td { (entry.facts.platform.as_deref().unwrap_or("—")) }
+                            td.location { (line.location.unwrap_or("—")) }
+                            td.address { (entry.facts.ip.as_deref().unwrap_or("—")) }
                             td class=(format!("compliance-{}", line.compliance.as_str())) { (line.compliance.as_str()) }
-                            td.num { (line.pending()) }
-                            td.num { (line.rows.len()) }
-                            td { (when(line.record.last_seen)) }
+                            td.num { (line.pending) }
+                            td.num { (line.kept.len()) }
+                            td { (when(line.device.last_seen)) }
                         }
                     }
                 }

@@ -27,12 +27,12 @@ pub async fn installed(
         Ok(range) => range,
         Err(e) => return error_page(StatusCode::BAD_REQUEST, Some(&session), &e.message),
     };
-    let records = match state.engine.devices() {
-        Ok(records) => records,
+    let devices = match state.engine.enrolled_devices() {
+        Ok(devices) => devices,
         Err(e) => return error_page(StatusCode::SERVICE_UNAVAILABLE, Some(&session), &e.to_string()),
     };
     let rows: Vec<_> =
-        views::installed_between(&records, from, to).into_iter().filter(|r| query.filter.keeps(r)).collect();
+        views::installed_between(&devices, from, to).into_iter().filter(|r| query.filter.keeps(r)).collect();
     let rows = query.order.apply(rows);
     if wants_csv(&query.format) {
         return csv_response(views::to_csv(crate::api::INSTALLED_COLUMNS, &rows));
