@@ -5,12 +5,14 @@
 //! 2. scope membership, 100,000 devices × 20 scopes: shared and per device;
 //! 3. the full plan of 100,000 devices × 20,000 patches, with its peak memory;
 //! 4. the Exposure view over that plan: one page per filter, and the
-//!    compliance summary.
+//!    compliance summary;
+//! 5. a one-rule change re-planned against that plan
+//!    (`plan::plan_policy_change`): one rule's last stage comes sooner.
 //!
 //! `cargo bench -p patchward-engine --bench plan`. Sizes from
 //! `PATCHWARD_BENCH_DEVICES`, `PATCHWARD_BENCH_PATCHES`, `PATCHWARD_BENCH_RULES`,
 //! `PATCHWARD_BENCH_SCOPES`; `PATCHWARD_BENCH_PARTS` picks the parts to run
-//! (`1234` by default, `3` for the full plan alone).
+//! (`12345` by default, `3` for the full plan alone, `35` with the change).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -126,7 +128,7 @@ fn main() {
         scenario.fleet.len()
     );
     let now = scenario.now;
-    let parts = std::env::var("PATCHWARD_BENCH_PARTS").unwrap_or_else(|_| "1234".into());
+    let parts = std::env::var("PATCHWARD_BENCH_PARTS").unwrap_or_else(|_| "12345".into());
     if parts.contains('1') {
         rule_evaluation(&policy, &catalog, &scenario, now);
     }
@@ -134,8 +136,43 @@ fn main() {
         membership(&policy, &scenario, now);
     }
     if parts.contains('3') {
-        full_plan(&policy, &catalog, &scenario, now, parts.contains('4'));
+        let base = full_plan(&policy, &catalog, &scenario, now, parts.contains('4'));
+        if parts.contains('5') {
+            one_rule_change(dir.path(), &policy, &base, &catalog, &scenario, now);
+        }
     }
+}
+
+/// Part 5: rule-002's last stage after 1 day instead of 7, planned against
+/// the full plan of the revision before, as the engine does at a commit
+/// that changes one rule.
+fn one_rule_change(
+    dir: &std::path::Path,
+    previous: &CompiledPolicy,
+    base: &patchward::plan::Plan,
+    catalog: &PlanCatalog,
+    scenario: &patchward::plan::synthetic::Scenario,
+    now: jiff::Timestamp,
+) {
+    let marker = "metadata: {name: rule-002}\nspec: ";
+    for (name, text) in &scenario.policy_files {
+        let start = text.find(marker).expect("rule-002") + marker.len();
+        let end = start + text[start..].find('\n').expect("one line");
+        let edited = text[start..end].replacen("after: 7d", "after: 1d", 1);
+        std::fs::write(dir.join(name), format!("{}{edited}{}", &text[..start], &text[end..])).expect("write");
+    }
+    let load = load_policy(&PolicySource::Folder(dir.to_owned()), &PolicyLimits::default()).expect("reads");
+    let next = CompiledPolicy::compile(load.policy.expect("valid"), None).expect("compiles");
+    let input = PlanInput { policy: &next, catalog, fleet: &scenario.fleet, ledger: None, now };
+    println!("\n5. one-rule change: rule-002's last stage sooner, {} devices", base.devices.len());
+    let (best, median, change) =
+        time(3, || patchward::plan::plan_policy_change(&input, previous, base).expect("a rule-only change"));
+    println!(
+        "   {best:.2} s (median {median:.2} s): {} patches changed, {} of {} devices planned again",
+        change.changed.len(),
+        change.plan.devices.len(),
+        base.devices.len()
+    );
 }
 
 /// Part 1: every rule's `match` over the catalog, three ways.
@@ -259,7 +296,7 @@ fn full_plan(
     scenario: &patchward::plan::synthetic::Scenario,
     now: jiff::Timestamp,
     views: bool,
-) {
+) -> patchward::plan::Plan {
     println!("\n3. full plan: {} devices × {} patches", scenario.fleet.len(), catalog.len());
     let before = LIVE.load(Ordering::Relaxed);
     PEAK.store(before, Ordering::Relaxed);
@@ -290,8 +327,10 @@ fn full_plan(
         exposure_views(&computed, policy, catalog, now);
     }
     drop(computed);
-    let (best, median, _) = time(3, || plan(&PlanInput { policy, catalog, fleet: &scenario.fleet, ledger: None, now }));
+    let (best, median, computed) =
+        time(3, || plan(&PlanInput { policy, catalog, fleet: &scenario.fleet, ledger: None, now }));
     println!("   repeated: best {best:.2} s, median {median:.2} s");
+    computed
 }
 
 /// Part 4: the Exposure view's work (`daemon::exposure_view`, the function

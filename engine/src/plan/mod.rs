@@ -21,6 +21,7 @@
 //! stage's gate over the stage before), and [`device`] (one device's plan).
 
 pub mod catalog;
+mod change;
 mod class;
 pub mod compile;
 pub mod desired;
@@ -43,6 +44,7 @@ use patchward_api::Device;
 
 use crate::expr::eval::Evaluator;
 pub use catalog::{PlanCatalog, PlanPatch};
+pub use change::{PolicyChange, plan_policy_change};
 use class::DeviceKind;
 pub use compile::CompiledPolicy;
 use device::{Decided, applies_by_lists, declines};
@@ -70,50 +72,78 @@ pub struct PlanInput<'a> {
 const EXAMPLES: usize = 3;
 
 pub fn plan(input: &PlanInput) -> Plan {
-    let (policy, catalog) = (input.policy, input.catalog);
-    let evaluator = Evaluator::new(&policy.env, input.now);
-    let mut diagnostics = Vec::new();
+    let evaluator = Evaluator::new(&input.policy.env, input.now);
     let devices = in_id_order(input.fleet);
-
-    let matches = match_rules(policy, catalog, &evaluator, &mut diagnostics);
-    let decisions = rules::decide(policy, catalog, &matches);
-    let excluded_by = rules::match_exclusions(policy, catalog, &evaluator, &mut diagnostics);
-    let mut granted = grants::grant(input, &decisions, &mut diagnostics);
-
-    let membership = scope_membership(policy, &devices, &evaluator, &mut diagnostics);
+    let mut steps = FleetWide::decide(input, &evaluator);
+    let membership = scope_membership(input.policy, &devices, &evaluator, &mut steps.diagnostics);
     let in_scope = |device: usize, scope: u32| scope == 0 || membership[scope as usize][device];
-    gates::count_gates(&mut granted.gates, &granted.gate_specs, catalog, &devices, &in_scope);
-
-    let decided =
-        Decided { grants: &granted.grants, excluded_by: &excluded_by, gates: &granted.gates, membership: &membership };
+    let granted = &mut steps.granted;
+    gates::count_gates(&mut granted.gates, &granted.gate_specs, input.catalog, &devices, &in_scope);
+    let decided = Decided {
+        grants: &steps.granted.grants,
+        excluded_by: &steps.excluded_by,
+        gates: &steps.granted.gates,
+        membership: &membership,
+    };
     let planned = device::plan_devices(input, &devices, &decided);
-    let ledger_additions =
-        input.ledger.map(|ledger| ledger::additions(ledger, policy, catalog, &matches, input.now)).unwrap_or_default();
-    diagnostics.sort();
-    Plan {
-        now: input.now,
-        policy_revision: policy.revision.clone(),
-        patches: catalog.patches.iter().map(|p| p.id().to_owned()).collect(),
-        rules: rules::outcomes(policy, matches, &decisions),
-        approval_names: policy.approvals.iter().map(|a| a.name.clone()).collect(),
-        exclusion_names: policy.exclusions.iter().map(|e| e.name.clone()).collect(),
-        scope_names: policy.scopes.iter().map(|s| s.name.clone()).collect(),
-        policy_names: policy.policies.clone(),
-        location_names: policy.policy.locations.keys().cloned().collect(),
-        review_queue: granted.review_queue,
-        held: granted.held,
-        superseded: granted.superseded,
-        undecided: granted.undecided,
-        no_rule: granted.no_rule,
-        gates: granted.gates,
-        grants: granted.grants,
-        retractions: grants::retraction_grants(policy),
-        excluded_by,
-        verdicts: rules::verdicts(policy, catalog, &decisions),
-        exclusion_scopes: policy.exclusions.iter().map(|e| e.scopes.iter().map(|s| *s as u32).collect()).collect(),
-        devices: planned,
-        diagnostics,
-        ledger_additions,
+    steps.into_plan(input, planned)
+}
+
+/// The steps that run before any device: rules, their decisions, the
+/// exclusions and the grants (gates not counted yet).
+struct FleetWide {
+    matches: Vec<RuleMatches>,
+    decisions: Vec<rules::Decision>,
+    excluded_by: Vec<Vec<u32>>,
+    granted: grants::Granted,
+    diagnostics: Vec<crate::diagnostics::Diagnostic>,
+}
+
+impl FleetWide {
+    fn decide(input: &PlanInput, evaluator: &Evaluator) -> FleetWide {
+        let (policy, catalog) = (input.policy, input.catalog);
+        let mut diagnostics = Vec::new();
+        let matches = match_rules(policy, catalog, evaluator, &mut diagnostics);
+        let decisions = rules::decide(policy, catalog, &matches);
+        let excluded_by = rules::match_exclusions(policy, catalog, evaluator, &mut diagnostics);
+        let granted = grants::grant(input, &decisions, &mut diagnostics);
+        FleetWide { matches, decisions, excluded_by, granted, diagnostics }
+    }
+
+    /// The plan, with `devices` planned against these steps.
+    fn into_plan(self, input: &PlanInput, devices: Vec<DevicePlan>) -> Plan {
+        let (policy, catalog) = (input.policy, input.catalog);
+        let FleetWide { matches, decisions, excluded_by, granted, mut diagnostics } = self;
+        let ledger_additions = input
+            .ledger
+            .map(|ledger| ledger::additions(ledger, policy, catalog, &matches, input.now))
+            .unwrap_or_default();
+        diagnostics.sort();
+        Plan {
+            now: input.now,
+            policy_revision: policy.revision.clone(),
+            patches: catalog.patches.iter().map(|p| p.id().to_owned()).collect(),
+            rules: rules::outcomes(policy, matches, &decisions),
+            approval_names: policy.approvals.iter().map(|a| a.name.clone()).collect(),
+            exclusion_names: policy.exclusions.iter().map(|e| e.name.clone()).collect(),
+            scope_names: policy.scopes.iter().map(|s| s.name.clone()).collect(),
+            policy_names: policy.policies.clone(),
+            location_names: policy.policy.locations.keys().cloned().collect(),
+            review_queue: granted.review_queue,
+            held: granted.held,
+            superseded: granted.superseded,
+            undecided: granted.undecided,
+            no_rule: granted.no_rule,
+            gates: granted.gates,
+            grants: granted.grants,
+            retractions: grants::retraction_grants(policy),
+            excluded_by,
+            verdicts: rules::verdicts(policy, catalog, &decisions),
+            exclusion_scopes: policy.exclusions.iter().map(|e| e.scopes.iter().map(|s| *s as u32).collect()).collect(),
+            devices,
+            diagnostics,
+            ledger_additions,
+        }
     }
 }
 

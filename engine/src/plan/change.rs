@@ -1,0 +1,262 @@
+//! A policy change planned in proportion to what it changed.
+//!
+//! A new revision that changes only what decides patches (approval rules,
+//! manual Approvals, Exclusions) leaves the rest of the plan's frame as it
+//! was: scopes, deployment policies, windows, locations, software,
+//! settings. Given the plan of the previous revision over the same catalog
+//! and fleet (`base`), [`plan_policy_change`]:
+//!
+//! 1. runs the fleet-wide steps again (rules, decisions, exclusions,
+//!    grants), which cost patches × rules and nothing per device;
+//! 2. finds the patches whose grants or exclusions changed (a grant
+//!    compared with its gate's spec, not its gate's index, which moves when
+//!    a gate is added before it);
+//! 3. counts again only the gates of those patches, and keeps the base's
+//!    counts of every other gate (same patch, rule, stage and spec over the
+//!    same fleet: the same count);
+//! 4. plans again only the devices of a kind (platform, arch, language)
+//!    one of those patches applies to. A device of any other kind can hold
+//!    none of them as an item, an exclusion or a removal, and its other
+//!    items come from grants that did not change, so its plan is the
+//!    base's, item for item.
+//!
+//! The result equals the full plan of the new revision: the plan-wide
+//! parts computed anew, and every device's plan either the base's or
+//! planned again (`engine/tests/plan_properties.rs` checks it against
+//! [`super::plan`]). The selectors' diagnostics are the base's: the scopes
+//! and the fleet did not change.
+//!
+//! When anything else changed, or `base` is not of this fleet and catalog,
+//! there is no shortcut: `None`, and the caller plans in full.
+
+use std::collections::{HashMap, HashSet};
+
+use patchward_api::Device;
+
+use super::class::kind_of;
+use super::compile::GateSpec;
+use super::device::{Decided, plan_devices};
+use super::{CompiledPolicy, GateOutcome, Grant, Plan, PlanInput, exposed, in_id_order};
+use crate::expr::eval::Evaluator;
+
+/// What a policy change re-planned.
+#[derive(Debug)]
+pub struct PolicyChange {
+    /// The new revision's plan, except `devices`: only the devices planned
+    /// again, in id order. Every other device's plan is the base's.
+    pub plan: Plan,
+    /// The patches whose grants or exclusions changed, ascending.
+    pub changed: Vec<u32>,
+}
+
+impl PolicyChange {
+    /// The whole plan: the base's device plans with the re-planned ones in
+    /// their place (what [`super::plan`] would have returned).
+    pub fn into_full(self, base: &Plan) -> Plan {
+        let mut replanned = self.plan.devices.into_iter().peekable();
+        let mut devices = Vec::with_capacity(base.devices.len());
+        for device in &base.devices {
+            match replanned.next_if(|r| r.id == device.id) {
+                Some(planned) => devices.push(planned),
+                None => devices.push(device.clone()),
+            }
+        }
+        Plan { devices, ..self.plan }
+    }
+}
+
+/// Plans `input` (a new revision of `previous`) against `base`, the plan of
+/// `previous` over the same catalog and fleet; `None` when the change is
+/// more than rules, Approvals and Exclusions (see the module doc).
+pub fn plan_policy_change(input: &PlanInput, previous: &CompiledPolicy, base: &Plan) -> Option<PolicyChange> {
+    let devices = in_id_order(input.fleet);
+    let same_fleet =
+        devices.len() == base.devices.len() && devices.iter().zip(&base.devices).all(|(d, b)| d.id == b.id);
+    if !same_frame(previous, input.policy) || base.patches.len() != input.catalog.len() || !same_fleet {
+        return None;
+    }
+    let evaluator = Evaluator::new(&input.policy.env, input.now);
+    let mut steps = super::FleetWide::decide(input, &evaluator);
+    let touched = changed_patches(previous, base, &steps);
+    let changed: Vec<u32> = touched.iter().map(|(p, _)| *p).collect();
+    steps.granted.gates = gates(input, base, &steps, &changed, &devices);
+    let affected = affected_devices(input, base, &devices, &touched);
+    // Selector failures are the base's: same scopes, same fleet.
+    let mut ignored = Vec::new();
+    let membership = super::scope_membership(input.policy, &affected, &evaluator, &mut ignored);
+    let decided = Decided {
+        grants: &steps.granted.grants,
+        excluded_by: &steps.excluded_by,
+        gates: &steps.granted.gates,
+        membership: &membership,
+    };
+    let planned = plan_devices(input, &affected, &decided);
+    steps.diagnostics.extend(selector_diagnostics(input.policy, base));
+    Some(PolicyChange { plan: steps.into_plan(input, planned), changed })
+}
+
+/// Whether the two revisions differ at most in what decides patches.
+fn same_frame(previous: &CompiledPolicy, next: &CompiledPolicy) -> bool {
+    let (a, b) = (&previous.policy, &next.policy);
+    // G3 withholds every removal while a policy grants nothing at all.
+    let grants_nothing = |p: &CompiledPolicy| p.rules.is_empty() && p.approvals.is_empty();
+    a.scopes == b.scopes
+        && a.windows == b.windows
+        && a.deployment_policies == b.deployment_policies
+        && a.catalog_sources == b.catalog_sources
+        && a.locations == b.locations
+        && a.settings == b.settings
+        && a.packages == b.packages
+        && a.assignments == b.assignments
+        && previous.policies == next.policies
+        && grants_nothing(previous) == grants_nothing(next)
+}
+
+/// A grant as a device's plan reads it: its gate by spec, not by index.
+type GrantKey = (Grant, Option<(GateSpec, u32)>);
+
+fn grant_key(grant: &Grant, spec: Option<(GateSpec, u32)>) -> GrantKey {
+    (Grant { gate: None, ..*grant }, spec)
+}
+
+/// The spec of the gate of `grant` under `policy`, and the scope of the
+/// stage before it (as `grants::Granted::gate_specs` holds them).
+fn gate_spec(policy: &CompiledPolicy, grant: &Grant) -> Option<(GateSpec, u32)> {
+    let (super::Source::Rule(rule), Some(stage)) = (grant.source, grant.stage) else { return None };
+    let stages = &policy.rules[rule as usize].stages;
+    let spec = stages[stage as usize].gate?;
+    let previous = if stage == 0 { u32::MAX } else { stages[stage as usize - 1].scope as u32 };
+    Some((spec, previous))
+}
+
+/// Which devices a changed patch can reach differently.
+#[derive(Clone, Debug, PartialEq)]
+enum Touched {
+    /// Any device of a kind it applies to: its exclusions changed, which
+    /// also decide removals where no grant reaches.
+    Everywhere,
+    /// The devices of a kind it applies to in one of these scopes: those of
+    /// its grants from the first that differs on, before and after. A
+    /// device reached by an earlier grant is reached by the same grant,
+    /// at the same index, both times.
+    Scopes(Vec<u32>),
+}
+
+/// The patches whose grants (with their gates' specs) or exclusions
+/// differ between `base` and the new steps, ascending, with the devices
+/// each can reach differently.
+fn changed_patches(previous: &CompiledPolicy, base: &Plan, steps: &super::FleetWide) -> Vec<(u32, Touched)> {
+    let granted = &steps.granted;
+    let new_key = |g: &Grant| grant_key(g, g.gate.map(|i| granted.gate_specs[i as usize]));
+    let old_key = |g: &Grant| grant_key(g, gate_spec(previous, g));
+    let mut changed = Vec::new();
+    for p in 0..base.patches.len() {
+        let (old, new) = (&base.grants[p], &granted.grants[p]);
+        if base.excluded_by[p] != steps.excluded_by[p] {
+            changed.push((p as u32, Touched::Everywhere));
+            continue;
+        }
+        let same = old.iter().zip(new).take_while(|(o, n)| old_key(o) == new_key(n)).count();
+        if same == old.len() && same == new.len() {
+            continue;
+        }
+        let mut scopes: Vec<u32> = old[same..].iter().chain(&new[same..]).map(|g| g.scope).collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        changed.push((p as u32, Touched::Scopes(scopes)));
+    }
+    changed
+}
+
+/// The new plan's gates: the base's counts where the patch did not change,
+/// counted over the fleet where it did.
+fn gates(
+    input: &PlanInput,
+    base: &Plan,
+    steps: &super::FleetWide,
+    changed: &[u32],
+    devices: &[&Device],
+) -> Vec<GateOutcome> {
+    let counted: HashMap<(u32, u32, u16), &GateOutcome> =
+        base.gates.iter().map(|g| ((g.patch, g.rule, g.stage), g)).collect();
+    let changed: HashSet<u32> = changed.iter().copied().collect();
+    let mut gates = steps.granted.gates.clone();
+    let mut recount = Vec::new();
+    for (index, gate) in gates.iter_mut().enumerate() {
+        match counted.get(&(gate.patch, gate.rule, gate.stage)) {
+            Some(old) if !changed.contains(&gate.patch) => *gate = (*old).clone(),
+            _ => recount.push(index),
+        }
+    }
+    if recount.is_empty() {
+        return gates;
+    }
+    let mut fresh: Vec<GateOutcome> = recount.iter().map(|&i| gates[i].clone()).collect();
+    let specs: Vec<(GateSpec, u32)> = recount.iter().map(|&i| steps.granted.gate_specs[i]).collect();
+    // The scopes each device is in, as the base planned them.
+    let in_scope = |device: usize, scope: u32| base.devices[device].scopes.binary_search(&scope).is_ok();
+    super::gates::count_gates(&mut fresh, &specs, input.catalog, devices, &in_scope);
+    for (index, gate) in recount.into_iter().zip(fresh) {
+        gates[index] = gate;
+    }
+    gates
+}
+
+/// The devices a changed patch can reach differently: of a kind it
+/// applies to, where it touched (the scopes each device is in are the
+/// base's: same scopes, same fleet).
+fn affected_devices<'d>(
+    input: &PlanInput,
+    base: &Plan,
+    devices: &[&'d Device],
+    changed: &[(u32, Touched)],
+) -> Vec<&'d Device> {
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    let mut kinds: Vec<super::DeviceKind<'d>> = devices.iter().map(|d| kind_of(d)).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let by_kind: HashMap<super::DeviceKind<'d>, Touched> =
+        kinds.into_iter().map(|kind| (kind, touched_in(input, kind, changed))).collect();
+    devices
+        .iter()
+        .zip(&base.devices)
+        .filter(|(device, planned)| match &by_kind[&kind_of(device)] {
+            Touched::Everywhere => true,
+            // Scope 0 (`all`) is in every device's list.
+            Touched::Scopes(scopes) => scopes.iter().any(|s| planned.scopes.binary_search(s).is_ok()),
+        })
+        .map(|(device, _)| *device)
+        .collect()
+}
+
+/// What the changed patches that apply to `kind` touch, together.
+fn touched_in(input: &PlanInput, kind: super::DeviceKind, changed: &[(u32, Touched)]) -> Touched {
+    let applies = exposed::ExposureIndex::applies(input.catalog, kind);
+    let mut scopes = Vec::new();
+    for (_, touched) in changed.iter().filter(|(p, _)| applies[*p as usize]) {
+        match touched {
+            Touched::Everywhere => return Touched::Everywhere,
+            Touched::Scopes(touched) => scopes.extend_from_slice(touched),
+        }
+    }
+    scopes.sort_unstable();
+    scopes.dedup();
+    Touched::Scopes(scopes)
+}
+
+/// The base's diagnostics about scope selectors (where a selector of the
+/// policy was written).
+fn selector_diagnostics<'b>(
+    policy: &CompiledPolicy,
+    base: &'b Plan,
+) -> impl Iterator<Item = crate::diagnostics::Diagnostic> + 'b {
+    let origins: HashSet<(String, u32, u32)> = policy
+        .scopes
+        .iter()
+        .filter_map(|s| s.selector.as_ref())
+        .map(|s| (s.origin.path.to_string(), s.origin.pos.line, s.origin.pos.col))
+        .collect();
+    base.diagnostics.iter().filter(move |d| origins.contains(&(d.path.clone(), d.line, d.col))).cloned()
+}
