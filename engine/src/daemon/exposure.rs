@@ -83,7 +83,7 @@ impl ExposureBook {
         let new: Vec<(String, DeviceExposure)> = devices
             .iter()
             .filter(|d| !book.contains_key(&d.id))
-            .map(|d| (d.id.clone(), DeviceExposure { baseline: now, opened: Default::default() }))
+            .map(|d| (d.id.clone(), DeviceExposure::first_seen(now)))
             .collect();
         crate::store::Store::wait(store.record_exposures(&new, RemediationTally::default()))?;
         book.extend(new);
@@ -114,8 +114,7 @@ impl ExposureBook {
                     tally += compare(&mut record, plan, catalog, before, after, now);
                     record
                 }
-                // First seen by a plan: its baseline is now.
-                (None, _) => DeviceExposure { baseline: now, opened: Default::default() },
+                (None, _) => DeviceExposure::first_seen(now),
                 (Some(_), None) => continue,
             };
             if book.get(&after.id) != Some(&record) {

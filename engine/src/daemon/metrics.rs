@@ -34,8 +34,9 @@ impl Metrics {
         *self.last_full_plan.lock().unwrap_or_else(|p| p.into_inner()) = (took.as_micros() as u64, devices);
     }
 
-    pub fn record_device_plan(&self) {
-        self.device_plans.fetch_add(1, Ordering::Relaxed);
+    /// `count` devices planned between full plans.
+    pub fn record_device_plans(&self, count: usize) {
+        self.device_plans.fetch_add(count as u64, Ordering::Relaxed);
     }
 
     pub fn record_response(&self, status: u16) {

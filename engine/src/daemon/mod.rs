@@ -35,7 +35,6 @@ mod trend;
 pub mod views;
 
 pub use requests::{UserRequest, UserRequestKind, relayed_request};
-use signing::content_digest;
 pub use trend::TrendPoint;
 
 use std::collections::HashMap;
@@ -43,13 +42,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::SigningKey;
-use rayon::prelude::*;
 
 use crate::clock::Clock;
 use crate::follow::CommitInfo;
 use crate::plan::{CompiledPolicy, DevicePlan, Plan, PlanCatalog, PlanInput, plan, replan_devices};
 pub use crate::store::replicas::ServedDesired;
-use crate::store::replicas::SignedDesired;
 use crate::store::{Store, StoreError};
 
 /// What is in force: a valid policy revision and the catalog the engine
@@ -335,35 +332,10 @@ impl Engine {
             tracing::warn!(error = %e, "users' requests unreadable: none relayed in this plan");
             HashMap::new()
         });
-        let contents: Vec<_> = computed
-            .devices
-            .par_iter()
-            .map(|device| {
-                let mine = requests.get(&device.id).map_or(&[][..], Vec::as_slice);
-                let content = self.content(&computed, &in_force, device, mine, now);
-                let digest = content_digest(&content);
-                (content, digest)
-            })
-            .collect();
-        let pairs: Vec<(&str, &str)> =
-            computed.devices.iter().zip(&contents).map(|(d, (_, digest))| (d.id.as_str(), digest.as_str())).collect();
-        let generations = crate::store::Store::wait(self.store.desired_generations(&pairs))?;
-        let signed: Vec<(String, Arc<ServedDesired>, bool)> = contents
-            .into_par_iter()
-            .zip(generations.into_par_iter())
-            .map(|((content, digest), generation)| {
-                let id = content.device.clone();
-                match previous.get(&id).filter(|old| self.still_good(old, &digest, generation, now)) {
-                    Some(kept) => (id, kept.clone(), false),
-                    None => (id, Arc::new(self.sign(content, digest, generation, now)), true),
-                }
-            })
-            .collect();
-        if self.store.is_shared() {
-            let fresh = signed.iter().filter(|(_, _, fresh)| *fresh);
-            self.publish(fresh.map(|(id, s, _)| SignedDesired { device: id.clone(), state: (**s).clone() }).collect())?;
-        }
-        let desired: DesiredById = signed.into_iter().map(|(id, served, _)| (id, served)).collect();
+        let devices: Vec<&DevicePlan> = computed.devices.iter().collect();
+        let held = |id: &str| previous.get(id).cloned();
+        let signed = self.sign_devices(&computed, &in_force, &devices, &requests, &held, now)?;
+        let desired: DesiredById = signed.into_iter().map(|s| (s.device, s.state)).collect();
         let changed = desired.iter().filter(|(id, d)| previous.get(*id).is_none_or(|p| p.etag != d.etag)).count();
         let before = {
             let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
@@ -463,48 +435,28 @@ impl Engine {
             .map(|device| (held.get(device.id.as_str()).and_then(|(_, before)| before.as_ref()), device))
             .collect();
         self.exposure.track_devices(&self.store, &base, &in_force.catalog, &compared, now)?;
-        let mut contents = Vec::with_capacity(planned.len());
-        for device in &planned {
-            // An unreadable record relays nothing; the agent's own record stands.
-            let requests = self.user_requests(&device.id).unwrap_or_default();
-            let content = self.content(&base, &in_force, device, &requests, now);
-            let digest = content_digest(&content);
-            contents.push((content, digest));
-        }
-        let pairs: Vec<(&str, &str)> =
-            planned.iter().zip(&contents).map(|(d, (_, digest))| (d.id.as_str(), digest.as_str())).collect();
-        let numbers = crate::store::Store::wait(self.store.desired_generations(&pairs))?;
-        let mut signed = Vec::with_capacity(planned.len());
-        let mut fresh = Vec::new();
-        for (((content, digest), generation), device) in contents.into_iter().zip(numbers).zip(&planned) {
-            let previous = held.get(device.id.as_str()).and_then(|(previous, _)| previous.clone());
-            let kept = previous.filter(|old| self.still_good(old, &digest, generation, now));
-            let changed = kept.is_none();
-            let state = kept.unwrap_or_else(|| Arc::new(self.sign(content, digest, generation, now)));
-            if changed {
-                fresh.push(SignedDesired { device: device.id.clone(), state: (*state).clone() });
-            }
-            generations.insert(device.id.clone(), Some(generation));
-            signed.push(state);
-        }
-        let changed = !fresh.is_empty();
-        if changed {
-            self.publish(fresh)?;
+        // An unreadable record relays nothing; the agent's own record stands.
+        let requests: HashMap<String, Vec<UserRequest>> =
+            planned.iter().map(|d| (d.id.clone(), self.user_requests(&d.id).unwrap_or_default())).collect();
+        let devices: Vec<&DevicePlan> = planned.iter().collect();
+        let previous = |id: &str| held.get(id).and_then(|(previous, _)| previous.clone());
+        let signed = self.sign_devices(&base, &in_force, &devices, &requests, &previous, now)?;
+        let changed = signed.iter().any(|s| s.fresh);
+        for s in &signed {
+            generations.insert(s.device.clone(), Some(s.state.generation));
         }
         {
             let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
             // A full plan of another policy may have landed meanwhile: it
             // planned these devices too, with newer inputs.
             if served.plan.as_ref().is_some_and(|p| Arc::ptr_eq(p, &base)) {
-                for (device, state) in planned.into_iter().zip(signed) {
-                    served.hold(device.id.clone(), state);
+                for (device, signed) in planned.into_iter().zip(signed) {
+                    served.hold(device.id.clone(), signed.state);
                     served.replanned.insert(device.id.clone(), Arc::new(device));
                 }
             }
         }
-        for _ in &fleet {
-            self.metrics.record_device_plan();
-        }
+        self.metrics.record_device_plans(fleet.len());
         if changed {
             self.changes.send_modify(|n| *n += 1);
         }

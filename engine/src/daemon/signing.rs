@@ -3,11 +3,38 @@
 //! is kept and served again until its content changes or it reaches the
 //! second half of its validity.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use patchward_api::desired::DesiredState;
+use rayon::prelude::*;
 
 use super::{Engine, InForce, ServedDesired, UserRequest, relayed_request};
 use crate::plan::desired::{Envelope, desired_state};
 use crate::plan::{DevicePlan, Plan};
+use crate::store::StoreError;
+use crate::store::replicas::SignedDesired;
+
+/// Fewer devices than this are signed on the calling thread: a batch of a
+/// few handed to the thread pool and back costs more than the work.
+const PARALLEL_FROM: usize = 64;
+
+/// One device's desired state after [`Engine::sign_devices`].
+pub(super) struct Signed {
+    pub device: String,
+    pub state: Arc<ServedDesired>,
+    /// Signed now (not a state still good kept).
+    pub fresh: bool,
+}
+
+/// `f` over `items`, in parallel when there are enough of them.
+fn map_items<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    if items.len() < PARALLEL_FROM {
+        items.into_iter().map(f).collect()
+    } else {
+        items.into_par_iter().map(f).collect()
+    }
+}
 
 /// The content of a desired state is what decides its generation; these
 /// fields are not content.
@@ -63,6 +90,42 @@ impl Engine {
             }
         }
         state
+    }
+
+    /// The signing step of every plan, full or of a few devices: each
+    /// device's content (with its users' requests, by device), its digest,
+    /// every generation in one store call, then a state still good in
+    /// `previous` kept or a new one signed; the new ones are published for
+    /// the other replicas. In the order of `devices`.
+    pub(super) fn sign_devices(
+        &self,
+        plan: &Plan,
+        in_force: &InForce,
+        devices: &[&DevicePlan],
+        requests: &HashMap<String, Vec<UserRequest>>,
+        previous: &(dyn Fn(&str) -> Option<Arc<ServedDesired>> + Sync),
+        now: jiff::Timestamp,
+    ) -> Result<Vec<Signed>, StoreError> {
+        let contents = map_items(devices.to_vec(), |device| {
+            let mine = requests.get(&device.id).map_or(&[][..], Vec::as_slice);
+            let content = self.content(plan, in_force, device, mine, now);
+            let digest = content_digest(&content);
+            (content, digest)
+        });
+        let pairs: Vec<(&str, &str)> =
+            devices.iter().zip(&contents).map(|(d, (_, digest))| (d.id.as_str(), digest.as_str())).collect();
+        let generations = crate::store::Store::wait(self.store.desired_generations(&pairs))?;
+        let numbered: Vec<((DesiredState, String), u64)> = contents.into_iter().zip(generations).collect();
+        let signed = map_items(numbered, |((content, digest), generation)| {
+            let device = content.device.clone();
+            match previous(&device).filter(|old| self.still_good(old, &digest, generation, now)) {
+                Some(kept) => Signed { device, state: kept, fresh: false },
+                None => Signed { device, state: Arc::new(self.sign(content, digest, generation, now)), fresh: true },
+            }
+        });
+        let fresh = signed.iter().filter(|s| s.fresh);
+        self.publish(fresh.map(|s| SignedDesired { device: s.device.clone(), state: (*s.state).clone() }).collect())?;
+        Ok(signed)
     }
 
     pub(super) fn sign(

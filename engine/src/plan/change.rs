@@ -11,9 +11,9 @@
 //! 2. finds the patches whose grants or exclusions changed (a grant
 //!    compared with its gate's spec, not its gate's index, which moves when
 //!    a gate is added before it);
-//! 3. counts again only the gates of those patches, and keeps the base's
-//!    counts of every other gate (same patch, rule, stage and spec over the
-//!    same fleet: the same count);
+//! 3. takes the base's counts for every gate the base counted over the
+//!    same patch and stage before (the same fleet gives the same counts),
+//!    judged by the gate's spec now, and counts only the others;
 //! 4. plans again only the devices of a kind (platform, arch, language)
 //!    one of those patches applies to. A device of any other kind can hold
 //!    none of them as an item, an exclusion or a removal, and its other
@@ -79,7 +79,7 @@ pub fn plan_policy_change(input: &PlanInput, previous: &CompiledPolicy, base: &P
     let mut steps = super::FleetWide::decide(input, &evaluator);
     let touched = changed_patches(previous, base, &steps);
     let changed: Vec<u32> = touched.iter().map(|(p, _)| *p).collect();
-    steps.granted.gates = gates(input, base, &steps, &changed, &devices);
+    steps.granted.gates = gates(input, previous, base, &steps, &devices);
     let affected = affected_devices(input, base, &devices, &touched);
     // Selector failures are the base's: same scopes, same fleet.
     let mut ignored = Vec::new();
@@ -168,34 +168,41 @@ fn changed_patches(previous: &CompiledPolicy, base: &Plan, steps: &super::FleetW
     changed
 }
 
-/// The new plan's gates: the base's counts where the patch did not change,
-/// counted over the fleet where it did.
+/// The new plan's gates. A gate's counts depend on its patch and the scope
+/// of the stage before it, over the fleet: where the base counted a gate
+/// with both the same, its counts are taken (judged by the new spec);
+/// only the others are counted over the fleet.
 fn gates(
     input: &PlanInput,
+    previous: &CompiledPolicy,
     base: &Plan,
     steps: &super::FleetWide,
-    changed: &[u32],
     devices: &[&Device],
 ) -> Vec<GateOutcome> {
-    let counted: HashMap<(u32, u32, u16), &GateOutcome> =
-        base.gates.iter().map(|g| ((g.patch, g.rule, g.stage), g)).collect();
-    let changed: HashSet<u32> = changed.iter().copied().collect();
+    let stage_before = |rule: u32, stage: u16| match stage {
+        0 => u32::MAX,
+        k => previous.rules[rule as usize].stages[k as usize - 1].scope as u32,
+    };
+    let counted: HashMap<(u32, u32), (u32, u32)> =
+        base.gates.iter().map(|g| ((g.patch, stage_before(g.rule, g.stage)), (g.succeeded, g.failed))).collect();
+    let specs = &steps.granted.gate_specs;
     let mut gates = steps.granted.gates.clone();
     let mut recount = Vec::new();
     for (index, gate) in gates.iter_mut().enumerate() {
-        match counted.get(&(gate.patch, gate.rule, gate.stage)) {
-            Some(old) if !changed.contains(&gate.patch) => *gate = (*old).clone(),
-            _ => recount.push(index),
+        let (spec, before) = &specs[index];
+        match counted.get(&(gate.patch, *before)) {
+            Some(&(succeeded, failed)) => super::gates::judge(gate, succeeded, failed, spec),
+            None => recount.push(index),
         }
     }
     if recount.is_empty() {
         return gates;
     }
     let mut fresh: Vec<GateOutcome> = recount.iter().map(|&i| gates[i].clone()).collect();
-    let specs: Vec<(GateSpec, u32)> = recount.iter().map(|&i| steps.granted.gate_specs[i]).collect();
+    let fresh_specs: Vec<(GateSpec, u32)> = recount.iter().map(|&i| specs[i]).collect();
     // The scopes each device is in, as the base planned them.
     let in_scope = |device: usize, scope: u32| base.devices[device].scopes.binary_search(&scope).is_ok();
-    super::gates::count_gates(&mut fresh, &specs, input.catalog, devices, &in_scope);
+    super::gates::count_gates(&mut fresh, &fresh_specs, input.catalog, devices, &in_scope);
     for (index, gate) in recount.into_iter().zip(fresh) {
         gates[index] = gate;
     }

@@ -64,10 +64,15 @@ pub(super) fn count_gates(
                 }
             }
         }
-        let total = succeeded + failed;
-        let rate = if total == 0 { 0.0 } else { f64::from(failed) / f64::from(total) };
-        gate.succeeded = succeeded;
-        gate.failed = failed;
-        gate.passed = succeeded >= spec.min_succeeded && rate <= spec.max_failure_rate;
+        judge(gate, succeeded, failed, spec);
     }
+}
+
+/// Sets a gate's counts and whether they pass `spec`.
+pub(super) fn judge(gate: &mut GateOutcome, succeeded: u32, failed: u32, spec: &GateSpec) {
+    let total = succeeded + failed;
+    let rate = if total == 0 { 0.0 } else { f64::from(failed) / f64::from(total) };
+    gate.succeeded = succeeded;
+    gate.failed = failed;
+    gate.passed = succeeded >= spec.min_succeeded && rate <= spec.max_failure_rate;
 }

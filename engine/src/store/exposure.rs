@@ -24,6 +24,13 @@ pub struct DeviceExposure {
     pub opened: BTreeMap<String, jiff::Timestamp>,
 }
 
+impl DeviceExposure {
+    /// A device first seen by a plan at `now`: its baseline.
+    pub fn first_seen(now: jiff::Timestamp) -> DeviceExposure {
+        DeviceExposure { baseline: now, opened: BTreeMap::new() }
+    }
+}
+
 /// Remediations so far: how many exposures closed, and their total length.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -502,11 +502,18 @@ impl PgStore {
         rows.into_iter()
             .map(|row| {
                 let name: String = row.get(0);
-                let value = serde_json::from_value(row.get::<_, serde_json::Value>(1))
-                    .map_err(|e| self.corrupted(format!("engine state {name} does not decode: {e}")))?;
+                let value = self.decode_engine_state(&name, row.get(1))?;
                 Ok((name, value))
             })
             .collect()
+    }
+
+    fn decode_engine_state<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        value: serde_json::Value,
+    ) -> Result<T, StoreError> {
+        serde_json::from_value(value).map_err(|e| self.corrupted(format!("engine state {name} does not decode: {e}")))
     }
 
     pub async fn engine_state<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StoreError> {
@@ -515,11 +522,7 @@ impl PgStore {
             .query_opt("SELECT value FROM engine_state WHERE name = $1", &[&name])
             .await
             .map_err(self.db("read"))?;
-        row.map(|row| {
-            serde_json::from_value(row.get::<_, serde_json::Value>(0))
-                .map_err(|e| self.corrupted(format!("engine state {name} does not decode: {e}")))
-        })
-        .transpose()
+        row.map(|row| self.decode_engine_state(name, row.get(0))).transpose()
     }
 
     /// Changes the engine's state under `name` in one transaction, its row
