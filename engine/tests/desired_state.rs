@@ -160,7 +160,7 @@ fn the_typed_policy_and_windows_emit_only_fields_the_previous_agents_know() {
     let computed = plan(&PlanInput { policy: &policy, catalog: &catalog, fleet: &fleet.devices, ledger: None, now });
     let envelope = Envelope { generation: 1, catalog_revision: 1, issued_at: now, expires_at: now };
     let mut seen = 0;
-    for device in &computed.devices {
+    for device in computed.devices.iter() {
         let state = desired_state(&computed, &policy, &catalog, device, &envelope);
         let json = serde_json::to_value(&state).unwrap();
         for item in json["items"].as_array().unwrap() {

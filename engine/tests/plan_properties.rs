@@ -219,7 +219,7 @@ proptest! {
         let devices: Vec<usize> = (0..s.devices.len()).collect();
         let Planned { plan, policy } = run(&s, &patches, &devices);
         let now: jiff::Timestamp = NOW.parse().unwrap();
-        for device in &plan.devices {
+        for device in plan.devices.iter() {
             let index: usize = device.id[1..].parse().unwrap();
             let ring = s.devices[index].ring;
             for item in &device.items {

@@ -110,7 +110,7 @@ fn cases(some_patch: String) -> Vec<Case> {
 
 /// Where two plans first differ, for a readable failure.
 fn first_difference(full: &Plan, changed: &Plan) -> String {
-    for (a, b) in full.devices.iter().zip(&changed.devices) {
+    for (a, b) in full.devices.iter().zip(changed.devices.iter()) {
         if a != b {
             return format!("device {}:\n full {a:?}\n change {b:?}", a.id);
         }

@@ -37,17 +37,26 @@ fn map_items<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) 
 }
 
 /// The content of a desired state is what decides its generation; these
-/// fields are not content.
+/// fields are not content. Nor is the policy commit (the state's and each
+/// item's source's): a revision that changes nothing a device must do
+/// leaves its state, and the revision it names, as they were, so a commit
+/// re-signs only the states it changes.
 pub(super) fn content_digest(state: &DesiredState) -> String {
     let mut value = serde_json::to_value(state).unwrap_or(serde_json::Value::Null);
     if let serde_json::Value::Object(map) = &mut value {
         map.remove("issuedAt");
         map.remove("expiresAt");
         map.remove("generation");
-        // Software items are due from their issue time: keep it out too.
+        map.remove("policyRevision");
         if let Some(serde_json::Value::Array(items)) = map.get_mut("items") {
-            for item in items.iter_mut().filter(|i| i["source"]["kind"] == "assignment") {
-                if let serde_json::Value::Object(item) = item {
+            for item in items.iter_mut() {
+                if let Some(serde_json::Value::Object(source)) = item.get_mut("source") {
+                    source.remove("commit");
+                }
+                // Software items are due from their issue time: keep it out too.
+                if item["source"]["kind"] == "assignment"
+                    && let serde_json::Value::Object(item) = item
+                {
                     item.remove("notBefore");
                 }
             }
@@ -148,5 +157,40 @@ impl Engine {
             expires_at,
             digest,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(revision: &str, status: &str, issued: &str) -> DesiredState {
+        let item = serde_json::json!({
+            "patch": "KB1", "action": "install", "status": status,
+            "source": {"kind": "rule", "name": "security", "commit": revision}, "stage": 1,
+            "policy": {"name": "fast", "mode": "immediate"}, "windows": [],
+            "notBefore": "2026-01-01T00:00:00Z", "deadline": null, "packages": []
+        });
+        DesiredState {
+            device: "ws-1".into(),
+            generation: 3,
+            policy_revision: revision.into(),
+            catalog_revision: 1,
+            issued_at: issued.parse().unwrap(),
+            expires_at: "2099-01-01T00:00:00Z".parse().unwrap(),
+            mirrors: vec![],
+            max_bandwidth_kbps: None,
+            items: vec![serde_json::from_value(item).unwrap()],
+        }
+    }
+
+    /// A new commit or issue time alone is not new content; what the
+    /// device must do is.
+    #[test]
+    fn the_digest_covers_what_the_device_must_do_and_not_the_commit() {
+        let digest = |revision, status, issued| content_digest(&state(revision, status, issued));
+        let first = digest("c0ffee", "due", "2026-01-01T00:00:00Z");
+        assert_eq!(first, digest("deadbeef", "due", "2026-02-01T00:00:00Z"));
+        assert_ne!(first, digest("c0ffee", "blocked", "2026-01-01T00:00:00Z"));
     }
 }

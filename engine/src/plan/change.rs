@@ -30,10 +30,11 @@
 //! there is no shortcut: `None`, and the caller plans in full.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use patchward_api::Device;
+use patchward_api::{Device, Facts};
 
-use super::class::kind_of;
+use super::class::{DeviceKind, kind_of};
 use super::compile::GateSpec;
 use super::device::{Decided, plan_devices};
 use super::{CompiledPolicy, GateOutcome, Grant, Plan, PlanInput, exposed, in_id_order};
@@ -53,15 +54,15 @@ impl PolicyChange {
     /// The whole plan: the base's device plans with the re-planned ones in
     /// their place (what [`super::plan`] would have returned).
     pub fn into_full(self, base: &Plan) -> Plan {
-        let mut replanned = self.plan.devices.into_iter().peekable();
+        let mut replanned = self.plan.devices.iter().peekable();
         let mut devices = Vec::with_capacity(base.devices.len());
-        for device in &base.devices {
+        for device in base.devices.iter() {
             match replanned.next_if(|r| r.id == device.id) {
-                Some(planned) => devices.push(planned),
+                Some(planned) => devices.push(planned.clone()),
                 None => devices.push(device.clone()),
             }
         }
-        Plan { devices, ..self.plan }
+        Plan { devices: Arc::new(devices), ..self.plan }
     }
 }
 
@@ -71,28 +72,140 @@ impl PolicyChange {
 pub fn plan_policy_change(input: &PlanInput, previous: &CompiledPolicy, base: &Plan) -> Option<PolicyChange> {
     let devices = in_id_order(input.fleet);
     let same_fleet =
-        devices.len() == base.devices.len() && devices.iter().zip(&base.devices).all(|(d, b)| d.id == b.id);
-    if !same_frame(previous, input.policy) || base.patches.len() != input.catalog.len() || !same_fleet {
+        devices.len() == base.devices.len() && devices.iter().zip(base.devices.iter()).all(|(d, b)| d.id == b.id);
+    if !same_fleet {
         return None;
     }
-    let evaluator = Evaluator::new(&input.policy.env, input.now);
-    let mut steps = super::FleetWide::decide(input, &evaluator);
-    let touched = changed_patches(previous, base, &steps);
-    let changed: Vec<u32> = touched.iter().map(|(p, _)| *p).collect();
-    steps.granted.gates = gates(input, previous, base, &steps, &devices);
-    let affected = affected_devices(input, base, &devices, &touched);
-    // Selector failures are the base's: same scopes, same fleet.
-    let mut ignored = Vec::new();
-    let membership = super::scope_membership(input.policy, &affected, &evaluator, &mut ignored);
-    let decided = Decided {
-        grants: &steps.granted.grants,
-        excluded_by: &steps.excluded_by,
-        gates: &steps.granted.gates,
-        membership: &membership,
-    };
-    let planned = plan_devices(input, &affected, &decided);
-    steps.diagnostics.extend(selector_diagnostics(input.policy, base));
-    Some(PolicyChange { plan: steps.into_plan(input, planned), changed })
+    let mut prepared = PreparedChange::new(input, previous, base)?;
+    if prepared.counts_gates() {
+        // The scopes each device is in, as the base planned them.
+        let in_scope = |device: usize, scope: u32| base.devices[device].scopes.binary_search(&scope).is_ok();
+        prepared.count_gates(input, &devices, &in_scope);
+    }
+    let reach = prepared.reach(devices.iter().map(|d| kind_of(d)), input.catalog);
+    let affected: Vec<&Device> = devices
+        .iter()
+        .zip(base.devices.iter())
+        .filter(|(device, planned)| reach.reaches(kind_of(device), &planned.scopes))
+        .map(|(device, _)| *device)
+        .collect();
+    let fleet: Vec<Device> = affected.into_iter().cloned().collect();
+    Some(prepared.plan(&PlanInput { fleet: &fleet, ..*input }))
+}
+
+/// A policy change decided before any device: the new revision's
+/// fleet-wide steps, the patches that changed and their gates. The engine
+/// drives it over its own fleet: [`PreparedChange::reach`] says which
+/// devices to plan again, [`PreparedChange::plan`] plans them.
+pub struct PreparedChange {
+    steps: super::FleetWide,
+    touched: Vec<(u32, Touched)>,
+    /// Gates the base did not count over the same patch and stage before,
+    /// by index: counted over the fleet ([`Self::count_gates`]) before
+    /// planning.
+    uncounted: Vec<usize>,
+    /// The selectors' diagnostics, the base's.
+    selector_diagnostics: Vec<crate::diagnostics::Diagnostic>,
+    evaluator: Evaluator,
+}
+
+impl PreparedChange {
+    /// `None` when the change is more than rules, Approvals and Exclusions,
+    /// or `base` is of another catalog. `input.fleet` is not read.
+    pub fn new(input: &PlanInput, previous: &CompiledPolicy, base: &Plan) -> Option<PreparedChange> {
+        if !same_frame(previous, input.policy) || base.patches.len() != input.catalog.len() {
+            return None;
+        }
+        let evaluator = Evaluator::new(&input.policy.env, input.now);
+        let mut steps = super::FleetWide::decide(input, &evaluator);
+        let touched = changed_patches(previous, base, &steps);
+        let uncounted = take_counts(&mut steps, previous, base);
+        let selector_diagnostics = selector_diagnostics(input.policy, base).collect();
+        Some(PreparedChange { steps, touched, uncounted, selector_diagnostics, evaluator })
+    }
+
+    /// The patches whose grants or exclusions changed, ascending.
+    pub fn changed(&self) -> Vec<u32> {
+        self.touched.iter().map(|(p, _)| *p).collect()
+    }
+
+    /// Whether some gate must be counted over the whole fleet first.
+    pub fn counts_gates(&self) -> bool {
+        !self.uncounted.is_empty()
+    }
+
+    /// Counts the gates the base did not, over `devices` (the whole fleet,
+    /// in id order; `in_scope(device, scope)` by index into it).
+    pub fn count_gates(
+        &mut self,
+        input: &PlanInput,
+        devices: &[&Device],
+        in_scope: &(dyn Fn(usize, u32) -> bool + Sync),
+    ) {
+        let granted = &mut self.steps.granted;
+        let mut fresh: Vec<GateOutcome> = self.uncounted.iter().map(|&i| granted.gates[i].clone()).collect();
+        let specs: Vec<(GateSpec, u32)> = self.uncounted.iter().map(|&i| granted.gate_specs[i]).collect();
+        super::gates::count_gates(&mut fresh, &specs, input.catalog, devices, in_scope);
+        for (index, gate) in std::mem::take(&mut self.uncounted).into_iter().zip(fresh) {
+            granted.gates[index] = gate;
+        }
+    }
+
+    /// Which devices of these kinds the change can reach (see
+    /// [`KindReach::reaches`]).
+    pub fn reach<'k>(
+        &self,
+        kinds: impl Iterator<Item = DeviceKind<'k>>,
+        catalog: &super::PlanCatalog,
+    ) -> KindReach<'k> {
+        let mut kinds: Vec<DeviceKind<'k>> = kinds.collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        let by_kind = kinds.into_iter().map(|kind| (kind, touched_in(catalog, kind, &self.touched))).collect();
+        KindReach { by_kind }
+    }
+
+    /// Plans `input.fleet`, the devices the change reaches, against the new
+    /// steps; the plan's other devices are the base's.
+    pub fn plan(self, input: &PlanInput) -> PolicyChange {
+        debug_assert!(self.uncounted.is_empty(), "gates counted before planning");
+        let devices = in_id_order(input.fleet);
+        let PreparedChange { mut steps, touched, selector_diagnostics, evaluator, .. } = self;
+        // Selector failures are the base's: same scopes, same fleet.
+        let mut ignored = Vec::new();
+        let membership = super::scope_membership(input.policy, &devices, &evaluator, &mut ignored);
+        let decided = Decided {
+            grants: &steps.granted.grants,
+            excluded_by: &steps.excluded_by,
+            gates: &steps.granted.gates,
+            membership: &membership,
+        };
+        let planned = plan_devices(input, &devices, &decided);
+        steps.diagnostics.extend(selector_diagnostics);
+        PolicyChange { plan: steps.into_plan(input, planned), changed: touched.into_iter().map(|(p, _)| p).collect() }
+    }
+}
+
+/// Which kinds of device a change reaches, and where.
+pub struct KindReach<'k> {
+    by_kind: HashMap<DeviceKind<'k>, Touched>,
+}
+
+impl KindReach<'_> {
+    /// Whether the change can reach a device of `kind` in `scopes` (its
+    /// plan's, ascending, `all` included) differently. A kind not given to
+    /// [`PreparedChange::reach`] is reached.
+    pub fn reaches(&self, kind: DeviceKind, scopes: &[u32]) -> bool {
+        match self.by_kind.get(&kind) {
+            None | Some(Touched::Everywhere) => true,
+            Some(Touched::Scopes(touched)) => touched.iter().any(|s| scopes.binary_search(s).is_ok()),
+        }
+    }
+}
+
+/// A device's kind, from its facts.
+pub fn kind_of_facts(facts: &Facts) -> DeviceKind<'_> {
+    (facts.platform.as_deref(), facts.arch.as_deref(), facts.language.as_deref())
 }
 
 /// Whether the two revisions differ at most in what decides patches.
@@ -168,79 +281,32 @@ fn changed_patches(previous: &CompiledPolicy, base: &Plan, steps: &super::FleetW
     changed
 }
 
-/// The new plan's gates. A gate's counts depend on its patch and the scope
-/// of the stage before it, over the fleet: where the base counted a gate
-/// with both the same, its counts are taken (judged by the new spec);
-/// only the others are counted over the fleet.
-fn gates(
-    input: &PlanInput,
-    previous: &CompiledPolicy,
-    base: &Plan,
-    steps: &super::FleetWide,
-    devices: &[&Device],
-) -> Vec<GateOutcome> {
+/// Takes the base's counts into the new steps' gates: a gate's counts
+/// depend on its patch and the scope of the stage before it, over the
+/// fleet, so where the base counted a gate with both the same, its counts
+/// are taken (judged by the new spec). The others' indices, to count.
+fn take_counts(steps: &mut super::FleetWide, previous: &CompiledPolicy, base: &Plan) -> Vec<usize> {
     let stage_before = |rule: u32, stage: u16| match stage {
         0 => u32::MAX,
         k => previous.rules[rule as usize].stages[k as usize - 1].scope as u32,
     };
     let counted: HashMap<(u32, u32), (u32, u32)> =
         base.gates.iter().map(|g| ((g.patch, stage_before(g.rule, g.stage)), (g.succeeded, g.failed))).collect();
-    let specs = &steps.granted.gate_specs;
-    let mut gates = steps.granted.gates.clone();
-    let mut recount = Vec::new();
-    for (index, gate) in gates.iter_mut().enumerate() {
-        let (spec, before) = &specs[index];
+    let granted = &mut steps.granted;
+    let mut uncounted = Vec::new();
+    for (index, gate) in granted.gates.iter_mut().enumerate() {
+        let (spec, before) = &granted.gate_specs[index];
         match counted.get(&(gate.patch, *before)) {
             Some(&(succeeded, failed)) => super::gates::judge(gate, succeeded, failed, spec),
-            None => recount.push(index),
+            None => uncounted.push(index),
         }
     }
-    if recount.is_empty() {
-        return gates;
-    }
-    let mut fresh: Vec<GateOutcome> = recount.iter().map(|&i| gates[i].clone()).collect();
-    let fresh_specs: Vec<(GateSpec, u32)> = recount.iter().map(|&i| specs[i]).collect();
-    // The scopes each device is in, as the base planned them.
-    let in_scope = |device: usize, scope: u32| base.devices[device].scopes.binary_search(&scope).is_ok();
-    super::gates::count_gates(&mut fresh, &fresh_specs, input.catalog, devices, &in_scope);
-    for (index, gate) in recount.into_iter().zip(fresh) {
-        gates[index] = gate;
-    }
-    gates
-}
-
-/// The devices a changed patch can reach differently: of a kind it
-/// applies to, where it touched (the scopes each device is in are the
-/// base's: same scopes, same fleet).
-fn affected_devices<'d>(
-    input: &PlanInput,
-    base: &Plan,
-    devices: &[&'d Device],
-    changed: &[(u32, Touched)],
-) -> Vec<&'d Device> {
-    if changed.is_empty() {
-        return Vec::new();
-    }
-    let mut kinds: Vec<super::DeviceKind<'d>> = devices.iter().map(|d| kind_of(d)).collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    let by_kind: HashMap<super::DeviceKind<'d>, Touched> =
-        kinds.into_iter().map(|kind| (kind, touched_in(input, kind, changed))).collect();
-    devices
-        .iter()
-        .zip(&base.devices)
-        .filter(|(device, planned)| match &by_kind[&kind_of(device)] {
-            Touched::Everywhere => true,
-            // Scope 0 (`all`) is in every device's list.
-            Touched::Scopes(scopes) => scopes.iter().any(|s| planned.scopes.binary_search(s).is_ok()),
-        })
-        .map(|(device, _)| *device)
-        .collect()
+    uncounted
 }
 
 /// What the changed patches that apply to `kind` touch, together.
-fn touched_in(input: &PlanInput, kind: super::DeviceKind, changed: &[(u32, Touched)]) -> Touched {
-    let applies = exposed::ExposureIndex::applies(input.catalog, kind);
+fn touched_in(catalog: &super::PlanCatalog, kind: DeviceKind, changed: &[(u32, Touched)]) -> Touched {
+    let applies = exposed::ExposureIndex::applies(catalog, kind);
     let mut scopes = Vec::new();
     for (_, touched) in changed.iter().filter(|(p, _)| applies[*p as usize]) {
         match touched {

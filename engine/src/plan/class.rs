@@ -18,7 +18,7 @@ use super::device::Decided;
 use super::{Grant, PlanCatalog, PlanInput, declines, exposed};
 
 /// A device's (platform, arch, language): what applicability lists test.
-pub(super) type DeviceKind<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
+pub type DeviceKind<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>);
 
 /// A device's kind.
 pub(super) fn kind_of(device: &Device) -> DeviceKind<'_> {

@@ -44,8 +44,8 @@ use patchward_api::Device;
 
 use crate::expr::eval::Evaluator;
 pub use catalog::{PlanCatalog, PlanPatch};
-pub use change::{PolicyChange, plan_policy_change};
-use class::DeviceKind;
+pub use change::{KindReach, PolicyChange, PreparedChange, kind_of_facts, plan_policy_change};
+pub use class::DeviceKind;
 pub use compile::CompiledPolicy;
 use device::{Decided, applies_by_lists, declines};
 pub use ledger::{Ledger, LedgerEntry};
@@ -140,7 +140,7 @@ impl FleetWide {
             excluded_by,
             verdicts: rules::verdicts(policy, catalog, &decisions),
             exclusion_scopes: policy.exclusions.iter().map(|e| e.scopes.iter().map(|s| *s as u32).collect()).collect(),
-            devices,
+            devices: std::sync::Arc::new(devices),
             diagnostics,
             ledger_additions,
         }

@@ -265,8 +265,9 @@ pub struct Plan {
     pub verdicts: Vec<Verdict>,
     /// Per exclusion, its scopes (none: everywhere).
     pub exclusion_scopes: Vec<Vec<u32>>,
-    /// By device id.
-    pub devices: Vec<DevicePlan>,
+    /// By device id. Shared: a policy change's plan keeps the device
+    /// plans of the plan before it (`plan::change`).
+    pub devices: std::sync::Arc<Vec<DevicePlan>>,
     /// Runtime problems (rule errors, selector failures, approvals of
     /// unknown patches), each where it was written.
     pub diagnostics: Vec<Diagnostic>,
