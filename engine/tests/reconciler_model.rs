@@ -9,7 +9,9 @@
 //! The model is a few lines of git semantics: which commit should be in
 //! force. The oracle plans that commit afresh (read from the repository
 //! with the policy loader, planned with the pure planner over the store's
-//! catalog, fleet and ledger) and compares every device's desired state.
+//! catalog, fleet and ledger) and compares every device's desired state;
+//! the revision a state names is the one in force when its content last
+//! changed (a commit re-signs only the states it changes).
 
 mod support;
 
@@ -25,7 +27,6 @@ use patchward::plan::desired::{Envelope, desired_state};
 use patchward::plan::{CompiledPolicy, PlanCatalog, PlanInput, plan};
 use patchward::policy::{PolicyLimits, PolicySource};
 use patchward::store::Store;
-use patchward::store::fleet::EnrollmentToken;
 use patchward_api::desired::DesiredState;
 use proptest::prelude::*;
 use support::{copy_dir, git};
@@ -125,7 +126,7 @@ struct World {
     daemon: Option<Daemon>,
     model: Model,
     /// The highest generation served to each device so far.
-    generations: BTreeMap<String, (u64, String)>,
+    generations: BTreeMap<String, (u64, String, String)>,
 }
 
 fn feed(revision: u64, without: Option<usize>) -> String {
@@ -183,7 +184,7 @@ impl World {
         let clock = Arc::new(FakeClock::new("2026-11-24T12:00:00Z".parse().unwrap()));
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
-        enroll_fleet(&data, clock.now());
+        support::enroll_example_fleet(&Store::open(&data).unwrap(), clock.now());
         let mut world = World {
             daemon: Some(Daemon::start(&data, &repo, clock.clone())),
             dir,
@@ -333,24 +334,39 @@ impl World {
             let content = content_of(state.clone());
             assert_eq!(&content, &expected[&id], "{when}: {id} is served the plan of {applied}");
             let text = serde_json::to_string(&content).unwrap();
-            if let Some((generation, before)) = self.generations.get(&id) {
-                assert!(state.generation >= *generation, "{when}: {id}'s generation went back");
-                if *before != text {
-                    assert!(state.generation > *generation, "{when}: {id}'s content changed in place");
+            // The revision a state names is the one in force when what the
+            // device must do last changed (or when it was last signed).
+            let revision = state.policy_revision.clone();
+            assert!(state.items.iter().all(|i| i.source.commit == revision), "{when}: {id}'s items name its revision");
+            match self.generations.get(&id) {
+                Some((generation, before, named)) => {
+                    assert!(state.generation >= *generation, "{when}: {id}'s generation went back");
+                    if *before != text {
+                        assert!(state.generation > *generation, "{when}: {id}'s content changed in place");
+                        assert_eq!(revision, applied, "{when}: {id} changed under {applied}");
+                    } else {
+                        assert!(revision == *named || revision == applied, "{when}: {id} names {revision}");
+                    }
                 }
+                None => assert_eq!(revision, applied, "{when}: {id}'s first state"),
             }
-            self.generations.insert(id, (state.generation, text));
+            self.generations.insert(id, (state.generation, text, revision));
         }
     }
 }
 
 /// A desired state without what is not content: its generation, its times,
 /// and the issue time software items are due from.
+/// What a state says a device must do: without its envelope, and without
+/// the revision it names (a commit that changes nothing for a device leaves
+/// its state as it was).
 fn content_of(mut state: DesiredState) -> DesiredState {
     state.generation = 0;
+    state.policy_revision = String::new();
     state.issued_at = jiff::Timestamp::UNIX_EPOCH;
     state.expires_at = jiff::Timestamp::UNIX_EPOCH;
     for item in &mut state.items {
+        item.source.commit = String::new();
         if item.source.kind == patchward_api::desired::SourceKind::Assignment {
             item.not_before = jiff::Timestamp::UNIX_EPOCH;
         }
@@ -383,28 +399,6 @@ fn oracle(store: &Store, repo: &Path, commit: &str, now: jiff::Timestamp) -> BTr
             (device.id.clone(), content_of(state))
         })
         .collect()
-}
-
-/// The example fleet, enrolled with its inventories, before the engine starts.
-fn enroll_fleet(data: &Path, now: jiff::Timestamp) {
-    let store = Store::open(data).unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let text = std::fs::read_to_string(root.join("examples/plan/fleet.yaml")).unwrap();
-    let fleet: patchward_api::Fleet = serde_saphyr::from_str(&text).unwrap();
-    let token = "pwe_model";
-    let record = EnrollmentToken { uses_left: fleet.devices.len() as u32, expires_at: None, created_at: now };
-    patchward::store::Store::wait(store.create_enrollment_token(token, &record)).unwrap();
-    for device in fleet.devices {
-        patchward::store::Store::wait(store.enroll(
-            token,
-            &device.id,
-            &format!("pwd_{}", device.id),
-            device.facts.clone(),
-            now,
-        ))
-        .unwrap();
-        patchward::store::Store::wait(store.update_inventory(&device.id, device.facts, device.inventory, now)).unwrap();
-    }
 }
 
 proptest! {

@@ -113,15 +113,15 @@ async fn two_replicas_serve_one_fleet_and_the_survivor_takes_over() {
     let empty = git(&repo, &["rev-parse", "HEAD"]);
     webhook(&b_client).await;
     status_until(&a_client, &a_admin, |s| s["applied"]["revision"] == empty.as_str()).await;
-    let from_a = loop {
-        // The new revision's state, once B has it too.
-        let at_a = a_client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
-        let at_b = b_client.send("GET", "/api/v1/device/desired-state", Some(&credential), None).await;
-        if at_a.etag != from_a.etag && at_a.etag == at_b.etag {
-            break at_a;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // A revision that changes nothing the device must do leaves its state
+    // as it was, at both replicas.
+    for client in [&a_client, &b_client] {
+        let etag = from_a.etag.as_deref().unwrap();
+        let same = client
+            .send_with("GET", "/api/v1/device/desired-state", Some(&credential), None, &[("if-none-match", etag)])
+            .await;
+        assert_eq!(same.status, 304, "the same state after an empty commit: {}", same.text);
+    }
 
     // The leader dies without a word; B leads within the lease and more.
     let died = Instant::now();

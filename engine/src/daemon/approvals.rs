@@ -16,8 +16,8 @@ const AUDIT_DEVICES: usize = 20;
 /// that gained or lost it. A removal because the approval was withdrawn
 /// is the loss, not an approval.
 fn approval_changes(
-    before: Option<(&Plan, &HashMap<String, Arc<DevicePlan>>)>,
-    after: &Plan,
+    (before, devices): (&Plan, &[&DevicePlan]),
+    (after, after_devices): (&Plan, &[&DevicePlan]),
 ) -> Vec<(String, &'static str, Vec<String>)> {
     fn pairs<'a>(plan: &'a Plan, devices: &[&'a DevicePlan]) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
         let mut out: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
@@ -28,11 +28,7 @@ fn approval_changes(
         }
         out
     }
-    let Some((before, replanned)) = before else { return Vec::new() };
-    // The devices count as they were served.
-    let devices = views::device_plans(before, replanned);
-    let after_devices: Vec<&DevicePlan> = after.devices.iter().collect();
-    let (old, new) = (pairs(before, &devices), pairs(after, &after_devices));
+    let (old, new) = (pairs(before, devices), pairs(after, after_devices));
     let empty = BTreeSet::new();
     let mut changes = Vec::new();
     for patch in old.keys().chain(new.keys()).collect::<BTreeSet<_>>() {
@@ -59,18 +55,32 @@ impl Engine {
         now: jiff::Timestamp,
     ) -> Result<(), StoreError> {
         let after = self.served.read().unwrap_or_else(|p| p.into_inner()).plan.clone();
-        if let Some(after) = after {
-            for (patch, action, devices) in approval_changes(before, &after) {
-                let listed: Vec<&String> = devices.iter().take(AUDIT_DEVICES).collect();
-                let actor = in_force.commit.as_ref().map_or("policy".to_owned(), |c| format!("commit:{}", c.author));
-                crate::store::Store::wait(self.store.append_leader_audit(
-                    now,
-                    &actor,
-                    action,
-                    serde_json::json!({"patch": patch, "devices": devices.len(), "first": listed,
-                        "revision": in_force.policy.revision}),
-                ))?;
-            }
+        let (Some((before, replanned)), Some(after)) = (before, after) else { return Ok(()) };
+        // The devices count as they were served.
+        let devices = views::device_plans(before, replanned);
+        let after_devices: Vec<&DevicePlan> = after.devices.iter().collect();
+        self.audit_device_changes((before, &devices), (&after, &after_devices), in_force, now)
+    }
+
+    /// Audits, per patch, which of these devices gained or lost it from
+    /// `before` to `after` (each plan with the devices compared in it).
+    pub(super) fn audit_device_changes(
+        &self,
+        before: (&Plan, &[&DevicePlan]),
+        after: (&Plan, &[&DevicePlan]),
+        in_force: &InForce,
+        now: jiff::Timestamp,
+    ) -> Result<(), StoreError> {
+        let actor = in_force.commit.as_ref().map_or("policy".to_owned(), |c| format!("commit:{}", c.author));
+        for (patch, action, devices) in approval_changes(before, after) {
+            let listed: Vec<&String> = devices.iter().take(AUDIT_DEVICES).collect();
+            crate::store::Store::wait(self.store.append_leader_audit(
+                now,
+                &actor,
+                action,
+                serde_json::json!({"patch": patch, "devices": devices.len(), "first": listed,
+                    "revision": in_force.policy.revision}),
+            ))?;
         }
         Ok(())
     }

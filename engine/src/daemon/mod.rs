@@ -23,6 +23,7 @@ pub mod exposure;
 pub mod exposure_view;
 pub mod media;
 pub mod metrics;
+mod policy_change;
 pub mod reconcile;
 mod replans;
 pub mod replication;
@@ -53,7 +54,8 @@ use crate::store::{Store, StoreError};
 /// plans with. Replaced whole when either changes.
 pub struct InForce {
     pub policy: Arc<CompiledPolicy>,
-    pub catalog: PlanCatalog,
+    /// Shared: a policy change on the same catalog keeps it.
+    pub catalog: Arc<PlanCatalog>,
     pub catalog_revision: u64,
     /// The commit, when the policy comes from a repository.
     pub commit: Option<CommitInfo>,
@@ -90,6 +92,12 @@ impl Served {
         self.earliest_expiry = Some(self.earliest_expiry.map_or(state.expires_at, |e| e.min(state.expires_at)));
         self.desired.insert(device, state);
     }
+}
+
+/// The revision of `policy`'s catalog: the sum of its sources' revisions,
+/// so it only goes up while they do.
+fn catalog_revision(sources: &[crate::store::SourceState], policy: &crate::policy::Policy) -> u64 {
+    sources.iter().filter(|s| policy.catalog_sources.contains_key(&s.name)).map(|s| s.revision).sum()
 }
 
 /// How the engine signs and renews desired states.
@@ -248,8 +256,11 @@ impl Engine {
     /// under the planning lock, so a catalog sync cannot slip between).
     pub fn install_policy(&self, policy: Arc<CompiledPolicy>, commit: Option<CommitInfo>) -> Result<(), StoreError> {
         let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
+        if self.apply_policy_change(&policy, &commit)? {
+            return Ok(());
+        }
         let (catalog, catalog_revision) = self.catalog_for(&policy.policy)?;
-        self.plan_fleet(Arc::new(InForce { policy, catalog, catalog_revision, commit }), true)
+        self.plan_fleet(Arc::new(InForce { policy, catalog: Arc::new(catalog), catalog_revision, commit }), true)
     }
 
     /// The catalog changed: plan the policy in force with the store's.
@@ -257,13 +268,16 @@ impl Engine {
         let _planning = self.planning.lock().unwrap_or_else(|p| p.into_inner());
         let Some(current) = self.in_force() else { return Ok(()) };
         let (catalog, catalog_revision) = self.catalog_for(&current.policy.policy)?;
-        let in_force =
-            InForce { policy: current.policy.clone(), catalog, catalog_revision, commit: current.commit.clone() };
+        let in_force = InForce {
+            policy: current.policy.clone(),
+            catalog: Arc::new(catalog),
+            catalog_revision,
+            commit: current.commit.clone(),
+        };
         self.plan_fleet(Arc::new(in_force), true)
     }
 
-    /// The active catalog of `policy` from the store, and its revision (the
-    /// sum of its sources' revisions: it only goes up while they do).
+    /// The active catalog of `policy` from the store, and its revision.
     fn catalog_for(&self, policy: &crate::policy::Policy) -> Result<(PlanCatalog, u64), StoreError> {
         let sources = crate::store::Store::wait(self.store.catalog_sources())?;
         let real = sources.iter().any(|s| policy.catalog_sources.contains_key(&s.name));
@@ -272,10 +286,15 @@ impl Engine {
             // The bundled example stands in only until a real source imports.
             records.retain(|r| r.source != reconcile::BUNDLED_SOURCE);
         }
-        let revision =
-            sources.iter().filter(|s| policy.catalog_sources.contains_key(&s.name)).map(|s| s.revision).sum();
         let coverage = crate::catalog::coverage::CoverageSet::of_policy(policy);
-        Ok((PlanCatalog::new(records, &coverage), revision))
+        Ok((PlanCatalog::new(records, &coverage), catalog_revision(&sources, policy)))
+    }
+
+    /// The revision of `policy`'s catalog in the store, read from its
+    /// sources alone.
+    fn catalog_revision_for(&self, policy: &crate::policy::Policy) -> Result<u64, StoreError> {
+        let sources = crate::store::Store::wait(self.store.catalog_sources())?;
+        Ok(catalog_revision(&sources, policy))
     }
 
     /// Plans the whole fleet again with what is in force.

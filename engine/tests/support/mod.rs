@@ -79,5 +79,33 @@ pub fn in_force(policies: &Path, feed: &[u8], now: jiff::Timestamp) -> patchward
         patchward::catalog::offline_catalog(patchward::policy::model::FeedFormat::Patchward, feed, now).unwrap();
     let coverage = patchward::catalog::coverage::CoverageSet::of_policy(&policy.policy);
     let catalog = patchward::plan::PlanCatalog::new(records, &coverage);
-    patchward::daemon::InForce { policy: std::sync::Arc::new(policy), catalog, catalog_revision: 3, commit: None }
+    patchward::daemon::InForce {
+        policy: std::sync::Arc::new(policy),
+        catalog: std::sync::Arc::new(catalog),
+        catalog_revision: 3,
+        commit: None,
+    }
+}
+
+/// The example fleet (`examples/plan/fleet.yaml`) enrolled in `store` with
+/// its inventories; its device ids.
+pub fn enroll_example_fleet(store: &patchward::store::Store, now: jiff::Timestamp) -> Vec<String> {
+    use patchward::store::Store;
+    let text = std::fs::read_to_string(workspace_root().join("examples/plan/fleet.yaml")).unwrap();
+    let fleet: patchward_api::Fleet = serde_saphyr::from_str(&text).unwrap();
+    let token = "pwe_example_fleet";
+    let record = patchward::store::fleet::EnrollmentToken {
+        uses_left: fleet.devices.len() as u32,
+        expires_at: None,
+        created_at: now,
+    };
+    Store::wait(store.create_enrollment_token(token, &record)).unwrap();
+    let mut ids = Vec::new();
+    for device in fleet.devices {
+        let credential = format!("pwd_{}", device.id);
+        Store::wait(store.enroll(token, &device.id, &credential, device.facts.clone(), now)).unwrap();
+        Store::wait(store.update_inventory(&device.id, device.facts, device.inventory, now)).unwrap();
+        ids.push(device.id);
+    }
+    ids
 }
