@@ -23,6 +23,10 @@ use patchward::store::Store;
 use patchward::store::fleet::EnrollmentToken;
 use rayon::prelude::*;
 
+/// As in the `patchward` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn compiled(dir: &std::path::Path, text: &str, revision: &str) -> CompiledPolicy {
     std::fs::write(dir.join("policy.yaml"), text).expect("write the policy");
     let load = load_policy(&PolicySource::Folder(dir.to_owned()), &PolicyLimits::default()).expect("reads");

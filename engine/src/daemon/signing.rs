@@ -10,7 +10,7 @@ use patchward_api::desired::DesiredState;
 use rayon::prelude::*;
 
 use super::{Engine, InForce, ServedDesired, UserRequest, relayed_request};
-use crate::plan::desired::{Envelope, desired_state};
+use crate::plan::desired::{DesiredContext, Envelope};
 use crate::plan::{DevicePlan, Plan};
 use crate::store::StoreError;
 use crate::store::replicas::SignedDesired;
@@ -36,33 +36,34 @@ fn map_items<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) 
     }
 }
 
-/// The content of a desired state is what decides its generation; these
-/// fields are not content. Nor is the policy commit (the state's and each
-/// item's source's): a revision that changes nothing a device must do
-/// leaves its state, and the revision it names, as they were, so a commit
-/// re-signs only the states it changes.
-pub(super) fn content_digest(state: &DesiredState) -> String {
-    let mut value = serde_json::to_value(state).unwrap_or(serde_json::Value::Null);
-    if let serde_json::Value::Object(map) = &mut value {
-        map.remove("issuedAt");
-        map.remove("expiresAt");
-        map.remove("generation");
-        map.remove("policyRevision");
-        if let Some(serde_json::Value::Array(items)) = map.get_mut("items") {
-            for item in items.iter_mut() {
-                if let Some(serde_json::Value::Object(source)) = item.get_mut("source") {
-                    source.remove("commit");
-                }
-                // Software items are due from their issue time: keep it out too.
-                if item["source"]["kind"] == "assignment"
-                    && let serde_json::Value::Object(item) = item
-                {
-                    item.remove("notBefore");
-                }
-            }
+/// The content of a desired state is what decides its generation: the
+/// state without its envelope (generation, issue and expiry) and without
+/// the policy commit (the state's and each item's source's), so a revision
+/// that changes nothing a device must do leaves its state, and the
+/// revision it names, as they were, and a commit re-signs only the states
+/// it changes. Software items are due from their issue time: their
+/// not-before is left out too. The digest is taken over the state's own
+/// JSON with those fields blanked, then put back: no copy of the state.
+pub(super) fn content_digest(state: &mut DesiredState) -> String {
+    let epoch = jiff::Timestamp::UNIX_EPOCH;
+    let envelope = (state.generation, state.issued_at, state.expires_at);
+    (state.generation, state.issued_at, state.expires_at) = (0, epoch, epoch);
+    let revision = std::mem::take(&mut state.policy_revision);
+    let mut kept = Vec::with_capacity(state.items.len());
+    for item in &mut state.items {
+        let not_before = item.not_before;
+        if item.source.kind == patchward_api::desired::SourceKind::Assignment {
+            item.not_before = epoch;
         }
+        kept.push((std::mem::take(&mut item.source.commit), not_before));
     }
-    crate::catalog::sha256_hex(value.to_string().as_bytes())
+    let bytes = serde_json::to_vec(&*state).expect("a desired state serializes");
+    for (item, (commit, not_before)) in state.items.iter_mut().zip(kept) {
+        (item.source.commit, item.not_before) = (commit, not_before);
+    }
+    state.policy_revision = revision;
+    (state.generation, state.issued_at, state.expires_at) = envelope;
+    crate::catalog::sha256_hex(&bytes)
 }
 
 impl Engine {
@@ -84,7 +85,7 @@ impl Engine {
 
     pub(super) fn content(
         &self,
-        computed: &Plan,
+        context: &DesiredContext,
         in_force: &InForce,
         device: &DevicePlan,
         requests: &[UserRequest],
@@ -92,7 +93,7 @@ impl Engine {
     ) -> DesiredState {
         let envelope =
             Envelope { generation: 0, catalog_revision: in_force.catalog_revision, issued_at: now, expires_at: now };
-        let mut state = desired_state(computed, &in_force.policy, &in_force.catalog, device, &envelope);
+        let mut state = context.state(device, &envelope);
         if !requests.is_empty() {
             for item in &mut state.items {
                 item.user_request = relayed_request(requests, &item.patch);
@@ -115,10 +116,11 @@ impl Engine {
         previous: &(dyn Fn(&str) -> Option<Arc<ServedDesired>> + Sync),
         now: jiff::Timestamp,
     ) -> Result<Vec<Signed>, StoreError> {
+        let context = DesiredContext::new(plan, &in_force.policy, &in_force.catalog);
         let contents = map_items(devices.to_vec(), |device| {
             let mine = requests.get(&device.id).map_or(&[][..], Vec::as_slice);
-            let content = self.content(plan, in_force, device, mine, now);
-            let digest = content_digest(&content);
+            let mut content = self.content(&context, in_force, device, mine, now);
+            let digest = content_digest(&mut content);
             (content, digest)
         });
         let pairs: Vec<(&str, &str)> =
@@ -188,9 +190,13 @@ mod tests {
     /// device must do is.
     #[test]
     fn the_digest_covers_what_the_device_must_do_and_not_the_commit() {
-        let digest = |revision, status, issued| content_digest(&state(revision, status, issued));
+        let digest = |revision, status, issued| content_digest(&mut state(revision, status, issued));
         let first = digest("c0ffee", "due", "2026-01-01T00:00:00Z");
         assert_eq!(first, digest("deadbeef", "due", "2026-02-01T00:00:00Z"));
         assert_ne!(first, digest("c0ffee", "blocked", "2026-01-01T00:00:00Z"));
+        // The fields left out are put back.
+        let mut taken = state("c0ffee", "due", "2026-01-01T00:00:00Z");
+        content_digest(&mut taken);
+        assert_eq!(taken, state("c0ffee", "due", "2026-01-01T00:00:00Z"));
     }
 }

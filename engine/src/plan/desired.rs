@@ -84,8 +84,49 @@ fn wire_detection(detection: &crate::policy::model::Detection) -> Option<patchwa
     serde_json::to_value(detection).ok().and_then(|value| serde_json::from_value(value).ok())
 }
 
+/// What every device's desired state of one plan reads, each part
+/// resolved once, at its first use, and shared: deployment policies with
+/// their windows and fallbacks, and patches' detection rules, each turned
+/// into its wire form (a round trip through JSON) once, not once per item
+/// of every device.
+pub struct DesiredContext<'a> {
+    plan: &'a Plan,
+    policy: &'a CompiledPolicy,
+    catalog: &'a PlanCatalog,
+    deployments: Vec<std::sync::OnceLock<Option<ResolvedDeployment>>>,
+    detections: Vec<std::sync::OnceLock<Option<patchward_api::detection::Detection>>>,
+}
+
+impl<'a> DesiredContext<'a> {
+    pub fn new(plan: &'a Plan, policy: &'a CompiledPolicy, catalog: &'a PlanCatalog) -> DesiredContext<'a> {
+        DesiredContext {
+            plan,
+            policy,
+            catalog,
+            deployments: (0..plan.policy_names.len()).map(|_| Default::default()).collect(),
+            detections: (0..catalog.len()).map(|_| Default::default()).collect(),
+        }
+    }
+
+    fn deployment(&self, index: usize) -> Option<ResolvedDeployment> {
+        self.deployments[index].get_or_init(|| resolve_deployment(self.policy, &self.plan.policy_names[index])).clone()
+    }
+
+    fn detection(&self, patch: usize) -> Option<patchward_api::detection::Detection> {
+        let record = &self.catalog.patches[patch].view.record.patch;
+        self.detections[patch].get_or_init(|| record.detect.as_ref().and_then(wire_detection)).clone()
+    }
+
+    /// The desired state of `planned`, one of the plan's devices (or one
+    /// planned against it with [`super::replan_devices`]).
+    pub fn state(&self, planned: &DevicePlan, envelope: &Envelope) -> DesiredState {
+        desired_state_in(self, planned, envelope)
+    }
+}
+
 /// The desired state of `planned`, one of `plan`'s devices (or one planned
-/// against it with [`super::replan_devices`]).
+/// against it with [`super::replan_devices`]). For many devices of one
+/// plan, [`DesiredContext`] resolves what they share once.
 pub fn desired_state(
     plan: &Plan,
     policy: &CompiledPolicy,
@@ -93,8 +134,13 @@ pub fn desired_state(
     planned: &DevicePlan,
     envelope: &Envelope,
 ) -> DesiredState {
+    DesiredContext::new(plan, policy, catalog).state(planned, envelope)
+}
+
+fn desired_state_in(context: &DesiredContext, planned: &DevicePlan, envelope: &Envelope) -> DesiredState {
+    let (plan, policy, catalog) = (context.plan, context.policy, context.catalog);
     let commit = plan.policy_revision.clone().unwrap_or_default();
-    let deployment = |index: usize| resolve_deployment(policy, &plan.policy_names[index]);
+    let deployment = |index: usize| context.deployment(index);
     let mut items: Vec<DesiredItem> = planned
         .items
         .iter()
@@ -129,7 +175,7 @@ pub fn desired_state(
                         args: p.args.clone(),
                     })
                     .collect(),
-                detect: patch.detect.as_ref().and_then(wire_detection),
+                detect: context.detection(item.patch as usize),
                 fixes: if patch.packages.is_empty() && planned.reads_fixes { patch.fixes.clone() } else { Vec::new() },
                 fallback,
                 user_request: None,
