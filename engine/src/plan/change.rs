@@ -14,15 +14,18 @@
 //! 3. takes the base's counts for every gate the base counted over the
 //!    same patch and stage before (the same fleet gives the same counts),
 //!    judged by the gate's spec now, and counts only the others;
-//! 4. plans again only the devices of a kind (platform, arch, language)
-//!    one of those patches applies to. A device of any other kind can hold
-//!    none of them as an item, an exclusion or a removal, and its other
-//!    items come from grants that did not change, so its plan is the
-//!    base's, item for item.
+//! 4. plans again only the devices the change can reach differently: of a
+//!    kind (platform, arch, language) a changed patch applies to, and in a
+//!    scope of one of its grants from the first that differs on (before or
+//!    after), or anywhere for a patch whose exclusions changed (they also
+//!    decide removals where no grant reaches). Any other device holds no
+//!    changed patch differently as an item, an exclusion or a removal, and
+//!    its other items come from grants that did not change, so its plan is
+//!    the base's, item for item.
 //!
 //! The result equals the full plan of the new revision: the plan-wide
 //! parts computed anew, and every device's plan either the base's or
-//! planned again (`engine/tests/plan_properties.rs` checks it against
+//! planned again (`engine/tests/policy_change.rs` checks it against
 //! [`super::plan`]). The selectors' diagnostics are the base's: the scopes
 //! and the fleet did not change.
 //!
