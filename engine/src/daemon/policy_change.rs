@@ -56,7 +56,11 @@ impl Engine {
         let fleet = self.reached_devices(&prepared, &before)?;
         let change = prepared.plan(&PlanInput { fleet: &fleet, ..input });
         crate::store::Store::wait(self.store.record_ledger(&change.plan.ledger_additions))?;
-        let planned = Arc::try_unwrap(change.plan.devices).unwrap_or_else(|shared| (*shared).clone());
+        let planned: Vec<Arc<DevicePlan>> = Arc::try_unwrap(change.plan.devices)
+            .unwrap_or_else(|shared| (*shared).clone())
+            .into_iter()
+            .map(Arc::new)
+            .collect();
         let plan = Plan { devices: Arc::clone(&before.plan.devices), ..change.plan };
         let in_force = Arc::new(InForce {
             policy: Arc::clone(policy),
@@ -66,11 +70,12 @@ impl Engine {
         });
         let served_before: Vec<Option<&DevicePlan>> =
             planned.iter().map(|d| views::device_plan(&before.plan, &before.replanned, &d.id)).collect();
-        let compared: Vec<(Option<&DevicePlan>, &DevicePlan)> = served_before.iter().copied().zip(&planned).collect();
+        let compared: Vec<(Option<&DevicePlan>, &DevicePlan)> =
+            served_before.iter().copied().zip(planned.iter().map(Arc::as_ref)).collect();
         self.exposure.track_devices(&self.store, &plan, catalog, &compared, now)?;
-        let (changed, after) = self.serve_change(&before, plan, in_force.clone(), &planned, now)?;
+        let (changed, after) = self.serve_change(plan, in_force.clone(), &planned, now)?;
         let was: Vec<&DevicePlan> = served_before.iter().flatten().copied().collect();
-        let is: Vec<&DevicePlan> = planned.iter().collect();
+        let is: Vec<&DevicePlan> = planned.iter().map(Arc::as_ref).collect();
         self.audit_device_changes((&before.plan, &was), (&after, &is), &in_force, now)?;
         self.metrics.record_device_plans(planned.len());
         tracing::info!(devices = planned.len(), changed, elapsed = ?started.elapsed(), "planned a policy change");
@@ -111,14 +116,14 @@ impl Engine {
     }
 
     /// Signs the planned devices' states and serves the new plan: theirs
-    /// with the devices planned since, every other device's state as it
-    /// was. Whether a state changed, and the plan served.
+    /// join the devices planned since (unchanged under the planning lock),
+    /// every other device's state as it was. Whether a state changed, and
+    /// the plan served.
     fn serve_change(
         &self,
-        before: &Before,
         plan: Plan,
         in_force: Arc<InForce>,
-        planned: &[DevicePlan],
+        planned: &[Arc<DevicePlan>],
         now: jiff::Timestamp,
     ) -> Result<(bool, Arc<Plan>), StoreError> {
         // An unreadable record relays nothing; the agents' own records stand.
@@ -127,7 +132,7 @@ impl Engine {
             let served = self.served.read().unwrap_or_else(|p| p.into_inner());
             planned.iter().filter_map(|d| Some((d.id.as_str(), served.desired.get(&d.id)?.clone()))).collect()
         };
-        let devices: Vec<&DevicePlan> = planned.iter().collect();
+        let devices: Vec<&DevicePlan> = planned.iter().map(Arc::as_ref).collect();
         let previous = |id: &str| held.get(id).cloned();
         let signed = self.sign_devices(&plan, &in_force, &devices, &requests, &previous, now)?;
         let changed = signed.iter().any(|s| s.fresh);
@@ -136,10 +141,9 @@ impl Engine {
             let mut served = self.served.write().unwrap_or_else(|p| p.into_inner());
             served.in_force = Some(in_force);
             served.plan = Some(Arc::clone(&plan));
-            served.replanned = before.replanned.clone();
             for (device, signed) in planned.iter().zip(signed) {
                 served.hold(device.id.clone(), signed.state);
-                served.replanned.insert(device.id.clone(), Arc::new(device.clone()));
+                served.replanned.insert(device.id.clone(), Arc::clone(device));
             }
         }
         if changed {

@@ -15,10 +15,6 @@ use crate::plan::{DevicePlan, Plan};
 use crate::store::StoreError;
 use crate::store::replicas::SignedDesired;
 
-/// Fewer devices than this are signed on the calling thread: a batch of a
-/// few handed to the thread pool and back costs more than the work.
-const PARALLEL_FROM: usize = 64;
-
 /// One device's desired state after [`Engine::sign_devices`].
 pub(super) struct Signed {
     pub device: String,
@@ -27,9 +23,11 @@ pub(super) struct Signed {
     pub fresh: bool,
 }
 
-/// `f` over `items`, in parallel when there are enough of them.
+/// `f` over `items`, in parallel when there are enough of them (as the
+/// planner: a few handed to the thread pool and back cost more than the
+/// work).
 fn map_items<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
-    if items.len() < PARALLEL_FROM {
+    if items.len() < crate::plan::PARALLEL_FROM {
         items.into_iter().map(f).collect()
     } else {
         items.into_par_iter().map(f).collect()

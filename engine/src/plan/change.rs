@@ -92,8 +92,7 @@ pub fn plan_policy_change(input: &PlanInput, previous: &CompiledPolicy, base: &P
         .filter(|(device, planned)| reach.reaches(kind_of(device), &planned.scopes))
         .map(|(device, _)| *device)
         .collect();
-    let fleet: Vec<Device> = affected.into_iter().cloned().collect();
-    Some(prepared.plan(&PlanInput { fleet: &fleet, ..*input }))
+    Some(prepared.plan_in_order(input, &affected))
 }
 
 /// A policy change decided before any device: the new revision's
@@ -171,21 +170,26 @@ impl PreparedChange {
     /// Plans `input.fleet`, the devices the change reaches, against the new
     /// steps; the plan's other devices are the base's.
     pub fn plan(self, input: &PlanInput) -> PolicyChange {
+        self.plan_in_order(input, &in_id_order(input.fleet))
+    }
+
+    /// [`Self::plan`] of `devices`, in id order (`input.fleet` not read).
+    fn plan_in_order(self, input: &PlanInput, devices: &[&Device]) -> PolicyChange {
         debug_assert!(self.uncounted.is_empty(), "gates counted before planning");
-        let devices = in_id_order(input.fleet);
-        let PreparedChange { mut steps, touched, selector_diagnostics, evaluator, .. } = self;
+        let changed = self.changed();
+        let PreparedChange { mut steps, selector_diagnostics, evaluator, .. } = self;
         // Selector failures are the base's: same scopes, same fleet.
         let mut ignored = Vec::new();
-        let membership = super::scope_membership(input.policy, &devices, &evaluator, &mut ignored);
+        let membership = super::scope_membership(input.policy, devices, &evaluator, &mut ignored);
         let decided = Decided {
             grants: &steps.granted.grants,
             excluded_by: &steps.excluded_by,
             gates: &steps.granted.gates,
             membership: &membership,
         };
-        let planned = plan_devices(input, &devices, &decided);
+        let planned = plan_devices(input, devices, &decided);
         steps.diagnostics.extend(selector_diagnostics);
-        PolicyChange { plan: steps.into_plan(input, planned), changed: touched.into_iter().map(|(p, _)| p).collect() }
+        PolicyChange { plan: steps.into_plan(input, planned), changed }
     }
 }
 

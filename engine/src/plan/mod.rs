@@ -166,7 +166,7 @@ fn in_id_order(fleet: &[Device]) -> Vec<&Device> {
 /// Fewer devices than this are planned on the calling thread: a single
 /// device's re-plan (at every inventory) handed to the thread pool and
 /// back costs more than the planning, and wakes idle workers to spin.
-const PARALLEL_FROM: usize = 64;
+pub(crate) const PARALLEL_FROM: usize = 64;
 
 pub fn replan_devices(input: &PlanInput, base: &Plan) -> Vec<DevicePlan> {
     let evaluator = Evaluator::new(&input.policy.env, input.now);

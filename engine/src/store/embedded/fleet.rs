@@ -94,7 +94,7 @@ impl SledStore {
             Ok(())
         });
         self.fleet_result(result)?;
-        self.directory.refresh(device_id, || self.device_entry(device_id));
+        self.directory.refresh(device_id, || self.decode_device(device_id));
         Ok(record)
     }
 
@@ -113,6 +113,12 @@ impl SledStore {
     }
 
     pub fn device(&self, id: &str) -> Result<Option<DeviceRecord>, StoreError> {
+        self.decode_device(id)
+    }
+
+    /// Device `id`'s record, decoded as `T` (the whole record, or the
+    /// directory's entry).
+    fn decode_device<T: serde::de::DeserializeOwned>(&self, id: &str) -> Result<Option<T>, StoreError> {
         let key = format!("device/{id}");
         match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
             None => Ok(None),
@@ -122,6 +128,11 @@ impl SledStore {
 
     /// Every device, by id.
     pub fn devices(&self) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.decode_devices()
+    }
+
+    /// Every device's record, by id, decoded as `T`.
+    fn decode_devices<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         for entry in self.fleet.scan_prefix(b"device/") {
             let (key, value) = entry.map_err(|e| self.io("read", e))?;
@@ -132,23 +143,7 @@ impl SledStore {
 
     /// Every device's directory entry, by id (see `store::directory`).
     pub fn device_entries(&self) -> Result<Vec<Arc<DeviceEntry>>, StoreError> {
-        self.directory.entries(|| {
-            let mut out = Vec::new();
-            for entry in self.fleet.scan_prefix(b"device/") {
-                let (key, value) = entry.map_err(|e| self.io("read", e))?;
-                out.push(self.decode(&String::from_utf8_lossy(&key), &value)?);
-            }
-            Ok(out)
-        })
-    }
-
-    /// A device's directory entry, read from its record.
-    fn device_entry(&self, id: &str) -> Result<Option<DeviceEntry>, StoreError> {
-        let key = format!("device/{id}");
-        match self.fleet.get(&key).map_err(|e| self.io("read", e))? {
-            None => Ok(None),
-            Some(bytes) => self.decode(&key, &bytes).map(Some),
-        }
+        self.directory.entries(|| self.decode_devices())
     }
 
     /// How many devices are enrolled (their keys counted, nothing decoded).
@@ -183,7 +178,7 @@ impl SledStore {
             Ok(record)
         });
         let record = self.fleet_result(result)?;
-        self.directory.refresh(id, || self.device_entry(id));
+        self.directory.refresh(id, || self.decode_device(id));
         Ok(record)
     }
 
@@ -238,7 +233,7 @@ impl SledStore {
             Ok(outcome)
         });
         let outcome = self.fleet_result(result)?;
-        self.directory.refresh(id, || self.device_entry(id));
+        self.directory.refresh(id, || self.decode_device(id));
         Ok(outcome)
     }
 
