@@ -80,7 +80,7 @@ pub fn collect_facts(sources: &FactSources, labels: BTreeMap<String, String>, gr
         arch: keep("arch", read_arch(&sources.proc)),
         language: keep("language", read_language(&sources.root, sources.lang.as_deref())),
         hostname: keep("hostname", read_hostname(&sources.root, &sources.proc)),
-        labels,
+        labels: labels.into(),
         groups,
         timezone: keep("timezone", read_timezone(&sources.root)),
         ip: keep("ip", read_primary_ip(&sources.proc, sources.route_probe).map(|ip| ip.to_string())),

@@ -203,7 +203,7 @@ fn collects_every_fact_from_a_sandbox_root() {
             arch: Some("aarch64".into()),
             language: Some("fi-FI".into()),
             hostname: Some("ws-0042".into()),
-            labels,
+            labels: labels.into(),
             groups: vec!["finance".into()],
             timezone: Some("Europe/Helsinki".into()),
             ip: Some("192.0.2.2".into()),

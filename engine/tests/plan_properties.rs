@@ -3,8 +3,6 @@
 //! exclusions beat every approval; no item reaches a device outside its
 //! scope; no stage starts before its delay; statuses agree with the clock.
 
-use std::collections::BTreeMap;
-
 use patchward::catalog::coverage::CoverageSet;
 use patchward::plan::{CompiledPolicy, ItemStatus, Plan, PlanCatalog, PlanInput, Source, plan};
 use patchward::policy::{PolicyLimits, PolicySource, load_policy};
@@ -160,7 +158,7 @@ fn fleet(s: &Scenario, order: &[usize]) -> Vec<Device> {
             Device {
                 id: format!("d{i:02}"),
                 facts: Facts {
-                    labels: BTreeMap::from([("ring".to_owned(), RINGS[d.ring].to_owned())]),
+                    labels: patchward_api::Labels::from([("ring".to_owned(), RINGS[d.ring].to_owned())]),
                     ..Facts::default()
                 },
                 inventory: Inventory {

@@ -65,7 +65,8 @@ pub struct Facts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub labels: crate::Labels,
     #[serde(default)]
     pub groups: Vec<String>,
     /// The device's IANA zone, for windows whose timezone is `device`.

@@ -15,6 +15,7 @@ mod duration;
 pub mod events;
 pub mod fixes;
 mod fleet;
+mod labels;
 pub mod logging;
 mod time_of_day;
 mod version;
@@ -23,6 +24,7 @@ mod window;
 
 pub use duration::{Duration, DurationError};
 pub use fleet::{Device, Facts, Fleet, InstalledPackage, Inventory, PackageManager, Report, ReportStatus};
+pub use labels::Labels;
 pub use time_of_day::{LocalTime, LocalTimeError};
 pub use version::{VersionScheme, compare_versions, version_at_least};
 pub use weekday::Weekday;

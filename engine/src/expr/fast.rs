@@ -91,7 +91,7 @@ pub enum FieldValue<'a> {
     Json(&'a Json),
     /// A map of strings (a device's labels), read as keys only: an
     /// expression that reads it is evaluated over the device's JSON.
-    StrMap(&'a std::collections::BTreeMap<String, String>),
+    StrMap(&'a patchward_api::Labels),
 }
 
 /// Where the fast path reads the bound variable's fields. The planner

@@ -8,12 +8,14 @@
 //! its own kind. Devices are planned in parallel, in the order given.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use patchward_api::fixes::FixState;
 use patchward_api::{Device, Report, ReportStatus};
 use rayon::prelude::*;
 
-use super::class::{Candidate, Class, Classes, DeviceKind, Reach, kind_of};
+use super::class::{Class, Classes, DeviceKind, Reach, kind_of};
+use super::items::{ClassItems, DeviceItems};
 use super::scopes::{LocationNet, locations};
 use super::software::software_items;
 use super::{
@@ -66,13 +68,15 @@ pub(super) fn plan_devices(input: &PlanInput, devices: &[&Device], decided: &Dec
         superseded_by_id,
         now: input.now,
     };
+    let class_items: Vec<Arc<ClassItems>> =
+        classes.classes.iter().map(|class| Arc::new(class_items(class, &shared))).collect();
     devices
         .par_iter()
         .with_min_len(super::PARALLEL_FROM)
         .zip(&classes.class_of)
         .map(|(device, class)| {
-            let class = &classes.classes[*class as usize];
-            plan_device(device, class, &classes, &shared)
+            let items = &class_items[*class as usize];
+            plan_device(device, &classes.classes[*class as usize], items, &classes, &shared)
         })
         .collect()
 }
@@ -109,31 +113,62 @@ impl<'d> Seen<'d> {
     }
 }
 
-fn plan_device(device: &Device, class: &Class, classes: &Classes, shared: &Shared) -> DevicePlan {
+/// The items every device of `class` shares: its fixless candidates'
+/// grants, with their status where the patch is absent and where present.
+fn class_items(class: &Class, shared: &Shared) -> ClassItems {
+    ClassItems::new(class.fixless.iter().filter_map(|candidate| match candidate.reach {
+        Reach::Excluded(_) => None,
+        Reach::Grant(grant) => {
+            let granted = &shared.grants[candidate.patch as usize][grant as usize];
+            let absent = item_status(granted, false, shared);
+            let item = DeviceItem { patch: candidate.patch, grant, status: absent, retracted: false };
+            Some((item, item_status(granted, true, shared)))
+        }
+    }))
+}
+
+fn plan_device(
+    device: &Device,
+    class: &Class,
+    class_items: &Arc<ClassItems>,
+    classes: &Classes,
+    shared: &Shared,
+) -> DevicePlan {
     let (catalog, policy) = (shared.catalog, shared.policy);
     let seen = Seen::new(device, class, shared);
-    let mut items = Vec::with_capacity(class.fixless.len());
     let mut excluded = Vec::new();
-    let mut take = |candidate: Candidate, fixes: FixState| match candidate.reach {
-        Reach::Excluded(exclusion) => excluded.push((candidate.patch, exclusion)),
-        Reach::Grant(grant) => {
-            let present = fixes == FixState::Fixed || seen.covered.binary_search(&candidate.patch).is_ok();
-            let status = item_status(&shared.grants[candidate.patch as usize][grant as usize], present, shared);
-            items.push(DeviceItem { patch: candidate.patch, grant, status, retracted: false });
-        }
-    };
+    // The class's items are its granted fixless candidates in order: a
+    // device only says which of them it has.
+    let mut present = Vec::new();
+    let mut position = 0;
     for &candidate in &class.fixless {
-        take(candidate, FixState::NoFixes);
+        match candidate.reach {
+            Reach::Excluded(exclusion) => excluded.push((candidate.patch, exclusion)),
+            Reach::Grant(_) => {
+                if seen.covered.binary_search(&candidate.patch).is_ok() {
+                    present.push(position);
+                }
+                position += 1;
+            }
+        }
     }
+    let mut own = Vec::new();
     if !seen.hits.without_packages() {
         for &candidate in &class.fixed {
-            match seen.hits.state(candidate.patch) {
-                FixState::NotApplicable => {}
-                fixes => take(candidate, fixes),
+            let fixes = seen.hits.state(candidate.patch);
+            match candidate.reach {
+                _ if fixes == FixState::NotApplicable => {}
+                Reach::Excluded(exclusion) => excluded.push((candidate.patch, exclusion)),
+                Reach::Grant(grant) => {
+                    let present = fixes == FixState::Fixed || seen.covered.binary_search(&candidate.patch).is_ok();
+                    let status = item_status(&shared.grants[candidate.patch as usize][grant as usize], present, shared);
+                    own.push(DeviceItem { patch: candidate.patch, grant, status, retracted: false });
+                }
             }
         }
     }
     excluded.sort_unstable();
+    let mut items = DeviceItems::new(Arc::clone(class_items), present, own);
     // G3: a policy that grants nothing never turns into "uninstall
     // everything patchward ever installed"; what it withholds is counted,
     // so the admin who emptied the policy is told.
@@ -141,9 +176,8 @@ fn plan_device(device: &Device, class: &Class, classes: &Classes, shared: &Share
     let mut withheld = 0;
     match policy.rules.is_empty() && policy.approvals.is_empty() {
         true => withheld = found.len() as u32,
-        false => items.extend(found),
+        false => items.add_own(found),
     }
-    items.sort_unstable_by_key(|item| item.patch);
     let address = device.facts.ip.as_deref().and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
     let location = address.and_then(|ip| shared.locations.iter().find(|l| l.net.contains(&ip)).map(|l| l.location));
     let software = software_items(policy, device, &|scope| seen.in_scope(scope));
@@ -171,7 +205,7 @@ fn item_status(grant: &Grant, present: bool, shared: &Shared) -> ItemStatus {
 /// nothing grants or excludes the patch there any more, nor supersedes it
 /// with a patch the device has or gets. A patch the device had before
 /// patchward (no install report) is never removed so.
-fn retractions(seen: &Seen, shared: &Shared, items: &[DeviceItem], excluded: &[(u32, u32)]) -> Vec<DeviceItem> {
+fn retractions(seen: &Seen, shared: &Shared, items: &DeviceItems, excluded: &[(u32, u32)]) -> Vec<DeviceItem> {
     let Shared { catalog, policy, grants, excluded_by, .. } = *shared;
     let Seen { device, hits, .. } = seen;
     let installed = |report: &&Report| {
@@ -196,7 +230,7 @@ fn retractions(seen: &Seen, shared: &Shared, items: &[DeviceItem], excluded: &[(
         };
         let plan_patch = &catalog.patches[patch as usize];
         let granted = grants[patch as usize].iter().any(|g| in_scope(g.scope));
-        let listed = items.iter().any(|i| i.patch == patch) || excluded.iter().any(|(p, _)| *p == patch);
+        let listed = items.find(patch).is_some() || excluded.iter().any(|(p, _)| *p == patch);
         let declined = excluded_by[patch as usize]
             .iter()
             .any(|&e| declines(policy.exclusions[e as usize].scopes.iter().map(|s| *s as u32), in_scope));

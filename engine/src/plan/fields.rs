@@ -25,7 +25,7 @@ enum Part<'a> {
     StrList(&'a [String]),
     Time(jiff::Timestamp),
     Json(JsonKey<'a>),
-    StrMap(&'a std::collections::BTreeMap<String, String>),
+    StrMap(&'a patchward_api::Labels),
 }
 
 impl<'a> Part<'a> {

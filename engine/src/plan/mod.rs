@@ -32,6 +32,7 @@ pub mod exposure;
 mod fields;
 mod gates;
 mod grants;
+mod items;
 pub mod ledger;
 mod model;
 pub mod report;
@@ -48,6 +49,7 @@ pub use change::{KindReach, PolicyChange, PreparedChange, kind_of_facts, plan_po
 pub use class::DeviceKind;
 pub use compile::CompiledPolicy;
 use device::{Decided, applies_by_lists, declines};
+pub use items::{ClassItems, DeviceItems};
 pub use ledger::{Ledger, LedgerEntry};
 pub use model::{
     DeviceItem, DevicePlan, Exposure, ExposureDecision, GateOutcome, Grant, ItemStatus, Listed, Plan, RuleOutcome,

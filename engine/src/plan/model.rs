@@ -8,6 +8,7 @@ use crate::policy::model::{ItemAction, RuleAction};
 
 use super::LedgerEntry;
 use super::exposed;
+use super::items::DeviceItems;
 
 /// Where an item's approval comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -103,7 +104,7 @@ pub struct DevicePlan {
     /// The Location its address falls in (index into
     /// [`Plan::location_names`]).
     pub location: Option<u32>,
-    pub items: Vec<DeviceItem>,
+    pub items: DeviceItems,
     /// Patches approved for the device that an Exclusion removed:
     /// (patch, exclusion index).
     pub excluded: Vec<(u32, u32)>,
@@ -278,7 +279,7 @@ pub struct Plan {
 
 impl Plan {
     /// The grant that brings `item` to its device.
-    pub fn grant(&self, item: &DeviceItem) -> &Grant {
+    pub fn grant(&self, item: DeviceItem) -> &Grant {
         if item.retracted {
             &self.retractions[item.grant as usize]
         } else {

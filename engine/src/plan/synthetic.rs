@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use patchward_api::{Device, Facts, InstalledPackage, Inventory, PackageManager};
+use patchward_api::{Device, Facts, InstalledPackage, Inventory, Labels, PackageManager};
 
 use crate::store::CatalogPatch;
 
@@ -285,7 +285,7 @@ pub fn generate(size: Size, seed: u64) -> Scenario {
             } else {
                 RINGS[2]
             };
-            let mut labels = BTreeMap::from([("ring".to_owned(), ring.to_owned())]);
+            let mut labels = Labels::from([("ring".to_owned(), ring.to_owned())]);
             labels.insert("site".into(), SITES[rng.below(SITES.len())].to_owned());
             let groups = vec![DEPARTMENTS[rng.below(DEPARTMENTS.len())].to_owned()];
             let (facts, inventory) = if rng.chance(60) {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::cell::{Cell, Columns};
 use crate::daemon::InForce;
-use crate::plan::{DevicePlan, ItemStatus, Plan};
+use crate::plan::{DeviceItem, DevicePlan, ItemStatus, Plan};
 
 /// One item of a device, as an admin reads it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -137,15 +137,16 @@ impl<'a> ItemSource<'a> {
 
     /// The device's item at `position`, as an admin reads it.
     pub fn row(&self, device: &DevicePlan, position: usize) -> ItemRow {
-        match position.checked_sub(device.items.len()) {
-            None => self.patch_row(device, position),
-            Some(software) => self.software_row(device, software),
+        match device.items.iter().nth(position) {
+            Some(item) => self.patch_row(device, item),
+            None => self.software_row(device, position - device.items.len()),
         }
     }
 
     /// Every item of the device, as an admin reads it.
     pub fn rows(&self, device: &DevicePlan) -> Vec<ItemRow> {
-        (0..device.items.len() + device.software.len()).map(|position| self.row(device, position)).collect()
+        let software = (0..device.software.len()).map(|index| self.software_row(device, index));
+        device.items.iter().map(|item| self.patch_row(device, item)).chain(software).collect()
     }
 
     fn deployment(&self, name: &str) -> &crate::policy::model::DeploymentPolicySpec {
@@ -156,8 +157,8 @@ impl<'a> ItemSource<'a> {
         self.deployment(name).windows.iter().map(|w| w.value.clone()).collect()
     }
 
-    fn patch_row(&self, device: &DevicePlan, index: usize) -> ItemRow {
-        let (plan, item) = (self.plan, &device.items[index]);
+    fn patch_row(&self, device: &DevicePlan, item: DeviceItem) -> ItemRow {
+        let plan = self.plan;
         let grant = plan.grant(item);
         let patch = &self.in_force.catalog.patches[item.patch as usize].view.record;
         let (kind, name) = plan.source_name(grant.source);
