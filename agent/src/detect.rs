@@ -245,7 +245,7 @@ pub fn package_to_remove(rules: &Detection, inventory: &Inventory) -> Option<Pac
     let mut first = None;
     for package in packages {
         first.get_or_insert(package);
-        if inventory.packages.iter().any(|p| p.manager == package.manager && p.name == package.name) {
+        if inventory.packages.iter().any(|p| p.manager == package.manager && *p.name == *package.name) {
             return Some(PackageToRemove { manager: package.manager, name: package.name.clone() });
         }
     }

@@ -71,11 +71,11 @@ impl PackageRecord {
     pub fn installed(&self) -> InstalledPackage {
         InstalledPackage {
             manager: self.manager,
-            name: self.name.clone(),
-            version: self.version.clone(),
-            arch: (!self.arch.is_empty()).then(|| self.arch.clone()),
-            source: self.source.clone(),
-            source_version: self.source_version.clone(),
+            name: self.name.as_str().into(),
+            version: self.version.as_str().into(),
+            arch: (!self.arch.is_empty()).then(|| self.arch.as_str().into()),
+            source: self.source.as_deref().map(Into::into),
+            source_version: self.source_version.as_deref().map(Into::into),
         }
     }
 }

@@ -298,10 +298,10 @@ fn inventory_combines_dpkg_and_rpm_and_survives_either_missing() {
     assert_eq!(inventory.patches, vec!["KB5032190".to_owned()]);
     // libc6's two architectures are two entries; dpkg before rpm, by name.
     let libc: Vec<Option<&str>> =
-        inventory.packages.iter().filter(|p| p.name == "libc6").map(|p| p.arch.as_deref()).collect();
+        inventory.packages.iter().filter(|p| &*p.name == "libc6").map(|p| p.arch.as_deref()).collect();
     assert_eq!(libc, [Some("amd64"), Some("i386")]);
     assert_eq!(inventory.packages.len(), 9);
-    assert_eq!(inventory.packages.last().map(|p| (p.manager, p.name.as_str())), Some((PackageManager::Rpm, "bash")));
+    assert_eq!(inventory.packages.last().map(|p| (p.manager, &*p.name)), Some((PackageManager::Rpm, "bash")));
 
     // No rpm on the host: dpkg alone, no problem.
     let report = collect_inventory(&sources, &ScriptedCommands::new().missing(rpm.clone()));
@@ -378,9 +378,9 @@ fn as_the_engine_reads(packages: &[InstalledPackage]) -> Vec<(String, String, St
     packages
         .iter()
         .map(|p| {
-            let arch = p.arch.clone().unwrap_or_default();
+            let arch = p.arch.as_deref().unwrap_or_default().to_owned();
             let (source, source_version) = (p.source_name().to_owned(), p.source_version().to_owned());
-            (p.name.clone(), arch, p.version.clone(), source, source_version)
+            (p.name.to_string(), arch, p.version.to_string(), source, source_version)
         })
         .collect()
 }
@@ -572,8 +572,12 @@ fn rpm_lines_name_their_source_rpm_with_the_binarys_epoch() {
     assert_eq!(records[0].source_version, None);
     assert_eq!(records[4].source_version.as_deref(), Some("5.32.1-481.el9"));
     let inventory = patchward_agent::inventory::InventoryReport { records, problems: vec![] }.inventory(vec![]);
-    let arches: Vec<_> =
-        inventory.packages.iter().filter(|p| p.name == "openssl-libs").map(|p| p.arch.clone()).collect();
+    let arches: Vec<_> = inventory
+        .packages
+        .iter()
+        .filter(|p| &*p.name == "openssl-libs")
+        .map(|p| p.arch.as_deref().map(str::to_owned))
+        .collect();
     assert_eq!(arches, [Some("i686".to_owned()), Some("x86_64".to_owned())]);
 }
 

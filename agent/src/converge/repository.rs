@@ -148,9 +148,9 @@ impl Agent {
             let records = self.block(|| repositories.records(&affected.package.name, arch))?;
             let target = resolve::target(affected, &records).map_err(|lagging| Stop::Lagging(lagging.to_string()))?;
             let previous = PackageVersion {
-                name: affected.package.name.clone(),
+                name: affected.package.name.to_string(),
                 arch: arch.to_owned(),
-                version: affected.package.version.clone(),
+                version: affected.package.version.to_string(),
             };
             let offered = records.iter().any(|r| r.version == previous.version && r.downloadable);
             let from = match offered {

@@ -89,15 +89,17 @@ pub fn target(affected: &Affected<'_>, records: &[IndexRecord]) -> Result<Packag
     // The installed version is listed too, from the dpkg database: only
     // what a repository offers counts.
     let mine: Vec<&IndexRecord> =
-        records.iter().filter(|r| r.name == package.name && r.arch == arch && r.downloadable).collect();
+        records.iter().filter(|r| *r.name == *package.name && r.arch == arch && r.downloadable).collect();
     let best = mine
         .iter()
         .filter(|r| meets(r) && compare_versions(&r.version, &package.version, scheme).is_gt())
         .max_by(|a, b| compare_versions(&a.version, &b.version, scheme));
     match best {
-        Some(record) => {
-            Ok(PackageVersion { name: package.name.clone(), arch: arch.to_owned(), version: record.version.clone() })
-        }
+        Some(record) => Ok(PackageVersion {
+            name: package.name.to_string(),
+            arch: arch.to_owned(),
+            version: record.version.clone(),
+        }),
         None => Err(Lagging {
             package: format!("{}:{arch}", package.name),
             offered: mine
@@ -156,7 +158,7 @@ mod tests {
         ];
         let fixes = [source_fix("pwlib", "1.0-2")];
         let found = affected(&fixes, None, PackageManager::Dpkg, &packages);
-        let names: Vec<&str> = found.iter().map(|a| a.package.name.as_str()).collect();
+        let names: Vec<&str> = found.iter().map(|a| &*a.package.name).collect();
         assert_eq!(names, ["libpw1", "pw-tools"]);
         assert!(affected(&[source_fix("pwlib", "1.0-1")], None, PackageManager::Dpkg, &packages).is_empty());
     }

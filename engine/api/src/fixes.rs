@@ -95,7 +95,7 @@ fn range<'s, 'a>(entries: &'s [Entry<'a>], manager: PackageManager, name: &str) 
 
 impl<'a> PackageIndex<'a> {
     pub fn new(packages: &'a [InstalledPackage]) -> Self {
-        let mut by_name: Vec<Entry<'a>> = packages.iter().map(|p| ((p.manager, p.name.as_str()), p)).collect();
+        let mut by_name: Vec<Entry<'a>> = packages.iter().map(|p| ((p.manager, &*p.name), p)).collect();
         let mut by_source: Vec<Entry<'a>> = packages.iter().map(|p| ((p.manager, p.source_name()), p)).collect();
         by_name.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         by_source.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -160,7 +160,7 @@ pub fn fix_state(fixes: &[PackageFix], platform: Option<&str>, packages: &Packag
                 // list is how its packages are still found.
                 for binary in &fix.binaries {
                     for package in packages.binaries(fix.manager, binary).filter(|p| p.source.is_none()) {
-                        if package.name != fix.package {
+                        if *package.name != *fix.package {
                             affected = true;
                             needed |= below(&package.version);
                         }

@@ -91,20 +91,20 @@ pub struct Inventory {
 #[serde(rename_all = "camelCase")]
 pub struct InstalledPackage {
     pub manager: PackageManager,
-    pub name: String,
-    pub version: String,
+    pub name: Box<str>,
+    pub version: Box<str>,
     /// In the manager's own words: `amd64` for dpkg, `x86_64` for rpm.
     /// Architecture copies of one package are separate entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arch: Option<String>,
+    pub arch: Option<Box<str>>,
     /// The source package it was built from (dpkg's `Source:`, rpm's
     /// SOURCERPM); absent: the package is its own source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Box<str>>,
     /// The source's version, where it differs from the binary's (dpkg's
     /// `Source: x (1.2-3)`); absent: the binary's own version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_version: Option<String>,
+    pub source_version: Option<Box<str>>,
 }
 
 /// What the device said about one patch.

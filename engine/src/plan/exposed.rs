@@ -216,7 +216,7 @@ impl<'c> ExposureIndex<'c> {
         let platform = device.facts.platform.as_deref();
         for package in &device.inventory.packages {
             let (manager, slot) = (package.manager, slot(package.manager));
-            let own = (package.name.as_str(), package.version.as_str());
+            let own = (&*package.name, &*package.version);
             self.lookup(&self.binary[slot], manager, own, platform, &mut hits);
             let source = (package.source_name(), package.source_version());
             self.lookup(&self.source[slot], manager, source, platform, &mut hits);

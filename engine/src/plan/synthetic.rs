@@ -308,8 +308,8 @@ pub fn generate(size: Size, seed: u64) -> Scenario {
                         let package = rng.below(PACKAGES);
                         InstalledPackage {
                             manager,
-                            name: package_name(package),
-                            version: version(package % 7, rng.below(10)),
+                            name: package_name(package).into(),
+                            version: version(package % 7, rng.below(10)).into(),
                             arch: None,
                             source: None,
                             source_version: None,
