@@ -15,6 +15,12 @@ use crate::plan::{DevicePlan, Plan};
 use crate::store::StoreError;
 use crate::store::replicas::SignedDesired;
 
+/// Devices signed at a time. A state's content and its JSON are many times
+/// its signed body: a full plan of 300,000 devices holding every one at
+/// once ran out of 23 GiB. A step holds a few thousand, and is still
+/// enough to keep both cores busy and the store's calls few.
+const SIGNING_STEP: usize = 4096;
+
 /// One device's desired state after [`Engine::sign_devices`].
 pub(super) struct Signed {
     pub device: String,
@@ -102,9 +108,10 @@ impl Engine {
 
     /// The signing step of every plan, full or of a few devices: each
     /// device's content (with its users' requests, by device), its digest,
-    /// every generation in one store call, then a state still good in
+    /// the generations in one store call, then a state still good in
     /// `previous` kept or a new one signed; the new ones are published for
-    /// the other replicas. In the order of `devices`.
+    /// the other replicas. In the order of `devices`, [`SIGNING_STEP`]
+    /// devices at a time.
     pub(super) fn sign_devices(
         &self,
         plan: &Plan,
@@ -115,9 +122,25 @@ impl Engine {
         now: jiff::Timestamp,
     ) -> Result<Vec<Signed>, StoreError> {
         let context = DesiredContext::new(plan, &in_force.policy, &in_force.catalog);
+        let mut signed = Vec::with_capacity(devices.len());
+        for step in devices.chunks(SIGNING_STEP) {
+            signed.extend(self.sign_step(&context, in_force, step, requests, previous, now)?);
+        }
+        Ok(signed)
+    }
+
+    fn sign_step(
+        &self,
+        context: &DesiredContext,
+        in_force: &InForce,
+        devices: &[&DevicePlan],
+        requests: &HashMap<String, Vec<UserRequest>>,
+        previous: &(dyn Fn(&str) -> Option<Arc<ServedDesired>> + Sync),
+        now: jiff::Timestamp,
+    ) -> Result<Vec<Signed>, StoreError> {
         let contents = map_items(devices.to_vec(), |device| {
             let mine = requests.get(&device.id).map_or(&[][..], Vec::as_slice);
-            let mut content = self.content(&context, in_force, device, mine, now);
+            let mut content = self.content(context, in_force, device, mine, now);
             let digest = content_digest(&mut content);
             (content, digest)
         });
