@@ -72,6 +72,15 @@ fn main() {
     let started = Instant::now();
     engine.install_policy(first, None).expect("the first revision");
     println!("full plan of the first revision: {:.2} s", started.elapsed().as_secs_f64());
+    // What the engine holds for as long as it serves them.
+    let bodies: Vec<usize> =
+        scenario.fleet.iter().filter_map(|d| engine.desired(&d.id).ok().flatten().map(|s| s.body.len())).collect();
+    println!(
+        "   {} signed states, {:.1} KiB each on average, {:.0} MiB in all",
+        bodies.len(),
+        bodies.iter().sum::<usize>() as f64 / bodies.len().max(1) as f64 / 1024.0,
+        bodies.iter().sum::<usize>() as f64 / (1024.0 * 1024.0)
+    );
     // The directory loads at its first read: the console's, in a running engine.
     Store::wait(engine.store.device_entries()).expect("the directory");
 

@@ -17,9 +17,9 @@ use crate::store::replicas::SignedDesired;
 
 /// Devices signed at a time. A state's content and its JSON are many times
 /// its signed body: a full plan of 300,000 devices holding every one at
-/// once ran out of 23 GiB. A step holds a few thousand, and is still
-/// enough to keep both cores busy and the store's calls few.
-const SIGNING_STEP: usize = 4096;
+/// once ran out of 23 GiB. A step holds a thousand, still enough to keep
+/// both cores busy and the store's calls few.
+const SIGNING_STEP: usize = 1024;
 
 /// One device's desired state after [`Engine::sign_devices`].
 pub(super) struct Signed {
@@ -171,11 +171,14 @@ impl Engine {
         let payload = DesiredState { generation, expires_at, issued_at: now, ..content };
         let bytes = serde_json::to_vec(&payload).expect("a desired state serializes");
         let envelope = patchward_api::dsse::sign(patchward_api::dsse::DESIRED_STATE_TYPE, &bytes, &self.key);
-        let body = serde_json::to_vec(&envelope).expect("an envelope serializes").into();
+        let mut body = serde_json::to_vec(&envelope).expect("an envelope serializes");
+        // Held for as long as it is served, a million of them: the room a
+        // growing Vec leaves (up to as much again) is not kept with it.
+        body.shrink_to_fit();
         ServedDesired {
             generation,
             etag: format!("\"{generation}-{}\"", now.as_second()),
-            body,
+            body: body.into(),
             issued_at: now,
             expires_at,
             digest,
