@@ -21,6 +21,17 @@ use crate::store::replicas::SignedDesired;
 /// both cores busy and the store's calls few.
 const SIGNING_STEP: usize = 1024;
 
+/// What every step of [`Engine::sign_devices`] reads.
+struct SigningContext<'a> {
+    desired: DesiredContext<'a>,
+    in_force: &'a InForce,
+    /// Users' requests, by device.
+    requests: &'a HashMap<String, Vec<UserRequest>>,
+    /// The state served now, by device.
+    previous: &'a (dyn Fn(&str) -> Option<Arc<ServedDesired>> + Sync),
+    now: jiff::Timestamp,
+}
+
 /// One device's desired state after [`Engine::sign_devices`].
 pub(super) struct Signed {
     pub device: String,
@@ -121,26 +132,21 @@ impl Engine {
         previous: &(dyn Fn(&str) -> Option<Arc<ServedDesired>> + Sync),
         now: jiff::Timestamp,
     ) -> Result<Vec<Signed>, StoreError> {
-        let context = DesiredContext::new(plan, &in_force.policy, &in_force.catalog);
+        let desired = DesiredContext::new(plan, &in_force.policy, &in_force.catalog);
+        let context = SigningContext { desired, in_force, requests, previous, now };
         let mut signed = Vec::with_capacity(devices.len());
         for step in devices.chunks(SIGNING_STEP) {
-            signed.extend(self.sign_step(&context, in_force, step, requests, previous, now)?);
+            signed.extend(self.sign_step(&context, step)?);
         }
         Ok(signed)
     }
 
-    fn sign_step(
-        &self,
-        context: &DesiredContext,
-        in_force: &InForce,
-        devices: &[&DevicePlan],
-        requests: &HashMap<String, Vec<UserRequest>>,
-        previous: &(dyn Fn(&str) -> Option<Arc<ServedDesired>> + Sync),
-        now: jiff::Timestamp,
-    ) -> Result<Vec<Signed>, StoreError> {
+    fn sign_step(&self, context: &SigningContext, devices: &[&DevicePlan]) -> Result<Vec<Signed>, StoreError> {
+        let SigningContext { desired, in_force, requests, previous, now } = context;
+        let now = *now;
         let contents = map_items(devices.to_vec(), |device| {
             let mine = requests.get(&device.id).map_or(&[][..], Vec::as_slice);
-            let mut content = self.content(context, in_force, device, mine, now);
+            let mut content = self.content(desired, in_force, device, mine, now);
             let digest = content_digest(&mut content);
             (content, digest)
         });
