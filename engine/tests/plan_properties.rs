@@ -220,7 +220,7 @@ proptest! {
         for device in plan.devices.iter() {
             let index: usize = device.id[1..].parse().unwrap();
             let ring = s.devices[index].ring;
-            for item in &device.items {
+            for item in device.items.iter() {
                 let grant = plan.grant(item);
                 let patch_index: usize = plan.patches[item.patch as usize][1..].parse().unwrap();
                 let patch = &s.patches[patch_index];

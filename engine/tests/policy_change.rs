@@ -171,7 +171,7 @@ fn a_policy_change_plans_what_it_changed_and_equals_the_full_plan() {
     }
     let base = plan(&input(&previous, &catalog, &scenario));
     let (mut narrowest, mut removals_moved) = (usize::MAX, false);
-    let removals = |plan: &Plan| plan.devices.iter().flat_map(|d| &d.items).filter(|i| i.retracted).count();
+    let removals = |plan: &Plan| plan.devices.iter().flat_map(|d| d.items.iter()).filter(|i| i.retracted).count();
     for case in cases(catalog.patches[7].id().to_owned()) {
         let next = compile(dir.path(), &(case.edit)(text));
         let change = plan_policy_change(&input(&next, &catalog, &scenario), &previous, &base);

@@ -303,7 +303,7 @@ pub fn render_table(report: &PlanReport, source: &str) -> String {
         if device.items.is_empty() && device.software.is_empty() {
             let _ = writeln!(out, "      (nothing to do)");
         }
-        for item in &device.items {
+        for item in device.items.iter() {
             let stage = item.stage.map(|s| format!(" stage {s}")).unwrap_or_default();
             let deadline = item.deadline.as_deref().map(|d| format!("  deadline {d}")).unwrap_or_default();
             let _ = writeln!(
@@ -394,7 +394,7 @@ pub fn render_markdown(report: &PlanReport, source: &str) -> String {
         "\n#### Devices\n\n| device | patch | action | status | source | scope | stage | policy | not before | deadline |\n| --- | --- | --- | --- | --- | --- | ---: | --- | --- | --- |"
     );
     for device in &report.devices {
-        for item in &device.items {
+        for item in device.items.iter() {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} | {} `{}` | {} | {} | {} | {} | {} |",

@@ -173,7 +173,7 @@ pub fn wanted(
         }
     };
     for device in devices {
-        for item in &device.items {
+        for item in device.items.iter() {
             let missing = !matches!(item.status, crate::plan::ItemStatus::Installed | crate::plan::ItemStatus::Removed);
             if missing && plan.grant(item).action == crate::policy::model::ItemAction::Install {
                 add(item.patch);

@@ -136,22 +136,17 @@ fn plan_device(
 ) -> DevicePlan {
     let (catalog, policy) = (shared.catalog, shared.policy);
     let seen = Seen::new(device, class, shared);
-    let mut excluded = Vec::new();
-    // The class's items are its granted fixless candidates in order: a
-    // device only says which of them it has.
-    let mut present = Vec::new();
-    let mut position = 0;
-    for &candidate in &class.fixless {
-        match candidate.reach {
-            Reach::Excluded(exclusion) => excluded.push((candidate.patch, exclusion)),
-            Reach::Grant(_) => {
-                if seen.covered.binary_search(&candidate.patch).is_ok() {
-                    present.push(position);
-                }
-                position += 1;
-            }
-        }
-    }
+    // A device only says which of its class's items it has.
+    let present = (class_items.patches().enumerate())
+        .filter(|(_, patch)| seen.covered.binary_search(patch).is_ok())
+        .map(|(position, _)| position as u32)
+        .collect();
+    let mut excluded: Vec<(u32, u32)> = (class.fixless.iter())
+        .filter_map(|candidate| match candidate.reach {
+            Reach::Excluded(exclusion) => Some((candidate.patch, exclusion)),
+            Reach::Grant(_) => None,
+        })
+        .collect();
     let mut own = Vec::new();
     if !seen.hits.without_packages() {
         for &candidate in &class.fixed {

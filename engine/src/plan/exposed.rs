@@ -65,9 +65,18 @@ impl ExposureSet {
 
 /// Two ascending, disjoint sequences of patches as one.
 pub fn merge(a: impl Iterator<Item = u32>, b: impl Iterator<Item = u32>) -> impl Iterator<Item = u32> {
+    merge_by_key(a, b, |patch| *patch)
+}
+
+/// [`merge`] of two lists ascending by `key`.
+pub fn merge_by_key<T, K: Ord>(
+    a: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> impl Iterator<Item = T> {
     let (mut a, mut b) = (a.peekable(), b.peekable());
     std::iter::from_fn(move || match (a.peek(), b.peek()) {
-        (Some(x), Some(y)) if y < x => b.next(),
+        (Some(x), Some(y)) if key(y) < key(x) => b.next(),
         (Some(_), _) => a.next(),
         (None, _) => b.next(),
     })

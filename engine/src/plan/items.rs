@@ -41,9 +41,9 @@ impl ClassItems {
         self.absent.is_empty()
     }
 
-    /// The patch of the item at `position`.
-    pub fn patch(&self, position: usize) -> u32 {
-        self.absent[position].patch
+    /// The items' patches, in position order (ascending).
+    pub fn patches(&self) -> impl Iterator<Item = u32> + '_ {
+        self.absent.iter().map(|item| item.patch)
     }
 }
 
@@ -96,7 +96,7 @@ impl DeviceItems {
                 None => *item,
             }
         });
-        Merge { left: shared.peekable(), right: self.own.iter().copied().peekable() }
+        super::exposed::merge_by_key(shared, self.own.iter().copied(), |item| item.patch)
     }
 
     /// The item of `patch`, if the device has one.
@@ -120,33 +120,6 @@ impl PartialEq for DeviceItems {
 }
 
 impl Eq for DeviceItems {}
-
-impl<'a> IntoIterator for &'a DeviceItems {
-    type Item = DeviceItem;
-    type IntoIter = Box<dyn Iterator<Item = DeviceItem> + 'a>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
-    }
-}
-
-/// Two item lists ascending by patch, with no patch in both, as one.
-struct Merge<L: Iterator<Item = DeviceItem>, R: Iterator<Item = DeviceItem>> {
-    left: std::iter::Peekable<L>,
-    right: std::iter::Peekable<R>,
-}
-
-impl<L: Iterator<Item = DeviceItem>, R: Iterator<Item = DeviceItem>> Iterator for Merge<L, R> {
-    type Item = DeviceItem;
-
-    fn next(&mut self) -> Option<DeviceItem> {
-        match (self.left.peek(), self.right.peek()) {
-            (Some(left), Some(right)) if right.patch < left.patch => self.right.next(),
-            (Some(_), _) => self.left.next(),
-            (None, _) => self.right.next(),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

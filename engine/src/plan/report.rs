@@ -197,7 +197,7 @@ impl Plan {
             withheld_retractions: self.devices.iter().map(|d| d.withheld as usize).sum(),
             ..Summary::default()
         };
-        for item in self.devices.iter().flat_map(|d| &d.items) {
+        for item in self.devices.iter().flat_map(|d| d.items.iter()) {
             summary.items += 1;
             match item.status {
                 ItemStatus::Installed => summary.installed += 1,
