@@ -61,8 +61,11 @@ impl EngineClient {
     /// (a long poll by its wait on top).
     pub fn new(server: &str, credential: Option<Credential>, timeout: Duration) -> Result<EngineClient, ClientError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // Accepts gzip (reqwest's default with its `gzip` feature): the
+        // engine holds desired states gzipped and sends them so.
         let http = reqwest::Client::builder()
             .user_agent(concat!("patchward-agent/", env!("CARGO_PKG_VERSION")))
+            .gzip(true)
             .connect_timeout(timeout.min(Duration::from_secs(30)))
             .build()
             .map_err(|e| ClientError::Setup(e.to_string()))?;

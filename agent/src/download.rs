@@ -321,8 +321,11 @@ impl Downloader {
         // workspace's. A provider installed earlier (by a test or the binary)
         // is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // No decompression: the bytes checked against the sha256 are the
+        // bytes sent, and an encoded answer is refused (`Failure::Encoding`).
         let client = reqwest::Client::builder()
             .user_agent(concat!("patchward-agent/", env!("CARGO_PKG_VERSION")))
+            .no_gzip()
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
             .map_err(|e| DownloadError::Client { reason: e.to_string() })?;

@@ -72,15 +72,19 @@ fn main() {
     let started = Instant::now();
     engine.install_policy(first, None).expect("the first revision");
     println!("full plan of the first revision: {:.2} s", started.elapsed().as_secs_f64());
-    // What the engine holds for as long as it serves them.
-    let bodies: Vec<usize> =
-        scenario.fleet.iter().filter_map(|d| engine.desired(&d.id).ok().flatten().map(|s| s.body.len())).collect();
+    // What the engine holds for as long as it serves them (gzipped), and
+    // what an agent that does not accept gzip is sent (inflated, sampled).
+    let held: Vec<_> = scenario.fleet.iter().filter_map(|d| engine.desired(&d.id).ok().flatten()).collect();
+    let gzipped: usize = held.iter().map(|s| s.body.gzip().len()).sum();
+    let sample: Vec<usize> = held.iter().step_by(64).map(|s| s.body.json().len()).collect();
     println!(
-        "   {} signed states, {:.1} KiB each on average, {:.0} MiB in all",
-        bodies.len(),
-        bodies.iter().sum::<usize>() as f64 / bodies.len().max(1) as f64 / 1024.0,
-        bodies.iter().sum::<usize>() as f64 / (1024.0 * 1024.0)
+        "   {} signed states held gzipped: {:.2} KiB each on average, {:.0} MiB in all ({:.1} KiB each as JSON)",
+        held.len(),
+        gzipped as f64 / held.len().max(1) as f64 / 1024.0,
+        gzipped as f64 / (1024.0 * 1024.0),
+        sample.iter().sum::<usize>() as f64 / sample.len().max(1) as f64 / 1024.0,
     );
+    drop(held);
     // The directory loads at its first read: the console's, in a running engine.
     Store::wait(engine.store.device_entries()).expect("the directory");
 

@@ -5,12 +5,17 @@
 //!
 //! - **304**: every request carries the device's credential and the ETag
 //!   it holds, as an agent's idle poll does;
-//! - **200**: the same requests without the ETag, so the body is sent.
+//! - **200**: the same requests without the ETag, so the body is sent,
+//!   gzipped: agents accept gzip, and the engine holds its states gzipped;
+//! - **200 identity**: the same from a client that does not accept gzip,
+//!   which the engine inflates for every answer (shown, not a goal: our
+//!   agents all accept gzip).
 //!
 //! nginx gets what a careful admin would give it to serve these states as
 //! files: a `map` from the credential to the device (so it authenticates
 //! too, as cheaply as a hash lookup can), the device's ETag by another
-//! `map`, the files from an open-file cache, no access log. The engine
+//! `map`, the files from an open-file cache, each state also gzipped beside it for
+//! `gzip_static` (the engine's own gzip bytes), no access log. The engine
 //! runs as it ships, with its per-device rate limit raised through its
 //! config (`limits: {deviceRequestsPerMinute, maxConnections}`), never
 //! switched off.
@@ -52,12 +57,14 @@ fn free_port() -> u16 {
 }
 
 /// One enrolled device as the load generator sends it: its credential and
-/// the ETag and bytes the engine serves it.
+/// the ETags and bytes the engine serves it, as JSON and gzipped.
 struct Polled {
     device: String,
     credential: String,
     etag: String,
     body: Vec<u8>,
+    gzip_etag: String,
+    gzip: Vec<u8>,
 }
 
 fn main() {
@@ -86,7 +93,7 @@ fn main() {
         nginx.version
     );
     let load = Load { wrk, seconds, connections, dir: dir.path().to_owned() };
-    for mode in [Mode::NotModified, Mode::Body] {
+    for mode in [Mode::NotModified, Mode::Body, Mode::IdentityBody] {
         let script = load.script(&polled, mode);
         let (mut best_nginx, mut best_engine) = (0.0f64, 0.0f64);
         for round in 1..=rounds {
@@ -178,6 +185,8 @@ fn ready(base: &str) -> bool {
 /// each one's desired state as the engine serves it.
 async fn enroll_fleet(engine: &Engine, devices: usize) -> Vec<Polled> {
     let http = reqwest::Client::new();
+    // Bytes as sent: gzip when asked for, not inflated by the client.
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
     let base = &engine.base;
     let token = fleet::send(
         http.post(format!("{base}/api/v1/tokens")),
@@ -191,28 +200,42 @@ async fn enroll_fleet(engine: &Engine, devices: usize) -> Vec<Polled> {
     for index in 0..devices {
         let facts = fleet::device_facts(index);
         let credential = fleet::enroll(&http, base, &token, &facts).await;
-        let answer = http.get(format!("{base}{ROUTE}")).bearer_auth(&credential).send().await.unwrap();
-        assert_eq!(answer.status().as_u16(), 200, "the engine serves device {index} its state");
-        let etag = answer.headers()["etag"].to_str().unwrap().to_owned();
+        let fetch = |encoding: &'static str| {
+            let request = raw.get(format!("{base}{ROUTE}")).bearer_auth(&credential);
+            async move {
+                let answer = request.header("accept-encoding", encoding).send().await.unwrap();
+                assert_eq!(answer.status().as_u16(), 200, "the engine serves device {index} its state");
+                let etag = answer.headers()["etag"].to_str().unwrap().to_owned();
+                (etag, answer.bytes().await.unwrap().to_vec())
+            }
+        };
+        let ((etag, body), (gzip_etag, gzip)) = (fetch("identity").await, fetch("gzip").await);
         let device = facts["hostname"].as_str().unwrap().to_owned();
-        polled.push(Polled { device, credential, etag, body: answer.bytes().await.unwrap().to_vec() });
+        polled.push(Polled { device, credential, etag, body, gzip_etag, gzip });
     }
     polled
 }
 
 /// Both servers answer a sample of the devices alike: 304 to the ETag
-/// held, the same ETag and bytes without it, 401 to no credential.
+/// held, the same ETag and bytes without it (gzipped or not, as asked),
+/// 401 to no credential.
 async fn check_same_answers(engine: &str, nginx: &str, polled: &[Polled]) {
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder().no_gzip().build().unwrap();
     for device in polled.iter().step_by((polled.len() / 10).max(1)) {
         for base in [engine, nginx] {
-            let get = || http.get(format!("{base}{ROUTE}")).bearer_auth(&device.credential);
-            let fresh = get().header("if-none-match", &device.etag).send().await.unwrap();
+            let get = |encoding| {
+                http.get(format!("{base}{ROUTE}")).bearer_auth(&device.credential).header("accept-encoding", encoding)
+            };
+            let fresh = get("gzip").header("if-none-match", &device.gzip_etag).send().await.unwrap();
             assert_eq!(fresh.status().as_u16(), 304, "{base}: 304 to {}'s ETag", device.device);
-            let full = get().send().await.unwrap();
-            assert_eq!(full.status().as_u16(), 200, "{base}: 200 to {}", device.device);
-            assert_eq!(full.headers()["etag"].to_str().unwrap(), device.etag, "{base}: {}'s ETag", device.device);
-            assert_eq!(full.bytes().await.unwrap().as_ref(), &device.body[..], "{base}: {}'s bytes", device.device);
+            for (encoding, etag, bytes) in
+                [("identity", &device.etag, &device.body), ("gzip", &device.gzip_etag, &device.gzip)]
+            {
+                let full = get(encoding).send().await.unwrap();
+                assert_eq!(full.status().as_u16(), 200, "{base}: 200 to {}", device.device);
+                assert_eq!(full.headers()["etag"].to_str().unwrap(), etag, "{base}: {}'s ETag", device.device);
+                assert_eq!(full.bytes().await.unwrap().as_ref(), &bytes[..], "{base}: {}'s {encoding}", device.device);
+            }
             let stranger = http.get(format!("{base}{ROUTE}")).bearer_auth("pwd_unknown").send().await.unwrap();
             assert_eq!(stranger.status().as_u16(), 401, "{base}: an unknown credential is refused");
         }
@@ -233,6 +256,7 @@ impl Nginx {
         std::fs::create_dir_all(&states).unwrap();
         for device in polled {
             std::fs::write(states.join(format!("{}.json", device.device)), &device.body).unwrap();
+            std::fs::write(states.join(format!("{}.json.gz", device.device)), &device.gzip).unwrap();
         }
         let port = free_port();
         std::fs::write(prefix.join("nginx.conf"), nginx_config(prefix, port, polled)).unwrap();
@@ -284,8 +308,8 @@ fn nginx_config(prefix: &Path, port: u16, polled: &[Polled]) -> String {
     let mut fresh = String::new();
     for p in polled {
         devices.push_str(&format!("    \"Bearer {}\" {};\n", p.credential, p.device));
-        etags.push_str(&format!("    {} '{}';\n", p.device, p.etag));
-        fresh.push_str(&format!("    '{} {}' 1;\n", p.device, p.etag));
+        etags.push_str(&format!("    '{}:' '{}';\n    '{}:gz' '{}';\n", p.device, p.etag, p.device, p.gzip_etag));
+        fresh.push_str(&format!("    '{} {}' 1;\n    '{} {}' 1;\n", p.device, p.etag, p.device, p.gzip_etag));
     }
     format!(
         r#"daemon off;
@@ -302,12 +326,18 @@ http {{
   if_modified_since off;
   keepalive_requests 100000000;
   open_file_cache max=100000 inactive=60s;
+  gzip_static on;
+  gzip_vary on;
   map_hash_bucket_size 256;
   map_hash_max_size 262144;
   map $http_authorization $device {{
     default "";
 {devices}  }}
-  map $device $desired_etag {{
+  map $http_accept_encoding $gzip_asked {{
+    default "";
+    ~*gzip gz;
+  }}
+  map "$device:$gzip_asked" $desired_etag {{
     default "";
 {etags}  }}
   map "$device $http_if_none_match" $not_modified {{
@@ -331,17 +361,21 @@ http {{
 
 #[derive(Clone, Copy)]
 enum Mode {
-    /// Every request carries the ETag held: 304.
+    /// Every request carries the ETag held and accepts gzip, as an agent's
+    /// idle poll: 304.
     NotModified,
-    /// No ETag: 200 with the body.
+    /// No ETag, gzip accepted: 200 with the gzipped body.
     Body,
+    /// No ETag, gzip not accepted: 200 with the JSON.
+    IdentityBody,
 }
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::NotModified => "304 (ETag held)",
-            Mode::Body => "200 (body)",
+            Mode::Body => "200 (body, gzip)",
+            Mode::IdentityBody => "200 (body, identity)",
         }
     }
 }
@@ -398,14 +432,16 @@ impl Load {
         let requests = self.dir.join(match mode {
             Mode::NotModified => "requests-304.txt",
             Mode::Body => "requests-200.txt",
+            Mode::IdentityBody => "requests-200-identity.txt",
         });
         let mut lines = String::new();
         for p in polled {
-            let etag = match mode {
-                Mode::NotModified => p.etag.as_str(),
-                Mode::Body => "",
+            let (etag, encoding) = match mode {
+                Mode::NotModified => (p.gzip_etag.as_str(), "gzip"),
+                Mode::Body => ("", "gzip"),
+                Mode::IdentityBody => ("", "identity"),
             };
-            lines.push_str(&format!("{} {etag}\n", p.credential));
+            lines.push_str(&format!("{} {encoding} {etag}\n", p.credential));
         }
         std::fs::write(&requests, lines).unwrap();
         let script = requests.with_extension("lua");
@@ -417,8 +453,9 @@ local next_one = 0
 -- In init: wrk knows the Host header only once the thread is set up.
 init = function(args)
   for line in io.lines("{requests}") do
-    local credential, etag = line:match("^(%S+) ?(.*)$")
-    local headers = {{ ["Host"] = wrk.host .. ":" .. wrk.port, ["Authorization"] = "Bearer " .. credential }}
+    local credential, encoding, etag = line:match("^(%S+) (%S+) ?(.*)$")
+    local headers = {{ ["Host"] = wrk.host .. ":" .. wrk.port, ["Authorization"] = "Bearer " .. credential,
+      ["Accept-Encoding"] = encoding }}
     if etag ~= "" then headers["If-None-Match"] = etag end
     requests[#requests + 1] = wrk.format("GET", "{ROUTE}", headers)
   end

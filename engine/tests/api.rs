@@ -149,6 +149,58 @@ async fn an_agent_enrolls_reports_and_receives_its_signed_desired_state() {
     assert_eq!((reply.status, generation_of(reply.etag.as_deref())), (StatusCode::OK, Some(2)));
 }
 
+/// A desired-state answer with its headers and raw bytes.
+async fn desired_raw(state: &Arc<ApiState>, credential: &str, headers: &[(&str, &str)]) -> axum::response::Response {
+    let mut request = Request::builder().uri("/api/v1/device/desired-state");
+    request = request.header(header::AUTHORIZATION, format!("Bearer {credential}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    router(Arc::clone(state)).oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+}
+
+/// States are held gzipped: an agent that accepts gzip gets them so, with
+/// their own ETag; any other client the same JSON inflated; an agent
+/// holding either ETag is answered 304.
+#[tokio::test]
+async fn the_desired_state_is_sent_gzipped_to_a_client_that_accepts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), true);
+    let (_, credential) = enroll(&state, "pwe_team", serde_json::json!({"hostname": "ws-0042", "os": "windows"})).await;
+    let header_of = |response: &axum::response::Response, name| {
+        response.headers().get(name).map(|v| v.to_str().unwrap().to_owned())
+    };
+    let plain = desired_raw(&state, &credential, &[]).await;
+    let gzipped = desired_raw(&state, &credential, &[("accept-encoding", "br, gzip;q=0.8")]).await;
+    assert_eq!((plain.status(), gzipped.status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(header_of(&plain, header::CONTENT_ENCODING), None);
+    assert_eq!(header_of(&gzipped, header::CONTENT_ENCODING).as_deref(), Some("gzip"));
+    assert_eq!(header_of(&gzipped, header::VARY).as_deref(), Some("accept-encoding"));
+    let (tag, gzip_tag) = (header_of(&plain, header::ETAG).unwrap(), header_of(&gzipped, header::ETAG).unwrap());
+    assert_eq!(gzip_tag, format!("{}-gz\"", tag.trim_end_matches('"')));
+    let json = plain.into_body().collect().await.unwrap().to_bytes();
+    let gzip = gzipped.into_body().collect().await.unwrap().to_bytes();
+    assert!(gzip.len() < json.len(), "{} gzipped, {} as JSON", gzip.len(), json.len());
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gzip.as_ref()), &mut inflated).unwrap();
+    assert_eq!(inflated, json, "the same envelope either way");
+    assert!(serde_json::from_slice::<patchward_api::dsse::Envelope>(&json).is_ok());
+    // Either tag names the state held; the answer carries the tag of the
+    // representation asked for.
+    for held in [&tag, &gzip_tag] {
+        let fresh = desired_raw(&state, &credential, &[("if-none-match", held), ("accept-encoding", "gzip")]).await;
+        assert_eq!(
+            (fresh.status(), header_of(&fresh, header::ETAG)),
+            (StatusCode::NOT_MODIFIED, Some(gzip_tag.clone()))
+        );
+        let fresh = desired_raw(&state, &credential, &[("if-none-match", held)]).await;
+        assert_eq!((fresh.status(), header_of(&fresh, header::ETAG)), (StatusCode::NOT_MODIFIED, Some(tag.clone())));
+    }
+    // A zero weight refuses gzip.
+    let refused = desired_raw(&state, &credential, &[("accept-encoding", "gzip;q=0")]).await;
+    assert_eq!((header_of(&refused, header::CONTENT_ENCODING), header_of(&refused, header::ETAG)), (None, Some(tag)));
+}
+
 #[tokio::test]
 async fn events_retried_after_a_lost_response_are_recorded_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use patchward_api::device::{EnrollRequest, EnrollResponse, InventoryAccepted, InventoryUpload};
 use serde::{Deserialize, Serialize};
 
+use crate::api::desired_answer::{desired_answer, matches_etag, seen_generation};
 use crate::api::error::ApiQuery;
 use crate::api::limits::BoundedJson;
 use crate::api::{AgentDevice, ApiError, ApiState, blocking, internal};
@@ -99,24 +100,6 @@ pub(crate) struct WaitQuery {
     wait: Option<u64>,
 }
 
-pub(super) fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag))
-}
-
-/// The generation an ETag names (`"GENERATION-ISSUED"`).
-fn generation_of(etag: &str) -> Option<u64> {
-    etag.trim().trim_start_matches("W/").trim_matches('"').split('-').next()?.parse().ok()
-}
-
-/// The newest generation among the ETags the agent holds.
-pub(super) fn seen_generation(headers: &HeaderMap) -> u64 {
-    let tags = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).unwrap_or("");
-    tags.split(',').filter_map(generation_of).max().unwrap_or(0)
-}
-
 pub(super) async fn current_desired(state: &Arc<ApiState>, device: &str) -> Result<Arc<ServedDesired>, ApiError> {
     current_desired_since(state, device, 0).await
 }
@@ -168,24 +151,6 @@ pub(super) async fn desired(
         }
     }
     desired_answer(&state, &headers, &served)
-}
-
-/// 304 when the agent holds `served`'s ETag, else its bytes (shared, not
-/// copied); counted.
-pub(super) fn desired_answer(
-    state: &ApiState,
-    headers: &HeaderMap,
-    served: &ServedDesired,
-) -> Result<Response, ApiError> {
-    let etag = HeaderValue::from_str(&served.etag).map_err(internal)?;
-    if matches_etag(headers, &served.etag) {
-        state.engine.metrics.desired_not_modified.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
-    }
-    state.engine.metrics.desired_served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let content_type = HeaderValue::from_static("application/json");
-    let body = axum::body::Body::from(served.body.clone());
-    Ok(([(header::ETAG, etag), (header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 #[derive(Deserialize)]

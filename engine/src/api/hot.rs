@@ -15,7 +15,7 @@
 //!
 //! The same steps then run as on the router's path, in the same order:
 //! the device's rate budget and check-in ([`super::auth::admit_device`]),
-//! then the answer and its count ([`super::agent::desired_answer`]).
+//! then the answer and its count ([`super::desired_answer::desired_answer`]).
 //! Authentication is never skipped: the credential is checked on every
 //! request, only without a store round trip.
 
@@ -24,7 +24,7 @@ use std::sync::Arc;
 use axum::http::{Method, Request};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiState, agent, auth};
+use super::{ApiState, auth, desired_answer};
 
 /// The route the hot path answers.
 const DESIRED_STATE: &str = "/api/v1/device/desired-state";
@@ -47,8 +47,9 @@ impl HotPath {
         }
         let headers = request.headers();
         let device = auth::confirmed_device(state, auth::bearer(headers).ok()?)?;
-        let served = state.engine.held_desired(&device, agent::seen_generation(headers))?;
-        let answer = auth::admit_device(state, &device).and_then(|()| agent::desired_answer(state, headers, &served));
+        let served = state.engine.held_desired(&device, desired_answer::seen_generation(headers))?;
+        let answer =
+            auth::admit_device(state, &device).and_then(|()| desired_answer::desired_answer(state, headers, &served));
         Some(answer.unwrap_or_else(IntoResponse::into_response))
     }
 }

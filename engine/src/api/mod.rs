@@ -12,6 +12,7 @@ mod agent;
 pub mod auth;
 mod blobs;
 pub mod console;
+mod desired_answer;
 mod error;
 mod hot;
 pub mod limits;

@@ -25,11 +25,13 @@ pub const RELAYED: &str = "x-patchward-relayed";
 const RELAY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A client for relaying to the leader: straight to it, never through a
-/// proxy from the environment.
+/// proxy from the environment, its answers passed on as sent (a gzipped
+/// one stays gzipped, with its headers).
 pub fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
+        .no_gzip()
         .timeout(RELAY_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()

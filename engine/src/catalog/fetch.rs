@@ -106,6 +106,7 @@ pub fn client(limits: &FetchLimits) -> Result<reqwest::Client, FetchError> {
     reqwest::Client::builder()
         .connect_timeout(limits.connect_timeout)
         .no_proxy()
+        .no_gzip()
         .user_agent(concat!("patchward/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| FetchError::Transport { url: String::new(), message: e.to_string() })

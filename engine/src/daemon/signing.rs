@@ -14,6 +14,7 @@ use crate::plan::desired::{DesiredContext, Envelope};
 use crate::plan::{DevicePlan, Plan};
 use crate::store::StoreError;
 use crate::store::replicas::SignedDesired;
+use crate::store::signed_body::SignedBody;
 
 /// Devices signed at a time. A state's content and its JSON are many times
 /// its signed body: a full plan of 300,000 devices holding every one at
@@ -177,14 +178,11 @@ impl Engine {
         let payload = DesiredState { generation, expires_at, issued_at: now, ..content };
         let bytes = serde_json::to_vec(&payload).expect("a desired state serializes");
         let envelope = patchward_api::dsse::sign(patchward_api::dsse::DESIRED_STATE_TYPE, &bytes, &self.key);
-        let mut body = serde_json::to_vec(&envelope).expect("an envelope serializes");
-        // Held for as long as it is served, a million of them: the room a
-        // growing Vec leaves (up to as much again) is not kept with it.
-        body.shrink_to_fit();
+        let json = serde_json::to_vec(&envelope).expect("an envelope serializes");
         ServedDesired {
             generation,
             etag: format!("\"{generation}-{}\"", now.as_second()),
-            body: body.into(),
+            body: SignedBody::compress(&json),
             issued_at: now,
             expires_at,
             digest,

@@ -16,6 +16,7 @@ pub mod exposure;
 pub mod fleet;
 mod postgres;
 pub mod replicas;
+pub mod signed_body;
 
 use std::collections::BTreeMap;
 use std::future::Future;

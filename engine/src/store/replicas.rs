@@ -46,9 +46,9 @@ pub enum Fencing {
 pub struct ServedDesired {
     pub generation: u64,
     pub etag: String,
-    /// The DSSE envelope, as JSON: shared, so that an answer sends these
-    /// bytes without copying them.
-    pub body: bytes::Bytes,
+    /// The DSSE envelope, as JSON, held gzipped (an answer to an agent
+    /// sends these bytes as they are, shared).
+    pub body: super::signed_body::SignedBody,
     pub issued_at: jiff::Timestamp,
     pub expires_at: jiff::Timestamp,
     /// sha256 of the content (without generation and times).

@@ -10,6 +10,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use super::PgStore;
 use crate::store::StoreError;
 use crate::store::replicas::{CHANNEL, Fencing, Lease, LeaseState, ServedDesired, Signal, SignedDesired};
+use crate::store::signed_body::SignedBody;
 
 /// A connection that listens on [`CHANNEL`]: its signals arrive in order,
 /// and the stream ends when the connection does (the caller reconnects
@@ -122,7 +123,7 @@ impl PgStore {
         let expires = column(|s| s.state.expires_at.to_string());
         let digests = column(|s| s.state.digest.clone());
         let generations: Vec<i64> = states.iter().map(|s| s.state.generation as i64).collect();
-        let bodies: Vec<&[u8]> = states.iter().map(|s| s.state.body.as_ref()).collect();
+        let bodies: Vec<&[u8]> = states.iter().map(|s| s.state.body.gzip().as_ref()).collect();
         tx.execute(
             "INSERT INTO signed_desired (device, generation, etag, body, issued_at, expires_at, digest, seq) \
              SELECT d, g, e, b, i, x, h, $8 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bytea[], \
@@ -183,7 +184,7 @@ impl PgStore {
         let state = ServedDesired {
             generation: row.get::<_, i64>(1) as u64,
             etag: row.get(2),
-            body: row.get::<_, Vec<u8>>(3).into(),
+            body: SignedBody::from_stored(row.get::<_, Vec<u8>>(3)),
             issued_at: time(4)?,
             expires_at: time(5)?,
             digest: row.get(6),
