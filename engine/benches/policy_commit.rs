@@ -4,8 +4,9 @@
 //! inventories through the store; the first revision planned in full, then
 //! a revision where one rule's last stage comes sooner (rule-002, as the
 //! plan bench's part 5) is put in force. Printed: the full plan, and the
-//! change from `install_policy` called to every affected state re-signed
-//! (it returns once they are served), with how many devices it planned.
+//! change from `install_policy` called to its return, and to every affected
+//! state re-signed and served (long polls told), with how many devices it
+//! planned.
 //!
 //! `cargo bench -p patchward-engine --bench policy_commit`
 //! (`PATCHWARD_BENCH_DEVICES`, 100,000 by default).
@@ -97,12 +98,24 @@ fn main() {
     let next = Arc::new(compiled(&policies, &edited, "beef"));
     let (full_plans, device_plans) = (&engine.metrics.full_plans, &engine.metrics.device_plans);
     let (fulls, planned) = (full_plans.load(Ordering::Relaxed), device_plans.load(Ordering::Relaxed));
+    // When the new states are served (long polls are told), before the
+    // approval audit and the compliance trend's sample that follow.
+    let mut changes = engine.subscribe();
+    let served = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+        runtime.block_on(changes.changed()).map(|()| Instant::now()).ok()
+    });
     let started = Instant::now();
     engine.install_policy(next, None).expect("the one-rule change");
     let seconds = started.elapsed().as_secs_f64();
+    let served = served.join().expect("the watcher").map(|at| at.duration_since(started).as_secs_f64());
     let planned = device_plans.load(Ordering::Relaxed) - planned;
     let path = if full_plans.load(Ordering::Relaxed) == fulls { "planned as a change" } else { "PLANNED IN FULL" };
     println!(
         "one-rule change (rule-002's last stage sooner): {seconds:.2} s, {planned} of {devices} devices planned and signed, {path}"
     );
+    match served {
+        Some(served) => println!("   its states served after {served:.2} s (then the audit and the compliance sample)"),
+        None => println!("   NO STATE CHANGED"),
+    }
 }

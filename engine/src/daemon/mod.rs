@@ -209,7 +209,6 @@ impl Engine {
         self.in_force_changes.subscribe()
     }
 
-    /// Waits for desired-state changes (long polls).
     /// The status board as it stands, with the devices enrolled now (the
     /// board's own count moves only when the reconciler runs).
     pub fn status(&self) -> status::Status {
@@ -239,6 +238,8 @@ impl Engine {
         Ok(record)
     }
 
+    /// Waits for desired-state changes (long polls): told once new states
+    /// are served.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }

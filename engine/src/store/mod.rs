@@ -656,7 +656,18 @@ impl Store {
         action: &str,
         detail: serde_json::Value,
     ) -> Result<u64, StoreError> {
-        let (actor, entries) = (actor.to_owned(), vec![(action.to_owned(), detail)]);
+        self.append_leader_audits(at, actor, vec![(action.to_owned(), detail)]).await
+    }
+
+    /// [`Store::append_leader_audit`] of several entries, in one
+    /// transaction.
+    pub async fn append_leader_audits(
+        &self,
+        at: jiff::Timestamp,
+        actor: &str,
+        entries: Vec<(String, serde_json::Value)>,
+    ) -> Result<u64, StoreError> {
+        let actor = actor.to_owned();
         match &self.backend {
             Backend::Sled(sled) => on_sled(sled, move |sled| sled.append_audits(at, &actor, &entries)).await,
             Backend::Postgres(pg) => pg.append_audits_fenced(at, &actor, &entries, true).await,
