@@ -77,7 +77,7 @@ fn main() {
     // what an agent that does not accept gzip is sent (inflated, sampled).
     let held: Vec<_> = scenario.fleet.iter().filter_map(|d| engine.desired(&d.id).ok().flatten()).collect();
     let gzipped: usize = held.iter().map(|s| s.body.gzip().len()).sum();
-    let sample: Vec<usize> = held.iter().step_by(64).map(|s| s.body.json().len()).collect();
+    let sample: Vec<usize> = held.iter().step_by(64).map(|s| s.body.json().expect("inflates").len()).collect();
     println!(
         "   {} signed states held gzipped: {:.2} KiB each on average, {:.0} MiB in all ({:.1} KiB each as JSON)",
         held.len(),

@@ -322,7 +322,7 @@ impl World {
         assert_eq!(devices.len(), expected.len(), "{when}: every device planned");
         for id in devices {
             let served = engine.desired(&id).unwrap().unwrap_or_else(|| panic!("{when}: no desired state for {id}"));
-            let envelope: patchward_api::dsse::Envelope = serde_json::from_slice(&served.body.json()).unwrap();
+            let envelope: patchward_api::dsse::Envelope = serde_json::from_slice(&served.body.json().unwrap()).unwrap();
             let payload = patchward_api::dsse::verify(
                 &envelope,
                 patchward_api::dsse::DESIRED_STATE_TYPE,

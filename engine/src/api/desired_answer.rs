@@ -93,7 +93,7 @@ pub(super) fn desired_answer(
         let body = axum::body::Body::from(served.body.gzip().clone());
         return Ok(([(header::ETAG, etag), content_type, encoding, vary], body).into_response());
     }
-    let body = axum::body::Body::from(served.body.json());
+    let body = axum::body::Body::from(served.body.json().map_err(internal)?);
     Ok(([(header::ETAG, etag), content_type, vary], body).into_response())
 }
 
