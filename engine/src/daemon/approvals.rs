@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::{Engine, InForce, views};
+use crate::plan::exposed::{Moved, diff_ascending};
 use crate::plan::{DevicePlan, Plan};
 use crate::store::StoreError;
 
@@ -34,42 +35,11 @@ fn granted(device: Option<&DevicePlan>) -> Vec<u32> {
     patches
 }
 
-/// Which way a patch moved on a device.
-#[derive(Clone, Copy)]
-enum Moved {
-    Gained,
-    Lost,
-}
-
 impl<'a> PatchChange<'a> {
     fn add(&mut self, device: &'a str, moved: Moved) {
         match moved {
             Moved::Gained => self.gained.push(device),
             Moved::Lost => self.lost.push(device),
-        }
-    }
-}
-
-/// Walks two ascending lists side by side, telling what only `old` holds
-/// (lost) and what only `new` holds (gained).
-fn diff_ascending<T: Ord + Copy>(old: &[T], new: &[T], mut on: impl FnMut(T, Moved)) {
-    let (mut o, mut n) = (0, 0);
-    loop {
-        match (old.get(o), new.get(n)) {
-            (None, None) => return,
-            (Some(a), Some(b)) if a == b => (o, n) = (o + 1, n + 1),
-            (Some(a), Some(b)) if a > b => {
-                on(*b, Moved::Gained);
-                n += 1;
-            }
-            (None, Some(b)) => {
-                on(*b, Moved::Gained);
-                n += 1;
-            }
-            (Some(a), _) => {
-                on(*a, Moved::Lost);
-                o += 1;
-            }
         }
     }
 }
@@ -82,13 +52,9 @@ fn approval_changes<'a>(
     (after, after_devices): (&'a Plan, &[&'a DevicePlan]),
 ) -> Vec<(String, &'static str, Vec<String>)> {
     let mut was: HashMap<&str, &DevicePlan> = devices.iter().map(|d| (d.id.as_str(), *d)).collect();
-    let pairs: Vec<(&str, Option<&DevicePlan>, Option<&DevicePlan>)> = after_devices
-        .iter()
-        .map(|d| (d.id.as_str(), was.remove(d.id.as_str()), Some(*d)))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .chain(was.into_values().map(|d| (d.id.as_str(), Some(d), None)))
-        .collect();
+    let mut pairs: Vec<(&str, Option<&DevicePlan>, Option<&DevicePlan>)> =
+        after_devices.iter().map(|d| (d.id.as_str(), was.remove(d.id.as_str()), Some(*d))).collect();
+    pairs.extend(was.into_values().map(|d| (d.id.as_str(), Some(d), None)));
     // The same catalog revision gives the same patch table: indices
     // compare as they are; otherwise they are compared by name.
     let same_table = before.patches == after.patches;
@@ -235,12 +201,5 @@ mod tests {
             assert!(expected.iter().any(|c| c.1 == "approval.lost"), "{case}: the case loses");
             assert_eq!(approval_changes((&before, &was), (&after, &is)), expected, "{case}");
         }
-    }
-
-    #[test]
-    fn two_ascending_lists_are_walked_into_what_was_lost_and_gained() {
-        let mut moved = Vec::new();
-        diff_ascending(&[1, 3, 5, 9], &[2, 3, 9, 10, 11], |p, m| moved.push((p, matches!(m, Moved::Gained))));
-        assert_eq!(moved, [(1, false), (2, true), (5, false), (10, true), (11, true)]);
     }
 }

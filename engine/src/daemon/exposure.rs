@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
+use crate::plan::exposed::{Moved, diff_ascending};
 use crate::plan::exposure::{DatingRule, ExposureSince};
 use crate::plan::{DevicePlan, Plan, PlanCatalog};
 use crate::store::exposure::{DeviceExposure, RemediationTally};
@@ -141,16 +142,17 @@ fn compare(
     let was: Vec<u32> = before.exposure.patches().collect();
     let is: Vec<u32> = after.exposure.patches().collect();
     let mut tally = RemediationTally::default();
-    for &patch in was.iter().filter(|p| is.binary_search(p).is_err()) {
-        let id = &plan.patches[patch as usize];
-        let since = record.opened.remove(id).unwrap_or(record.by_rule(first_seen(patch)));
-        tally.remediated += 1;
-        tally.total_seconds += now.as_second().saturating_sub(since.as_second()).max(0) as u64;
-    }
-    for &patch in is.iter().filter(|p| was.binary_search(p).is_err()) {
-        if record.by_rule(first_seen(patch)) < now {
+    diff_ascending(&was, &is, |patch, moved| match moved {
+        Moved::Lost => {
+            let id = &plan.patches[patch as usize];
+            let since = record.opened.remove(id).unwrap_or(record.by_rule(first_seen(patch)));
+            tally.remediated += 1;
+            tally.total_seconds += now.as_second().saturating_sub(since.as_second()).max(0) as u64;
+        }
+        Moved::Gained if record.by_rule(first_seen(patch)) < now => {
             record.opened.insert(plan.patches[patch as usize].clone(), now);
         }
-    }
+        Moved::Gained => {}
+    });
     tally
 }

@@ -82,6 +82,40 @@ pub fn merge_by_key<T, K: Ord>(
     })
 }
 
+/// Which side of [`diff_ascending`] held an element.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moved {
+    /// Only in the new list.
+    Gained,
+    /// Only in the old list.
+    Lost,
+}
+
+/// Walks two ascending lists side by side, telling each element only
+/// `old` holds (lost) and each only `new` holds (gained), in one pass.
+pub fn diff_ascending<T: Ord + Copy>(old: &[T], new: &[T], mut on: impl FnMut(T, Moved)) {
+    let (mut o, mut n) = (0, 0);
+    loop {
+        let order = match (old.get(o), new.get(n)) {
+            (None, None) => return,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(a), Some(b)) => a.cmp(b),
+        };
+        match order {
+            std::cmp::Ordering::Equal => (o, n) = (o + 1, n + 1),
+            std::cmp::Ordering::Less => {
+                on(old[o], Moved::Lost);
+                o += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                on(new[n], Moved::Gained);
+                n += 1;
+            }
+        }
+    }
+}
+
 /// What finding a device's exposure reads, built once per plan.
 pub(super) struct ExposureIndex<'c> {
     /// Per patch, the active patches it supersedes, transitively.
@@ -405,6 +439,15 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_ascending_lists_are_walked_into_what_was_lost_and_gained() {
+        let mut moved = Vec::new();
+        diff_ascending(&[1, 3, 5, 9], &[2, 3, 9, 10, 11], |p, m| moved.push((p, m)));
+        let (gained, lost) = (Moved::Gained, Moved::Lost);
+        assert_eq!(moved, [(1, lost), (2, gained), (5, lost), (10, gained), (11, gained)]);
+        diff_ascending::<u32>(&[], &[], |_, _| panic!("nothing to tell"));
+    }
 
     #[test]
     fn exposure_is_the_missing_fixless_patches_then_the_needed_ones_in_order() {
